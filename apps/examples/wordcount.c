@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Word count: the first example job.
+ *
+ *   weir run -p N wordcount.so [--input FILE] [--output FILE]
+ *
+ * Writes one line "word,count" per distinct word (final counts, any order).
+ * A word is a maximal run of ASCII letters, lower-cased.  Without --input it
+ * reads standard input; without --output it writes standard output.
+ *
+ * Dataflow: text source (split by byte range) -> tokenize (flat_map,
+ * chained) -> key_by(word) hash exchange -> sum(count) -> CSV sink.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weir/weir.h>
+
+int weir_job(weir_env *env, int argc, char **argv);
+
+/* 1 for ASCII letters; lower-casing is `c | 0x20` for them. */
+static const unsigned char is_letter[256] = {
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+	['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+	['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+	['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+	['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+	['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+	['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static int tokenize(void *arg, const weir_batch *in, weir_out *out)
+{
+	char word[256];
+	char *big = NULL;
+	size_t bigcap = 0;
+	(void)arg;
+
+	for (uint32_t r = 0; r < in->rows; r++) {
+		uint32_t len;
+		const unsigned char *p =
+			(const unsigned char *)weir_batch_str(in, 0, r, &len);
+		uint32_t i = 0;
+		while (i < len) {
+			while (i < len && !is_letter[p[i]])
+				i++;
+			uint32_t start = i;
+			while (i < len && is_letter[p[i]])
+				i++;
+			uint32_t n = i - start;
+			if (!n)
+				break;
+			char *w = word;
+			if (n > sizeof(word)) {
+				/* Longer than any real word: lower-case it in a
+				 * heap buffer (rare; not the per-record path). */
+				if (n > bigcap) {
+					char *nb = realloc(big, n);
+					if (!nb) {
+						free(big);
+						return -12; /* -ENOMEM */
+					}
+					big = nb;
+					bigcap = n;
+				}
+				w = big;
+			}
+			for (uint32_t k = 0; k < n; k++)
+				w[k] = (char)(p[start + k] | 0x20);
+			weir_out_str(out, 0, w, n);
+			weir_out_i64(out, 1, 1);
+			weir_out_emit(out);
+		}
+	}
+	free(big);
+	return 0;
+}
+
+static void usage(FILE *f, const char *self)
+{
+	fprintf(f,
+		"usage: weir run [-p N] %s [--input FILE] [--output FILE]\n"
+		"\n"
+		"Count words: one line 'word,count' per distinct word (any order).\n"
+		"A word is a maximal run of ASCII letters, lower-cased.\n"
+		"\n"
+		"  --input FILE   text to read (default: standard input)\n"
+		"  --output FILE  CSV to write (default: standard output)\n",
+		self);
+}
+
+int weir_job(weir_env *env, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "input", required_argument, NULL, 'i' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *input = NULL, *output = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "i:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			input = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'h':
+			usage(stdout, argv[0]);
+			exit(0);
+		default:
+			usage(stderr, argv[0]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "wordcount: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr, argv[0]);
+		return 2;
+	}
+
+	weir_stream *lines = input ? weir_source_text_file(env, "lines", input)
+				   : weir_source_stdin(env, "lines");
+	weir_stream *words = weir_flat_map(lines, "tokenize",
+		weir_schema_parse(env, "word:str,count:i64"), tokenize, NULL);
+	weir_stream *counts = weir_sum(weir_key_by(words, "word"), "count");
+	if (output)
+		weir_sink_csv(counts, "output", output);
+	else
+		weir_sink_stdout(counts, "output");
+	return weir_env_error(env) ? 1 : 0;
+}

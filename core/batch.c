@@ -1,0 +1,522 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Schemas, columnar batches and the per-core block pools they come from.
+ * The block layout is drawn in include/weir/batch.h; the pool contract is in
+ * core.h.  Remote free: a core that drops the last reference to another
+ * core's block pushes it on the owner's SPSC return ring for that core pair
+ * (ck_ring); if that ring is full the block waits on the releaser's deferred
+ * list and is retried on its next reclaim, so no block is ever lost.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "tsan.h"
+
+/* ---- schemas ---------------------------------------------------------------- */
+
+size_t type_width(weir_type t)
+{
+	switch (t) {
+	case WEIR_I64: case WEIR_F64: case WEIR_TS: case WEIR_STR:
+		return 8;
+	case WEIR_BOOL:
+		return 1;
+	}
+	return 0;
+}
+
+const char *type_name(weir_type t)
+{
+	switch (t) {
+	case WEIR_I64: return "i64";
+	case WEIR_F64: return "f64";
+	case WEIR_BOOL: return "bool";
+	case WEIR_TS: return "ts";
+	case WEIR_STR: return "str";
+	}
+	return "?";
+}
+
+bool schema_equal(const weir_schema *a, const weir_schema *b)
+{
+	if (a->ncols != b->ncols)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (a->fields[i].type != b->fields[i].type)
+			return false;
+	return true;
+}
+
+int weir_schema_find(const weir_schema *s, const char *name)
+{
+	for (int i = 0; i < s->ncols; i++)
+		if (strcmp(s->fields[i].name, name) == 0)
+			return i;
+	return -ENOENT;
+}
+
+int schema_parse(const char *spec, weir_schema *out, char *err, size_t errlen)
+{
+	static const struct { const char *n; weir_type t; } types[] = {
+		{ "i64", WEIR_I64 }, { "f64", WEIR_F64 }, { "bool", WEIR_BOOL },
+		{ "ts", WEIR_TS }, { "str", WEIR_STR },
+	};
+	const char *p = spec;
+
+	memset(out, 0, sizeof(*out));
+	if (!spec || !*spec) {
+		snprintf(err, errlen, "empty schema");
+		return -EINVAL;
+	}
+	while (*p) {
+		const char *colon = strchr(p, ':');
+		const char *end = strchr(p, ',');
+		size_t nlen, tlen;
+		int i;
+
+		if (!end)
+			end = p + strlen(p);
+		if (!colon || colon > end) {
+			snprintf(err, errlen, "schema '%s': field '%.*s' has no ':type'",
+				 spec, (int)(end - p), p);
+			return -EINVAL;
+		}
+		nlen = (size_t)(colon - p);
+		tlen = (size_t)(end - colon - 1);
+		if (nlen == 0 || nlen >= WEIR_MAX_NAME) {
+			snprintf(err, errlen, "schema '%s': bad field name length at '%.*s'",
+				 spec, (int)(end - p), p);
+			return -EINVAL;
+		}
+		if (out->ncols == WEIR_MAX_COLS) {
+			snprintf(err, errlen, "schema '%s': more than %d columns", spec,
+				 WEIR_MAX_COLS);
+			return -EINVAL;
+		}
+		for (i = 0; i < (int)ARRAY_SIZE(types); i++)
+			if (strlen(types[i].n) == tlen && !strncmp(colon + 1, types[i].n, tlen))
+				break;
+		if (i == (int)ARRAY_SIZE(types)) {
+			snprintf(err, errlen,
+				 "schema '%s': unknown type '%.*s' (use i64, f64, bool, ts, str)",
+				 spec, (int)tlen, colon + 1);
+			return -EINVAL;
+		}
+		memcpy(out->fields[out->ncols].name, p, nlen);
+		out->fields[out->ncols].type = types[i].t;
+		for (int j = 0; j < out->ncols; j++)
+			if (!strcmp(out->fields[j].name, out->fields[out->ncols].name)) {
+				snprintf(err, errlen, "schema '%s': duplicate column '%s'",
+					 spec, out->fields[j].name);
+				return -EINVAL;
+			}
+		out->ncols++;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/* ---- pools ------------------------------------------------------------------- */
+
+typedef struct ret_ring {
+	ck_ring_t ring;
+	ck_ring_buffer_t *buf;
+} ret_ring;
+
+struct pool {
+	int core;
+	pool_set *set;
+	uint32_t block_size, batch_rows, soft_limit;
+	/* owner core only */
+	weir_batch *free;
+	uint32_t nfree;
+	uint32_t outstanding;
+	uint64_t allocated;
+	weir_batch *deferred; /* blocks of other cores waiting for ring space */
+	/* ret[i]: blocks released on core i, consumed by this pool's core */
+	ret_ring *ret;
+};
+
+static _Thread_local pool *cur_pool;
+
+static uint32_t pow2_at_least(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+pool_set *pool_set_new(int n, uint32_t block_size, uint32_t batch_rows,
+		       uint32_t soft_limit)
+{
+	pool_set *ps = calloc(1, sizeof(*ps));
+	uint32_t ring = pow2_at_least(soft_limit + 2);
+
+	if (!ps)
+		return NULL;
+	ps->n = n;
+	ps->pools = calloc((size_t)n, sizeof(pool *));
+	if (!ps->pools)
+		goto fail;
+	for (int i = 0; i < n; i++) {
+		pool *p = aligned_alloc(CACHELINE, (sizeof(pool) + CACHELINE - 1) /
+						       CACHELINE * CACHELINE);
+		if (!p)
+			goto fail;
+		memset(p, 0, sizeof(*p));
+		ps->pools[i] = p;
+		p->core = i;
+		p->set = ps;
+		p->block_size = block_size;
+		p->batch_rows = batch_rows;
+		p->soft_limit = soft_limit;
+		p->ret = calloc((size_t)n, sizeof(ret_ring));
+		if (!p->ret)
+			goto fail;
+		for (int j = 0; j < n; j++) {
+			if (j == i)
+				continue;
+			p->ret[j].buf = calloc(ring, sizeof(ck_ring_buffer_t));
+			if (!p->ret[j].buf)
+				goto fail;
+			ck_ring_init(&p->ret[j].ring, ring);
+		}
+	}
+	return ps;
+fail:
+	pool_set_free(ps);
+	return NULL;
+}
+
+static void block_free(weir_batch *b)
+{
+	free(b);
+}
+
+void pool_set_free(pool_set *ps)
+{
+	if (!ps)
+		return;
+	/* Reactors have stopped: move every returned or deferred block home. */
+	for (int i = 0; ps->pools && i < ps->n; i++) {
+		pool *p = ps->pools[i];
+		if (!p)
+			continue;
+		while (p->deferred) {
+			weir_batch *b = p->deferred;
+			p->deferred = b->next;
+			pool *o = ps->pools[b->owner];
+			o->outstanding--;
+			if (b->flags & BATCH_JUMBO) {
+				block_free(b);
+			} else {
+				b->next = o->free;
+				o->free = b;
+			}
+		}
+	}
+	for (int i = 0; ps->pools && i < ps->n; i++) {
+		pool *p = ps->pools[i];
+		if (!p)
+			continue;
+		if (p->ret)
+			pool_reclaim(p);
+		if (p->outstanding)
+			wlog(LOG_WARN, "pool %d: %u blocks still in use at shutdown", i,
+			     p->outstanding);
+		while (p->free) {
+			weir_batch *b = p->free;
+			p->free = b->next;
+			block_free(b);
+		}
+		for (int j = 0; p->ret && j < ps->n; j++)
+			free(p->ret[j].buf);
+		free(p->ret);
+		free(p);
+	}
+	free(ps->pools);
+	free(ps);
+}
+
+void pool_bind_thread(pool_set *ps, int core)
+{
+	cur_pool = ps ? ps->pools[core] : NULL;
+}
+
+pool *pool_current(void) { return cur_pool; }
+int pool_core(const pool *p) { return p->core; }
+uint32_t pool_outstanding(pool *p) { return p->outstanding; }
+uint64_t pool_blocks_allocated(const pool *p) { return p->allocated; }
+
+static void pool_put_local(pool *p, weir_batch *b)
+{
+	p->outstanding--;
+	if (unlikely(b->flags & BATCH_JUMBO)) {
+		block_free(b);
+		return;
+	}
+	b->next = p->free;
+	p->free = b;
+	p->nfree++;
+}
+
+/* Push b to its owner's return ring; false if the ring is full. */
+static bool push_remote(pool *self, weir_batch *b)
+{
+	int owner = b->owner; /* b is not ours to read once enqueued */
+	ret_ring *r = &self->set->pools[owner]->ret[self->core];
+
+	/* Pairs with tsan_acquire in pool_reclaim: everything this core did
+	 * to the block happens before the owner reuses it (ck_pr's inline
+	 * assembly is invisible to ThreadSanitizer). */
+	tsan_release(b);
+	if (!ck_ring_enqueue_spsc(&r->ring, r->buf, b))
+		return false;
+	if (self->set->wake)
+		self->set->wake(self->set->wake_ctx, owner);
+	return true;
+}
+
+void pool_reclaim(pool *p)
+{
+	weir_batch *b, *keep = NULL;
+
+	for (int i = 0; i < p->set->n; i++) {
+		ret_ring *r = &p->ret[i];
+		if (i == p->core)
+			continue;
+		while (ck_ring_dequeue_spsc(&r->ring, r->buf, &b)) {
+			tsan_acquire(b);
+			pool_put_local(p, b);
+		}
+	}
+	while ((b = p->deferred)) {
+		p->deferred = b->next;
+		if (!push_remote(p, b)) {
+			b->next = keep;
+			keep = b;
+		}
+	}
+	p->deferred = keep;
+}
+
+bool pool_has_room(pool *p)
+{
+	if (p->outstanding < p->soft_limit)
+		return true;
+	pool_reclaim(p);
+	return p->outstanding < p->soft_limit;
+}
+
+static size_t round64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* Fixed part (header, ts, columns) of a batch of `rows` rows. */
+static size_t fixed_size(const weir_schema *s, uint32_t rows)
+{
+	size_t sz = round64(sizeof(weir_batch)) + round64((size_t)rows * 8);
+	for (int i = 0; i < s->ncols; i++)
+		sz += round64((size_t)rows * type_width(s->fields[i].type));
+	return sz;
+}
+
+static bool schema_has_str(const weir_schema *s)
+{
+	for (int i = 0; i < s->ncols; i++)
+		if (s->fields[i].type == WEIR_STR)
+			return true;
+	return false;
+}
+
+static void layout(weir_batch *b, const weir_schema *s, uint32_t rows,
+		   size_t block)
+{
+	char *p = (char *)b + round64(sizeof(weir_batch));
+
+	b->schema = s;
+	b->rows = 0;
+	b->capacity = rows;
+	b->ts = (int64_t *)p;
+	p += round64((size_t)rows * 8);
+	for (int i = 0; i < s->ncols; i++) {
+		b->cols[i] = p;
+		p += round64((size_t)rows * type_width(s->fields[i].type));
+	}
+	b->heap = p;
+	b->heap_used = 0;
+	b->heap_cap = (uint32_t)(block - (size_t)(p - (char *)b));
+	b->next = NULL;
+	__atomic_store_n(&b->refs, 1, __ATOMIC_RELAXED);
+}
+
+weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
+{
+	pool *p = cur_pool;
+	uint32_t rows = p->batch_rows;
+	size_t fixed;
+	weir_batch *b;
+
+	/* Keep at least a quarter of a block for strings when there are any. */
+	while ((fixed = fixed_size(s, rows)) >
+		       (schema_has_str(s) ? p->block_size / 4 * 3 : p->block_size) &&
+	       rows > 8)
+		rows /= 2;
+	if (unlikely(fixed + min_heap > p->block_size)) {
+		size_t sz = round64(fixed + min_heap);
+		b = aligned_alloc(CACHELINE, sz);
+		if (!b) {
+			wlog(LOG_ERROR, "out of memory allocating a %zu-byte batch", sz);
+			abort();
+		}
+		layout(b, s, rows, sz);
+		b->flags = BATCH_JUMBO;
+		b->owner = (uint16_t)p->core;
+		b->block_size = sz;
+		p->outstanding++;
+		p->allocated++;
+		return b;
+	}
+	b = p->free;
+	if (unlikely(!b)) {
+		pool_reclaim(p);
+		b = p->free;
+	}
+	if (likely(b)) {
+		p->free = b->next;
+		p->nfree--;
+	} else {
+		b = aligned_alloc(CACHELINE, p->block_size);
+		if (!b) {
+			wlog(LOG_ERROR, "out of memory growing pool %d", p->core);
+			abort();
+		}
+		p->allocated++;
+	}
+	layout(b, s, rows, p->block_size);
+	b->flags = 0;
+	b->owner = (uint16_t)p->core;
+	b->block_size = p->block_size;
+	p->outstanding++;
+	return b;
+}
+
+void batch_retain(weir_batch *b, uint32_t n)
+{
+	/* Relaxed: the holder already has a reference; the batch travels to
+	 * other cores through a channel whose release/acquire orders it. */
+	__atomic_fetch_add(&b->refs, n, __ATOMIC_RELAXED);
+}
+
+void batch_release(weir_batch *b)
+{
+	pool *p = cur_pool;
+
+	/* acq_rel: our reads of the batch happen before the block's reuse by
+	 * whoever drops the last reference, and that one sees all writes. */
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (likely(b->owner == p->core)) {
+		pool_put_local(p, b);
+		return;
+	}
+	if (!push_remote(p, b)) {
+		b->next = p->deferred;
+		p->deferred = b;
+	}
+}
+
+size_t batch_row_heap(const weir_batch *b, uint32_t row)
+{
+	size_t n = 0;
+	const weir_schema *s = b->schema;
+	for (int c = 0; c < s->ncols; c++)
+		if (s->fields[c].type == WEIR_STR)
+			n += ((const weir_str *)b->cols[c])[row].len;
+	return n;
+}
+
+int weir_batch_set_str(weir_batch *b, int c, uint32_t row, const void *p,
+		       size_t len)
+{
+	weir_str *s = (weir_str *)b->cols[c];
+	if (unlikely(len > b->heap_cap - b->heap_used))
+		return -ENOSPC;
+	memcpy(b->heap + b->heap_used, p, len);
+	s[row].off = b->heap_used;
+	s[row].len = (uint32_t)len;
+	b->heap_used += (uint32_t)len;
+	return 0;
+}
+
+bool batch_append_row(weir_batch *dst, const weir_batch *src, uint32_t row)
+{
+	const weir_schema *s = src->schema;
+	uint32_t r = dst->rows;
+
+	if (unlikely(r == dst->capacity))
+		return false;
+	for (int c = 0; c < s->ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_I64: case WEIR_F64: case WEIR_TS:
+			((int64_t *)dst->cols[c])[r] = ((const int64_t *)src->cols[c])[row];
+			break;
+		case WEIR_BOOL:
+			((uint8_t *)dst->cols[c])[r] = ((const uint8_t *)src->cols[c])[row];
+			break;
+		case WEIR_STR: {
+			weir_str v = ((const weir_str *)src->cols[c])[row];
+			if (unlikely(v.len > dst->heap_cap - dst->heap_used))
+				return false;
+			memcpy(dst->heap + dst->heap_used, src->heap + v.off, v.len);
+			((weir_str *)dst->cols[c])[r] =
+				(weir_str){ dst->heap_used, v.len };
+			dst->heap_used += v.len;
+			break;
+		}
+		}
+	}
+	dst->ts[r] = src->ts[row];
+	dst->rows = r + 1;
+	return true;
+}
+
+weir_batch *batch_slice_copy(const weir_batch *src, uint32_t from, uint32_t n)
+{
+	size_t heap = 0;
+	weir_batch *b;
+
+	for (uint32_t i = 0; i < n; i++)
+		heap += batch_row_heap(src, from + i);
+	b = batch_alloc(src->schema, heap);
+	if (n > b->capacity)
+		n = b->capacity;
+	for (uint32_t i = 0; i < n; i++)
+		if (!batch_append_row(b, src, from + i))
+			break;
+	return b;
+}
+
+void batch_compact(weir_batch *b, const uint8_t *keep)
+{
+	const weir_schema *s = b->schema;
+	uint32_t w = 0;
+
+	for (uint32_t r = 0; r < b->rows; r++) {
+		if (!keep[r])
+			continue;
+		if (w != r) {
+			b->ts[w] = b->ts[r];
+			for (int c = 0; c < s->ncols; c++) {
+				if (s->fields[c].type == WEIR_BOOL)
+					((uint8_t *)b->cols[c])[w] = ((uint8_t *)b->cols[c])[r];
+				else
+					((int64_t *)b->cols[c])[w] = ((int64_t *)b->cols[c])[r];
+			}
+		}
+		w++;
+	}
+	b->rows = w;
+}

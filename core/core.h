@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The runtime's internal interface, shared by the engine's folders (state/,
+ * operators/, net/) but not by jobs: logging, clocks, batch pools, channels,
+ * the logical job graph, and the operator contract (op_ops) that every
+ * built-in operator implements.
+ *
+ * Ownership at a glance:
+ *   - a reactor (one pinned thread per core) owns its pool, its actors, the
+ *     tasks inside them, and the producer side of their output channels;
+ *   - a channel's consumer side belongs to the consumer's reactor;
+ *   - a batch belongs to whoever holds a reference; its block goes back to
+ *     the pool of the core that made it (remote free through a return ring).
+ */
+#ifndef WEIR_CORE_H
+#define WEIR_CORE_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <ck_ring.h>
+
+#include <weir/weir.h>
+
+#define CACHELINE 64
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- logging: stderr, levels; never called per record ------------------ */
+
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+void log_set_level(int level);
+int log_level(void);
+/* Parse "error|warn|info|debug"; -EINVAL if unknown. */
+int log_parse_level(const char *s);
+void wlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- time --------------------------------------------------------------- */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- schemas -------------------------------------------------------------- */
+
+size_t type_width(weir_type t);
+const char *type_name(weir_type t);
+bool schema_equal(const weir_schema *a, const weir_schema *b);
+/* Parse a schema spec into *out; on error write a message into err. */
+int schema_parse(const char *spec, weir_schema *out, char *err, size_t errlen);
+
+/* ---- batches and per-core pools --------------------------------------------
+ *
+ * Each core has a pool of fixed-size blocks.  A block is taken and released
+ * only by its owner core; another core that drops the last reference pushes
+ * the block onto the owner's return ring for that (releaser, owner) pair,
+ * and the owner drains its return rings when its free list runs dry.  Pools
+ * grow by malloc in whole blocks (amortised over a batch of records, never
+ * per record); sources stop producing when their pool's outstanding blocks
+ * pass a soft limit, which together with channel credits bounds memory.
+ */
+
+#define BATCH_JUMBO 0x1 /* block sized for one oversized row: free(), not pooled */
+
+typedef struct pool pool;
+
+typedef struct pool_set {
+	int n;
+	pool **pools; /* indexed by core */
+	/* Called after a block was pushed on core's return ring (may be NULL). */
+	void (*wake)(void *ctx, int core);
+	void *wake_ctx;
+} pool_set;
+
+/* Create n pools, one per core; ring capacity per (releaser, owner) pair. */
+pool_set *pool_set_new(int n, uint32_t block_size, uint32_t batch_rows,
+		       uint32_t soft_limit);
+/* Free all pools; every batch must have been released (drains returns). */
+void pool_set_free(pool_set *ps);
+/* Bind the calling thread to core `core`'s pool (reactor start, tests). */
+void pool_bind_thread(pool_set *ps, int core);
+pool *pool_current(void);
+int pool_core(const pool *p);
+/* Blocks handed out and not yet returned (owner core only). */
+uint32_t pool_outstanding(pool *p);
+/* True when a source on this core may make more batches. */
+bool pool_has_room(pool *p);
+/* Drain return rings and retry deferred remote frees. Owner core only. */
+void pool_reclaim(pool *p);
+/* Blocks allocated with malloc so far (for tests and metrics). */
+uint64_t pool_blocks_allocated(const pool *p);
+
+/*
+ * Allocate an empty batch of `schema` from the calling thread's pool, with
+ * room for at least `min_heap` heap bytes (more than a block holds makes a
+ * jumbo batch).  refs = 1.  Aborts the process on ENOMEM, like malloc
+ * failure handling everywhere in the data path: there is nothing safe to do.
+ */
+weir_batch *batch_alloc(const weir_schema *schema, size_t min_heap);
+/* Add n references (fan-out). Any core. */
+void batch_retain(weir_batch *b, uint32_t n);
+/* Drop one reference; the last one returns the block to its owner. */
+void batch_release(weir_batch *b);
+static inline bool batch_exclusive(const weir_batch *b)
+{
+	return __atomic_load_n(&b->refs, __ATOMIC_ACQUIRE) == 1;
+}
+/* Append row `row` of `src` (same schema) to `dst`.  False if dst is full. */
+bool batch_append_row(weir_batch *dst, const weir_batch *src, uint32_t row);
+/* Bytes of heap that row `row` of b uses. */
+size_t batch_row_heap(const weir_batch *b, uint32_t row);
+/* Copy rows [from, from+n) of src into a fresh batch. */
+weir_batch *batch_slice_copy(const weir_batch *src, uint32_t from, uint32_t n);
+/* Keep only rows with keep[i] != 0, in place (caller holds it exclusively). */
+void batch_compact(weir_batch *b, const uint8_t *keep);
+
+/* ---- stream elements and channels ------------------------------------------ */
+
+enum elem_kind {
+	ELEM_DATA = 1,      /* batch */
+	ELEM_WATERMARK = 2, /* value: event time ms */
+	ELEM_BARRIER = 3,   /* value: checkpoint id */
+	ELEM_EOI = 4,       /* end of input */
+};
+
+typedef struct elem {
+	uint32_t kind;
+	uint32_t pad;
+	union {
+		weir_batch *batch;
+		int64_t value;
+	};
+} elem;
+
+struct reactor;
+
+/*
+ * A single-producer single-consumer channel between two subtasks: a ck_ring
+ * of elements plus credit-based flow control.  The consumer grants
+ * `credits` data batches in flight; the producer may push a batch only while
+ * sent - consumed < credits.  Control elements need ring space but no
+ * credit.  Elements that cannot be pushed wait, in order, in the producer's
+ * pending queue, and the producing actor does not take new input until the
+ * queue is empty: that is how backpressure travels upstream.
+ */
+typedef struct channel {
+	ck_ring_t ring; /* cache-line separated producer/consumer indices */
+	elem *slots;
+	/* producer core only */
+	uint64_t sent;
+	elem *pend;
+	uint32_t pend_head, pend_len, pend_cap;
+	uint32_t credits;
+	struct reactor *producer, *consumer;
+	struct actor *dst;     /* consuming actor */
+	int dst_input;         /* logical input index at dst */
+	/* consumer core only */
+	uint32_t ended;        /* EOI received */
+	uint32_t aligned;      /* barrier seen, channel blocked */
+	int64_t watermark;
+	uint64_t consumed_local;
+	/* written by consumer (release), read by producer (acquire) */
+	_Alignas(CACHELINE) uint64_t consumed;
+	char pad_[CACHELINE - sizeof(uint64_t)];
+} channel;
+
+channel *channel_new(uint32_t credits, struct reactor *producer,
+		     struct reactor *consumer);
+void channel_free(channel *c);
+/* Producer: push or queue e; false if e was queued (channel is blocked). */
+bool channel_push(channel *c, elem e);
+/* Producer: move queued elements into the ring; true when none remain. */
+bool channel_flush_pending(channel *c);
+static inline bool channel_blocked(const channel *c) { return c->pend_len != 0; }
+/* Consumer: take the next element; false if none. */
+bool channel_pop(channel *c, elem *e);
+/* Consumer: a data element has been processed: return its credit. */
+void channel_consumed(channel *c);
+
+/* ---- logical job graph -------------------------------------------------------- */
+
+enum part_kind { PART_DEFAULT = 0, PART_FORWARD, PART_HASH, PART_REBALANCE,
+		 PART_BROADCAST };
+
+typedef struct task task;
+
+/*
+ * The operator contract.  All callbacks except open/close run on the task's
+ * reactor thread.  process() takes ownership of the batch.  end_input() is
+ * called once when all inputs ended (before EOI is forwarded), watermark()
+ * when the input watermark advances (NULL: forward it).  Sources implement
+ * produce(): return > 0 after emitting, 0 when nothing could be done now,
+ * < 0 when exhausted (the runtime then ends the stream).
+ */
+typedef struct op_ops {
+	const char *kind;
+	int (*open)(task *t);
+	void (*process)(task *t, int input, weir_batch *b);
+	void (*watermark)(task *t, int64_t wm);
+	void (*end_input)(task *t);
+	int (*produce)(task *t);
+	void (*close)(task *t);
+} op_ops;
+
+#define NODE_MAX_PORTS 8
+
+typedef struct lnode {
+	int id;
+	char name[64];
+	const op_ops *ops;
+	int parallelism;       /* 0 = environment default */
+	int max_parallelism_1; /* operator can only run with parallelism 1 */
+	bool bounded;          /* sources: ends by itself */
+	bool new_chain;
+	int nports;
+	const weir_schema *schema[NODE_MAX_PORTS]; /* per output port */
+	int ninputs;
+	void *conf;            /* operator configuration, owned */
+	void (*conf_free)(void *conf);
+} lnode;
+
+typedef struct ledge {
+	int src, src_port, dst, dst_input;
+	enum part_kind part;
+	int key_col;
+} ledge;
+
+typedef struct graph {
+	lnode **nodes;
+	int nnodes, cap_nodes;
+	ledge *edges;
+	int nedges, cap_edges;
+} graph;
+
+void graph_init(graph *g);
+void graph_destroy(graph *g);
+lnode *graph_add_node(graph *g, const char *name, const op_ops *ops);
+int graph_add_edge(graph *g, int src, int src_port, int dst,
+		   enum part_kind part, int key_col);
+
+/* ---- tasks: operator subtasks inside actors ------------------------------------ */
+
+typedef struct task_metrics {
+	uint64_t rec_in, batch_in, rec_out, batch_out, dead_letters;
+} task_metrics;
+
+typedef struct outlet outlet;
+
+struct task {
+	const op_ops *ops;
+	const lnode *node;
+	void *st;               /* operator state, owned by the operator */
+	int subtask, parallelism;
+	struct actor *actor;
+	struct runtime *rt;
+	const weir_config *cfg;
+	int nports;
+	int nout[NODE_MAX_PORTS];
+	outlet *out[NODE_MAX_PORTS];
+	weir_out *emit[NODE_MAX_PORTS];
+	int64_t watermark;
+	task_metrics m; /* written by the owner core with relaxed stores */
+};
+
+/* Emit a batch on `port` (takes ownership of b). Reactor thread. */
+void task_emit(task *t, int port, weir_batch *b);
+/* Advance event time on t's outputs (sources; operators with timers). */
+void task_emit_watermark(task *t, int64_t wm);
+/* The row emitter of `port`. */
+weir_out *task_out(task *t, int port);
+/* Flush partial batches of the task's row emitters. */
+void task_flush(task *t);
+/* Fail the whole job with a message. Any thread. */
+void task_fail(task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Count records in a metric without a shared atomic (owner core only). */
+static inline void metric_add(uint64_t *m, uint64_t n)
+{
+	__atomic_store_n(m, *m + n, __ATOMIC_RELAXED);
+}
+static inline uint64_t metric_read(const uint64_t *m)
+{
+	return __atomic_load_n(m, __ATOMIC_RELAXED);
+}
+/* Has the job been cancelled or failed? */
+bool task_cancelled(const task *t);
+
+/* ---- running a graph ------------------------------------------------------------- */
+
+typedef struct runtime runtime;
+
+/*
+ * Plan the graph (expand, chain, place), open every task on the calling
+ * thread, run the reactors until every bounded stream ended or the job was
+ * cancelled, and close everything.  Returns 0 or a negative code after
+ * logging why.
+ */
+typedef struct run_hooks {
+	int progress_ms;
+	bool print_plan;
+	bool print_metrics;
+} run_hooks;
+int runtime_run(graph *g, const weir_config *cfg, const char *job,
+		const run_hooks *hooks);
+
+/* Request cancellation of the running job (signal-safe). */
+void runtime_cancel_all(void);
+
+#endif

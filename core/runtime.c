@@ -1,0 +1,1198 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The local runtime: planning (logical graph -> subtasks, chains, channels,
+ * placement), the reactor run loop, element delivery, outlets and the row
+ * emitter.
+ *
+ * Planning
+ *   - parallelism per operator: its own, else the environment's; operators
+ *     limited to one subtask (stdin, single-file sinks) get 1;
+ *   - an edge is FORWARD when both sides have the same parallelism and no
+ *     partitioning was asked for, else REBALANCE; key_by asks for HASH;
+ *   - a FORWARD edge into a single-input operator is chained: both run in
+ *     one actor and the edge is a direct call (no ring, no copy);
+ *   - subtask i of every chain runs on reactor i mod cores, so a forward
+ *     edge that was not chained still stays on one core.
+ *
+ * Delivery: an actor reads its input channels round-robin, at most a few
+ * elements per turn.  A watermark advances to the minimum over the inputs
+ * that have not ended; a barrier holds back its channel until every open
+ * input delivered it (alignment), then is forwarded; end of input is
+ * forwarded once every input ended, after end_input() of each task.
+ * Before any control element leaves a task, its partial batches are flushed,
+ * so elements stay in order on every channel.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "core.h"
+#include "reactor.h"
+
+struct runtime {
+	const weir_config *cfg;
+	graph *g;
+	pool_set *pools;
+	int nreactors;
+	reactor *reactors;
+	actor **actors;
+	int nactors, cap_actors;
+	task **tasks;
+	int ntasks, cap_tasks;
+	channel **channels;
+	int nchannels, cap_channels;
+	int *node_par;
+	_Atomic int failed;
+	char error[512];
+	_Atomic int running;
+};
+
+static _Atomic int cancel_requested;
+
+void runtime_cancel_all(void)
+{
+	atomic_store_explicit(&cancel_requested, 1, memory_order_relaxed);
+}
+
+static bool rt_stopping(const struct runtime *rt)
+{
+	return atomic_load_explicit(&cancel_requested, memory_order_relaxed) ||
+	       atomic_load_explicit(&rt->failed, memory_order_acquire);
+}
+
+bool task_cancelled(const task *t)
+{
+	return rt_stopping(t->rt);
+}
+
+void task_fail(task *t, const char *fmt, ...)
+{
+	struct runtime *rt = t->rt;
+	int expected = 0;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&rt->failed, &expected, 2))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rt->error, sizeof(rt->error), fmt, ap);
+	va_end(ap);
+	/* Publish the message before the flag others act on. */
+	atomic_store_explicit(&rt->failed, 1, memory_order_release);
+}
+
+/* ---- growable arrays (setup only) ---------------------------------------- */
+
+#define PUSH(arr, n, cap, v)                                                   \
+	do {                                                                   \
+		if ((n) == (cap)) {                                            \
+			int c_ = (cap) ? (cap) * 2 : 8;                        \
+			void *p_ = realloc((arr), (size_t)c_ * sizeof(*(arr))); \
+			if (!p_)                                               \
+				abort();                                       \
+			(arr) = p_;                                            \
+			(cap) = c_;                                            \
+		}                                                              \
+		(arr)[(n)++] = (v);                                            \
+	} while (0)
+
+/* ---- reactor wake-ups ------------------------------------------------------ */
+
+void reactor_wake(reactor *r)
+{
+	uint64_t one = 1;
+	ssize_t w = write(r->efd, &one, sizeof(one));
+	(void)w;
+}
+
+static void pool_wake(void *ctx, int core)
+{
+	struct runtime *rt = ctx;
+	reactor_notify(&rt->reactors[core]);
+}
+
+/* ---- keys ------------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static inline uint64_t key_hash(const weir_batch *b, int col, uint32_t row)
+{
+	switch (b->schema->fields[col].type) {
+	case WEIR_STR: {
+		weir_str s = ((const weir_str *)b->cols[col])[row];
+		return XXH3_64bits(b->heap + s.off, s.len);
+	}
+	case WEIR_BOOL:
+		return mix64(((const uint8_t *)b->cols[col])[row]);
+	default:
+		return mix64((uint64_t)((const int64_t *)b->cols[col])[row]);
+	}
+}
+
+/* ---- element delivery ---------------------------------------------------------- */
+
+static void task_process(task *t, int input, weir_batch *b)
+{
+	metric_add(&t->m.rec_in, b->rows);
+	metric_add(&t->m.batch_in, 1);
+	t->ops->process(t, input, b);
+}
+
+static void channel_send(task *t, channel *c, elem e)
+{
+	if (!channel_push(c, e))
+		t->actor->blocked = true;
+}
+
+static void outlet_flush_builder(outlet *o, int i)
+{
+	weir_batch *b = o->build[i];
+	if (!b)
+		return;
+	o->build[i] = NULL;
+	metric_add(&o->owner->m.batch_out, 1);
+	channel_send(o->owner, o->ch[i], (elem){ .kind = ELEM_DATA, .batch = b });
+}
+
+static void outlet_flush(outlet *o)
+{
+	if (o->kind == OUT_CHANNELS && o->part == PART_HASH)
+		for (int i = 0; i < o->nch; i++)
+			outlet_flush_builder(o, i);
+}
+
+static void outlet_hash(outlet *o, weir_batch *b)
+{
+	uint32_t n = b->rows;
+	uint16_t *tgt = o->scratch;
+	uint64_t now = 0;
+
+	if (unlikely(n > o->scratch_cap)) {
+		/* Only batches larger than the configured size (a custom source)
+		 * get here; grow once. */
+		free(o->scratch);
+		o->scratch = malloc(n * sizeof(uint16_t));
+		if (!o->scratch)
+			abort();
+		o->scratch_cap = n;
+		tgt = o->scratch;
+	}
+	for (uint32_t r = 0; r < n; r++) {
+		uint64_t h = key_hash(b, o->key_col, r);
+		uint32_t kg = (uint32_t)(h % (uint64_t)o->max_parallelism);
+		tgt[r] = (uint16_t)((uint64_t)kg * (uint64_t)o->nch /
+				    (uint64_t)o->max_parallelism);
+	}
+	for (uint32_t r = 0; r < n; r++) {
+		int i = tgt[r];
+		weir_batch *d = o->build[i];
+		if (unlikely(!d || !batch_append_row(d, b, r))) {
+			if (d)
+				outlet_flush_builder(o, i);
+			d = batch_alloc(b->schema, batch_row_heap(b, r));
+			o->build[i] = d;
+			if (!now)
+				now = now_ns();
+			o->build_since[i] = now;
+			batch_append_row(d, b, r);
+		}
+	}
+	batch_release(b);
+}
+
+static void outlet_emit(outlet *o, weir_batch *b)
+{
+	if (o->kind == OUT_CHAIN) {
+		task_process(o->next, o->next_input, b);
+		return;
+	}
+	switch (o->part) {
+	case PART_HASH:
+		outlet_hash(o, b);
+		return;
+	case PART_BROADCAST:
+		if (o->nch > 1)
+			batch_retain(b, (uint32_t)o->nch - 1);
+		for (int i = 0; i < o->nch; i++) {
+			metric_add(&o->owner->m.batch_out, 1);
+			channel_send(o->owner, o->ch[i],
+				     (elem){ .kind = ELEM_DATA, .batch = b });
+		}
+		return;
+	case PART_REBALANCE: {
+		int i = (int)(o->rr++ % (uint32_t)o->nch);
+		metric_add(&o->owner->m.batch_out, 1);
+		channel_send(o->owner, o->ch[i], (elem){ .kind = ELEM_DATA, .batch = b });
+		return;
+	}
+	default:
+		metric_add(&o->owner->m.batch_out, 1);
+		channel_send(o->owner, o->ch[0], (elem){ .kind = ELEM_DATA, .batch = b });
+		return;
+	}
+}
+
+void task_emit(task *t, int port, weir_batch *b)
+{
+	int n = t->nout[port];
+
+	if (unlikely(b->rows == 0 || n == 0)) {
+		batch_release(b);
+		return;
+	}
+	metric_add(&t->m.rec_out, b->rows);
+	if (n > 1)
+		batch_retain(b, (uint32_t)n - 1);
+	for (int i = 0; i < n; i++)
+		outlet_emit(&t->out[port][i], b);
+}
+
+/* Send a control element through every outlet of t, after flushing. */
+typedef void (*chain_fn)(task *t, int64_t v);
+
+static void task_forward_control(task *t, uint32_t kind, int64_t v,
+				 chain_fn next_fn)
+{
+	task_flush(t);
+	for (int p = 0; p < t->nports; p++)
+		for (int i = 0; i < t->nout[p]; i++) {
+			outlet *o = &t->out[p][i];
+			if (o->kind == OUT_CHAIN) {
+				next_fn(o->next, v);
+				continue;
+			}
+			outlet_flush(o);
+			for (int c = 0; c < o->nch; c++)
+				channel_send(t, o->ch[c],
+					     (elem){ .kind = kind, .value = v });
+		}
+}
+
+static void task_watermark(task *t, int64_t wm)
+{
+	if (wm <= t->watermark)
+		return;
+	t->watermark = wm;
+	if (t->ops->watermark) {
+		t->ops->watermark(t, wm);
+		task_flush(t);
+	}
+	task_forward_control(t, ELEM_WATERMARK, wm, task_watermark);
+}
+
+void task_emit_watermark(task *t, int64_t wm)
+{
+	task_watermark(t, wm);
+}
+
+static void task_barrier(task *t, int64_t id)
+{
+	task_forward_control(t, ELEM_BARRIER, id, task_barrier);
+}
+
+static void task_end_input(task *t, int64_t unused)
+{
+	(void)unused;
+	if (t->ops->end_input)
+		t->ops->end_input(t);
+	/* End of input is also the end of event time. */
+	if (t->watermark < INT64_MAX) {
+		t->watermark = INT64_MAX;
+		if (t->ops->watermark)
+			t->ops->watermark(t, INT64_MAX);
+	}
+	task_forward_control(t, ELEM_EOI, 0, task_end_input);
+}
+
+/* ---- the row emitter --------------------------------------------------------------- */
+
+weir_out *task_out(task *t, int port)
+{
+	return t->emit[port];
+}
+
+void weir_out_i64(weir_out *o, int c, int64_t v) { o->v[c] = v; }
+void weir_out_f64(weir_out *o, int c, double v) { memcpy(&o->v[c], &v, 8); }
+void weir_out_bool(weir_out *o, int c, bool v) { o->v[c] = v; }
+void weir_out_ts(weir_out *o, int64_t ts) { o->ts = ts; }
+
+void weir_out_str(weir_out *o, int c, const void *p, size_t len)
+{
+	o->str_bytes += (uint32_t)len - o->sl[c];
+	o->sp[c] = p;
+	o->sl[c] = (uint32_t)len;
+}
+
+static void out_flush(weir_out *o)
+{
+	weir_batch *b = o->cur;
+	if (!b)
+		return;
+	o->cur = NULL;
+	task_emit(o->t, o->port, b);
+}
+
+void weir_out_emit(weir_out *o)
+{
+	weir_batch *b = o->cur;
+	const weir_schema *s = o->schema;
+	uint32_t r;
+
+	if (unlikely(!b || b->rows == b->capacity ||
+		     o->str_bytes > b->heap_cap - b->heap_used)) {
+		out_flush(o);
+		b = o->cur = batch_alloc(s, o->str_bytes);
+		o->since = now_ns();
+	}
+	r = b->rows;
+	b->ts[r] = o->ts;
+	for (int c = 0; c < s->ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_BOOL:
+			((uint8_t *)b->cols[c])[r] = (uint8_t)(o->v[c] != 0);
+			break;
+		case WEIR_STR: {
+			weir_str *d = &((weir_str *)b->cols[c])[r];
+			d->off = b->heap_used;
+			d->len = o->sl[c];
+			if (o->sl[c])
+				memcpy(b->heap + b->heap_used, o->sp[c], o->sl[c]);
+			b->heap_used += o->sl[c];
+			o->sl[c] = 0;
+			break;
+		}
+		default:
+			((int64_t *)b->cols[c])[r] = o->v[c];
+		}
+		o->v[c] = 0;
+	}
+	o->str_bytes = 0;
+	b->rows = r + 1;
+}
+
+weir_out *weir_out_side(weir_out *o, int tag)
+{
+	task *t = o->t;
+	if (tag < 0 || tag >= t->nports) {
+		task_fail(t, "operator '%s' emitted to undeclared side output %d",
+			  t->node->name, tag);
+		return o;
+	}
+	return t->emit[tag];
+}
+
+void task_flush(task *t)
+{
+	for (int p = 0; p < t->nports; p++)
+		if (t->emit[p])
+			out_flush(t->emit[p]);
+}
+
+/* Flush everything that has waited longer than the buffer timeout. */
+static void actor_flush_due(actor *a, uint64_t now, uint64_t timeout_ns)
+{
+	for (int i = 0; i < a->ntasks; i++) {
+		task *t = a->tasks[i];
+		for (int p = 0; p < t->nports; p++) {
+			weir_out *o = t->emit[p];
+			if (o && o->cur && now - o->since >= timeout_ns)
+				out_flush(o);
+		}
+	}
+	for (int i = 0; i < a->nhash; i++) {
+		outlet *o = a->hash_outlets[i];
+		for (int c = 0; c < o->nch; c++)
+			if (o->build[c] && now - o->build_since[c] >= timeout_ns)
+				outlet_flush_builder(o, c);
+	}
+}
+
+/* ---- actors ------------------------------------------------------------------------ */
+
+static int64_t inputs_watermark(const actor *a)
+{
+	int64_t wm = INT64_MAX;
+	for (int i = 0; i < a->nin; i++)
+		if (!a->in[i]->ended && a->in[i]->watermark < wm)
+			wm = a->in[i]->watermark;
+	return wm;
+}
+
+static void actor_end(actor *a)
+{
+	a->ended = true;
+	task_end_input(a->head, 0);
+}
+
+static void actor_check_alignment(actor *a)
+{
+	if (!a->aligned || a->aligned < a->open_inputs)
+		return;
+	for (int i = 0; i < a->nin; i++)
+		a->in[i]->aligned = 0;
+	a->aligned = 0;
+	task_barrier(a->head, a->barrier);
+}
+
+static void actor_on_elem(actor *a, channel *c, elem *e)
+{
+	switch (e->kind) {
+	case ELEM_DATA:
+		task_process(a->head, c->dst_input, e->batch);
+		channel_consumed(c);
+		break;
+	case ELEM_WATERMARK: {
+		if (e->value > c->watermark)
+			c->watermark = e->value;
+		int64_t wm = inputs_watermark(a);
+		if (wm > a->wm && wm != INT64_MAX) {
+			a->wm = wm;
+			task_watermark(a->head, wm);
+		}
+		break;
+	}
+	case ELEM_BARRIER:
+		c->aligned = 1;
+		a->aligned++;
+		a->barrier = e->value;
+		actor_check_alignment(a);
+		break;
+	case ELEM_EOI:
+		c->ended = 1;
+		if (c->aligned) {
+			c->aligned = 0;
+			a->aligned--;
+		}
+		a->open_inputs--;
+		if (a->open_inputs == 0) {
+			actor_end(a);
+		} else {
+			int64_t wm = inputs_watermark(a);
+			if (wm > a->wm && wm != INT64_MAX) {
+				a->wm = wm;
+				task_watermark(a->head, wm);
+			}
+			actor_check_alignment(a);
+		}
+		break;
+	}
+}
+
+/* Push queued output; true when the actor may take input again. */
+static bool actor_unblock(actor *a)
+{
+	bool clear = true;
+	for (int i = 0; i < a->noutch; i++)
+		if (a->outch[i]->pend_len && !channel_flush_pending(a->outch[i]))
+			clear = false;
+	a->blocked = !clear;
+	return clear;
+}
+
+/* Run one turn of an actor; returns true if it did work. */
+static bool actor_run(actor *a, const weir_config *cfg)
+{
+	bool did = false;
+
+	if (a->blocked && !actor_unblock(a))
+		return false;
+	if (a->ended) {
+		a->finished = true;
+		return true;
+	}
+	if (a->is_source) {
+		if (!pool_has_room(pool_current()))
+			return false;
+		int r = a->head->ops->produce(a->head);
+		if (r < 0) {
+			actor_end(a);
+			did = true;
+		} else {
+			did = r > 0;
+		}
+	} else {
+		/* Up to 16 elements per turn, channels round-robin. */
+		for (int k = 0; k < 16 && !a->blocked && !a->ended; k++) {
+			bool got = false;
+			for (int j = 0; j < a->nin; j++) {
+				int i = (a->rr + j) % a->nin;
+				channel *c = a->in[i];
+				elem e;
+				if (c->aligned || c->ended)
+					continue;
+				if (channel_pop(c, &e)) {
+					a->rr = i + 1;
+					actor_on_elem(a, c, &e);
+					got = true;
+					break;
+				}
+			}
+			if (!got)
+				break;
+			did = true;
+		}
+	}
+	if (did && cfg->buffer_timeout_us == 0)
+		actor_flush_due(a, UINT64_MAX, 0);
+	if (a->blocked)
+		actor_unblock(a);
+	return did;
+}
+
+/* Could any actor of r make progress?  Used before parking. */
+static bool reactor_has_work(reactor *r)
+{
+	for (int i = 0; i < r->nactors; i++) {
+		actor *a = r->actors[i];
+		if (a->finished)
+			continue;
+		if (a->blocked) {
+			for (int j = 0; j < a->noutch; j++) {
+				channel *c = a->outch[j];
+				if (!c->pend_len)
+					continue;
+				elem *e = &c->pend[c->pend_head];
+				uint64_t consumed = __atomic_load_n(&c->consumed, __ATOMIC_ACQUIRE);
+				if (e->kind != ELEM_DATA || c->sent - consumed < c->credits)
+					return true;
+			}
+			continue;
+		}
+		if (a->ended)
+			return true;
+		if (a->is_source) {
+			if (pool_has_room(pool_current()))
+				return true;
+			continue;
+		}
+		for (int j = 0; j < a->nin; j++)
+			if (!a->in[j]->aligned && !a->in[j]->ended &&
+			    ck_ring_size(&a->in[j]->ring) > 0)
+				return true;
+	}
+	return false;
+}
+
+static uint64_t next_deadline(reactor *r, uint64_t timeout_ns)
+{
+	uint64_t d = UINT64_MAX;
+	for (int i = 0; i < r->nactors; i++) {
+		actor *a = r->actors[i];
+		for (int k = 0; k < a->ntasks; k++)
+			for (int p = 0; p < a->tasks[k]->nports; p++) {
+				weir_out *o = a->tasks[k]->emit[p];
+				if (o && o->cur && o->since + timeout_ns < d)
+					d = o->since + timeout_ns;
+			}
+		for (int k = 0; k < a->nhash; k++)
+			for (int c = 0; c < a->hash_outlets[k]->nch; c++)
+				if (a->hash_outlets[k]->build[c] &&
+				    a->hash_outlets[k]->build_since[c] + timeout_ns < d)
+					d = a->hash_outlets[k]->build_since[c] + timeout_ns;
+	}
+	return d;
+}
+
+static void park(reactor *r, uint64_t timeout_ns)
+{
+	uint64_t now = now_ns(), deadline = next_deadline(r, timeout_ns);
+	int ms = 10; /* safety net; wake-ups are explicit */
+	struct pollfd pfd = { .fd = r->efd, .events = POLLIN };
+
+	if (deadline != UINT64_MAX) {
+		if (deadline <= now)
+			return;
+		uint64_t left = (deadline - now + 999999) / 1000000;
+		if (left < (uint64_t)ms)
+			ms = (int)left;
+	}
+	__atomic_store_n(&r->parked, 1, __ATOMIC_RELAXED);
+	/* Pairs with the fence in reactor_notify (Dekker): see reactor.h. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!reactor_has_work(r) && !rt_stopping(r->rt)) {
+		if (poll(&pfd, 1, ms) > 0) {
+			uint64_t v;
+			ssize_t n = read(r->efd, &v, sizeof(v));
+			(void)n;
+		}
+		metric_add(&r->m.parks, 1);
+	}
+	__atomic_store_n(&r->parked, 0, __ATOMIC_RELAXED);
+}
+
+static void *reactor_main(void *arg)
+{
+	reactor *r = arg;
+	struct runtime *rt = r->rt;
+	const weir_config *cfg = rt->cfg;
+	uint64_t timeout_ns = (uint64_t)cfg->buffer_timeout_us * 1000;
+	uint64_t last = now_ns();
+	unsigned idle_spins = 0;
+
+	if (cfg->pin) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(r->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			wlog(LOG_DEBUG, "reactor %d: cannot pin to cpu %d", r->id, r->cpu);
+	}
+	pool_bind_thread(rt->pools, r->id);
+	for (;;) {
+		bool did = false, blocked = false;
+		int alive = 0;
+
+		if (rt_stopping(rt))
+			break;
+		for (int i = 0; i < r->nactors; i++) {
+			actor *a = r->actors[i];
+			if (a->finished)
+				continue;
+			alive++;
+			if (actor_run(a, cfg))
+				did = true;
+			blocked |= a->blocked;
+		}
+		if (!alive)
+			break;
+		uint64_t now = now_ns();
+		if (timeout_ns)
+			for (int i = 0; i < r->nactors; i++)
+				actor_flush_due(r->actors[i], now, timeout_ns);
+		uint64_t dt = now - last;
+		last = now;
+		if (did) {
+			metric_add(&r->m.busy_ns, dt);
+			idle_spins = 0;
+			continue;
+		}
+		if (blocked)
+			metric_add(&r->m.backpressured_ns, dt);
+		else
+			metric_add(&r->m.idle_ns, dt);
+		if (cfg->idle == WEIR_IDLE_BUSY_POLL || ++idle_spins < 64) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		park(r, timeout_ns);
+		idle_spins = 0;
+	}
+	pool_reclaim(pool_current());
+	pool_bind_thread(NULL, 0);
+	return NULL;
+}
+
+/* ---- planning -------------------------------------------------------------------------- */
+
+static int plan_fail(struct runtime *rt, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int plan_fail(struct runtime *rt, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rt->error, sizeof(rt->error), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static bool edge_chained(const struct runtime *rt, const ledge *e)
+{
+	const lnode *d = rt->g->nodes[e->dst];
+	return e->part == PART_FORWARD && rt->cfg->chaining && !d->new_chain &&
+	       d->ninputs == 1 && d->ops->produce == NULL;
+}
+
+static task *find_task(struct runtime *rt, int node, int subtask)
+{
+	for (int i = 0; i < rt->ntasks; i++)
+		if (rt->tasks[i]->node->id == node && rt->tasks[i]->subtask == subtask)
+			return rt->tasks[i];
+	return NULL;
+}
+
+static task *new_task(struct runtime *rt, const lnode *n, int sub, actor *a)
+{
+	task *t = calloc(1, sizeof(*t));
+	if (!t)
+		abort();
+	t->ops = n->ops;
+	t->node = n;
+	t->subtask = sub;
+	t->parallelism = rt->node_par[n->id];
+	t->actor = a;
+	t->rt = rt;
+	t->cfg = rt->cfg;
+	t->nports = n->nports;
+	t->watermark = INT64_MIN;
+	for (int p = 0; p < n->nports; p++) {
+		weir_out *o = aligned_alloc(CACHELINE, (sizeof(weir_out) + 63) / 64 * 64);
+		if (!o)
+			abort();
+		memset(o, 0, sizeof(*o));
+		o->t = t;
+		o->port = p;
+		o->schema = n->schema[p];
+		t->emit[p] = o;
+	}
+	PUSH(rt->tasks, rt->ntasks, rt->cap_tasks, t);
+	PUSH(a->tasks, a->ntasks, a->cap_tasks, t);
+	return t;
+}
+
+static void add_chain(struct runtime *rt, actor *a, task *t)
+{
+	/* Add the chained successors of t (DFS). */
+	for (int e = 0; e < rt->g->nedges; e++) {
+		const ledge *ed = &rt->g->edges[e];
+		if (ed->src != t->node->id || !edge_chained(rt, ed))
+			continue;
+		task *n = new_task(rt, rt->g->nodes[ed->dst], t->subtask, a);
+		add_chain(rt, a, n);
+	}
+}
+
+static outlet *add_outlet(task *t, int port)
+{
+	int n = t->nout[port];
+	outlet *o = realloc(t->out[port], (size_t)(n + 1) * sizeof(outlet));
+	if (!o)
+		abort();
+	t->out[port] = o;
+	memset(&o[n], 0, sizeof(outlet));
+	o[n].owner = t;
+	t->nout[port] = n + 1;
+	return &o[n];
+}
+
+static int plan(struct runtime *rt)
+{
+	graph *g = rt->g;
+	const weir_config *cfg = rt->cfg;
+	int maxp = 1;
+
+	rt->node_par = calloc((size_t)g->nnodes + 1, sizeof(int));
+	if (!rt->node_par)
+		return -ENOMEM;
+	for (int i = 0; i < g->nnodes; i++) {
+		lnode *n = g->nodes[i];
+		int p = n->parallelism ? n->parallelism : cfg->parallelism;
+		if (n->max_parallelism_1) {
+			if (n->parallelism > 1)
+				return plan_fail(rt, "operator '%s' runs with parallelism 1 only",
+						 n->name);
+			p = 1;
+		}
+		if (p < 1 || p > 4096)
+			return plan_fail(rt, "operator '%s': parallelism %d out of range",
+					 n->name, p);
+		if (p > cfg->max_parallelism)
+			return plan_fail(rt, "operator '%s': parallelism %d exceeds the "
+					 "maximum parallelism (key groups) %d", n->name, p,
+					 cfg->max_parallelism);
+		rt->node_par[i] = p;
+		if (p > maxp)
+			maxp = p;
+		if (!n->ops->produce && n->ninputs == 0)
+			return plan_fail(rt, "operator '%s' has no input", n->name);
+	}
+	for (int e = 0; e < g->nedges; e++) {
+		ledge *ed = &g->edges[e];
+		int ps = rt->node_par[ed->src], pd = rt->node_par[ed->dst];
+		if (ed->part == PART_DEFAULT)
+			ed->part = ps == pd ? PART_FORWARD : PART_REBALANCE;
+		if (ed->part == PART_FORWARD && ps != pd)
+			return plan_fail(rt, "forward edge '%s' -> '%s' joins parallelism %d "
+					 "to %d", g->nodes[ed->src]->name,
+					 g->nodes[ed->dst]->name, ps, pd);
+	}
+
+	rt->nreactors = cfg->cores > 0 ? cfg->cores : maxp;
+	if (cfg->cores <= 0) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		if (ncpu > 0 && rt->nreactors > ncpu)
+			rt->nreactors = (int)ncpu;
+	}
+	if (rt->nreactors > 1024)
+		return plan_fail(rt, "--cores %d is too many", rt->nreactors);
+	rt->reactors = aligned_alloc(CACHELINE, (size_t)rt->nreactors * sizeof(reactor));
+	if (!rt->reactors)
+		return -ENOMEM;
+	memset(rt->reactors, 0, (size_t)rt->nreactors * sizeof(reactor));
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	for (int i = 0; i < rt->nreactors; i++) {
+		reactor *r = &rt->reactors[i];
+		r->id = i;
+		r->cpu = (int)(i % (ncpu > 0 ? ncpu : 1));
+		r->rt = rt;
+		r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (r->efd < 0)
+			return plan_fail(rt, "eventfd: %s", strerror(errno));
+	}
+
+	/* Actors: one per chain head and subtask. */
+	for (int i = 0; i < g->nnodes; i++) {
+		lnode *n = g->nodes[i];
+		bool head = true;
+		for (int e = 0; e < g->nedges; e++)
+			if (g->edges[e].dst == i && edge_chained(rt, &g->edges[e]))
+				head = false;
+		if (!head)
+			continue;
+		for (int s = 0; s < rt->node_par[i]; s++) {
+			actor *a = calloc(1, sizeof(*a));
+			if (!a)
+				return -ENOMEM;
+			a->r = &rt->reactors[s % rt->nreactors];
+			a->is_source = n->ops->produce != NULL;
+			a->wm = INT64_MIN;
+			a->head = new_task(rt, n, s, a);
+			add_chain(rt, a, a->head);
+			PUSH(rt->actors, rt->nactors, rt->cap_actors, a);
+			PUSH(a->r->actors, a->r->nactors, a->r->cap_actors, a);
+		}
+	}
+
+	/* Outlets: chained calls and channels. */
+	for (int e = 0; e < g->nedges; e++) {
+		const ledge *ed = &g->edges[e];
+		int ps = rt->node_par[ed->src], pd = rt->node_par[ed->dst];
+		bool chained = edge_chained(rt, ed);
+		for (int s = 0; s < ps; s++) {
+			task *src = find_task(rt, ed->src, s);
+			outlet *o = add_outlet(src, ed->src_port);
+			if (chained) {
+				o->kind = OUT_CHAIN;
+				o->next = find_task(rt, ed->dst, s);
+				o->next_input = ed->dst_input;
+				continue;
+			}
+			o->kind = OUT_CHANNELS;
+			o->part = ed->part;
+			o->key_col = ed->key_col;
+			o->max_parallelism = cfg->max_parallelism;
+			int first = ed->part == PART_FORWARD ? s : 0;
+			o->nch = ed->part == PART_FORWARD ? 1 : pd;
+			o->ch = calloc((size_t)o->nch, sizeof(channel *));
+			o->build = calloc((size_t)o->nch, sizeof(weir_batch *));
+			o->build_since = calloc((size_t)o->nch, sizeof(uint64_t));
+			if (!o->ch || !o->build || !o->build_since)
+				return -ENOMEM;
+			if (ed->part == PART_HASH) {
+				o->scratch_cap = cfg->batch_rows;
+				o->scratch = malloc(o->scratch_cap * sizeof(uint16_t));
+				if (!o->scratch)
+					return -ENOMEM;
+				PUSH(src->actor->hash_outlets, src->actor->nhash,
+				     src->actor->cap_hash, o);
+			}
+			o->rr = (uint32_t)s; /* spread rebalancing senders */
+			for (int k = 0; k < o->nch; k++) {
+				task *dst = find_task(rt, ed->dst, first + k);
+				actor *da = dst->actor;
+				channel *c = channel_new(cfg->channel_credits, src->actor->r, da->r);
+				if (!c)
+					return -ENOMEM;
+				c->dst = da;
+				c->dst_input = ed->dst_input;
+				o->ch[k] = c;
+				PUSH(rt->channels, rt->nchannels, rt->cap_channels, c);
+				PUSH(da->in, da->nin, da->cap_in, c);
+				PUSH(src->actor->outch, src->actor->noutch, src->actor->cap_outch, c);
+			}
+		}
+	}
+	for (int i = 0; i < rt->nactors; i++)
+		rt->actors[i]->open_inputs = rt->actors[i]->nin;
+	return 0;
+}
+
+static const char *part_name(enum part_kind p)
+{
+	switch (p) {
+	case PART_FORWARD: return "forward";
+	case PART_HASH: return "hash";
+	case PART_REBALANCE: return "rebalance";
+	case PART_BROADCAST: return "broadcast";
+	default: return "default";
+	}
+}
+
+static void print_plan(struct runtime *rt)
+{
+	graph *g = rt->g;
+	fprintf(stderr, "plan: %d reactor(s)\n", rt->nreactors);
+	for (int i = 0; i < rt->nactors; i++) {
+		actor *a = rt->actors[i];
+		if (a->head->subtask != 0)
+			continue;
+		fprintf(stderr, "  chain x%d:", a->head->parallelism);
+		for (int k = 0; k < a->ntasks; k++)
+			fprintf(stderr, "%s %s", k ? " ->" : "", a->tasks[k]->node->name);
+		fprintf(stderr, "  (cores:");
+		for (int s = 0; s < a->head->parallelism; s++)
+			fprintf(stderr, " %d", s % rt->nreactors);
+		fprintf(stderr, ")\n");
+	}
+	for (int e = 0; e < g->nedges; e++)
+		if (!edge_chained(rt, &g->edges[e]))
+			fprintf(stderr, "  exchange: %s =%s=> %s\n",
+				g->nodes[g->edges[e].src]->name,
+				part_name(g->edges[e].part),
+				g->nodes[g->edges[e].dst]->name);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+static void node_totals(struct runtime *rt, int node, task_metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < rt->ntasks; i++) {
+		task *t = rt->tasks[i];
+		if (t->node->id != node)
+			continue;
+		m->rec_in += metric_read(&t->m.rec_in);
+		m->rec_out += metric_read(&t->m.rec_out);
+		m->batch_in += metric_read(&t->m.batch_in);
+		m->batch_out += metric_read(&t->m.batch_out);
+		m->dead_letters += metric_read(&t->m.dead_letters);
+	}
+}
+
+static void print_progress(struct runtime *rt, double secs)
+{
+	char line[2048];
+	int n = snprintf(line, sizeof(line), "[%6.1fs]", secs);
+	for (int i = 0; i < rt->g->nnodes && n < (int)sizeof(line) - 100; i++) {
+		task_metrics m;
+		node_totals(rt, i, &m);
+		uint64_t v = rt->g->nodes[i]->ops->produce ? m.rec_out : m.rec_in;
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " %s=%llu",
+			      rt->g->nodes[i]->name, (unsigned long long)v);
+	}
+	fprintf(stderr, "%s\n", line);
+}
+
+static void print_metrics(struct runtime *rt, double secs)
+{
+	fprintf(stderr, "metrics: %.3f s\n", secs);
+	fprintf(stderr, "  %-24s %3s %14s %14s %10s %10s %8s\n", "operator", "p",
+		"records_in", "records_out", "batch_in", "batch_out", "dead");
+	for (int i = 0; i < rt->g->nnodes; i++) {
+		task_metrics m;
+		node_totals(rt, i, &m);
+		fprintf(stderr, "  %-24s %3d %14llu %14llu %10llu %10llu %8llu\n",
+			rt->g->nodes[i]->name, rt->node_par[i],
+			(unsigned long long)m.rec_in, (unsigned long long)m.rec_out,
+			(unsigned long long)m.batch_in, (unsigned long long)m.batch_out,
+			(unsigned long long)m.dead_letters);
+	}
+	for (int i = 0; i < rt->nreactors; i++) {
+		reactor_metrics *m = &rt->reactors[i].m;
+		fprintf(stderr, "  core %d (cpu %d): busy %.1f ms, idle %.1f ms, "
+			"backpressured %.1f ms, parks %llu, blocks %llu\n", i,
+			rt->reactors[i].cpu, metric_read(&m->busy_ns) / 1e6,
+			metric_read(&m->idle_ns) / 1e6,
+			metric_read(&m->backpressured_ns) / 1e6,
+			(unsigned long long)metric_read(&m->parks),
+			(unsigned long long)pool_blocks_allocated(rt->pools->pools[i]));
+	}
+}
+
+/* ---- run ---------------------------------------------------------------------------------- */
+
+static void runtime_free(struct runtime *rt)
+{
+	for (int i = 0; i < rt->ntasks; i++) {
+		task *t = rt->tasks[i];
+		for (int p = 0; p < NODE_MAX_PORTS; p++) {
+			for (int k = 0; k < t->nout[p]; k++) {
+				outlet *o = &t->out[p][k];
+				free(o->ch);
+				free(o->build);
+				free(o->build_since);
+				free(o->scratch);
+			}
+			free(t->out[p]);
+			free(t->emit[p]);
+		}
+		free(t);
+	}
+	for (int i = 0; i < rt->nactors; i++) {
+		actor *a = rt->actors[i];
+		free(a->tasks);
+		free(a->in);
+		free(a->outch);
+		free(a->hash_outlets);
+		free(a);
+	}
+	for (int i = 0; i < rt->nchannels; i++)
+		channel_free(rt->channels[i]);
+	for (int i = 0; rt->reactors && i < rt->nreactors; i++) {
+		if (rt->reactors[i].efd > 0)
+			close(rt->reactors[i].efd);
+		free(rt->reactors[i].actors);
+	}
+	free(rt->reactors);
+	free(rt->tasks);
+	free(rt->actors);
+	free(rt->channels);
+	free(rt->node_par);
+	pool_set_free(rt->pools);
+}
+
+/* Release every batch still held after a cancelled run (reactors joined). */
+static void drain_after_cancel(struct runtime *rt)
+{
+	for (int i = 0; i < rt->nactors; i++) {
+		actor *a = rt->actors[i];
+		pool_bind_thread(rt->pools, a->r->id);
+		for (int k = 0; k < a->ntasks; k++) {
+			task *t = a->tasks[k];
+			for (int p = 0; p < t->nports; p++) {
+				if (t->emit[p] && t->emit[p]->cur) {
+					batch_release(t->emit[p]->cur);
+					t->emit[p]->cur = NULL;
+				}
+				for (int o = 0; o < t->nout[p]; o++)
+					for (int c = 0; t->out[p][o].build && c < t->out[p][o].nch; c++)
+						if (t->out[p][o].build[c]) {
+							batch_release(t->out[p][o].build[c]);
+							t->out[p][o].build[c] = NULL;
+						}
+			}
+		}
+		for (int c = 0; c < a->noutch; c++) {
+			channel *ch = a->outch[c];
+			while (ch->pend_len) {
+				elem *e = &ch->pend[ch->pend_head];
+				if (e->kind == ELEM_DATA)
+					batch_release(e->batch);
+				ch->pend_head = (ch->pend_head + 1) % ch->pend_cap;
+				ch->pend_len--;
+			}
+		}
+	}
+	for (int i = 0; i < rt->nchannels; i++) {
+		channel *c = rt->channels[i];
+		elem e;
+		pool_bind_thread(rt->pools, c->consumer->id);
+		while (channel_pop(c, &e))
+			if (e.kind == ELEM_DATA)
+				batch_release(e.batch);
+	}
+	pool_bind_thread(NULL, 0);
+}
+
+int runtime_run(graph *g, const weir_config *cfg, const char *job,
+		const run_hooks *hooks)
+{
+	struct runtime *rt = calloc(1, sizeof(*rt));
+	int err, opened = 0;
+	uint64_t t0;
+
+	if (!rt)
+		return -ENOMEM;
+	rt->cfg = cfg;
+	rt->g = g;
+	atomic_store(&cancel_requested, 0);
+	err = plan(rt);
+	if (err) {
+		wlog(LOG_ERROR, "job '%s': %s", job, rt->error[0] ? rt->error : strerror(-err));
+		goto out;
+	}
+	rt->pools = pool_set_new(rt->nreactors, cfg->block_size, cfg->batch_rows, 1024);
+	if (!rt->pools) {
+		err = -ENOMEM;
+		goto out;
+	}
+	rt->pools->wake = pool_wake;
+	rt->pools->wake_ctx = rt;
+	if (hooks && hooks->print_plan)
+		print_plan(rt);
+	for (opened = 0; opened < rt->ntasks; opened++) {
+		task *t = rt->tasks[opened];
+		if (t->ops->open && (err = t->ops->open(t)) < 0) {
+			if (!atomic_load(&rt->failed))
+				snprintf(rt->error, sizeof(rt->error), "%s: %s", t->node->name,
+					 strerror(-err));
+			wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
+			goto close;
+		}
+	}
+	atomic_store(&rt->failed, 0);
+
+	t0 = now_ns();
+	for (int i = 0; i < rt->nreactors; i++) {
+		if (pthread_create(&rt->reactors[i].thread, NULL, reactor_main,
+				   &rt->reactors[i])) {
+			task_fail(rt->tasks[0], "cannot start reactor thread %d", i);
+			for (int k = 0; k < i; k++)
+				pthread_join(rt->reactors[k].thread, NULL);
+			err = -EAGAIN;
+			goto close;
+		}
+	}
+	{
+		/* Main thread: progress, while reactors run.  A reactor that
+		 * has finished its actors has exited; join them in order. */
+		uint64_t next = t0 + (uint64_t)(hooks ? hooks->progress_ms : 0) * 1000000;
+		for (int i = 0; i < rt->nreactors; i++) {
+			if (hooks && hooks->progress_ms > 0) {
+				for (;;) {
+					struct timespec ts;
+					clock_gettime(CLOCK_REALTIME, &ts);
+					ts.tv_nsec += 50 * 1000000;
+					if (ts.tv_nsec >= 1000000000) {
+						ts.tv_sec++;
+						ts.tv_nsec -= 1000000000;
+					}
+					if (pthread_timedjoin_np(rt->reactors[i].thread, NULL, &ts) == 0)
+						break;
+					if (now_ns() >= next) {
+						print_progress(rt, (now_ns() - t0) / 1e9);
+						next += (uint64_t)hooks->progress_ms * 1000000;
+					}
+				}
+			} else {
+				pthread_join(rt->reactors[i].thread, NULL);
+			}
+		}
+	}
+	if (hooks && hooks->progress_ms > 0)
+		print_progress(rt, (now_ns() - t0) / 1e9);
+	if (hooks && hooks->print_metrics)
+		print_metrics(rt, (now_ns() - t0) / 1e9);
+	if (atomic_load(&rt->failed)) {
+		wlog(LOG_ERROR, "job '%s' failed: %s", job, rt->error);
+		err = -EIO;
+	} else if (atomic_load(&cancel_requested)) {
+		wlog(LOG_WARN, "job '%s' cancelled", job);
+		err = -ECANCELED;
+	}
+	drain_after_cancel(rt);
+close:
+	for (int i = 0; i < opened; i++)
+		if (rt->tasks[i]->ops->close)
+			rt->tasks[i]->ops->close(rt->tasks[i]);
+out:
+	runtime_free(rt);
+	free(rt);
+	return err;
+}

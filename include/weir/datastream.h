@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The DataStream API: a job builds a logical dataflow graph on an
+ * environment; the runtime (local mini-cluster today, a cluster later) plans,
+ * places and runs it.
+ *
+ * A job is a shared object exporting
+ *
+ *     int weir_job(weir_env *env, int argc, char **argv);
+ *
+ * which parses its own arguments (argv[0] is the job's path) and builds the
+ * graph.  It returns 0, or non-zero after printing a usage message to stderr.
+ * `weir run [options] JOB.so [job args...]` loads it and runs the graph.
+ *
+ * Error handling: building functions never abort.  A call with bad arguments
+ * (unknown column, type mismatch, NULL input) records the first error in the
+ * environment (weir_env_error) and returns NULL; functions given a NULL
+ * stream return NULL, so a job can build its whole graph and check once.
+ *
+ * Threading: the graph is built on one thread before the job runs.  User
+ * functions run on reactor threads, one subtask per call, concurrently for
+ * different subtasks: `arg` is shared by all subtasks and must be treated as
+ * read-only while the job runs.
+ */
+#ifndef WEIR_DATASTREAM_H
+#define WEIR_DATASTREAM_H
+
+#include <weir/batch.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weir_env weir_env;
+typedef struct weir_stream weir_stream;
+
+/* ---- environment ---------------------------------------------------- */
+
+typedef enum weir_runtime_mode {
+	/* BATCH if every source is bounded, else STREAMING (the default). */
+	WEIR_MODE_AUTOMATIC = 0,
+	/* Keyed running aggregates emit every update. */
+	WEIR_MODE_STREAMING = 1,
+	/* Keyed aggregates emit one final row per key at end of input. */
+	WEIR_MODE_BATCH = 2,
+} weir_runtime_mode;
+
+typedef enum weir_idle_policy {
+	WEIR_IDLE_PARK = 0,      /* spin briefly, then sleep on an eventfd */
+	WEIR_IDLE_BUSY_POLL = 1, /* never sleep: lowest latency, a full core */
+} weir_idle_policy;
+
+/* Configuration read by the runtime; set by `weir run` options. */
+typedef struct weir_config {
+	int parallelism;          /* default parallelism of operators */
+	int cores;                /* reactors (pinned threads); 0 = min(CPUs, p) */
+	weir_runtime_mode mode;
+	weir_idle_policy idle;
+	uint32_t batch_rows;      /* rows per batch (default 1024) */
+	uint32_t block_size;      /* bytes per pooled batch block (128 KiB) */
+	uint32_t channel_credits; /* batches in flight per channel (default 16) */
+	int64_t buffer_timeout_us;/* flush partial batches after this; 0 = at once */
+	int max_parallelism;      /* number of key groups (default 128) */
+	bool chaining;            /* fuse forward edges (default true) */
+	bool pin;                 /* pin reactors to CPUs (default true) */
+	bool print_plan;          /* print chains, exchanges and cores */
+	bool print_metrics;       /* print per-operator and per-core metrics */
+} weir_config;
+
+/* Create an environment with default configuration.  NULL on ENOMEM. */
+weir_env *weir_env_new(void);
+void weir_env_free(weir_env *env);
+weir_config *weir_env_config(weir_env *env);
+/* First error recorded while building, or NULL. */
+const char *weir_env_error(const weir_env *env);
+
+/*
+ * Build and run the graph to completion on the embedded local runtime.
+ * Returns 0, or a negative errno-style code after printing what failed.
+ * `progress` > 0 prints per-operator progress to stderr every that many ms.
+ */
+int weir_env_execute(weir_env *env, const char *job_name, int progress_ms);
+
+/* ---- schemas --------------------------------------------------------- */
+
+/*
+ * Parse "name:type,name:type,..." where type is i64, f64, bool, ts or str.
+ * The schema lives as long as env.  NULL (and an env error) on bad input.
+ */
+const weir_schema *weir_schema_parse(weir_env *env, const char *spec);
+
+/* The schema of the records a stream carries. */
+const weir_schema *weir_stream_schema(const weir_stream *s);
+
+/* ---- sources ---------------------------------------------------------- */
+
+/* Lines of a text file (schema "line:str"), split across subtasks by byte
+ * range. Bounded. */
+weir_stream *weir_source_text_file(weir_env *env, const char *name,
+				   const char *path);
+
+/* Lines of standard input ("line:str"); parallelism 1; bounded by EOF. */
+weir_stream *weir_source_stdin(weir_env *env, const char *name);
+
+/*
+ * Rows of a CSV file (RFC 4180) with a declared schema.  `header` skips the
+ * first line.  A malformed row (wrong field count, unparsable number,
+ * unterminated quote) is not loaded: it goes to the dead-letter side output
+ * (weir_csv_dead_letters) with its line number and the reason, is counted,
+ * and the job goes on.  `ts_column` names the column used as event time, or
+ * NULL.  Parallelism 1 (quoted fields may contain newlines).
+ */
+weir_stream *weir_source_csv(weir_env *env, const char *name,
+			     const char *path, const weir_schema *schema,
+			     bool header, const char *ts_column);
+
+/* Dead letters of a CSV source: "line:i64,reason:str,raw:str". */
+weir_stream *weir_csv_dead_letters(weir_stream *csv_source);
+
+/*
+ * A deterministic generator.  Row i (0-based, over all subtasks) is a pure
+ * function of (seed, i); subtasks take disjoint ranges of i.  Default
+ * schema "seq:i64,key:i64,value:i64" with key uniform in [0, keys) and value
+ * uniform in [0, 1000); event time = seq.  A custom `fill` writes rows
+ * [first, first + n) into `out` columns 0..n-1 of its own schema.
+ */
+typedef void (*weir_gen_fn)(void *arg, uint64_t seed, uint64_t first,
+			    uint32_t n, weir_batch *out);
+typedef struct weir_generator_conf {
+	uint64_t count;        /* rows in all; 0 = unbounded */
+	double rate;           /* rows per second over all subtasks; 0 = max */
+	uint64_t seed;
+	int64_t keys;          /* default schema: distinct keys (default 1000) */
+	const weir_schema *schema; /* with fill: the custom schema */
+	weir_gen_fn fill;
+	void *arg;
+} weir_generator_conf;
+
+weir_stream *weir_source_generator(weir_env *env, const char *name,
+				   const weir_generator_conf *conf);
+
+/* ---- transformations ---------------------------------------------------- */
+
+/* out->rows is already in->rows; fill out's columns for rows 0..rows-1.
+ * Return 0, or -ENOSPC if a string did not fit (the runtime retries on
+ * smaller slices), or another negative code to fail the job. */
+typedef int (*weir_map_fn)(void *arg, const weir_batch *in, weir_batch *out);
+/* Set keep[i] to 1 for rows to keep, 0 to drop. */
+typedef void (*weir_filter_fn)(void *arg, const weir_batch *in,
+			       uint8_t *keep);
+/* Emit any number of rows per input row.  Return 0 or a negative code. */
+typedef int (*weir_flat_map_fn)(void *arg, const weir_batch *in,
+				weir_out *out);
+
+weir_stream *weir_map(weir_stream *in, const char *name,
+		      const weir_schema *out_schema, weir_map_fn fn,
+		      void *arg);
+weir_stream *weir_filter(weir_stream *in, const char *name,
+			 weir_filter_fn fn, void *arg);
+weir_stream *weir_flat_map(weir_stream *in, const char *name,
+			   const weir_schema *out_schema, weir_flat_map_fn fn,
+			   void *arg);
+/* Keep the comma-separated columns, in that order ("b,a"). */
+weir_stream *weir_project(weir_stream *in, const char *name,
+			  const char *columns);
+
+/*
+ * Declare side output `tag` of the operator that produces `s` and return
+ * the stream of it.  Inside the operator's function, weir_out_side(out, k)
+ * emits to the k-th declared side output (k = 1, 2, ...).  Only flat_map
+ * functions have an emitter, so only they can use side outputs.
+ */
+weir_stream *weir_side_output(weir_stream *s, const char *tag,
+			      const weir_schema *schema);
+
+/* Merge streams of the same schema. */
+weir_stream *weir_union(weir_stream *a, weir_stream *b);
+
+/* ---- partitioning of the next edge --------------------------------------- */
+
+/* Hash-partition by `column` (any type): records with equal keys meet in
+ * one subtask.  Returns a keyed stream for the aggregates below. */
+weir_stream *weir_key_by(weir_stream *in, const char *column);
+weir_stream *weir_rebalance(weir_stream *in);
+weir_stream *weir_broadcast(weir_stream *in);
+
+/* ---- keyed running aggregates (on a key_by stream) ------------------------ */
+
+/*
+ * Output rows have the input's schema: the aggregated column carries the
+ * running aggregate and the other columns come from the key's first record
+ * (as in Flink).  In STREAMING mode a row is emitted per input record; in
+ * BATCH mode one row per key at end of input.
+ */
+weir_stream *weir_sum(weir_stream *keyed, const char *column);
+weir_stream *weir_min(weir_stream *keyed, const char *column);
+weir_stream *weir_max(weir_stream *keyed, const char *column);
+/* Output "key,count" where key is the key column's name and type. */
+weir_stream *weir_count(weir_stream *keyed);
+
+/* One cell of a row, for reduce functions. */
+typedef union weir_value {
+	int64_t i64;
+	double f64;
+	bool b;
+	struct {
+		const char *ptr;
+		uint32_t len;
+	} str;
+} weir_value;
+/* Fold `in` into `acc` (both rows of the stream's schema).  A string the
+ * function stores in acc must point into acc or in (the runtime copies it). */
+typedef void (*weir_reduce_fn)(void *arg, weir_value *acc,
+			       const weir_value *in, const weir_schema *s);
+weir_stream *weir_reduce(weir_stream *keyed, const char *name,
+			 weir_reduce_fn fn, void *arg);
+
+/* ---- sinks ----------------------------------------------------------------- */
+
+/* CSV (RFC 4180 quoting, no header) to standard output; parallelism 1. */
+int weir_sink_stdout(weir_stream *in, const char *name);
+/* CSV to one file (created or truncated); parallelism 1. */
+int weir_sink_csv(weir_stream *in, const char *name, const char *path);
+/* Count and drop. */
+int weir_sink_discard(weir_stream *in, const char *name);
+
+/* ---- per-operator settings -------------------------------------------------- */
+
+int weir_stream_set_parallelism(weir_stream *s, int parallelism);
+/* Do not fuse this operator with its predecessor. */
+int weir_stream_start_new_chain(weir_stream *s);
+
+/* The entry point a job shared object exports. */
+typedef int (*weir_job_fn)(weir_env *env, int argc, char **argv);
+#define WEIR_JOB_SYMBOL "weir_job"
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Built-in operators (private to operators/): their op_ops tables and
+ * configuration structs, used by the DataStream API in datastream.c, and
+ * the CSV codec shared by the CSV source, the sinks and the fuzz target.
+ */
+#ifndef WEIR_OPS_H
+#define WEIR_OPS_H
+
+#include "core.h"
+
+/* ---- configurations -------------------------------------------------------- */
+
+typedef struct fn_conf {
+	void *fn;
+	void *arg;
+	int cols[WEIR_MAX_COLS]; /* project: source column of each output */
+} fn_conf;
+
+enum agg_kind { AGG_SUM = 1, AGG_MIN, AGG_MAX, AGG_COUNT, AGG_REDUCE };
+
+typedef struct agg_conf {
+	enum agg_kind kind;
+	int key_col;       /* in the input schema */
+	int col;           /* aggregated column (SUM/MIN/MAX) */
+	bool final_only;   /* BATCH mode: one row per key at end of input */
+	weir_reduce_fn fn;
+	void *arg;
+	const weir_schema *in;
+} agg_conf;
+
+enum source_kind { SRC_TEXT = 1, SRC_STDIN, SRC_CSV };
+
+typedef struct file_source_conf {
+	enum source_kind kind;
+	char path[4096];
+	bool header;
+	int ts_col;
+	const weir_schema *schema;
+} file_source_conf;
+
+typedef struct sink_conf {
+	char path[4096]; /* "" = stdout */
+	bool discard;
+} sink_conf;
+
+extern const op_ops op_map, op_filter, op_flat_map, op_project, op_union;
+extern const op_ops op_aggregate;
+extern const op_ops op_file_source, op_generator;
+extern const op_ops op_csv_sink, op_discard_sink;
+
+/* ---- CSV codec ----------------------------------------------------------------- */
+
+/*
+ * Split one CSV record (RFC 4180) from buf[0..len).  Fields are written into
+ * `out` (unquoted, with "" turned into ") as (offset, length) pairs into
+ * `scratch`, which must hold len bytes.  Returns the number of bytes the
+ * record used, including its line end; 0 if the record is incomplete (an
+ * open quote or no line end and !at_eof); or -EINVAL with *why set for a
+ * malformed record (text after a closing quote, a quote inside an unquoted
+ * field), in which case the return value's magnitude is not a length: call
+ * csv_skip_line to move on.  *nfields gets the field count (at most max).
+ */
+typedef struct csv_field {
+	uint32_t off, len;
+} csv_field;
+
+long csv_split(const char *buf, size_t len, bool at_eof, char *scratch,
+	       csv_field *out, int max, int *nfields, const char **why);
+/* Bytes up to and including the next line end (or len). */
+size_t csv_skip_line(const char *buf, size_t len);
+/* Parse a field as a column of type t into *v (i64/ts/f64/bool). */
+int csv_parse_value(const char *p, size_t n, weir_type t, int64_t *v);
+/* Append a CSV-escaped field to out; returns bytes written (out must hold
+ * 2 * n + 2). */
+size_t csv_escape(const char *p, size_t n, char *out);
+
+#endif

@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: Apache-2.0
+# Helpers for end-to-end tests.  Each test gets WEIR (the weir command) and
+# EXAMPLES (the example jobs' folder) from meson, and a private TMP folder.
+set -eu
+WEIR="${WEIR:?WEIR not set}"
+EXAMPLES="${EXAMPLES:?EXAMPLES not set}"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/weir-e2e.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+passes=0
+
+ok() { passes=$((passes + 1)); echo "ok - $*"; }
+not_ok() { fails=$((fails + 1)); echo "not ok - $*"; }
+finish() {
+	echo "$passes passed, $fails failed"
+	[ "$fails" -eq 0 ]
+}
+
+# Reference word count: maximal runs of ASCII letters, lower-cased.
+ref_wordcount() {
+	LC_ALL=C tr -cs 'A-Za-z' '\n' < "$1" | LC_ALL=C tr 'A-Z' 'a-z' |
+		grep -v '^$' | LC_ALL=C sort | uniq -c | awk '{print $2 "," $1}' |
+		LC_ALL=C sort
+}
