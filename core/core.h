@@ -198,7 +198,9 @@ typedef struct task task;
  * called once when all inputs ended (before EOI is forwarded), watermark()
  * when the input watermark advances (NULL: forward it).  Sources implement
  * produce(): return > 0 after emitting, 0 when nothing could be done now,
- * < 0 when exhausted (the runtime then ends the stream).
+ * < 0 when exhausted (the runtime then ends the stream).  close() is
+ * called for every task whose open() was called, even one that failed, so
+ * it must cope with partly initialised state.
  */
 typedef struct op_ops {
 	const char *kind;
@@ -309,6 +311,10 @@ typedef struct run_hooks {
 } run_hooks;
 int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		const run_hooks *hooks);
+
+/* Plan without running and describe the plan into buf (tests, tools). */
+int runtime_describe_plan(graph *g, const weir_config *cfg, char *buf,
+			  size_t len);
 
 /* Request cancellation of the running job (signal-safe). */
 void runtime_cancel_all(void);

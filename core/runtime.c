@@ -899,8 +899,6 @@ static int plan(struct runtime *rt)
 				o->scratch = malloc(o->scratch_cap * sizeof(uint16_t));
 				if (!o->scratch)
 					return -ENOMEM;
-				PUSH(src->actor->hash_outlets, src->actor->nhash,
-				     src->actor->cap_hash, o);
 			}
 			o->rr = (uint32_t)s; /* spread rebalancing senders */
 			for (int k = 0; k < o->nch; k++) {
@@ -918,6 +916,16 @@ static int plan(struct runtime *rt)
 			}
 		}
 	}
+	/* Register row builders only now: outlet arrays moved while growing. */
+	for (int i = 0; i < rt->ntasks; i++) {
+		task *t = rt->tasks[i];
+		for (int p = 0; p < t->nports; p++)
+			for (int k = 0; k < t->nout[p]; k++)
+				if (t->out[p][k].kind == OUT_CHANNELS &&
+				    t->out[p][k].part == PART_HASH)
+					PUSH(t->actor->hash_outlets, t->actor->nhash,
+					     t->actor->cap_hash, &t->out[p][k]);
+	}
 	for (int i = 0; i < rt->nactors; i++)
 		rt->actors[i]->open_inputs = rt->actors[i]->nin;
 	return 0;
@@ -934,25 +942,25 @@ static const char *part_name(enum part_kind p)
 	}
 }
 
-static void print_plan(struct runtime *rt)
+static void print_plan(struct runtime *rt, FILE *f)
 {
 	graph *g = rt->g;
-	fprintf(stderr, "plan: %d reactor(s)\n", rt->nreactors);
+	fprintf(f, "plan: %d reactor(s)\n", rt->nreactors);
 	for (int i = 0; i < rt->nactors; i++) {
 		actor *a = rt->actors[i];
 		if (a->head->subtask != 0)
 			continue;
-		fprintf(stderr, "  chain x%d:", a->head->parallelism);
+		fprintf(f, "  chain x%d:", a->head->parallelism);
 		for (int k = 0; k < a->ntasks; k++)
-			fprintf(stderr, "%s %s", k ? " ->" : "", a->tasks[k]->node->name);
-		fprintf(stderr, "  (cores:");
+			fprintf(f, "%s %s", k ? " ->" : "", a->tasks[k]->node->name);
+		fprintf(f, "  (cores:");
 		for (int s = 0; s < a->head->parallelism; s++)
-			fprintf(stderr, " %d", s % rt->nreactors);
-		fprintf(stderr, ")\n");
+			fprintf(f, " %d", s % rt->nreactors);
+		fprintf(f, ")\n");
 	}
 	for (int e = 0; e < g->nedges; e++)
 		if (!edge_chained(rt, &g->edges[e]))
-			fprintf(stderr, "  exchange: %s =%s=> %s\n",
+			fprintf(f, "  exchange: %s =%s=> %s\n",
 				g->nodes[g->edges[e].src]->name,
 				part_name(g->edges[e].part),
 				g->nodes[g->edges[e].dst]->name);
@@ -1100,6 +1108,30 @@ static void drain_after_cancel(struct runtime *rt)
 	pool_bind_thread(NULL, 0);
 }
 
+int runtime_describe_plan(graph *g, const weir_config *cfg, char *buf,
+			  size_t len)
+{
+	struct runtime *rt = calloc(1, sizeof(*rt));
+	FILE *f;
+	int err;
+
+	if (!rt)
+		return -ENOMEM;
+	rt->cfg = cfg;
+	rt->g = g;
+	err = plan(rt);
+	if (err) {
+		snprintf(buf, len, "error: %s", rt->error);
+	} else if ((f = fmemopen(buf, len, "w"))) {
+		fprintf(f, "actors %d channels %d\n", rt->nactors, rt->nchannels);
+		print_plan(rt, f);
+		fclose(f);
+	}
+	runtime_free(rt);
+	free(rt);
+	return err;
+}
+
 int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		const run_hooks *hooks)
 {
@@ -1125,10 +1157,11 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	rt->pools->wake = pool_wake;
 	rt->pools->wake_ctx = rt;
 	if (hooks && hooks->print_plan)
-		print_plan(rt);
+		print_plan(rt, stderr);
 	for (opened = 0; opened < rt->ntasks; opened++) {
 		task *t = rt->tasks[opened];
 		if (t->ops->open && (err = t->ops->open(t)) < 0) {
+			opened++; /* close() cleans up after a failed open() too */
 			if (!atomic_load(&rt->failed))
 				snprintf(rt->error, sizeof(rt->error), "%s: %s", t->node->name,
 					 strerror(-err));

@@ -654,3 +654,12 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 				cfg.mode == WEIR_MODE_BATCH;
 	return runtime_run(&env->g, &cfg, job_name, &hooks);
 }
+
+int env_describe_plan(weir_env *env, char *buf, size_t len)
+{
+	if (env->error[0]) {
+		snprintf(buf, len, "error: %s", env->error);
+		return -EINVAL;
+	}
+	return runtime_describe_plan(&env->g, &env->cfg, buf, len);
+}

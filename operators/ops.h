@@ -49,6 +49,9 @@ extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator;
 extern const op_ops op_csv_sink, op_discard_sink;
 
+/* Plan env's graph without running it; describe it into buf (tests). */
+int env_describe_plan(weir_env *env, char *buf, size_t len);
+
 /* ---- CSV codec ----------------------------------------------------------------- */
 
 /*

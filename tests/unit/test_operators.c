@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every built-in operator through the public API, run on the real local
+ * runtime at several parallelisms, with results checked against values
+ * computed here independently.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ops.h"
+
+static char dir[64];
+
+static void mkdir_tmp(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/weir-unit.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_tmp(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(ops, .init = mkdir_tmp, .fini = rm_tmp);
+
+static const char *path(const char *name)
+{
+	static char p[8][128];
+	static int k;
+	k = (k + 1) % 8;
+	snprintf(p[k], sizeof(p[k]), "%s/%s", dir, name);
+	return p[k];
+}
+
+static weir_env *env_p(int p)
+{
+	weir_env *env = weir_env_new();
+	weir_env_config(env)->parallelism = p;
+	weir_env_config(env)->pin = false;
+	return env;
+}
+
+static void run_ok(weir_env *env)
+{
+	cr_assert_null(weir_env_error(env), "build error: %s", weir_env_error(env));
+	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
+	weir_env_free(env);
+}
+
+/* Sum of column `col` (integers) over all lines of a CSV file; counts lines. */
+static long long csv_sum(const char *file, int col, long *lines)
+{
+	FILE *f = fopen(file, "r");
+	char buf[4096];
+	long long sum = 0;
+	*lines = 0;
+	cr_assert_not_null(f, "no output file %s", file);
+	while (fgets(buf, sizeof(buf), f)) {
+		char *p = buf;
+		for (int c = 0; c < col; c++)
+			p = strchr(p, ',') + 1;
+		sum += atoll(p);
+		(*lines)++;
+	}
+	fclose(f);
+	return sum;
+}
+
+/* ---- map, filter, project, chains ------------------------------------------ */
+
+static int double_value(void *arg, const weir_batch *in, weir_batch *out)
+{
+	(void)arg;
+	for (uint32_t i = 0; i < in->rows; i++) {
+		weir_col_i64(out, 0)[i] = weir_col_i64(in, 0)[i];
+		weir_col_i64(out, 1)[i] = weir_col_i64(in, 2)[i] * 2;
+	}
+	return 0;
+}
+
+static void keep_even(void *arg, const weir_batch *in, uint8_t *keep)
+{
+	(void)arg;
+	for (uint32_t i = 0; i < in->rows; i++)
+		keep[i] = (weir_col_i64(in, 0)[i] & 1) == 0;
+}
+
+Test(ops, generator_map_filter_project_at_p1_p2_p4)
+{
+	for (int p = 1; p <= 4; p *= 2) {
+		weir_env *env = env_p(p);
+		weir_generator_conf g = { .count = 100000, .seed = 7 };
+		weir_stream *s = weir_source_generator(env, "gen", &g);
+		s = weir_map(s, "double", weir_schema_parse(env, "seq:i64,v2:i64"),
+			     double_value, NULL);
+		s = weir_filter(s, "even", keep_even, NULL);
+		s = weir_project(s, "proj", "v2,seq");
+		weir_sink_csv(s, "out", path("map.csv"));
+		run_ok(env);
+		long lines;
+		long long seqsum = csv_sum(path("map.csv"), 1, &lines);
+		cr_assert_eq(lines, 50000, "p=%d lines %ld", p, lines);
+		/* sum of even numbers below 100000 */
+		cr_assert_eq(seqsum, 2LL * (49999LL * 50000 / 2), "p=%d", p);
+	}
+}
+
+Test(ops, plan_chains_forward_edges_and_places_on_cores)
+{
+	char buf[2048];
+	weir_env *env = env_p(2);
+	weir_env_config(env)->cores = 2;
+	weir_generator_conf g = { .count = 10 };
+	weir_stream *s = weir_source_generator(env, "gen", &g);
+	s = weir_filter(s, "f", keep_even, NULL);
+	weir_stream *k = weir_count(weir_key_by(s, "key"));
+	weir_sink_discard(k, "sink");
+	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert(strstr(buf, "chain x2: gen -> f  (cores: 0 1)"), "%s", buf);
+	cr_assert(strstr(buf, "chain x2: count -> sink"), "%s", buf);
+	cr_assert(strstr(buf, "exchange: f =hash=> count"), "%s", buf);
+	/* 2 x 2 hash channels; nothing else crosses an actor boundary. */
+	cr_assert(strstr(buf, "actors 4 channels 4"), "%s", buf);
+	weir_env_free(env);
+
+	env = env_p(2);
+	weir_env_config(env)->chaining = false;
+	s = weir_source_generator(env, "gen", &g);
+	weir_sink_discard(weir_filter(s, "f", keep_even, NULL), "sink");
+	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert(strstr(buf, "actors 6 channels 4"), "%s", buf);
+	cr_assert(strstr(buf, "exchange: gen =forward=> f"), "%s", buf);
+	weir_env_free(env);
+}
+
+Test(ops, bad_graphs_are_reported)
+{
+	char buf[512];
+	weir_env *env = env_p(1);
+	weir_generator_conf g = { .count = 10 };
+	weir_stream *s = weir_source_generator(env, "gen", &g);
+	cr_assert_null(weir_key_by(s, "nope"));
+	cr_assert(strstr(weir_env_error(env), "no column 'nope'"));
+	weir_env_free(env);
+
+	env = env_p(1);
+	s = weir_source_generator(env, "gen", &g);
+	cr_assert_null(weir_sum(s, "value"));
+	cr_assert(strstr(weir_env_error(env), "not keyed"));
+	weir_env_free(env);
+
+	env = env_p(1);
+	s = weir_source_generator(env, "gen", &g);
+	cr_assert_null(weir_project(s, "p", "seq,zz"));
+	cr_assert_null(weir_schema_parse(env, "a:wat"));
+	weir_env_free(env);
+
+	env = env_p(1);
+	s = weir_source_stdin(env, "in");
+	weir_stream_set_parallelism(s, 2);
+	weir_sink_discard(s, "d");
+	cr_assert_lt(env_describe_plan(env, buf, sizeof(buf)), 0);
+	cr_assert(strstr(buf, "parallelism 1 only"), "%s", buf);
+	weir_env_free(env);
+}
+
+/* ---- keyed aggregates --------------------------------------------------------- */
+
+/* Rows (seq, key, value) of the default generator, recomputed here. */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void gen_row(uint64_t seed, uint64_t id, uint64_t keys, int64_t *key,
+		    int64_t *value)
+{
+	uint64_t r = mix(seed ^ (id * 0xd1b54a32d192ed03ULL));
+	*key = (int64_t)((r >> 32) % keys);
+	*value = (int64_t)((r & 0xffffffffu) % 1000);
+}
+
+static void read_kv(const char *file, int kcol, int vcol, int64_t *out, int n)
+{
+	FILE *f = fopen(file, "r");
+	char buf[256];
+	cr_assert_not_null(f);
+	for (int i = 0; i < n; i++)
+		out[i] = INT64_MIN;
+	while (fgets(buf, sizeof(buf), f)) {
+		long long v[3];
+		cr_assert_eq(sscanf(buf, "%lld,%lld,%lld", &v[0], &v[1], &v[2]),
+			     kcol == 0 ? 2 : 3, "%s", buf);
+		cr_assert(v[kcol] >= 0 && v[kcol] < n);
+		cr_assert_eq(out[v[kcol]], INT64_MIN, "key %lld twice", v[kcol]);
+		out[v[kcol]] = v[vcol];
+	}
+	fclose(f);
+}
+
+Test(ops, keyed_sum_min_max_count_batch_mode)
+{
+	enum { N = 200000, K = 37 };
+	int64_t sum[K] = { 0 }, mn[K], mx[K], cnt[K] = { 0 };
+	for (int k = 0; k < K; k++) {
+		mn[k] = INT64_MAX;
+		mx[k] = INT64_MIN;
+	}
+	for (uint64_t i = 0; i < N; i++) {
+		int64_t k, v;
+		gen_row(3, i, K, &k, &v);
+		sum[k] += v;
+		cnt[k]++;
+		if (v < mn[k]) mn[k] = v;
+		if (v > mx[k]) mx[k] = v;
+	}
+	for (int p = 1; p <= 4; p *= 2) {
+		weir_env *env = env_p(p);
+		weir_generator_conf g = { .count = N, .seed = 3, .keys = K };
+		weir_stream *s = weir_source_generator(env, "gen", &g);
+		weir_stream *keyed = weir_key_by(s, "key");
+		weir_sink_csv(weir_sum(keyed, "value"), "sum", path("sum.csv"));
+		weir_sink_csv(weir_min(keyed, "value"), "min", path("min.csv"));
+		weir_sink_csv(weir_max(keyed, "value"), "max", path("max.csv"));
+		weir_sink_csv(weir_count(keyed), "count", path("count.csv"));
+		run_ok(env);
+		int64_t got[K];
+		read_kv(path("sum.csv"), 1, 2, got, K);
+		cr_assert_arr_eq(got, sum, sizeof(sum), "sum p=%d", p);
+		read_kv(path("min.csv"), 1, 2, got, K);
+		cr_assert_arr_eq(got, mn, sizeof(mn), "min p=%d", p);
+		read_kv(path("max.csv"), 1, 2, got, K);
+		cr_assert_arr_eq(got, mx, sizeof(mx), "max p=%d", p);
+		read_kv(path("count.csv"), 0, 1, got, K);
+		cr_assert_arr_eq(got, cnt, sizeof(cnt), "count p=%d", p);
+	}
+}
+
+static void reduce_max_seq(void *arg, weir_value *acc, const weir_value *in,
+			   const weir_schema *s)
+{
+	(void)arg;
+	(void)s;
+	if (in[0].i64 > acc[0].i64)
+		acc[0].i64 = in[0].i64;
+}
+
+Test(ops, streaming_mode_emits_every_update)
+{
+	enum { N = 5000, K = 10 };
+	weir_env *env = env_p(2);
+	weir_env_config(env)->mode = WEIR_MODE_STREAMING;
+	weir_generator_conf g = { .count = N, .seed = 1, .keys = K };
+	weir_stream *s = weir_source_generator(env, "gen", &g);
+	weir_stream *r = weir_reduce(weir_key_by(s, "key"), "maxseq", reduce_max_seq, NULL);
+	weir_sink_csv(r, "out", path("upd.csv"));
+	run_ok(env);
+	long lines;
+	csv_sum(path("upd.csv"), 0, &lines);
+	cr_assert_eq(lines, N, "one update per record");
+}
+
+/* ---- union, rebalance, broadcast, branching ------------------------------------- */
+
+Test(ops, union_rebalance_broadcast)
+{
+	weir_env *env = env_p(2);
+	weir_generator_conf g1 = { .count = 3000, .seed = 1 };
+	weir_generator_conf g2 = { .count = 5000, .seed = 2 };
+	weir_stream *a = weir_source_generator(env, "a", &g1);
+	weir_stream *b = weir_source_generator(env, "b", &g2);
+	weir_stream_set_parallelism(b, 3);
+	weir_stream *u = weir_union(weir_rebalance(a), weir_rebalance(b));
+	weir_sink_csv(u, "all", path("union.csv"));
+	/* broadcast into 3 subtasks, then gather: every row 3 times */
+	weir_stream *bc = weir_broadcast(a);
+	weir_stream *f = weir_filter(bc, "pass", keep_even, NULL);
+	weir_stream_set_parallelism(f, 3);
+	weir_sink_csv(f, "bcast", path("bcast.csv"));
+	run_ok(env);
+	long lines;
+	long long s = csv_sum(path("union.csv"), 0, &lines);
+	cr_assert_eq(lines, 8000);
+	cr_assert_eq(s, 2999LL * 3000 / 2 + 4999LL * 5000 / 2);
+	csv_sum(path("bcast.csv"), 0, &lines);
+	cr_assert_eq(lines, 3 * 1500);
+}
+
+/* ---- flat_map with a side output ---------------------------------------------------- */
+
+static int split_odd(void *arg, const weir_batch *in, weir_out *out)
+{
+	(void)arg;
+	weir_out *side = weir_out_side(out, 1);
+	for (uint32_t i = 0; i < in->rows; i++) {
+		int64_t seq = weir_col_i64(in, 0)[i];
+		weir_out *o = seq & 1 ? side : out;
+		weir_out_i64(o, 0, seq);
+		weir_out_str(o, 1, seq & 1 ? "odd" : "even", seq & 1 ? 3 : 4);
+		weir_out_ts(o, in->ts[i]);
+		weir_out_emit(o);
+		if (!(seq & 1)) { /* two rows for even numbers */
+			weir_out_i64(out, 0, seq);
+			weir_out_str(out, 1, "again", 5);
+			weir_out_emit(out);
+		}
+	}
+	return 0;
+}
+
+Test(ops, flat_map_and_side_output)
+{
+	weir_env *env = env_p(2);
+	weir_generator_conf g = { .count = 10000 };
+	const weir_schema *sc = weir_schema_parse(env, "seq:i64,tag:str");
+	weir_stream *s = weir_source_generator(env, "gen", &g);
+	weir_stream *fm = weir_flat_map(s, "split", sc, split_odd, NULL);
+	weir_stream *odd = weir_side_output(fm, "odd", sc);
+	weir_sink_csv(fm, "main", path("main.csv"));
+	weir_sink_csv(odd, "odd", path("odd.csv"));
+	run_ok(env);
+	long lines;
+	long long sum = csv_sum(path("main.csv"), 0, &lines);
+	cr_assert_eq(lines, 10000);
+	cr_assert_eq(sum, 2 * (9998LL * 5000 / 2));
+	sum = csv_sum(path("odd.csv"), 0, &lines);
+	cr_assert_eq(lines, 5000);
+	cr_assert_eq(sum, 5000LL * 5000);
+}
+
+/* ---- sources: text split, CSV with dead letters ------------------------------------------ */
+
+Test(ops, text_source_reads_every_line_once_at_any_parallelism)
+{
+	FILE *f = fopen(path("lines.txt"), "w");
+	long long want = 0;
+	for (int i = 0; i < 30000; i++) {
+		fprintf(f, "%d%s\n", i, i % 7 ? "" : " padding padding padding");
+		want += i;
+	}
+	fprintf(f, "30000"); /* no final newline */
+	want += 30000;
+	fclose(f);
+	for (int p = 1; p <= 7; p += 2) {
+		weir_env *env = env_p(p);
+		weir_sink_csv(weir_source_text_file(env, "in", path("lines.txt")), "out",
+			      path("lines.out"));
+		run_ok(env);
+		long lines;
+		cr_assert_eq(csv_sum(path("lines.out"), 0, &lines), want, "p=%d", p);
+		cr_assert_eq(lines, 30001, "p=%d", p);
+	}
+}
+
+Test(ops, csv_source_dead_letters_with_line_numbers)
+{
+	FILE *f = fopen(path("in.csv"), "w");
+	fprintf(f, "name,qty,price\n"
+		   "apple,3,1.5\n"
+		   "pear,x,2\n"              /* line 3: bad i64 */
+		   "\"multi\nline\",4,2.5\n" /* lines 4-5: quoted newline */
+		   "plum,1\n"                /* line 6: too few fields */
+		   "kiwi,2,\"oops\"x\n"      /* line 7: text after quote */
+		   "fig,5,0.25\n");
+	fclose(f);
+	weir_env *env = env_p(1);
+	weir_stream *s = weir_source_csv(env, "csv", path("in.csv"),
+		weir_schema_parse(env, "name:str,qty:i64,price:f64"), true, NULL);
+	weir_sink_csv(s, "good", path("good.csv"));
+	weir_sink_csv(weir_csv_dead_letters(s), "dead", path("dead.csv"));
+	run_ok(env);
+	char buf[4096];
+	f = fopen(path("good.csv"), "r");
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	cr_assert_str_eq(buf, "apple,3,1.5\n\"multi\nline\",4,2.5\nfig,5,0.25\n");
+	f = fopen(path("dead.csv"), "r");
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	cr_assert(strstr(buf, "3,column 2 (qty): 'x' is not a valid i64,\"pear,x,2\"\n"), "%s", buf);
+	cr_assert(strstr(buf, "6,\"expected 3 fields, found 2\",\"plum,1\"\n"), "%s", buf);
+	cr_assert(strstr(buf, "7,text after a closing quote,"), "%s", buf);
+}
+
+Test(ops, missing_file_fails_the_job_with_a_message)
+{
+	weir_env *env = env_p(1);
+	weir_sink_discard(weir_source_text_file(env, "in", path("absent.txt")), "d");
+	cr_assert_lt(weir_env_execute(env, "test", 0), 0);
+	weir_env_free(env);
+}
