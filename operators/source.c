@@ -439,8 +439,9 @@ static void gen_default_fill(const weir_generator_conf *c, uint64_t first,
 		uint64_t id = first + i;
 		uint64_t r = splitmix64(c->seed ^ (id * 0xd1b54a32d192ed03ULL));
 		seq[i] = (int64_t)id;
-		key[i] = (int64_t)((r >> 32) % keys);
-		val[i] = (int64_t)((r & 0xffffffffu) % 1000);
+		/* Multiply-shift range reduction (Lemire): uniform, no divide. */
+		key[i] = (int64_t)(((r >> 32) * keys) >> 32);
+		val[i] = (int64_t)(((r & 0xffffffffu) * 1000) >> 32);
 		b->ts[i] = (int64_t)id;
 	}
 }

@@ -120,8 +120,10 @@ weir_stream *weir_csv_dead_letters(weir_stream *csv_source);
 /*
  * A deterministic generator.  Row i (0-based, over all subtasks) is a pure
  * function of (seed, i); subtasks take disjoint ranges of i.  Default
- * schema "seq:i64,key:i64,value:i64" with key uniform in [0, keys) and value
- * uniform in [0, 1000); event time = seq.  A custom `fill` writes rows
+ * schema "seq:i64,key:i64,value:i64": with r = splitmix64(seed ^ (seq *
+ * 0xd1b54a32d192ed03)), key = ((r >> 32) * keys) >> 32 (uniform in
+ * [0, keys)) and value = ((r & 0xffffffff) * 1000) >> 32 (uniform in
+ * [0, 1000)); event time = seq.  A custom `fill` writes rows
  * [first, first + n) into `out` columns 0..n-1 of its own schema.
  */
 typedef void (*weir_gen_fn)(void *arg, uint64_t seed, uint64_t first,

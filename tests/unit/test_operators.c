@@ -185,8 +185,8 @@ static void gen_row(uint64_t seed, uint64_t id, uint64_t keys, int64_t *key,
 		    int64_t *value)
 {
 	uint64_t r = mix(seed ^ (id * 0xd1b54a32d192ed03ULL));
-	*key = (int64_t)((r >> 32) % keys);
-	*value = (int64_t)((r & 0xffffffffu) % 1000);
+	*key = (int64_t)(((r >> 32) * keys) >> 32);
+	*value = (int64_t)(((r & 0xffffffffu) * 1000) >> 32);
 }
 
 static void read_kv(const char *file, int kcol, int vcol, int64_t *out, int n)
