@@ -10,6 +10,12 @@
  * STREAMING mode emits the updated accumulator for every input record;
  * BATCH mode emits each key's final accumulator once, at end of input.
  *
+ * Two-phase aggregation (BATCH mode): the planner puts a combiner, the same
+ * operator with `combiner` set, in the chain before the hash exchange.  It
+ * folds records locally and sends one partial row per key, at end of input
+ * or whenever its table passes COMBINER_MAX_KEYS (then it empties the table),
+ * so the exchange carries partial aggregates instead of every record.
+ *
  * This table is the operator's private state for now; the keyed-state
  * backend of state/ (key groups, state logs, checkpoints) replaces it when
  * that lands, and then every mutation goes through it.
@@ -202,6 +208,29 @@ static bool copy_strings(agg_state *s, weir_value *acc, const weir_batch *b)
 	return true;
 }
 
+#define COMBINER_MAX_KEYS (1u << 18)
+
+static void emit_all(task *t, agg_state *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		if (SLOT_HASH(s, i))
+			emit_acc(t, s, SLOT_VALS(s, i), INT64_MAX);
+}
+
+/* Combiner: send the partial rows and start over with an empty table. */
+static void combiner_flush(task *t, agg_state *s)
+{
+	emit_all(t, s);
+	task_flush(t); /* the rows point into the arena we free next */
+	memset(s->slots, 0, s->cap * s->slot_size);
+	s->used = 0;
+	while (s->arena) {
+		arena_chunk *n = s->arena->next;
+		free(s->arena);
+		s->arena = n;
+	}
+}
+
 static void agg_process(task *t, int input, weir_batch *b)
 {
 	agg_state *s = t->st;
@@ -237,7 +266,9 @@ static void agg_process(task *t, int input, weir_batch *b)
 		if (!SLOT_HASH(s, i)) {
 			/* New key: the accumulator starts as this record. */
 			if (s->used + 1 > s->cap / 2) {
-				if (!grow(s))
+				if (c->combiner && s->used >= COMBINER_MAX_KEYS)
+					combiner_flush(t, s);
+				else if (!grow(s))
 					goto oom;
 				r--; /* probe again in the larger table */
 				continue;
@@ -292,7 +323,7 @@ static void agg_process(task *t, int input, weir_batch *b)
 				break;
 			}
 		}
-		if (!c->final_only)
+		if (!c->final_only && !c->combiner)
 			emit_acc(t, s, acc, b->ts[r]);
 	}
 	batch_release(b);
@@ -305,11 +336,8 @@ oom:
 static void agg_end_input(task *t)
 {
 	agg_state *s = t->st;
-	if (!s->c->final_only)
-		return;
-	for (size_t i = 0; i < s->cap; i++)
-		if (SLOT_HASH(s, i))
-			emit_acc(t, s, SLOT_VALS(s, i), INT64_MAX);
+	if (s->c->final_only || s->c->combiner)
+		emit_all(t, s);
 }
 
 const op_ops op_aggregate = {

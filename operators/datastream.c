@@ -32,6 +32,7 @@ struct weir_env {
 		weir_schema s;
 	} *schemas;
 	bool any_unbounded;
+	bool executed;
 };
 
 static void env_fail(weir_env *env, const char *fmt, ...)
@@ -631,6 +632,69 @@ int weir_stream_start_new_chain(weir_stream *s)
 	return 0;
 }
 
+/*
+ * Prepare keyed aggregates for the runtime mode.  In BATCH mode each gets a
+ * combiner chained to its input's producer (two-phase aggregation): COUNT
+ * becomes a local COUNT followed by a SUM of the partial counts; SUM, MIN,
+ * MAX and REDUCE (whose function must be associative, as in Flink) combine
+ * with themselves.  Runs once per environment.
+ */
+static int add_combiners(weir_env *env, weir_runtime_mode mode)
+{
+	int n = env->g.nnodes;
+	for (int i = 0; i < n; i++) {
+		lnode *a = env->g.nodes[i];
+		agg_conf *c = a->conf;
+		if (a->ops != &op_aggregate || c->combiner)
+			continue;
+		c->final_only = mode == WEIR_MODE_BATCH;
+		if (mode != WEIR_MODE_BATCH)
+			continue;
+		ledge *e = NULL;
+		for (int k = 0; k < env->g.nedges; k++)
+			if (env->g.edges[k].dst == a->id)
+				e = &env->g.edges[k];
+		if (!e || e->part != PART_HASH)
+			continue;
+		lnode *src = env->g.nodes[e->src];
+		agg_conf *cc = malloc(sizeof(*cc));
+		if (!cc)
+			return -ENOMEM;
+		*cc = *c;
+		cc->combiner = true;
+		cc->final_only = false;
+		char name[64];
+		snprintf(name, sizeof(name), "%.50s-combine", a->name);
+		lnode *cn = graph_add_node(&env->g, name, &op_aggregate);
+		if (!cn) {
+			free(cc);
+			return -ENOMEM;
+		}
+		a = env->g.nodes[i]; /* the node array may have moved */
+		c = a->conf;
+		cn->conf = cc;
+		cn->conf_free = free;
+		cn->schema[0] = a->schema[0];
+		cn->parallelism = src->parallelism;
+		cn->max_parallelism_1 = src->max_parallelism_1;
+		/* src -> combiner (forward: chained), combiner -> a (hash) */
+		int esrc = e->src, eport = e->src_port;
+		e->src = cn->id;
+		e->src_port = 0;
+		if (c->kind == AGG_COUNT) {
+			/* The final step sums the partial counts. */
+			c->kind = AGG_SUM;
+			c->in = a->schema[0];
+			c->key_col = 0;
+			c->col = 1;
+			e->key_col = 0;
+		}
+		if (graph_add_edge(&env->g, esrc, eport, cn->id, PART_FORWARD, -1) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 {
 	weir_config cfg = env->cfg;
@@ -646,12 +710,16 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 		wlog(LOG_ERROR, "job '%s' defines no operators", job_name);
 		return -EINVAL;
 	}
+	if (env->executed) {
+		wlog(LOG_ERROR, "job '%s': an environment runs once; build a new one",
+		     job_name);
+		return -EINVAL;
+	}
+	env->executed = true;
 	if (cfg.mode == WEIR_MODE_AUTOMATIC)
 		cfg.mode = env->any_unbounded ? WEIR_MODE_STREAMING : WEIR_MODE_BATCH;
-	for (int i = 0; i < env->g.nnodes; i++)
-		if (env->g.nodes[i]->ops == &op_aggregate)
-			((agg_conf *)env->g.nodes[i]->conf)->final_only =
-				cfg.mode == WEIR_MODE_BATCH;
+	if (add_combiners(env, cfg.mode) < 0)
+		return -ENOMEM;
 	return runtime_run(&env->g, &cfg, job_name, &hooks);
 }
 

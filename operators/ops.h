@@ -24,6 +24,8 @@ typedef struct agg_conf {
 	int key_col;       /* in the input schema */
 	int col;           /* aggregated column (SUM/MIN/MAX) */
 	bool final_only;   /* BATCH mode: one row per key at end of input */
+	bool combiner;     /* local pre-aggregation before the exchange: emits
+			    * partial rows when its table gets large */
 	weir_reduce_fn fn;
 	void *arg;
 	const weir_schema *in;
