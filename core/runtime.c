@@ -11,8 +11,9 @@
  *     partitioning was asked for, else REBALANCE; key_by asks for HASH;
  *   - a FORWARD edge into a single-input operator is chained: both run in
  *     one actor and the edge is a direct call (no ring, no copy);
- *   - subtask i of every chain runs on reactor i mod cores, so a forward
- *     edge that was not chained still stays on one core.
+ *   - chains' subtasks are dealt round-robin over the reactors, except that
+ *     a chain fed by an unchained forward edge runs subtask i on the core
+ *     of its producer's subtask i, so a forward edge stays on one core.
  *
  * Delivery: an actor reads its input channels round-robin, at most a few
  * elements per turn.  A watermark advances to the minimum over the inputs
@@ -846,20 +847,35 @@ static int plan(struct runtime *rt)
 			return plan_fail(rt, "eventfd: %s", strerror(errno));
 	}
 
-	/* Actors: one per chain head and subtask. */
+	/* Actors: one per chain head and subtask, placed round-robin over
+	 * the reactors; a chain fed by an unchained forward edge sits with
+	 * its producer, subtask by subtask. */
+	int next_core = 0;
 	for (int i = 0; i < g->nnodes; i++) {
 		lnode *n = g->nodes[i];
 		bool head = true;
-		for (int e = 0; e < g->nedges; e++)
-			if (g->edges[e].dst == i && edge_chained(rt, &g->edges[e]))
+		const ledge *fwd = NULL;
+		for (int e = 0; e < g->nedges; e++) {
+			if (g->edges[e].dst != i)
+				continue;
+			if (edge_chained(rt, &g->edges[e]))
 				head = false;
+			else if (g->edges[e].part == PART_FORWARD && !fwd)
+				fwd = &g->edges[e];
+		}
 		if (!head)
 			continue;
 		for (int s = 0; s < rt->node_par[i]; s++) {
 			actor *a = calloc(1, sizeof(*a));
+			task *up = fwd ? find_task(rt, fwd->src, s) : NULL;
 			if (!a)
 				return -ENOMEM;
-			a->r = &rt->reactors[s % rt->nreactors];
+			if (up) {
+				a->r = up->actor->r;
+			} else {
+				a->r = &rt->reactors[next_core];
+				next_core = (next_core + 1) % rt->nreactors;
+			}
 			a->is_source = n->ops->produce != NULL;
 			a->wm = INT64_MIN;
 			a->head = new_task(rt, n, s, a);
@@ -955,7 +971,7 @@ static void print_plan(struct runtime *rt, FILE *f)
 			fprintf(f, "%s %s", k ? " ->" : "", a->tasks[k]->node->name);
 		fprintf(f, "  (cores:");
 		for (int s = 0; s < a->head->parallelism; s++)
-			fprintf(f, " %d", s % rt->nreactors);
+			fprintf(f, " %d", find_task(rt, a->head->node->id, s)->actor->r->id);
 		fprintf(f, ")\n");
 	}
 	for (int e = 0; e < g->nedges; e++)
