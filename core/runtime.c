@@ -35,10 +35,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "core.h"
+#include "keyhash.h"
 #include "reactor.h"
 
 struct runtime {
@@ -120,32 +118,6 @@ static void pool_wake(void *ctx, int core)
 {
 	struct runtime *rt = ctx;
 	reactor_notify(&rt->reactors[core]);
-}
-
-/* ---- keys ------------------------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static inline uint64_t key_hash(const weir_batch *b, int col, uint32_t row)
-{
-	switch (b->schema->fields[col].type) {
-	case WEIR_STR: {
-		weir_str s = ((const weir_str *)b->cols[col])[row];
-		return XXH3_64bits(b->heap + s.off, s.len);
-	}
-	case WEIR_BOOL:
-		return mix64(((const uint8_t *)b->cols[col])[row]);
-	default:
-		return mix64((uint64_t)((const int64_t *)b->cols[col])[row]);
-	}
 }
 
 /* ---- element delivery ---------------------------------------------------------- */

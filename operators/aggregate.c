@@ -24,9 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
+#include "keyhash.h"
 #include "ops.h"
 
 typedef struct arena_chunk {
@@ -49,16 +47,6 @@ typedef struct agg_state {
 
 #define SLOT_HASH(s, i) (*(uint64_t *)((s)->slots + (i) * (s)->slot_size))
 #define SLOT_VALS(s, i) ((weir_value *)((s)->slots + (i) * (s)->slot_size + 8))
-
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
 
 static char *arena_copy(agg_state *s, const char *p, uint32_t n)
 {
@@ -242,15 +230,7 @@ static void agg_process(task *t, int input, weir_batch *b)
 	(void)input;
 
 	for (uint32_t r = 0; r < b->rows; r++) {
-		uint64_t h;
-		if (kt == WEIR_STR) {
-			weir_str v = weir_col_str(b, kc)[r];
-			h = XXH3_64bits(b->heap + v.off, v.len);
-		} else if (kt == WEIR_BOOL) {
-			h = mix64(weir_col_bool(b, kc)[r]);
-		} else {
-			h = mix64((uint64_t)weir_col_i64(b, kc)[r]);
-		}
+		uint64_t h = key_hash(b, kc, r);
 		h |= 1; /* 0 marks an empty slot */
 		size_t i = h & (s->cap - 1);
 		weir_value *acc;

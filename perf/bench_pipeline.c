@@ -70,14 +70,16 @@ int main(int argc, char **argv)
 	if (!strcmp(which, "all") || !strcmp(which, "chain")) {
 		double dt = run("chain", n);
 		printf("{\"bench\":\"fused_chain_1core\",\"records\":%llu,\"seconds\":%.3f,"
-		       "\"records_per_s\":%.0f,\"target_records_per_s\":100000000}\n",
-		       (unsigned long long)n, dt, n / dt);
+		       "\"records_per_s\":%.0f,\"bytes_per_s\":%.0f,"
+		       "\"target_records_per_s\":100000000}\n",
+		       (unsigned long long)n, dt, n / dt, n * 24.0 / dt);
 	}
 	if (!strcmp(which, "all") || !strcmp(which, "exchange")) {
 		double dt = run("exchange", n);
 		printf("{\"bench\":\"hash_exchange_2cores\",\"records\":%llu,\"seconds\":%.3f,"
-		       "\"records_per_s\":%.0f,\"records_per_s_per_core\":%.0f}\n",
-		       (unsigned long long)n, dt, n / dt, n / dt / 2);
+		       "\"records_per_s\":%.0f,\"records_per_s_per_core\":%.0f,"
+		       "\"bytes_per_s\":%.0f}\n",
+		       (unsigned long long)n, dt, n / dt, n / dt / 2, n * 24.0 / dt);
 	}
 	return 0;
 }
