@@ -208,6 +208,8 @@ typedef struct op_ops {
 	void (*process)(task *t, int input, weir_batch *b);
 	void (*watermark)(task *t, int64_t wm);
 	void (*end_input)(task *t);
+	/* A checkpoint barrier passed (aligned over all inputs); NULL: none. */
+	void (*barrier)(task *t, int64_t id);
 	int (*produce)(task *t);
 	void (*close)(task *t);
 } op_ops;
@@ -276,6 +278,8 @@ struct task {
 void task_emit(task *t, int port, weir_batch *b);
 /* Advance event time on t's outputs (sources; operators with timers). */
 void task_emit_watermark(task *t, int64_t wm);
+/* Send checkpoint barrier `id` downstream (sources). */
+void task_emit_barrier(task *t, int64_t id);
 /* The row emitter of `port`. */
 weir_out *task_out(task *t, int port);
 /* Flush partial batches of the task's row emitters. */

@@ -278,7 +278,14 @@ void task_emit_watermark(task *t, int64_t wm)
 
 static void task_barrier(task *t, int64_t id)
 {
+	if (t->ops->barrier)
+		t->ops->barrier(t, id);
 	task_forward_control(t, ELEM_BARRIER, id, task_barrier);
+}
+
+void task_emit_barrier(task *t, int64_t id)
+{
+	task_barrier(t, id);
 }
 
 static void task_end_input(task *t, int64_t unused)
