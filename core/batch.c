@@ -4,13 +4,18 @@
  * The block layout is drawn in include/weir/batch.h; the pool contract is in
  * core.h.  Remote free: a core that drops the last reference to another
  * core's block pushes it on the owner's SPSC return ring for that core pair
- * (ck_ring); if that ring is full the block waits on the releaser's deferred
- * list and is retried on its next reclaim, so no block is ever lost.
+ * (ck_ring); in the rare case that ring is full (a burst larger than the
+ * ring) it goes on the owner's overflow stack instead, a lock-free
+ * multi-producer ck_stack that the owner empties whole.  Either way the
+ * owner is woken and gets the block back on its next reclaim: no block is
+ * ever stranded on the core that released it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <ck_stack.h>
 
 #include "core.h"
 #include "tsan.h"
@@ -135,10 +140,23 @@ struct pool {
 	uint32_t nfree;
 	uint32_t outstanding;
 	uint64_t allocated;
-	weir_batch *deferred; /* blocks of other cores waiting for ring space */
 	/* ret[i]: blocks released on core i, consumed by this pool's core */
 	ret_ring *ret;
+	/* overflow: blocks released anywhere when their ring was full; pushed
+	 * by any core, emptied whole by the owner */
+	_Alignas(CACHELINE) ck_stack_t overflow;
 };
+
+/* A batch's `next` field doubles as its ck_stack entry on an overflow stack. */
+static ck_stack_entry_t *stack_entry(weir_batch *b)
+{
+	return (ck_stack_entry_t *)(void *)&b->next;
+}
+
+static weir_batch *from_stack_entry(ck_stack_entry_t *e)
+{
+	return (weir_batch *)(void *)((char *)e - offsetof(weir_batch, next));
+}
 
 static _Thread_local pool *cur_pool;
 
@@ -201,24 +219,7 @@ void pool_set_free(pool_set *ps)
 {
 	if (!ps)
 		return;
-	/* Reactors have stopped: move every returned or deferred block home. */
-	for (int i = 0; ps->pools && i < ps->n; i++) {
-		pool *p = ps->pools[i];
-		if (!p)
-			continue;
-		while (p->deferred) {
-			weir_batch *b = p->deferred;
-			p->deferred = b->next;
-			pool *o = ps->pools[b->owner];
-			o->outstanding--;
-			if (b->flags & BATCH_JUMBO) {
-				block_free(b);
-			} else {
-				b->next = o->free;
-				o->free = b;
-			}
-		}
-	}
+	/* Reactors have stopped: take every returned block home. */
 	for (int i = 0; ps->pools && i < ps->n; i++) {
 		pool *p = ps->pools[i];
 		if (!p)
@@ -264,26 +265,32 @@ static void pool_put_local(pool *p, weir_batch *b)
 	p->nfree++;
 }
 
-/* Push b to its owner's return ring; false if the ring is full. */
-static bool push_remote(pool *self, weir_batch *b)
+/* Send b home: its owner's return ring from this core, else (ring full)
+ * the owner's overflow stack.  Always succeeds; wakes the owner. */
+static void push_remote(pool *self, weir_batch *b)
 {
-	int owner = b->owner; /* b is not ours to read once enqueued */
-	ret_ring *r = &self->set->pools[owner]->ret[self->core];
+	int owner = b->owner; /* b is not ours to read once published */
+	pool *o = self->set->pools[owner];
+	ret_ring *r = &o->ret[self->core];
 
 	/* Pairs with tsan_acquire in pool_reclaim: everything this core did
 	 * to the block happens before the owner reuses it (ck_pr's inline
 	 * assembly is invisible to ThreadSanitizer). */
 	tsan_release(b);
-	if (!ck_ring_enqueue_spsc(&r->ring, r->buf, b))
-		return false;
+	if (!ck_ring_enqueue_spsc(&r->ring, r->buf, b)) {
+		tsan_release(&o->overflow);
+		/* CAS loop with a store fence before publishing the entry;
+		 * pairs with the fetch-and-store in ck_stack_batch_pop_upmc. */
+		ck_stack_push_upmc(&o->overflow, stack_entry(b));
+	}
 	if (self->set->wake)
 		self->set->wake(self->set->wake_ctx, owner);
-	return true;
 }
 
 void pool_reclaim(pool *p)
 {
-	weir_batch *b, *keep = NULL;
+	weir_batch *b;
+	ck_stack_entry_t *e;
 
 	for (int i = 0; i < p->set->n; i++) {
 		ret_ring *r = &p->ret[i];
@@ -294,14 +301,14 @@ void pool_reclaim(pool *p)
 			pool_put_local(p, b);
 		}
 	}
-	while ((b = p->deferred)) {
-		p->deferred = b->next;
-		if (!push_remote(p, b)) {
-			b->next = keep;
-			keep = b;
-		}
+	e = ck_stack_batch_pop_upmc(&p->overflow);
+	if (e)
+		tsan_acquire(&p->overflow);
+	while (e) {
+		ck_stack_entry_t *n = e->next;
+		pool_put_local(p, from_stack_entry(e));
+		e = n;
 	}
-	p->deferred = keep;
 }
 
 bool pool_has_room(pool *p)
@@ -422,10 +429,7 @@ void batch_release(weir_batch *b)
 		pool_put_local(p, b);
 		return;
 	}
-	if (!push_remote(p, b)) {
-		b->next = p->deferred;
-		p->deferred = b;
-	}
+	push_remote(p, b);
 }
 
 size_t batch_row_heap(const weir_batch *b, uint32_t row)

@@ -61,8 +61,9 @@ int schema_parse(const char *spec, weir_schema *out, char *err, size_t errlen);
  *
  * Each core has a pool of fixed-size blocks.  A block is taken and released
  * only by its owner core; another core that drops the last reference pushes
- * the block onto the owner's return ring for that (releaser, owner) pair,
- * and the owner drains its return rings when its free list runs dry.  Pools
+ * the block onto the owner's return ring for that (releaser, owner) pair
+ * (or, if that ring is full, the owner's lock-free overflow stack), and the
+ * owner drains them when its free list runs dry.  Pools
  * grow by malloc in whole blocks (amortised over a batch of records, never
  * per record); sources stop producing when their pool's outstanding blocks
  * pass a soft limit, which together with channel credits bounds memory.
@@ -93,7 +94,7 @@ int pool_core(const pool *p);
 uint32_t pool_outstanding(pool *p);
 /* True when a source on this core may make more batches. */
 bool pool_has_room(pool *p);
-/* Drain return rings and retry deferred remote frees. Owner core only. */
+/* Take back blocks other cores returned (rings, overflow). Owner core only. */
 void pool_reclaim(pool *p);
 /* Blocks allocated with malloc so far (for tests and metrics). */
 uint64_t pool_blocks_allocated(const pool *p);

@@ -178,3 +178,41 @@ Test(pool, refcounted_fanout_returns_to_owner)
 	pool_bind_thread(NULL, 0);
 	pool_set_free(fan_ps);
 }
+
+/* More blocks released at once on another core than the return ring holds:
+ * the rest take the overflow stack, and every one comes home. */
+#define BURST 500
+static weir_batch *burst[BURST];
+
+static void *release_burst(void *arg)
+{
+	pool_bind_thread(fan_ps, 1);
+	(void)arg;
+	for (int i = 0; i < BURST; i++)
+		batch_release(burst[i]);
+	return NULL;
+}
+
+Test(pool, remote_free_burst_overflows_ring_and_comes_home)
+{
+	pthread_t th;
+	fan_ps = pool_set_new(2, 16 * 1024, 64, 8); /* return rings of 16 */
+	pool_bind_thread(fan_ps, 0);
+	for (int i = 0; i < BURST; i++)
+		burst[i] = batch_alloc(schema3(), 0);
+	cr_assert_eq(pool_outstanding(pool_current()), BURST);
+	cr_assert_not(pool_has_room(pool_current()));
+	pthread_create(&th, NULL, release_burst, NULL);
+	pthread_join(th, NULL);
+	pool_reclaim(pool_current());
+	cr_assert_eq(pool_outstanding(pool_current()), 0);
+	cr_assert(pool_has_room(pool_current()));
+	/* and the blocks are reused rather than allocated again */
+	for (int i = 0; i < BURST; i++)
+		burst[i] = batch_alloc(schema3(), 0);
+	cr_assert_eq(pool_blocks_allocated(pool_current()), BURST);
+	for (int i = 0; i < BURST; i++)
+		batch_release(burst[i]);
+	pool_bind_thread(NULL, 0);
+	pool_set_free(fan_ps);
+}
