@@ -117,6 +117,11 @@ bool channel_pop(channel *c, elem *e)
 	if (!ck_ring_dequeue_spsc_elem(&c->ring, c->slots, e))
 		return false;
 	tsan_acquire(c);
+	/* A control element frees ring space but returns no credit: tell a
+	 * producer that may be parked behind a full ring.  (Data elements
+	 * notify in channel_consumed, once processed.) */
+	if (e->kind != ELEM_DATA)
+		reactor_notify(c->producer);
 	return true;
 }
 

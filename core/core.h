@@ -272,6 +272,8 @@ struct task {
 	outlet *out[NODE_MAX_PORTS];
 	weir_out *emit[NODE_MAX_PORTS];
 	int64_t watermark;
+	uint64_t wait_until;    /* task_wait(): source retry time, 0 = none */
+	int wait_fd;            /* task_wait(): fd to poll, -1 = none */
 	task_metrics m; /* written by the owner core with relaxed stores */
 };
 
@@ -298,6 +300,15 @@ static inline uint64_t metric_read(const uint64_t *m)
 }
 /* Has the job been cancelled or failed? */
 bool task_cancelled(const task *t);
+/* Is t's actor holding output it could not send (backpressure)?  A source
+ * should stop producing and return when it is. */
+bool task_blocked(const task *t);
+/*
+ * A source that returns 0 from produce() says when to try again: at
+ * `until_ns` (now_ns() clock; 0 = only when woken) or when `fd` (-1 = none)
+ * is readable.  Until then its reactor may sleep.
+ */
+void task_wait(task *t, uint64_t until_ns, int fd);
 
 /* ---- running a graph ------------------------------------------------------------- */
 

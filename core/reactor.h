@@ -101,6 +101,7 @@ typedef struct actor {
 	outlet **hash_outlets;  /* outlets with row builders to flush */
 	int nhash, cap_hash;
 	bool is_source;
+	bool idle;        /* source: last produce() made nothing */
 	bool blocked;
 	bool ended;       /* EOI handled and forwarded */
 	bool finished;    /* ended and every queued element delivered */

@@ -75,6 +75,17 @@ bool task_cancelled(const task *t)
 	return rt_stopping(t->rt);
 }
 
+bool task_blocked(const task *t)
+{
+	return t->actor->blocked;
+}
+
+void task_wait(task *t, uint64_t until_ns, int fd)
+{
+	t->wait_until = until_ns;
+	t->wait_fd = fd;
+}
+
 void task_fail(task *t, const char *fmt, ...)
 {
 	struct runtime *rt = t->rt;
@@ -501,13 +512,17 @@ static bool actor_run(actor *a, const weir_config *cfg)
 	if (a->is_source) {
 		if (!pool_has_room(pool_current()))
 			return false;
-		int r = a->head->ops->produce(a->head);
+		task *h = a->head;
+		h->wait_until = 0;
+		h->wait_fd = -1;
+		int r = h->ops->produce(h);
 		if (r < 0) {
 			actor_end(a);
 			did = true;
 		} else {
 			did = r > 0;
 		}
+		a->idle = r == 0;
 	} else {
 		/* Up to 16 elements per turn, channels round-robin. */
 		for (int k = 0; k < 16 && !a->blocked && !a->ended; k++) {
@@ -551,7 +566,8 @@ static bool reactor_has_work(reactor *r)
 					continue;
 				elem *e = &c->pend[c->pend_head];
 				uint64_t consumed = __atomic_load_n(&c->consumed, __ATOMIC_ACQUIRE);
-				if (e->kind != ELEM_DATA || c->sent - consumed < c->credits)
+				bool space = ck_ring_size(&c->ring) + 1 < ck_ring_capacity(&c->ring);
+				if (space && (e->kind != ELEM_DATA || c->sent - consumed < c->credits))
 					return true;
 			}
 			continue;
@@ -559,7 +575,10 @@ static bool reactor_has_work(reactor *r)
 		if (a->ended)
 			return true;
 		if (a->is_source) {
-			if (pool_has_room(pool_current()))
+			/* An idle source waits for its time or fd (see park()); a
+			 * source short of pool blocks waits for a block to return. */
+			if (pool_has_room(pool_current()) &&
+			    (!a->idle || (a->head->wait_until && now_ns() >= a->head->wait_until)))
 				return true;
 			continue;
 		}
@@ -595,8 +614,19 @@ static void park(reactor *r, uint64_t timeout_ns)
 {
 	uint64_t now = now_ns(), deadline = next_deadline(r, timeout_ns);
 	int ms = 10; /* safety net; wake-ups are explicit */
-	struct pollfd pfd = { .fd = r->efd, .events = POLLIN };
+	struct pollfd pfd[9] = { { .fd = r->efd, .events = POLLIN } };
+	int npfd = 1;
 
+	/* Idle sources: wake at their retry time or when their fd is ready. */
+	for (int i = 0; i < r->nactors; i++) {
+		actor *a = r->actors[i];
+		if (a->finished || !a->is_source || !a->idle)
+			continue;
+		if (a->head->wait_until && a->head->wait_until < deadline)
+			deadline = a->head->wait_until;
+		if (a->head->wait_fd >= 0 && npfd < (int)ARRAY_SIZE(pfd))
+			pfd[npfd++] = (struct pollfd){ .fd = a->head->wait_fd, .events = POLLIN };
+	}
 	if (deadline != UINT64_MAX) {
 		if (deadline <= now)
 			return;
@@ -608,7 +638,7 @@ static void park(reactor *r, uint64_t timeout_ns)
 	/* Pairs with the fence in reactor_notify (Dekker): see reactor.h. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!reactor_has_work(r) && !rt_stopping(r->rt)) {
-		if (poll(&pfd, 1, ms) > 0) {
+		if (poll(pfd, (nfds_t)npfd, ms) > 0 && (pfd[0].revents & POLLIN)) {
 			uint64_t v;
 			ssize_t n = read(r->efd, &v, sizeof(v));
 			(void)n;
@@ -721,6 +751,7 @@ static task *new_task(struct runtime *rt, const lnode *n, int sub, actor *a)
 	t->cfg = rt->cfg;
 	t->nports = n->nports;
 	t->watermark = INT64_MIN;
+	t->wait_fd = -1;
 	for (int p = 0; p < n->nports; p++) {
 		weir_out *o = aligned_alloc(CACHELINE, (sizeof(weir_out) + 63) / 64 * 64);
 		if (!o)
@@ -1173,6 +1204,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 			task_fail(rt->tasks[0], "cannot start reactor thread %d", i);
 			for (int k = 0; k < i; k++)
 				pthread_join(rt->reactors[k].thread, NULL);
+			drain_after_cancel(rt);
 			err = -EAGAIN;
 			goto close;
 		}

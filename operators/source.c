@@ -8,8 +8,12 @@
  * short; io_uring reads arrive with the state logs.  A text file is split
  * across subtasks by byte range: a line belongs to the subtask whose range
  * holds its first byte, so every line is read exactly once at any
- * parallelism.  Standard input is polled without blocking, so a quiet pipe
- * never stalls the reactor (a parked reactor rechecks it within 10 ms).
+ * parallelism.  Standard input, pipes and other files that are not regular
+ * are read by one subtask with read(2) after a non-blocking poll, so a
+ * quiet pipe never stalls the reactor: the source then asks to be woken
+ * when the descriptor is readable (task_wait) and the reactor sleeps.
+ * Each produce() call handles at most one batch worth of records (valid,
+ * malformed or blank) and stops early under backpressure.
  */
 
 #include <errno.h>
@@ -32,6 +36,7 @@ typedef struct file_state {
 	const file_source_conf *c;
 	int fd;
 	bool own_fd, eof, done, skip_first;
+	bool stream;      /* not a regular file: poll + read(2), no pread */
 	off_t end;        /* first byte not ours (lines starting before it are) */
 	off_t buf_off;    /* file offset of buf[0] */
 	char *buf;
@@ -62,6 +67,7 @@ static int file_open(task *t)
 	if (c->kind == SRC_STDIN) {
 		s->fd = STDIN_FILENO;
 		s->end = INT64_MAX;
+		s->stream = true;
 		return 0;
 	}
 	s->fd = open(c->path, O_RDONLY | O_CLOEXEC);
@@ -78,7 +84,8 @@ static int file_open(task *t)
 			  c->path);
 		return -EISDIR;
 	}
-	if (c->kind == SRC_CSV || !S_ISREG(st.st_mode)) {
+	s->stream = !S_ISREG(st.st_mode);
+	if (c->kind == SRC_CSV || s->stream) {
 		s->end = INT64_MAX;
 		if (t->subtask > 0)
 			s->done = true;
@@ -127,15 +134,20 @@ static ssize_t refill(task *t, file_state *s)
 	if (s->rlen == s->cap) {
 		/* A line longer than the buffer: grow (rare, not per record). */
 		char *nb = realloc(s->buf, s->cap * 2);
-		if (!nb)
+		if (!nb) {
+			task_fail(t, "source '%s': out of memory for a %zu-byte line",
+				  t->node->name, s->cap);
 			return -ENOMEM;
+		}
 		s->buf = nb;
 		s->cap *= 2;
 	}
-	if (s->c->kind == SRC_STDIN) {
+	if (s->stream) {
 		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		if (poll(&p, 1, 0) == 0)
+		if (poll(&p, 1, 0) == 0) {
+			task_wait(t, 0, s->fd);
 			return -EAGAIN;
+		}
 		n = read(s->fd, s->buf + s->rlen, s->cap - s->rlen);
 	} else {
 		n = pread(s->fd, s->buf + s->rlen, s->cap - s->rlen,
@@ -270,13 +282,21 @@ static int csv_produce(task *t)
 			return -1;
 		}
 	}
-	for (;;) {
+	for (uint32_t seen = 0;; seen++) {
 		const char *p = s->buf + s->rpos;
 		size_t avail = s->rlen - s->rpos;
 		const char *why = NULL;
 		int nf = 0;
+		/* One batch worth of records per call, whatever they turn out to
+		 * be, and none while dead letters are backpressured. */
+		if (seen >= t->cfg->batch_rows || task_blocked(t))
+			break;
 		long used = avail ? csv_split(p, avail, s->eof, s->scratch, s->fields,
 					      WEIR_MAX_COLS + 1, &nf, &why) : 0;
+		/* A malformed record that the buffer cuts short: read the rest
+		 * of its line first, so the whole line becomes the dead letter. */
+		if (used < 0 && !s->eof && avail < MAX_RECORD && !memchr(p, '\n', avail))
+			used = 0;
 		if (used == 0 && avail >= MAX_RECORD) {
 			/* An open quote that never closes: report one line, go on. */
 			size_t skip = csv_skip_line(p, avail);
@@ -493,6 +513,8 @@ static int gen_produce(task *t)
 		double due = (double)(now - s->t0) * 1e-9 * s->rate;
 		if (due < (double)s->made + 1) {
 			batch_release(b);
+			/* Sleep until the next row is due. */
+			task_wait(t, s->t0 + (uint64_t)(((double)s->made + 1) / s->rate * 1e9), -1);
 			return 0;
 		}
 		if (due - (double)s->made < n)

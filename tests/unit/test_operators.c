@@ -400,3 +400,70 @@ Test(ops, missing_file_fails_the_job_with_a_message)
 	cr_assert_lt(weir_env_execute(env, "test", 0), 0);
 	weir_env_free(env);
 }
+
+Test(ops, csv_malformed_line_across_the_read_buffer_boundary)
+{
+	FILE *f = fopen(path("straddle.csv"), "w");
+	long bytes = 0, rows = 0;
+	/* fill to 6 bytes short of 1 MiB, so the bad line crosses it */
+	while (bytes < (1 << 20) - 6 - 4) {
+		bytes += fprintf(f, "k,1\n");
+		rows++;
+	}
+	while (bytes < (1 << 20) - 6)
+		bytes += fprintf(f, "\n");
+	fprintf(f, "ab\"c,GOOD,5\nz,2\n");
+	fclose(f);
+	weir_env *env = env_p(1);
+	weir_stream *s = weir_source_csv(env, "csv", path("straddle.csv"),
+		weir_schema_parse(env, "k:str,v:i64"), false, NULL);
+	weir_sink_csv(s, "good", path("good.csv"));
+	weir_sink_csv(weir_csv_dead_letters(s), "dead", path("dead.csv"));
+	run_ok(env);
+	long lines;
+	cr_assert_eq(csv_sum(path("good.csv"), 1, &lines), rows + 2);
+	cr_assert_eq(lines, rows + 1, "the bad line's tail must not become a row");
+	char buf[256];
+	f = fopen(path("dead.csv"), "r");
+	cr_assert_not_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	cr_assert(strstr(buf, ",quote inside an unquoted field,\"ab\"\"c,GOOD,5\"\n"), "%s", buf);
+}
+
+Test(ops, csv_all_malformed_file_stays_bounded)
+{
+	FILE *f = fopen(path("allbad.csv"), "w");
+	for (int i = 0; i < 200000; i++)
+		fprintf(f, "bad\"row,%d\n", i);
+	fclose(f);
+	weir_env *env = env_p(1);
+	weir_env_config(env)->chaining = false;
+	weir_env_config(env)->cores = 2;
+	weir_stream *s = weir_source_csv(env, "csv", path("allbad.csv"),
+		weir_schema_parse(env, "k:str,v:i64"), false, NULL);
+	weir_sink_discard(s, "good");
+	weir_sink_csv(weir_csv_dead_letters(s), "dead", path("dead.csv"));
+	run_ok(env);
+	long lines;
+	csv_sum(path("dead.csv"), 0, &lines);
+	cr_assert_eq(lines, 200000);
+}
+
+Test(ops, rate_limited_generator_sleeps_between_rows)
+{
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	uint64_t t0 = now_ns();
+	weir_env *env = env_p(1);
+	weir_generator_conf g = { .count = 150, .rate = 500 };
+	weir_sink_csv(weir_source_generator(env, "gen", &g), "out", path("rate.csv"));
+	run_ok(env);
+	double wall = (now_ns() - t0) / 1e9;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	double cpu = (c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) / 1e9;
+	long lines;
+	csv_sum(path("rate.csv"), 0, &lines);
+	cr_assert_eq(lines, 150);
+	cr_assert_geq(wall, 0.28, "150 rows at 500/s took %.3f s", wall);
+	cr_assert_lt(cpu, wall * 0.5, "the reactor spun: %.3f s CPU in %.3f s", cpu, wall);
+}
