@@ -39,7 +39,11 @@ typedef struct agg_state {
 	int ncols;        /* accumulator = output row */
 	int key;          /* key column in the accumulator */
 	size_t slot_size; /* bytes per table slot */
-	char *slots;      /* [hash u64][weir_value ncols] per slot; hash 0 = empty */
+	/* slot: [hash u64][weir_value x ncols][owned x ncols]; hash 0 = empty.
+	 * owned[c] is the arena buffer this key's string column c lives in
+	 * (pointer, capacity), reused when a reduce stores a new string that
+	 * fits, so updates do not grow the arena. */
+	char *slots;
 	size_t cap, used;
 	arena_chunk *arena;
 	weir_value *row;  /* scratch: the input row for reduce */
@@ -47,6 +51,7 @@ typedef struct agg_state {
 
 #define SLOT_HASH(s, i) (*(uint64_t *)((s)->slots + (i) * (s)->slot_size))
 #define SLOT_VALS(s, i) ((weir_value *)((s)->slots + (i) * (s)->slot_size + 8))
+#define SLOT_OWNED(s, i) (SLOT_VALS(s, i) + (s)->ncols)
 
 static char *arena_copy(agg_state *s, const char *p, uint32_t n)
 {
@@ -77,7 +82,7 @@ static int agg_open(task *t)
 	s->out = t->node->schema[0];
 	s->ncols = s->out->ncols;
 	s->key = s->c->kind == AGG_COUNT ? 0 : s->c->key_col;
-	s->slot_size = 8 + sizeof(weir_value) * (size_t)s->ncols;
+	s->slot_size = 8 + 2 * sizeof(weir_value) * (size_t)s->ncols;
 	s->cap = 1024;
 	s->slots = calloc(s->cap, s->slot_size);
 	s->row = calloc((size_t)s->c->in->ncols, sizeof(weir_value));
@@ -180,18 +185,29 @@ static void emit_acc(task *t, const agg_state *s, const weir_value *acc,
 	weir_out_emit(o);
 }
 
-static bool copy_strings(agg_state *s, weir_value *acc, const weir_batch *b)
+/* Give the accumulator's strings that point into input batch b a home in
+ * the arena: this key's own buffer for the column if it is big enough,
+ * else a new one. */
+static bool copy_strings(agg_state *s, weir_value *acc, weir_value *owned,
+			 const weir_batch *b)
 {
 	for (int c = 0; c < s->ncols; c++) {
 		if (s->out->fields[c].type != WEIR_STR)
 			continue;
 		const char *p = acc[c].str.ptr;
-		if (p >= b->heap && p <= b->heap + b->heap_used) {
-			char *d = arena_copy(s, p, acc[c].str.len);
+		uint32_t n = acc[c].str.len;
+		if (p < b->heap || p > b->heap + b->heap_used)
+			continue;
+		if (owned[c].str.ptr && owned[c].str.len >= n) {
+			memmove((char *)owned[c].str.ptr, p, n);
+		} else {
+			char *d = arena_copy(s, p, n);
 			if (!d)
 				return false;
-			acc[c].str.ptr = d;
+			owned[c].str.ptr = d;
+			owned[c].str.len = n;
 		}
+		acc[c].str.ptr = owned[c].str.ptr;
 	}
 	return true;
 }
@@ -262,7 +278,8 @@ static void agg_process(task *t, int input, weir_batch *b)
 				for (int k = 0; k < s->ncols; k++)
 					load_cell(b, k, r, &acc[k]);
 			}
-			if (!copy_strings(s, acc, b))
+			memset(SLOT_OWNED(s, i), 0, sizeof(weir_value) * (size_t)s->ncols);
+			if (!copy_strings(s, acc, SLOT_OWNED(s, i), b))
 				goto oom;
 		} else {
 			switch (c->kind) {
@@ -298,7 +315,7 @@ static void agg_process(task *t, int input, weir_batch *b)
 				for (int k = 0; k < b->schema->ncols; k++)
 					load_cell(b, k, r, &s->row[k]);
 				c->fn(c->arg, acc, s->row, b->schema);
-				if (!copy_strings(s, acc, b))
+				if (!copy_strings(s, acc, SLOT_OWNED(s, i), b))
 					goto oom;
 				break;
 			}

@@ -710,6 +710,19 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 		wlog(LOG_ERROR, "job '%s' defines no operators", job_name);
 		return -EINVAL;
 	}
+	if (cfg.parallelism < 1 || cfg.parallelism > 4096 || cfg.cores < 0 ||
+	    cfg.cores > 1024 || cfg.batch_rows < 1 || cfg.batch_rows > 65535 ||
+	    cfg.channel_credits < 1 || cfg.channel_credits > 65536 ||
+	    cfg.block_size < 4096 || cfg.block_size > (1u << 30) ||
+	    cfg.max_parallelism < 1 || cfg.max_parallelism > 32768 ||
+	    cfg.buffer_timeout_us < 0) {
+		wlog(LOG_ERROR, "job '%s': invalid configuration (parallelism %d, cores %d, "
+		     "batch rows %u, credits %u, block size %u, max parallelism %d, "
+		     "buffer timeout %lld us)", job_name, cfg.parallelism, cfg.cores,
+		     cfg.batch_rows, cfg.channel_credits, cfg.block_size,
+		     cfg.max_parallelism, (long long)cfg.buffer_timeout_us);
+		return -EINVAL;
+	}
 	if (env->executed) {
 		wlog(LOG_ERROR, "job '%s': an environment runs once; build a new one",
 		     job_name);

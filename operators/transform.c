@@ -11,6 +11,8 @@
 
 /* ---- map -------------------------------------------------------------------- */
 
+#define MAP_MAX_HEAP (1u << 30)
+
 static void map_batch(task *t, weir_batch *in);
 
 /* Run the map on two halves of `in` (a string did not fit). */
@@ -32,7 +34,7 @@ static void map_batch(task *t, weir_batch *in)
 	weir_batch *out;
 	int rc;
 
-	for (int attempt = 0;; attempt++) {
+	for (;;) {
 		out = batch_alloc(t->node->schema[0], heap);
 		if (out->capacity < in->rows) {
 			batch_release(out);
@@ -57,14 +59,18 @@ static void map_batch(task *t, weir_batch *in)
 			map_split(t, in);
 			return;
 		}
-		/* One row whose output does not fit: give it a larger heap. */
-		if (attempt == 12) {
-			task_fail(t, "map '%s': output row larger than %zu bytes",
-				  t->node->name, heap);
+		/* One row whose output does not fit: give it a larger heap, up
+		 * to 1 GiB (heap offsets are 32-bit). */
+		if (heap >= MAP_MAX_HEAP) {
+			task_fail(t, "map '%s': an output row needs more than %u MiB "
+				  "(or the function returns -ENOSPC regardless)",
+				  t->node->name, MAP_MAX_HEAP >> 20);
 			batch_release(in);
 			return;
 		}
 		heap = heap * 4 + 65536;
+		if (heap > MAP_MAX_HEAP)
+			heap = MAP_MAX_HEAP;
 	}
 }
 

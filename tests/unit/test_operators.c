@@ -467,3 +467,60 @@ Test(ops, rate_limited_generator_sleeps_between_rows)
 	cr_assert_geq(wall, 0.28, "150 rows at 500/s took %.3f s", wall);
 	cr_assert_lt(cpu, wall * 0.5, "the reactor spun: %.3f s CPU in %.3f s", cpu, wall);
 }
+
+/* Keep the lexicographically greatest name per key (strings in reduce). */
+static void max_name(void *arg, weir_value *acc, const weir_value *in,
+		     const weir_schema *s)
+{
+	(void)arg;
+	(void)s;
+	uint32_t n = acc[1].str.len < in[1].str.len ? acc[1].str.len : in[1].str.len;
+	int c = memcmp(in[1].str.ptr, acc[1].str.ptr, n);
+	if (c > 0 || (c == 0 && in[1].str.len > acc[1].str.len))
+		acc[1] = in[1];
+	acc[2].i64 += in[2].i64;
+}
+
+Test(ops, reduce_with_strings_in_both_modes)
+{
+	FILE *f = fopen(path("names.csv"), "w");
+	char want[10][32] = { { 0 } };
+	long long total[10] = { 0 };
+	for (int i = 0; i < 30000; i++) {
+		char name[32];
+		int k = (i * 7) % 10;
+		snprintf(name, sizeof(name), "n%0*d", 1 + i % 9, (i * 7919) % 100000);
+		fprintf(f, "%d,%s,1\n", k, name);
+		if (strcmp(name, want[k]) > 0)
+			strcpy(want[k], name);
+		total[k]++;
+	}
+	fclose(f);
+	for (int mode = WEIR_MODE_STREAMING; mode <= WEIR_MODE_BATCH; mode++) {
+		weir_env *env = env_p(2);
+		weir_env_config(env)->mode = (weir_runtime_mode)mode;
+		weir_stream *s = weir_source_csv(env, "csv", path("names.csv"),
+			weir_schema_parse(env, "k:i64,name:str,n:i64"), false, NULL);
+		weir_stream *r = weir_reduce(weir_key_by(s, "k"), "maxname", max_name, NULL);
+		weir_sink_csv(r, "out", path("red.csv"));
+		run_ok(env);
+		/* the last line per key is its final value */
+		char got[10][32] = { { 0 } };
+		long long cnt[10] = { 0 };
+		char line[128];
+		f = fopen(path("red.csv"), "r");
+		while (fgets(line, sizeof(line), f)) {
+			int k;
+			char nm[32];
+			long long n;
+			cr_assert_eq(sscanf(line, "%d,%31[^,],%lld", &k, nm, &n), 3, "%s", line);
+			strcpy(got[k], nm);
+			cnt[k] = n;
+		}
+		fclose(f);
+		for (int k = 0; k < 10; k++) {
+			cr_assert_str_eq(got[k], want[k], "mode %d key %d", mode, k);
+			cr_assert_eq(cnt[k], total[k]);
+		}
+	}
+}

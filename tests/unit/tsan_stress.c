@@ -93,6 +93,41 @@ static void channel_handoff(void)
 	pool_set_free(x.ps);
 }
 
+/* A burst of remote frees larger than the return ring: the overflow stack
+ * (ck_stack) takes the rest; two releasing threads at once. */
+static pool_set *burst_ps;
+static weir_batch *burst[2][300];
+
+static void *release_half(void *arg)
+{
+	int k = (int)(intptr_t)arg;
+	pool_bind_thread(burst_ps, 1 + k);
+	for (int i = 0; i < 300; i++)
+		batch_release(burst[k][i]);
+	return NULL;
+}
+
+static void remote_free_overflow(void)
+{
+	pthread_t a, b;
+	burst_ps = pool_set_new(3, 16 * 1024, 64, 8);
+	pool_bind_thread(burst_ps, 0);
+	for (int round = 0; round < 20; round++) {
+		for (int k = 0; k < 2; k++)
+			for (int i = 0; i < 300; i++)
+				burst[k][i] = batch_alloc(&schema, 0);
+		pthread_create(&a, NULL, release_half, (void *)0);
+		pthread_create(&b, NULL, release_half, (void *)1);
+		pthread_join(a, NULL);
+		pthread_join(b, NULL);
+		pool_reclaim(pool_current());
+		CHECK(pool_outstanding(pool_current()) == 0, "round %d: %u blocks missing",
+		      round, pool_outstanding(pool_current()));
+	}
+	pool_bind_thread(NULL, 0);
+	pool_set_free(burst_ps);
+}
+
 static int keep_all_map(void *arg, const weir_batch *in, weir_batch *out)
 {
 	(void)arg;
@@ -145,6 +180,7 @@ int main(void)
 	char err[128];
 	schema_parse("a:i64,b:i64,c:i64", &schema, err, sizeof(err));
 	channel_handoff();
+	remote_free_overflow();
 	pipelines();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
