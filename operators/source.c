@@ -141,6 +141,15 @@ static ssize_t refill(task *t, file_state *s)
 		}
 		s->buf = nb;
 		s->cap *= 2;
+		if (s->scratch) { /* CSV: unquoted fields need as much room */
+			char *ns = realloc(s->scratch, s->cap);
+			if (!ns) {
+				task_fail(t, "source '%s': out of memory for a %zu-byte "
+					  "record", t->node->name, s->cap);
+				return -ENOMEM;
+			}
+			s->scratch = ns;
+		}
 	}
 	if (s->stream) {
 		struct pollfd p = { .fd = s->fd, .events = POLLIN };
@@ -314,16 +323,7 @@ static int csv_produce(task *t)
 			}
 			if (b && b->rows == b->capacity)
 				break;
-			size_t oldcap = s->cap;
 			ssize_t n = refill(t, s);
-			if (s->cap != oldcap) {
-				char *ns = realloc(s->scratch, s->cap);
-				if (!ns) {
-					task_fail(t, "csv source '%s': out of memory", t->node->name);
-					return -1;
-				}
-				s->scratch = ns;
-			}
 			if (n == -EAGAIN)
 				break;
 			if (n < 0) {
