@@ -1039,10 +1039,33 @@ static void print_metrics(struct runtime *rt, double secs)
 	}
 	for (int i = 0; i < rt->nreactors; i++) {
 		reactor_metrics *m = &rt->reactors[i].m;
-		fprintf(stderr, "  core %d (cpu %d): busy %.1f ms, idle %.1f ms, "
-			"backpressured %.1f ms, parks %llu, blocks %llu\n", i,
-			rt->reactors[i].cpu, metric_read(&m->busy_ns) / 1e6,
-			metric_read(&m->idle_ns) / 1e6,
+		task_metrics c = { 0 };
+		/* Records and batches that entered and left this core's actors
+		 * (fused calls inside a chain are not counted twice). */
+		for (int k = 0; k < rt->nactors; k++) {
+			actor *a = rt->actors[k];
+			if (a->r != &rt->reactors[i])
+				continue;
+			c.rec_in += metric_read(&a->head->m.rec_in);
+			c.batch_in += metric_read(&a->head->m.batch_in);
+			for (int j = 0; j < a->ntasks; j++) {
+				task *t = a->tasks[j];
+				bool leaves = false;
+				for (int p = 0; p < t->nports; p++)
+					for (int o = 0; o < t->nout[p]; o++)
+						leaves |= t->out[p][o].kind == OUT_CHANNELS;
+				/* batch_out counts channel sends only */
+				c.batch_out += metric_read(&t->m.batch_out);
+				if (leaves)
+					c.rec_out += metric_read(&t->m.rec_out);
+			}
+		}
+		fprintf(stderr, "  core %d (cpu %d): records in %llu out %llu, batches in %llu "
+			"out %llu; busy %.1f ms, idle %.1f ms, backpressured %.1f ms; "
+			"parks %llu, pool blocks %llu\n", i, rt->reactors[i].cpu,
+			(unsigned long long)c.rec_in, (unsigned long long)c.rec_out,
+			(unsigned long long)c.batch_in, (unsigned long long)c.batch_out,
+			metric_read(&m->busy_ns) / 1e6, metric_read(&m->idle_ns) / 1e6,
 			metric_read(&m->backpressured_ns) / 1e6,
 			(unsigned long long)metric_read(&m->parks),
 			(unsigned long long)pool_blocks_allocated(rt->pools->pools[i]));
