@@ -59,7 +59,8 @@ static void usage_run(FILE *f)
 		"      --idle-policy P     park (default) or busy-poll\n"
 		"      --batch-size N      rows per batch (1024)\n"
 		"      --buffer-timeout MS flush partial batches after MS milliseconds\n"
-		"                          (default 1; 0 flushes after every input)\n"
+		"                          (default 1; 0 flushes after every input\n"
+		"                          element, and a source after each batch)\n"
 		"      --credits N         batches in flight per channel (16)\n"
 		"      --max-parallelism N key groups (128)\n"
 		"      --no-chaining       do not fuse forward edges\n"
@@ -182,7 +183,7 @@ static int cmd_run(int argc, char **argv)
 		case OPT_TIMEOUT: {
 			char *end;
 			double ms = strtod(optarg, &end);
-			if (*end || !*optarg || ms < 0 || ms > 3600e3) {
+			if (*end || !*optarg || !(ms >= 0 && ms <= 3600e3)) { /* NaN too */
 				fprintf(stderr, "%s run: --buffer-timeout: '%s' is not a number of "
 					"milliseconds\n", prog, optarg);
 				goto usage;
@@ -321,7 +322,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "help")) {
-		if (argc < 3) {
+		if (argc < 3 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h") ||
+		    !strcmp(argv[2], "help")) {
 			usage_main(stdout);
 			return 0;
 		}

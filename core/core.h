@@ -198,8 +198,9 @@ typedef struct task task;
  * reactor thread.  process() takes ownership of the batch.  end_input() is
  * called once when all inputs ended (before EOI is forwarded), watermark()
  * when the input watermark advances (NULL: forward it).  Sources implement
- * produce(): return > 0 after emitting, 0 when nothing could be done now,
- * < 0 when exhausted (the runtime then ends the stream).  close() is
+ * produce(): return > 0 after doing work (emitting, or consuming input that
+ * yielded nothing), 0 when nothing could be done now (then say when to try
+ * again with task_wait), < 0 when exhausted (the runtime ends the stream).  close() is
  * called for every task whose open() was called, even one that failed, so
  * it must cope with partly initialised state.
  */
@@ -254,7 +255,10 @@ int graph_add_edge(graph *g, int src, int src_port, int dst,
 /* ---- tasks: operator subtasks inside actors ------------------------------------ */
 
 typedef struct task_metrics {
-	uint64_t rec_in, batch_in, rec_out, batch_out, dead_letters;
+	uint64_t rec_in, batch_in;   /* given to the operator */
+	uint64_t rec_out, batch_out; /* emitted by the operator */
+	uint64_t chan_out;           /* batches sent on channels (to other actors) */
+	uint64_t dead_letters;
 } task_metrics;
 
 typedef struct outlet outlet;

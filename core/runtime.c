@@ -152,7 +152,7 @@ static void outlet_flush_builder(outlet *o, int i)
 	if (!b)
 		return;
 	o->build[i] = NULL;
-	metric_add(&o->owner->m.batch_out, 1);
+	metric_add(&o->owner->m.chan_out, 1);
 	channel_send(o->owner, o->ch[i], (elem){ .kind = ELEM_DATA, .batch = b });
 }
 
@@ -216,19 +216,19 @@ static void outlet_emit(outlet *o, weir_batch *b)
 		if (o->nch > 1)
 			batch_retain(b, (uint32_t)o->nch - 1);
 		for (int i = 0; i < o->nch; i++) {
-			metric_add(&o->owner->m.batch_out, 1);
+			metric_add(&o->owner->m.chan_out, 1);
 			channel_send(o->owner, o->ch[i],
 				     (elem){ .kind = ELEM_DATA, .batch = b });
 		}
 		return;
 	case PART_REBALANCE: {
 		int i = (int)(o->rr++ % (uint32_t)o->nch);
-		metric_add(&o->owner->m.batch_out, 1);
+		metric_add(&o->owner->m.chan_out, 1);
 		channel_send(o->owner, o->ch[i], (elem){ .kind = ELEM_DATA, .batch = b });
 		return;
 	}
 	default:
-		metric_add(&o->owner->m.batch_out, 1);
+		metric_add(&o->owner->m.chan_out, 1);
 		channel_send(o->owner, o->ch[0], (elem){ .kind = ELEM_DATA, .batch = b });
 		return;
 	}
@@ -243,6 +243,7 @@ void task_emit(task *t, int port, weir_batch *b)
 		return;
 	}
 	metric_add(&t->m.rec_out, b->rows);
+	metric_add(&t->m.batch_out, 1);
 	if (n > 1)
 		batch_retain(b, (uint32_t)n - 1);
 	for (int i = 0; i < n; i++)
@@ -536,6 +537,8 @@ static bool actor_run(actor *a, const weir_config *cfg)
 				if (channel_pop(c, &e)) {
 					a->rr = i + 1;
 					actor_on_elem(a, c, &e);
+					if (cfg->buffer_timeout_us == 0)
+						actor_flush_due(a, UINT64_MAX, 0);
 					got = true;
 					break;
 				}
@@ -1054,8 +1057,7 @@ static void print_metrics(struct runtime *rt, double secs)
 				for (int p = 0; p < t->nports; p++)
 					for (int o = 0; o < t->nout[p]; o++)
 						leaves |= t->out[p][o].kind == OUT_CHANNELS;
-				/* batch_out counts channel sends only */
-				c.batch_out += metric_read(&t->m.batch_out);
+				c.batch_out += metric_read(&t->m.chan_out);
 				if (leaves)
 					c.rec_out += metric_read(&t->m.rec_out);
 			}

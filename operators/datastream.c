@@ -32,6 +32,7 @@ struct weir_env {
 		weir_schema s;
 	} *schemas;
 	bool any_unbounded;
+	bool prepared;  /* combiners added for the runtime mode */
 	bool executed;
 };
 
@@ -695,13 +696,14 @@ static int add_combiners(weir_env *env, weir_runtime_mode mode)
 	return 0;
 }
 
-int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
+/*
+ * Check the configuration and fix what the runtime mode decides: resolve
+ * AUTOMATIC, and (once per environment) put combiners before the keyed
+ * aggregates in BATCH mode.  Writes the effective configuration to *cfg.
+ */
+static int env_prepare(weir_env *env, const char *job_name, weir_config *cfg)
 {
-	weir_config cfg = env->cfg;
-	run_hooks hooks = { .progress_ms = progress_ms,
-			    .print_plan = env->cfg.print_plan,
-			    .print_metrics = env->cfg.print_metrics };
-
+	*cfg = env->cfg;
 	if (env->error[0]) {
 		wlog(LOG_ERROR, "job '%s': %s", job_name, env->error);
 		return -EINVAL;
@@ -710,37 +712,54 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 		wlog(LOG_ERROR, "job '%s' defines no operators", job_name);
 		return -EINVAL;
 	}
-	if (cfg.parallelism < 1 || cfg.parallelism > 4096 || cfg.cores < 0 ||
-	    cfg.cores > 1024 || cfg.batch_rows < 1 || cfg.batch_rows > 65535 ||
-	    cfg.channel_credits < 1 || cfg.channel_credits > 65536 ||
-	    cfg.block_size < 4096 || cfg.block_size > (1u << 30) ||
-	    cfg.max_parallelism < 1 || cfg.max_parallelism > 32768 ||
-	    cfg.buffer_timeout_us < 0) {
+	if (cfg->parallelism < 1 || cfg->parallelism > 4096 || cfg->cores < 0 ||
+	    cfg->cores > 1024 || cfg->batch_rows < 1 || cfg->batch_rows > 65535 ||
+	    cfg->channel_credits < 1 || cfg->channel_credits > 65536 ||
+	    cfg->block_size < 4096 || cfg->block_size > (1u << 30) ||
+	    cfg->max_parallelism < 1 || cfg->max_parallelism > 32768 ||
+	    cfg->buffer_timeout_us < 0) {
 		wlog(LOG_ERROR, "job '%s': invalid configuration (parallelism %d, cores %d, "
 		     "batch rows %u, credits %u, block size %u, max parallelism %d, "
-		     "buffer timeout %lld us)", job_name, cfg.parallelism, cfg.cores,
-		     cfg.batch_rows, cfg.channel_credits, cfg.block_size,
-		     cfg.max_parallelism, (long long)cfg.buffer_timeout_us);
+		     "buffer timeout %lld us)", job_name, cfg->parallelism, cfg->cores,
+		     cfg->batch_rows, cfg->channel_credits, cfg->block_size,
+		     cfg->max_parallelism, (long long)cfg->buffer_timeout_us);
 		return -EINVAL;
 	}
+	if (cfg->mode == WEIR_MODE_AUTOMATIC)
+		cfg->mode = env->any_unbounded ? WEIR_MODE_STREAMING : WEIR_MODE_BATCH;
+	if (!env->prepared) {
+		if (add_combiners(env, cfg->mode) < 0)
+			return -ENOMEM;
+		env->prepared = true;
+	}
+	return 0;
+}
+
+int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
+{
+	weir_config cfg;
+	run_hooks hooks = { .progress_ms = progress_ms,
+			    .print_plan = env->cfg.print_plan,
+			    .print_metrics = env->cfg.print_metrics };
+	int err;
+
 	if (env->executed) {
 		wlog(LOG_ERROR, "job '%s': an environment runs once; build a new one",
 		     job_name);
 		return -EINVAL;
 	}
+	if ((err = env_prepare(env, job_name, &cfg)) < 0)
+		return err;
 	env->executed = true;
-	if (cfg.mode == WEIR_MODE_AUTOMATIC)
-		cfg.mode = env->any_unbounded ? WEIR_MODE_STREAMING : WEIR_MODE_BATCH;
-	if (add_combiners(env, cfg.mode) < 0)
-		return -ENOMEM;
 	return runtime_run(&env->g, &cfg, job_name, &hooks);
 }
 
 int env_describe_plan(weir_env *env, char *buf, size_t len)
 {
-	if (env->error[0]) {
-		snprintf(buf, len, "error: %s", env->error);
+	weir_config cfg;
+	if (env_prepare(env, "plan", &cfg) < 0) {
+		snprintf(buf, len, "error: %s", env->error[0] ? env->error : "invalid");
 		return -EINVAL;
 	}
-	return runtime_describe_plan(&env->g, &env->cfg, buf, len);
+	return runtime_describe_plan(&env->g, &cfg, buf, len);
 }

@@ -291,7 +291,8 @@ static int csv_produce(task *t)
 			return -1;
 		}
 	}
-	for (uint32_t seen = 0;; seen++) {
+	uint32_t seen;
+	for (seen = 0;; seen++) {
 		const char *p = s->buf + s->rpos;
 		size_t avail = s->rlen - s->rpos;
 		const char *why = NULL;
@@ -413,7 +414,9 @@ static int csv_produce(task *t)
 	} else if (b) {
 		batch_release(b);
 	}
-	if (produced)
+	/* Consuming input is work even when every record was malformed or
+	 * blank: only a turn that read nothing is idle. */
+	if (produced || seen > 0)
 		return 1;
 	return s->done ? -1 : 0;
 }

@@ -58,6 +58,23 @@ for reason in "is not a valid i64" "expected 3 fields, found 2" "text after a cl
 	else not_ok "no dead letter says '$reason'"; fi
 done
 
+# A file of nothing but malformed rows: the dead letters go through a channel
+# (no chaining) to a file; memory must stay bounded by credits, whatever the
+# file size (1.5 M rows, ~30 MB).
+awk 'BEGIN { for (i = 0; i < 1500000; i++) print "bad\"key," i }' > "$TMP/allbad.csv"
+/usr/bin/time -f %M -o "$TMP/rss" "$WEIR" run --no-chaining --cores 2 "$EXAMPLES/csv_sum.so" \
+	--input "$TMP/allbad.csv" --schema sym:str,qty:i64 --key sym --sum qty \
+	--output "$TMP/none" --dead-letters "$TMP/dead2" 2> "$TMP/err" || cat "$TMP/err"
+/usr/bin/time -f %M -o "$TMP/rss0" "$WEIR" run "$EXAMPLES/csv_sum.so" --input "$TMP/in.csv" \
+	--header --schema sym:str,px:f64,qty:i64 --key sym --sum qty --output "$TMP/o" \
+	--dead-letters "$TMP/d" 2> /dev/null
+rss=$(cat "$TMP/rss"); rss0=$(cat "$TMP/rss0")
+if [ "$(wc -l < "$TMP/dead2")" -eq 1500000 ] && [ "$rss" -le $((rss0 + 65536)) ]; then
+	ok "1.5 M malformed rows: all dead-lettered, max RSS $rss KB (small file: $rss0 KB)"
+else
+	not_ok "malformed flood: $(wc -l < "$TMP/dead2") dead letters, max RSS $rss KB (small file: $rss0 KB)"
+fi
+
 # Without a dead-letter output: warnings on stderr, exit status 0.
 if "$WEIR" run "$EXAMPLES/csv_sum.so" --input "$TMP/in.csv" --header \
 	--schema sym:str,px:f64,qty:i64 --key sym --sum qty --output "$TMP/out2" 2> "$TMP/err" &&

@@ -50,4 +50,15 @@ if "$WEIR" run -p 2 --idle-policy busy-poll --buffer-timeout 0 "$EXAMPLES/wordco
 else
 	not_ok "wordcount busy-poll"; cat "$TMP/err"
 fi
+# A quiet pipe: the reactor sleeps until input arrives (polling the pipe),
+# so waiting costs next to no CPU, and the words still come out right.
+(sleep 2; echo "Quiet quiet pipe") | /usr/bin/time -f "%U %S" -o "$TMP/cpu" \
+	"$WEIR" run "$EXAMPLES/wordcount.so" > "$TMP/pipe.csv" 2> "$TMP/err"
+cpu=$(awk '{ print $1 + $2 }' "$TMP/cpu")
+if [ "$(LC_ALL=C sort "$TMP/pipe.csv" | tr '\n' ' ')" = "pipe,1 quiet,2 " ] &&
+	awk -v c="$cpu" 'BEGIN { exit !(c < 0.5) }'; then
+	ok "quiet pipe: right counts, ${cpu}s CPU over a 2 s wait"
+else
+	not_ok "quiet pipe: ${cpu}s CPU, output: $(cat "$TMP/pipe.csv" | tr '\n' ' ')"; cat "$TMP/err"
+fi
 finish

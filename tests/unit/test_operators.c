@@ -121,12 +121,24 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	s = weir_filter(s, "f", keep_even, NULL);
 	weir_stream *k = weir_count(weir_key_by(s, "key"));
 	weir_sink_discard(k, "sink");
+	weir_env_config(env)->mode = WEIR_MODE_STREAMING;
 	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "chain x2: gen -> f  (cores: 0 1)"), "%s", buf);
 	cr_assert(strstr(buf, "chain x2: count -> sink"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: f =hash=> count"), "%s", buf);
 	/* 2 x 2 hash channels; nothing else crosses an actor boundary. */
 	cr_assert(strstr(buf, "actors 4 channels 4"), "%s", buf);
+	weir_env_free(env);
+
+	/* Batch mode (bounded sources): a combiner is chained before the
+	 * exchange, which then carries partial counts (two-phase). */
+	env = env_p(2);
+	weir_env_config(env)->cores = 2;
+	s = weir_filter(weir_source_generator(env, "gen", &g), "f", keep_even, NULL);
+	weir_sink_discard(weir_count(weir_key_by(s, "key")), "sink");
+	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert(strstr(buf, "chain x2: gen -> f -> count-combine  (cores: 0 1)"), "%s", buf);
+	cr_assert(strstr(buf, "exchange: count-combine =hash=> count"), "%s", buf);
 	weir_env_free(env);
 
 	env = env_p(2);
@@ -430,7 +442,7 @@ Test(ops, csv_malformed_line_across_the_read_buffer_boundary)
 	cr_assert(strstr(buf, ",quote inside an unquoted field,\"ab\"\"c,GOOD,5\"\n"), "%s", buf);
 }
 
-Test(ops, csv_all_malformed_file_stays_bounded)
+Test(ops, csv_all_malformed_file_is_all_dead_lettered)
 {
 	FILE *f = fopen(path("allbad.csv"), "w");
 	for (int i = 0; i < 200000; i++)
