@@ -73,6 +73,22 @@ static char *arena_copy(agg_state *s, const char *p, uint32_t n)
 	return d;
 }
 
+/*
+ * A zeroed table that is written before it is read.  calloc() may hand out
+ * fresh zero-page mappings: probing (a read) would map the shared zero page
+ * and the first insert on each page would then take a copy-on-write fault
+ * with a TLB shootdown IPI to every other core running this process, which
+ * cost about 10% of word count at -p 2.  Zeroing writes every page first.
+ */
+static char *table_alloc(size_t cap, size_t slot_size)
+{
+	char *t = malloc(cap * slot_size);
+	/* explicit_bzero: GCC turns malloc + memset(0) back into calloc. */
+	if (t)
+		explicit_bzero(t, cap * slot_size);
+	return t;
+}
+
 static int agg_open(task *t)
 {
 	agg_state *s = calloc(1, sizeof(*s));
@@ -84,7 +100,7 @@ static int agg_open(task *t)
 	s->key = s->c->kind == AGG_COUNT ? 0 : s->c->key_col;
 	s->slot_size = 8 + 2 * sizeof(weir_value) * (size_t)s->ncols;
 	s->cap = 1024;
-	s->slots = calloc(s->cap, s->slot_size);
+	s->slots = table_alloc(s->cap, s->slot_size);
 	s->row = calloc((size_t)s->c->in->ncols, sizeof(weir_value));
 	if (!s->slots || !s->row) {
 		free(s->slots);
@@ -114,7 +130,7 @@ static void agg_close(task *t)
 static bool grow(agg_state *s)
 {
 	size_t ncap = s->cap * 2;
-	char *n = calloc(ncap, s->slot_size), *old = s->slots;
+	char *n = table_alloc(ncap, s->slot_size), *old = s->slots;
 	size_t ocap = s->cap;
 	if (!n)
 		return false;
