@@ -249,7 +249,6 @@ void pool_bind_thread(pool_set *ps, int core)
 }
 
 pool *pool_current(void) { return cur_pool; }
-int pool_core(const pool *p) { return p->core; }
 uint32_t pool_outstanding(pool *p) { return p->outstanding; }
 uint64_t pool_blocks_allocated(const pool *p) { return p->allocated; }
 
@@ -381,7 +380,6 @@ weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 		layout(b, s, rows, sz);
 		b->flags = BATCH_JUMBO;
 		b->owner = (uint16_t)p->core;
-		b->block_size = sz;
 		p->outstanding++;
 		p->allocated++;
 		return b;
@@ -405,7 +403,6 @@ weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 	layout(b, s, rows, p->block_size);
 	b->flags = 0;
 	b->owner = (uint16_t)p->core;
-	b->block_size = p->block_size;
 	p->outstanding++;
 	return b;
 }

@@ -89,7 +89,6 @@ void pool_set_free(pool_set *ps);
 /* Bind the calling thread to core `core`'s pool (reactor start, tests). */
 void pool_bind_thread(pool_set *ps, int core);
 pool *pool_current(void);
-int pool_core(const pool *p);
 /* Blocks handed out and not yet returned (owner core only). */
 uint32_t pool_outstanding(pool *p);
 /* True when a source on this core may make more batches. */
@@ -161,8 +160,7 @@ typedef struct channel {
 	uint32_t pend_head, pend_len, pend_cap;
 	uint32_t credits;
 	struct reactor *producer, *consumer;
-	struct actor *dst;     /* consuming actor */
-	int dst_input;         /* logical input index at dst */
+	int dst_input;         /* logical input index at the consumer */
 	/* consumer core only */
 	uint32_t ended;        /* EOI received */
 	uint32_t aligned;      /* barrier seen, channel blocked */
@@ -302,8 +300,6 @@ static inline uint64_t metric_read(const uint64_t *m)
 {
 	return __atomic_load_n(m, __ATOMIC_RELAXED);
 }
-/* Has the job been cancelled or failed? */
-bool task_cancelled(const task *t);
 /* Is t's actor holding output it could not send (backpressure)?  A source
  * should stop producing and return when it is. */
 bool task_blocked(const task *t);

@@ -54,7 +54,6 @@ struct runtime {
 	int *node_par;
 	_Atomic int failed;
 	char error[512];
-	_Atomic int running;
 };
 
 static _Atomic int cancel_requested;
@@ -68,11 +67,6 @@ static bool rt_stopping(const struct runtime *rt)
 {
 	return atomic_load_explicit(&cancel_requested, memory_order_relaxed) ||
 	       atomic_load_explicit(&rt->failed, memory_order_acquire);
-}
-
-bool task_cancelled(const task *t)
-{
-	return rt_stopping(t->rt);
 }
 
 bool task_blocked(const task *t)
@@ -936,7 +930,6 @@ static int plan(struct runtime *rt)
 				channel *c = channel_new(cfg->channel_credits, src->actor->r, da->r);
 				if (!c)
 					return -ENOMEM;
-				c->dst = da;
 				c->dst_input = ed->dst_input;
 				o->ch[k] = c;
 				PUSH(rt->channels, rt->nchannels, rt->cap_channels, c);

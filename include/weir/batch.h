@@ -87,7 +87,6 @@ typedef struct weir_batch {
 	uint32_t refs;            /* atomic: holders of this batch */
 	uint16_t owner;           /* core whose pool the block came from */
 	uint16_t flags;
-	size_t block_size;
 } weir_batch;
 
 static inline int64_t *weir_col_i64(const weir_batch *b, int c)
