@@ -49,6 +49,14 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Processing time: the wall clock, ms since the Unix epoch. */
+static inline int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---- schemas -------------------------------------------------------------- */
 
 size_t type_width(weir_type t);
@@ -129,6 +137,7 @@ enum elem_kind {
 	ELEM_WATERMARK = 2, /* value: event time ms */
 	ELEM_BARRIER = 3,   /* value: checkpoint id */
 	ELEM_EOI = 4,       /* end of input */
+	ELEM_IDLE = 5,      /* value: 1 = the stream went idle, 0 = active */
 };
 
 typedef struct elem {
@@ -164,6 +173,7 @@ typedef struct channel {
 	/* consumer core only */
 	uint32_t ended;        /* EOI received */
 	uint32_t aligned;      /* barrier seen, channel blocked */
+	uint32_t idle;         /* producer said its stream is idle */
 	int64_t watermark;
 	uint64_t consumed_local;
 	/* written by consumer (release), read by producer (acquire) */
@@ -198,7 +208,9 @@ typedef struct task task;
  * when the input watermark advances (NULL: forward it).  Sources implement
  * produce(): return > 0 after doing work (emitting, or consuming input that
  * yielded nothing), 0 when nothing could be done now (then say when to try
- * again with task_wait), < 0 when exhausted (the runtime ends the stream).  close() is
+ * again with task_wait), < 0 when exhausted (the runtime ends the stream).
+ * timer() is called once the deadline set with task_set_timer() has passed
+ * (processing-time timers, idleness detection, early firing).  close() is
  * called for every task whose open() was called, even one that failed, so
  * it must cope with partly initialised state.
  */
@@ -211,6 +223,7 @@ typedef struct op_ops {
 	/* A checkpoint barrier passed (aligned over all inputs); NULL: none. */
 	void (*barrier)(task *t, int64_t id);
 	int (*produce)(task *t);
+	void (*timer)(task *t);
 	void (*close)(task *t);
 } op_ops;
 
@@ -224,6 +237,7 @@ typedef struct lnode {
 	int max_parallelism_1; /* operator can only run with parallelism 1 */
 	bool bounded;          /* sources: ends by itself */
 	bool new_chain;
+	bool side_outputs;     /* weir_side_output may add ports */
 	int nports;
 	const weir_schema *schema[NODE_MAX_PORTS]; /* per output port */
 	int ninputs;
@@ -273,7 +287,9 @@ struct task {
 	int nout[NODE_MAX_PORTS];
 	outlet *out[NODE_MAX_PORTS];
 	weir_out *emit[NODE_MAX_PORTS];
-	int64_t watermark;
+	int64_t watermark;      /* input watermark (INT64_MIN before the first) */
+	bool idle;              /* output stream marked idle */
+	uint64_t timer_at;      /* task_set_timer() deadline, now_ns() clock; 0 = none */
 	uint64_t wait_until;    /* task_wait(): source retry time, 0 = none */
 	int wait_fd;            /* task_wait(): fd to poll, -1 = none */
 	task_metrics m; /* written by the owner core with relaxed stores */
@@ -283,6 +299,12 @@ struct task {
 void task_emit(task *t, int port, weir_batch *b);
 /* Advance event time on t's outputs (sources; operators with timers). */
 void task_emit_watermark(task *t, int64_t wm);
+/* Mark t's output stream idle (it no longer holds back downstream
+ * watermarks) or active again.  Repeats are ignored. */
+void task_emit_idle(task *t, bool idle);
+/* Call ops->timer(t) once now_ns() >= at_ns (replaces an earlier deadline;
+ * 0 cancels).  Reactor thread. */
+void task_set_timer(task *t, uint64_t at_ns);
 /* Send checkpoint barrier `id` downstream (sources). */
 void task_emit_barrier(task *t, int64_t id);
 /* The row emitter of `port`. */

@@ -177,6 +177,82 @@ static bool connect(weir_stream *in, lnode *n)
 	return true;
 }
 
+/* ---- the internal builder API of ops.h --------------------------------------------- */
+
+void env_error(weir_env *env, const char *fmt, ...)
+{
+	va_list ap;
+	if (env->error[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(env->error, sizeof(env->error), fmt, ap);
+	va_end(ap);
+}
+
+weir_env *stream_env(const weir_stream *s) { return s->env; }
+lnode *stream_node(const weir_stream *s) { return s->env->g.nodes[s->node]; }
+int stream_key_col(const weir_stream *s) { return s->keyed ? s->key_col : -1; }
+bool stream_is_broadcast(const weir_stream *s) { return s->part == PART_BROADCAST; }
+
+weir_schema *env_alloc_schema(weir_env *env) { return env_schema(env); }
+
+weir_stream *stream_add_op(weir_stream *const *in, int nin, const char *name,
+			   const char *dflt, const op_ops *ops,
+			   const weir_schema *out, void *conf,
+			   void (*conf_free)(void *))
+{
+	weir_env *env = nin > 0 && in[0] ? in[0]->env : NULL;
+	lnode *n;
+
+	for (int i = 0; i < nin; i++)
+		if (!in[i] || in[i]->env != env) {
+			if (env && in[i])
+				env_fail(env, "'%s': inputs from different environments",
+					 name ? name : dflt);
+			if (conf_free)
+				conf_free(conf);
+			else
+				free(conf);
+			return NULL;
+		}
+	if (!env) {
+		if (conf_free)
+			conf_free(conf);
+		else
+			free(conf);
+		return NULL;
+	}
+	n = add_node(env, name, dflt, ops, out, conf);
+	if (!n)
+		return NULL;
+	if (conf_free)
+		n->conf_free = conf_free;
+	for (int i = 0; i < nin; i++)
+		if (!connect(in[i], n))
+			return NULL;
+	return new_stream(env, n->id, 0);
+}
+
+weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema)
+{
+	lnode *n = s->env->g.nodes[s->node];
+	if (!schema) {
+		env_fail(s->env, "'%s': output port without a schema", n->name);
+		return NULL;
+	}
+	if (n->nports == NODE_MAX_PORTS) {
+		env_fail(s->env, "'%s': too many outputs", n->name);
+		return NULL;
+	}
+	n->schema[n->nports] = schema;
+	return new_stream(s->env, n->id, n->nports++);
+}
+
+weir_stream *stream_port(weir_stream *s, int port)
+{
+	return new_stream(s->env, s->node, port);
+}
+
 static void *conf_new(weir_env *env, size_t size)
 {
 	void *c = calloc(1, size);
@@ -333,6 +409,7 @@ static weir_stream *fn_op(weir_stream *in, const char *name, const char *dflt,
 	n = add_node(in->env, name, dflt, ops, schema, c);
 	if (!n || !connect(in, n))
 		return NULL;
+	n->side_outputs = ops == &op_flat_map;
 	return new_stream(in->env, n->id, 0);
 }
 
@@ -417,17 +494,13 @@ weir_stream *weir_side_output(weir_stream *s, const char *tag,
 		env_fail(s->env, "side output '%s': no schema", tag ? tag : "?");
 		return NULL;
 	}
-	if (n->ops != &op_flat_map) {
-		env_fail(s->env, "side output '%s': only flat_map operators have side "
-			 "outputs ('%s' is a %s)", tag ? tag : "?", n->name, n->ops->kind);
+	if (!n->side_outputs) {
+		env_fail(s->env, "side output '%s': only flat_map and process operators "
+			 "have side outputs ('%s' is a %s)", tag ? tag : "?", n->name,
+			 n->ops->kind);
 		return NULL;
 	}
-	if (n->nports == NODE_MAX_PORTS) {
-		env_fail(s->env, "'%s': too many side outputs", n->name);
-		return NULL;
-	}
-	n->schema[n->nports] = schema;
-	return new_stream(s->env, n->id, n->nports++);
+	return stream_add_port(s, schema);
 }
 
 weir_stream *weir_union(weir_stream *a, weir_stream *b)

@@ -47,9 +47,40 @@ typedef struct sink_conf {
 } sink_conf;
 
 extern const op_ops op_map, op_filter, op_flat_map, op_project, op_union;
+extern const op_ops op_watermarks;
+extern const op_ops op_window, op_process, op_interval_join;
 extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator;
 extern const op_ops op_csv_sink, op_discard_sink;
+
+/* ---- graph building for the API functions in each operator's file ------------------ */
+
+/* Record the first build error of env (see weir_env_error). */
+void env_error(weir_env *env, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+weir_env *stream_env(const weir_stream *s);
+/* The node that produces s. */
+lnode *stream_node(const weir_stream *s);
+/* The key column of a weir_key_by() stream, else -1. */
+int stream_key_col(const weir_stream *s);
+bool stream_is_broadcast(const weir_stream *s);
+/* A zeroed schema that lives as long as env; NULL (and an env error) on
+ * ENOMEM. */
+weir_schema *env_alloc_schema(weir_env *env);
+/*
+ * Add operator `ops` reading in[0..nin) (input i over an edge with in[i]'s
+ * partitioning), with output schema `out` on port 0.  Takes ownership of
+ * conf (released with conf_free, or free() when NULL), also on failure.
+ * Returns the stream of port 0, or NULL after recording an env error.
+ */
+weir_stream *stream_add_op(weir_stream *const *in, int nin, const char *name,
+			   const char *dflt, const op_ops *ops,
+			   const weir_schema *out, void *conf,
+			   void (*conf_free)(void *));
+/* Add an output port with `schema` to the node of s; its stream or NULL. */
+weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
+/* The stream of an existing port of the node of s. */
+weir_stream *stream_port(weir_stream *s, int port);
 
 /* Plan env's graph without running it; describe it into buf (tests). */
 int env_describe_plan(weir_env *env, char *buf, size_t len);

@@ -13,6 +13,7 @@
 
 #include <weir/batch.h>
 #include <weir/datastream.h>
+#include <weir/keyed.h>
 
 #define WEIR_VERSION "0.1.0"
 

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Keyed state and timers (internal to the engine; operators/ uses it, jobs
+ * reach it through include/weir/keyed.h).
+ *
+ * Ownership: every object here belongs to one operator subtask, hence to
+ * one core; nothing is shared or locked.  A subtask's keys are those of the
+ * key groups the planner gave it (key group = key hash % max_parallelism,
+ * the same hash the exchange uses), so each core keeps exactly its own
+ * key-group ranges in its own tables.  The key hash is stored with every
+ * entry, so state can be addressed by key group (snapshots, rescaling).
+ *
+ * Keys.  A key is an skey: its hash plus 8 bytes that are the cell itself
+ * for fixed-width types, or a pointer to an interned, reference-counted
+ * string (kstr) for strings, so equal string keys share one copy per
+ * subtask and comparing keys is comparing two words.
+ *
+ * Tables.  A kvtab maps (key, namespace) -> a fixed-size value.  The
+ * namespace is an i64 chosen by the operator (a window's start, 0 for plain
+ * keyed state).  Values needing variable memory (lists, maps) store a
+ * pointer and give the table a free function.
+ *
+ * The one write path.  Every mutation of a table goes through kv_upsert /
+ * kv_written / kv_delete (and of a timer service through tsvc_add /
+ * tsvc_delete / tsvc_pop).  kv_written() is where a changed value is
+ * recorded: today it stamps the TTL and counts the write; the fault
+ * tolerance work appends the record to the core's state log there.
+ *
+ * Entry layout in a kvtab (8-byte aligned, `vsize` rounded up to 8):
+ *
+ *   +-----------+---------+---------+--------------------+----------------+
+ *   | khash u64 | key u64 | ns i64  | [written_ms i64]   | value[vsize]   |
+ *   +-----------+---------+---------+--------------------+----------------+
+ *                                     only with ttl_ms > 0
+ */
+#ifndef WEIR_STATE_H
+#define WEIR_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weir/batch.h>
+#include <weir/datastream.h>
+
+/* ---- keys ---------------------------------------------------------------------- */
+
+typedef struct kstr {
+	uint32_t refs;
+	uint32_t len;
+	uint64_t hash;
+	char data[];
+} kstr;
+
+typedef struct skey {
+	uint64_t hash; /* key_hash() of the cell: key group = hash % max_par */
+	uint64_t v;    /* the cell's 8 bytes, or (uintptr_t)kstr* */
+} skey;
+
+/* Interned string keys of one subtask. */
+typedef struct kdict kdict;
+
+kdict *kdict_new(void);
+/* Free the dictionary; all its strings must have been released. */
+void kdict_free(kdict *d);
+size_t kdict_count(const kdict *d);
+
+/*
+ * The key of cell (col, row) of b, whose type is `type`.  Hash as
+ * key_hash() (core/keyhash.h).  A string key is interned in d and returned
+ * *borrowed*: whoever keeps it calls key_retain(); after use the caller
+ * calls key_done(), which frees a string nobody retained.  Fixed-width
+ * keys need neither (both are no-ops).
+ */
+skey key_of(kdict *d, weir_type type, const weir_batch *b, int col,
+	    uint32_t row);
+/* The same from a weir_value (e.g. a key carried by a timer or a row). */
+skey key_from_value(kdict *d, weir_type type, weir_value v);
+void key_retain(weir_type type, skey k);
+/* Drop one reference (after key_retain). */
+void key_release(kdict *d, weir_type type, skey k);
+void key_done(kdict *d, weir_type type, skey k);
+/* The key as a cell of its type (a string points into the kstr). */
+weir_value key_value(weir_type type, skey k);
+static inline bool key_eq(skey a, skey b)
+{
+	return a.v == b.v && a.hash == b.hash;
+}
+
+/* ---- tables: (key, namespace) -> value --------------------------------------------- */
+
+typedef struct kvtab kvtab;
+
+typedef struct kvtab_conf {
+	weir_type key_type;
+	uint32_t vsize;              /* value bytes */
+	int64_t ttl_ms;              /* > 0: values expire (processing time) */
+	/* Release memory a value points to (lists, maps); NULL if none. */
+	void (*free_value)(void *value);
+} kvtab_conf;
+
+/* A new empty table; keys are interned in d (shared by the subtask's
+ * tables and timers).  NULL on ENOMEM. */
+kvtab *kv_new(const kvtab_conf *c, kdict *d);
+void kv_free(kvtab *t);
+
+/* The value of (k, ns), or NULL.  An expired value reads as NULL. */
+void *kv_get(kvtab *t, skey k, int64_t ns);
+/*
+ * The value of (k, ns), created zeroed if absent (then *created = true and
+ * the table retains the key).  The caller changes it and then calls
+ * kv_written().  NULL only on ENOMEM.  Pointers into the table are valid
+ * until the next kv_upsert or kv_delete on it.
+ */
+void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created);
+/* The one place a change is recorded: `value` (from kv_upsert) was
+ * written. */
+void kv_written(kvtab *t, void *value);
+/* Remove (k, ns) if present (freeing its value's memory); true if it was. */
+bool kv_delete(kvtab *t, skey k, int64_t ns);
+/* Start loading the cache lines (k, ns) will probe (batch prefetch). */
+void kv_prefetch(const kvtab *t, skey k, int64_t ns);
+
+/* Every live entry; fn returns non-zero to stop.  fn must not insert or
+ * delete (collect, then act). */
+void kv_foreach(kvtab *t,
+		int (*fn)(void *arg, skey k, int64_t ns, void *value),
+		void *arg);
+size_t kv_count(const kvtab *t);
+/* Bytes the table holds (slots, control bytes; not list/map contents). */
+size_t kv_memsize(const kvtab *t);
+/* Mutations recorded by kv_written/kv_delete so far. */
+uint64_t kv_writes(const kvtab *t);
+/* Processing-time clock used for TTL (tests set it; default: the wall
+ * clock in ms).  Per table. */
+void kv_set_clock(kvtab *t, int64_t (*now_ms)(void));
+
+/* ---- variable-size values: lists of byte strings and byte-keyed maps --------------- */
+
+/* A list of byte strings.  NULL is the empty list. */
+typedef struct blist blist;
+/* Append; *l may move.  0 or -ENOMEM. */
+int blist_add(blist **l, const void *p, uint32_t len);
+uint32_t blist_len(const blist *l);
+/* Element i, or NULL when i >= len. */
+const void *blist_get(const blist *l, uint32_t i, uint32_t *len);
+void blist_free(blist *l);
+
+/* A map from byte strings to values of a fixed size.  NULL is empty. */
+typedef struct bmap bmap;
+/* The value of k, or NULL. */
+void *bmap_get(const bmap *m, const void *k, uint32_t klen);
+/* The value of k, created zeroed if absent; *m may move.  NULL on ENOMEM. */
+void *bmap_put(bmap **m, uint32_t vsize, const void *k, uint32_t klen);
+bool bmap_remove(bmap *m, const void *k, uint32_t klen);
+uint32_t bmap_len(const bmap *m);
+int bmap_foreach(const bmap *m,
+		 int (*fn)(void *arg, const void *k, size_t klen,
+			   const void *value),
+		 void *arg);
+void bmap_free(bmap *m);
+
+/* ---- rows as bytes (list state, buffered window and join rows) ----------------------- */
+
+/*
+ * Encoding of one row: [ts i64] then per column i64/ts/f64 as 8 bytes,
+ * bool as 1 byte, str as [u32 len][bytes].  Unaligned; little-endian.
+ */
+size_t row_encoded_size(const weir_batch *b, uint32_t row);
+/* Write row `row` of b into buf (row_encoded_size bytes); returns that. */
+size_t row_encode(const weir_batch *b, uint32_t row, void *buf);
+/* Decode into cells[0..ncols) (strings point into buf) and *ts; returns
+ * bytes used. */
+size_t row_decode(const weir_schema *s, const void *buf, weir_value *cells,
+		  int64_t *ts);
+/* Stage cells as the emitter's next row (weir_out_* of each column) and
+ * its event time; the caller then calls weir_out_emit. */
+void row_stage(weir_out *o, const weir_schema *s, const weir_value *cells,
+	       int64_t ts);
+/* Read cell (col, row) of b as a weir_value. */
+weir_value cell_value(const weir_batch *b, int col, uint32_t row);
+
+/* ---- timers ------------------------------------------------------------------------ */
+
+typedef struct timer {
+	int64_t ts;
+	int64_t ns;
+	skey key;
+} timer;
+
+/* A per-subtask timer service for one time domain: timers of (key, ns) at
+ * ts, popped in ts order (ties in insertion order). */
+typedef struct tsvc tsvc;
+
+/*
+ * `dedup`: adding an existing (ts, key, ns) is a no-op, and delete works.
+ * Without it the caller promises not to add duplicates (a window operator
+ * registers a window's timer once, when the window opens), which saves a
+ * hash probe per timer; tsvc_delete is then -ENOTSUP.
+ */
+tsvc *tsvc_new(kdict *d, weir_type key_type, bool dedup);
+/* Free the service, releasing the keys of pending timers. */
+void tsvc_free(tsvc *s);
+/* 0, or -ENOMEM.  Retains a string key while the timer is pending. */
+int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns);
+/* 0, -ENOENT if there is no such timer, -ENOTSUP without dedup. */
+int tsvc_delete(tsvc *s, int64_t ts, skey k, int64_t ns);
+/* Pop the earliest timer with ts <= upto into *out; false if none.  The
+ * timer's key reference passes to the caller (key_release it). */
+bool tsvc_pop(tsvc *s, int64_t upto, timer *out);
+/* Earliest pending ts, or INT64_MAX. */
+int64_t tsvc_next(const tsvc *s);
+size_t tsvc_count(const tsvc *s);
+
+#endif
