@@ -216,6 +216,9 @@ typedef struct task task;
  */
 typedef struct op_ops {
 	const char *kind;
+	/* The operator makes its own watermarks and idleness (a watermark
+	 * generator): input watermarks and idle marks are not forwarded. */
+	bool own_watermarks;
 	int (*open)(task *t);
 	void (*process)(task *t, int input, weir_batch *b);
 	void (*watermark)(task *t, int64_t wm);
@@ -288,6 +291,7 @@ struct task {
 	outlet *out[NODE_MAX_PORTS];
 	weir_out *emit[NODE_MAX_PORTS];
 	int64_t watermark;      /* input watermark (INT64_MIN before the first) */
+	int64_t out_watermark;  /* last watermark sent downstream */
 	bool idle;              /* output stream marked idle */
 	uint64_t timer_at;      /* task_set_timer() deadline, now_ns() clock; 0 = none */
 	uint64_t wait_until;    /* task_wait(): source retry time, 0 = none */
@@ -297,7 +301,8 @@ struct task {
 
 /* Emit a batch on `port` (takes ownership of b). Reactor thread. */
 void task_emit(task *t, int port, weir_batch *b);
-/* Advance event time on t's outputs (sources; operators with timers). */
+/* Advance event time on t's outputs (sources, watermark generators);
+ * ignored unless it is above the last one sent. */
 void task_emit_watermark(task *t, int64_t wm);
 /* Mark t's output stream idle (it no longer holds back downstream
  * watermarks) or active again.  Repeats are ignored. */

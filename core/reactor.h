@@ -106,6 +106,8 @@ typedef struct actor {
 	bool ended;       /* EOI handled and forwarded */
 	bool finished;    /* ended and every queued element delivered */
 	int64_t wm;
+	bool inputs_idle; /* every open input is marked idle */
+	uint64_t timer_at;/* earliest task timer (may be stale-early); 0 = none */
 	int aligned;      /* channels holding back for a barrier */
 	int64_t barrier;
 } actor;

@@ -265,6 +265,18 @@ static void task_forward_control(task *t, uint32_t kind, int64_t v,
 		}
 }
 
+static void task_watermark(task *t, int64_t wm);
+
+/* Send watermark wm downstream of t (monotone per task). */
+static void task_output_watermark(task *t, int64_t wm)
+{
+	if (wm <= t->out_watermark)
+		return;
+	t->out_watermark = wm;
+	task_forward_control(t, ELEM_WATERMARK, wm, task_watermark);
+}
+
+/* The input watermark of t advanced to wm. */
 static void task_watermark(task *t, int64_t wm)
 {
 	if (wm <= t->watermark)
@@ -274,12 +286,67 @@ static void task_watermark(task *t, int64_t wm)
 		t->ops->watermark(t, wm);
 		task_flush(t);
 	}
-	task_forward_control(t, ELEM_WATERMARK, wm, task_watermark);
+	if (!t->ops->own_watermarks)
+		task_output_watermark(t, wm);
 }
 
 void task_emit_watermark(task *t, int64_t wm)
 {
-	task_watermark(t, wm);
+	task_output_watermark(t, wm);
+}
+
+static void task_idle_in(task *t, int64_t idle);
+
+static void task_idle_out(task *t, bool idle)
+{
+	if (t->idle == idle)
+		return;
+	t->idle = idle;
+	task_forward_control(t, ELEM_IDLE, idle, task_idle_in);
+}
+
+/* t's input stream went idle (1) or active (0). */
+static void task_idle_in(task *t, int64_t idle)
+{
+	if (!t->ops->own_watermarks)
+		task_idle_out(t, idle != 0);
+}
+
+void task_emit_idle(task *t, bool idle)
+{
+	task_idle_out(t, idle);
+}
+
+void task_set_timer(task *t, uint64_t at_ns)
+{
+	t->timer_at = at_ns;
+	if (at_ns && (!t->actor->timer_at || at_ns < t->actor->timer_at))
+		t->actor->timer_at = at_ns;
+}
+
+/* Call the timer() of every task of a whose deadline passed. */
+static bool actor_fire_timers(actor *a, uint64_t now)
+{
+	bool did = false;
+	uint64_t next = 0;
+
+	if (!a->timer_at || now < a->timer_at || a->ended || a->blocked)
+		return false;
+	for (int i = 0; i < a->ntasks; i++) {
+		task *t = a->tasks[i];
+		if (t->timer_at && t->timer_at <= now) {
+			t->timer_at = 0;
+			t->ops->timer(t);
+			did = true;
+		}
+	}
+	for (int i = 0; i < a->ntasks; i++) {
+		uint64_t at = a->tasks[i]->timer_at;
+		if (at && (!next || at < next))
+			next = at;
+	}
+	a->timer_at = next;
+	return did;
 }
 
 static void task_barrier(task *t, int64_t id)
@@ -305,6 +372,7 @@ static void task_end_input(task *t, int64_t unused)
 		if (t->ops->watermark)
 			t->ops->watermark(t, INT64_MAX);
 	}
+	t->out_watermark = INT64_MAX;
 	task_forward_control(t, ELEM_EOI, 0, task_end_input);
 }
 
@@ -417,9 +485,36 @@ static int64_t inputs_watermark(const actor *a)
 {
 	int64_t wm = INT64_MAX;
 	for (int i = 0; i < a->nin; i++)
-		if (!a->in[i]->ended && a->in[i]->watermark < wm)
+		if (!a->in[i]->ended && !a->in[i]->idle && a->in[i]->watermark < wm)
 			wm = a->in[i]->watermark;
 	return wm;
+}
+
+/* After an input's watermark, idleness or end changed: advance the
+ * actor's watermark to the minimum over its open, active inputs, and mark
+ * the actor idle when all of them are idle. */
+static void actor_inputs_changed(actor *a)
+{
+	bool any_open = false, all_idle = true;
+	for (int i = 0; i < a->nin; i++)
+		if (!a->in[i]->ended) {
+			any_open = true;
+			all_idle &= a->in[i]->idle != 0;
+		}
+	bool idle = any_open && all_idle;
+	if (!idle && a->inputs_idle) {
+		a->inputs_idle = false;
+		task_idle_in(a->head, 0);
+	}
+	int64_t wm = inputs_watermark(a);
+	if (wm > a->wm && wm != INT64_MAX) {
+		a->wm = wm;
+		task_watermark(a->head, wm);
+	}
+	if (idle && !a->inputs_idle) {
+		a->inputs_idle = true;
+		task_idle_in(a->head, 1);
+	}
 }
 
 static void actor_end(actor *a)
@@ -445,16 +540,15 @@ static void actor_on_elem(actor *a, channel *c, elem *e)
 		task_process(a->head, c->dst_input, e->batch);
 		channel_consumed(c);
 		break;
-	case ELEM_WATERMARK: {
+	case ELEM_WATERMARK:
 		if (e->value > c->watermark)
 			c->watermark = e->value;
-		int64_t wm = inputs_watermark(a);
-		if (wm > a->wm && wm != INT64_MAX) {
-			a->wm = wm;
-			task_watermark(a->head, wm);
-		}
+		actor_inputs_changed(a);
 		break;
-	}
+	case ELEM_IDLE:
+		c->idle = e->value != 0;
+		actor_inputs_changed(a);
+		break;
 	case ELEM_BARRIER:
 		c->aligned = 1;
 		a->aligned++;
@@ -471,11 +565,7 @@ static void actor_on_elem(actor *a, channel *c, elem *e)
 		if (a->open_inputs == 0) {
 			actor_end(a);
 		} else {
-			int64_t wm = inputs_watermark(a);
-			if (wm > a->wm && wm != INT64_MAX) {
-				a->wm = wm;
-				task_watermark(a->head, wm);
-			}
+			actor_inputs_changed(a);
 			actor_check_alignment(a);
 		}
 		break;
@@ -571,6 +661,8 @@ static bool reactor_has_work(reactor *r)
 		}
 		if (a->ended)
 			return true;
+		if (a->timer_at && now_ns() >= a->timer_at)
+			return true;
 		if (a->is_source) {
 			/* An idle source waits for its time or fd (see park()); a
 			 * source short of pool blocks waits for a block to return. */
@@ -617,6 +709,8 @@ static void park(reactor *r, uint64_t timeout_ns)
 	/* Idle sources: wake at their retry time or when their fd is ready. */
 	for (int i = 0; i < r->nactors; i++) {
 		actor *a = r->actors[i];
+		if (!a->finished && !a->ended && a->timer_at && a->timer_at < deadline)
+			deadline = a->timer_at;
 		if (a->finished || !a->is_source || !a->idle)
 			continue;
 		if (a->head->wait_until && a->head->wait_until < deadline)
@@ -680,6 +774,9 @@ static void *reactor_main(void *arg)
 		if (!alive)
 			break;
 		uint64_t now = now_ns();
+		for (int i = 0; i < r->nactors; i++)
+			if (!r->actors[i]->finished && actor_fire_timers(r->actors[i], now))
+				did = true;
 		if (timeout_ns)
 			for (int i = 0; i < r->nactors; i++)
 				actor_flush_due(r->actors[i], now, timeout_ns);
@@ -748,6 +845,7 @@ static task *new_task(struct runtime *rt, const lnode *n, int sub, actor *a)
 	t->cfg = rt->cfg;
 	t->nports = n->nports;
 	t->watermark = INT64_MIN;
+	t->out_watermark = INT64_MIN;
 	t->wait_fd = -1;
 	for (int p = 0; p < n->nports; p++) {
 		weir_out *o = aligned_alloc(CACHELINE, (sizeof(weir_out) + 63) / 64 * 64);

@@ -1,2 +1,234 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder: being written */
+/*
+ * Timestamp assignment and watermark generation (weir_assign_watermarks),
+ * chained to a source so that each source subtask has its own generator.
+ *
+ * Per record, in input order, the generator keeps the watermark W that the
+ * records so far imply: BOUNDED max(ts) - out_of_orderness - 1, MONOTONIC
+ * max(ts) - 1, PUNCTUATED the largest punctuation cell seen.  It sends W
+ *
+ *   - after every input batch (so at least once per batch), and
+ *   - just before a record with ts <= W, if W has not been sent yet.
+ *
+ * The second rule is what makes event-time results independent of batch
+ * size, parallelism and speed: a record that is late with respect to the
+ * records before it meets, at every downstream operator, exactly the
+ * watermark that preceded it in the input, as if watermarks were sent after
+ * every record.  Records with ts > W cannot be late for any window or timer
+ * at or below W, so for them a watermark that lags behind W within the
+ * batch changes nothing.  (Splitting the batch there costs a copy; it only
+ * happens at late records.)
+ *
+ * Idleness: with idle_timeout_ms > 0, a processing-time timer marks the
+ * output idle after that long without records; the next record marks it
+ * active again before it is sent.  Watermarks from upstream are not
+ * forwarded: this operator is the origin of event time.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+typedef struct wm_conf {
+	weir_watermark_kind kind;
+	int ts_col;       /* -1: keep b->ts */
+	int punct_col;    /* PUNCTUATED */
+	int64_t ooo;      /* out-of-orderness + 1 (the watermark lag) */
+	int64_t idle_ms;
+} wm_conf;
+
+typedef struct wm_state {
+	int64_t max_ts;
+	int64_t wm;       /* implied by the records so far */
+	uint64_t last_record_ns;
+} wm_state;
+
+static int wm_open(task *t)
+{
+	wm_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->max_ts = INT64_MIN;
+	s->wm = INT64_MIN;
+	t->st = s;
+	return 0;
+}
+
+static void wm_close(task *t)
+{
+	free(t->st);
+	t->st = NULL;
+}
+
+/* Send rows [from, to) of b; b itself when that is all of it. */
+static void emit_range(task *t, weir_batch *b, uint32_t from, uint32_t to)
+{
+	if (from == 0 && to == b->rows) {
+		task_emit(t, 0, b); /* takes ownership of b */
+		return;
+	}
+	if (to > from)
+		task_emit(t, 0, batch_slice_copy(b, from, to - from));
+}
+
+static void wm_process(task *t, int input, weir_batch *b)
+{
+	const wm_conf *c = t->node->conf;
+	wm_state *s = t->st;
+	uint32_t n = b->rows, from = 0;
+	(void)input;
+
+	if (c->idle_ms > 0) {
+		s->last_record_ns = now_ns();
+		if (!t->timer_at)
+			task_set_timer(t, s->last_record_ns + (uint64_t)c->idle_ms * 1000000u);
+	}
+	if (t->idle)
+		task_emit_idle(t, false);
+	if (c->ts_col >= 0) {
+		if (!batch_exclusive(b)) {
+			weir_batch *copy = batch_slice_copy(b, 0, n);
+			batch_release(b);
+			b = copy;
+		}
+		memcpy(b->ts, b->cols[c->ts_col], n * sizeof(int64_t));
+	}
+	const int64_t *ts = b->ts;
+	const int64_t *punct = c->punct_col >= 0 ? weir_col_i64(b, c->punct_col) : NULL;
+	for (uint32_t r = 0; r < n; r++) {
+		if (unlikely(ts[r] <= s->wm && t->out_watermark < s->wm)) {
+			emit_range(t, b, from, r);
+			task_emit_watermark(t, s->wm);
+			from = r;
+		}
+		if (punct) {
+			if (punct[r] > s->wm)
+				s->wm = punct[r];
+		} else if (ts[r] > s->max_ts) {
+			s->max_ts = ts[r];
+			/* saturating: ts near INT64_MIN must not wrap */
+			s->wm = s->max_ts < INT64_MIN + c->ooo ? INT64_MIN : s->max_ts - c->ooo;
+		}
+	}
+	if (from == 0)
+		emit_range(t, b, 0, n);
+	else {
+		emit_range(t, b, from, n);
+		batch_release(b);
+	}
+	if (s->wm > t->out_watermark)
+		task_emit_watermark(t, s->wm);
+}
+
+static void wm_timer(task *t)
+{
+	const wm_conf *c = t->node->conf;
+	wm_state *s = t->st;
+	uint64_t now = now_ns(), idle_at = s->last_record_ns + (uint64_t)c->idle_ms * 1000000u;
+
+	if (now >= idle_at)
+		task_emit_idle(t, true);
+	else
+		task_set_timer(t, idle_at);
+}
+
+static int wm_source_open(task *t)
+{
+	int r = wm_open(t);
+	const wm_conf *c = t->node->conf;
+	/* A subtask that never sees a record still goes idle. */
+	if (r == 0 && c->idle_ms > 0) {
+		wm_state *s = t->st;
+		s->last_record_ns = now_ns();
+		task_set_timer(t, s->last_record_ns + (uint64_t)c->idle_ms * 1000000u);
+	}
+	return r;
+}
+
+const op_ops op_watermarks = {
+	.kind = "watermarks", .own_watermarks = true, .open = wm_source_open,
+	.process = wm_process, .timer = wm_timer, .close = wm_close,
+};
+
+static int time_col(weir_env *env, const weir_schema *s, const char *col,
+		    const char *what)
+{
+	int k = weir_schema_find(s, col);
+	if (k < 0) {
+		env_error(env, "assign_watermarks: no %s column '%s'", what, col);
+		return -1;
+	}
+	if (s->fields[k].type != WEIR_I64 && s->fields[k].type != WEIR_TS) {
+		env_error(env, "assign_watermarks: %s column '%s' is %s, not i64 or ts",
+			  what, col, type_name(s->fields[k].type));
+		return -1;
+	}
+	return k;
+}
+
+weir_stream *weir_assign_watermarks(weir_stream *in, const char *name,
+				    const weir_watermark_strategy *ws)
+{
+	wm_conf *c;
+	weir_env *env;
+	const weir_schema *s;
+
+	if (!in)
+		return NULL;
+	env = stream_env(in);
+	s = weir_stream_schema(in);
+	if (!ws) {
+		env_error(env, "assign_watermarks: no strategy");
+		return NULL;
+	}
+	if (ws->kind != WEIR_WM_BOUNDED && ws->kind != WEIR_WM_MONOTONIC &&
+	    ws->kind != WEIR_WM_PUNCTUATED) {
+		env_error(env, "assign_watermarks: unknown strategy kind %d", (int)ws->kind);
+		return NULL;
+	}
+	if (ws->out_of_orderness_ms < 0 || ws->out_of_orderness_ms > INT64_MAX / 4 ||
+	    ws->idle_timeout_ms < 0 || ws->idle_timeout_ms > INT64_MAX / 2000000) {
+		env_error(env, "assign_watermarks: out-of-orderness and idle timeout must be "
+			  ">= 0 ms (got %lld and %lld)", (long long)ws->out_of_orderness_ms,
+			  (long long)ws->idle_timeout_ms);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		env_error(env, "out of memory");
+		return NULL;
+	}
+	c->kind = ws->kind;
+	c->ts_col = -1;
+	c->punct_col = -1;
+	c->ooo = (ws->kind == WEIR_WM_BOUNDED ? ws->out_of_orderness_ms : 0) + 1;
+	c->idle_ms = ws->idle_timeout_ms;
+	if (ws->ts_column && (c->ts_col = time_col(env, s, ws->ts_column, "time")) < 0) {
+		free(c);
+		return NULL;
+	}
+	if (ws->kind == WEIR_WM_PUNCTUATED) {
+		if (!ws->punctuation_column) {
+			env_error(env, "assign_watermarks: punctuated strategy without a "
+				  "punctuation column");
+			free(c);
+			return NULL;
+		}
+		if ((c->punct_col = time_col(env, s, ws->punctuation_column,
+					     "punctuation")) < 0) {
+			free(c);
+			return NULL;
+		}
+	}
+	/* One generator per input subtask: same parallelism, so it chains. */
+	lnode *src = stream_node(in);
+	weir_stream *out = stream_add_op(&in, 1, name, "watermarks", &op_watermarks,
+					 s, c, NULL);
+	if (out) {
+		lnode *n = stream_node(out);
+		n->parallelism = src->parallelism;
+		n->max_parallelism_1 = src->max_parallelism_1;
+	}
+	return out;
+}
