@@ -1,2 +1,310 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder: being written */
+/*
+ * Timer services (state.h): the pending timers of one subtask in one time
+ * domain, each a (ts, key, namespace), fired in ts order and, for equal ts,
+ * in the order they were added.
+ *
+ * A 4-ary min-heap ordered by (ts, seq), seq being a per-service counter
+ * of additions, holds every timer; a 4-ary heap does half the levels of a
+ * binary one and reads its children from one or two cache lines, which
+ * matters at a million pending timers.  Each heap entry holds one reference
+ * to its (string) key.
+ *
+ * With dedup, a side hash set (linear probing, backward-shift deletion)
+ * maps each pending (ts, key, ns) to the seq of its live heap entry.  Add
+ * is a no-op when the triple is in the set; delete just removes it from
+ * the set, which makes its heap entry stale (Redis-style lazy deletion): a
+ * heap entry is live only while the set maps its triple to its own seq.
+ * Stale entries are dropped, and their keys released, when they reach the
+ * top of the heap; the top is kept live after every pop and delete, so
+ * tsvc_next() is exact.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyhash.h"
+#include "state.h"
+
+typedef struct tentry {
+	int64_t ts;
+	uint64_t seq;
+	int64_t ns;
+	skey key;
+} tentry;
+
+typedef struct tset_slot {
+	int64_t ts;
+	int64_t ns;
+	skey key;
+	uint64_t seq; /* 0: empty */
+} tset_slot;
+
+struct tsvc {
+	tentry *heap;
+	size_t n, cap;
+	uint64_t seq;      /* last seq handed out */
+	size_t live;       /* pending timers (heap entries minus stale ones) */
+	kdict *d;
+	weir_type key_type;
+	bool dedup;
+	tset_slot *set;    /* dedup only */
+	size_t set_mask, set_count;
+	int set_shift;     /* 64 - log2(set capacity) */
+};
+
+#define ARITY 4
+#define SET_MIN_CAP 64
+
+static inline bool before(const tentry *a, const tentry *b)
+{
+	return a->ts < b->ts || (a->ts == b->ts && a->seq < b->seq);
+}
+
+static void sift_up(tentry *h, size_t i)
+{
+	tentry e = h[i];
+	while (i > 0) {
+		size_t p = (i - 1) / ARITY;
+		if (!before(&e, &h[p]))
+			break;
+		h[i] = h[p];
+		i = p;
+	}
+	h[i] = e;
+}
+
+static void sift_down(tentry *h, size_t n, size_t i)
+{
+	tentry e = h[i];
+	for (;;) {
+		size_t c = i * ARITY + 1;
+		if (c >= n)
+			break;
+		size_t best = c, end = c + ARITY < n ? c + ARITY : n;
+		for (size_t j = c + 1; j < end; j++)
+			if (before(&h[j], &h[best]))
+				best = j;
+		if (!before(&h[best], &e))
+			break;
+		h[i] = h[best];
+		i = best;
+	}
+	h[i] = e;
+}
+
+static tentry heap_pop(tsvc *s)
+{
+	tentry top = s->heap[0];
+	s->heap[0] = s->heap[--s->n];
+	if (s->n)
+		sift_down(s->heap, s->n, 0);
+	return top;
+}
+
+/* ---- the dedup set -------------------------------------------------------- */
+
+static inline uint64_t tkey_hash(int64_t ts, skey k, int64_t ns)
+{
+	return hash_mix64(k.hash ^ ((uint64_t)ts * 0x9e3779b97f4a7c15ULL) ^
+			  ((uint64_t)ns * 0xc2b2ae3d27d4eb4fULL));
+}
+
+static inline size_t set_home(const tsvc *s, int64_t ts, skey k, int64_t ns)
+{
+	return (size_t)(tkey_hash(ts, k, ns) >> s->set_shift);
+}
+
+static inline bool set_eq(const tset_slot *e, int64_t ts, skey k, int64_t ns)
+{
+	return e->ts == ts && e->ns == ns && key_eq(e->key, k);
+}
+
+/* Index of the triple, or of the empty slot ending its probe sequence. */
+static size_t set_find(const tsvc *s, int64_t ts, skey k, int64_t ns,
+		       bool *found)
+{
+	size_t i = set_home(s, ts, k, ns);
+	for (;; i = (i + 1) & s->set_mask) {
+		const tset_slot *e = &s->set[i];
+		if (!e->seq) {
+			*found = false;
+			return i;
+		}
+		if (set_eq(e, ts, k, ns)) {
+			*found = true;
+			return i;
+		}
+	}
+}
+
+static void set_remove_at(tsvc *s, size_t i)
+{
+	for (size_t j = i;;) {
+		j = (j + 1) & s->set_mask;
+		tset_slot *e = &s->set[j];
+		if (!e->seq)
+			break;
+		size_t home = set_home(s, e->ts, e->key, e->ns);
+		if (((j - home) & s->set_mask) >= ((j - i) & s->set_mask)) {
+			s->set[i] = *e;
+			i = j;
+		}
+	}
+	s->set[i].seq = 0;
+	s->set_count--;
+}
+
+static int set_grow(tsvc *s)
+{
+	size_t ocap = s->set_mask + 1, ncap = ocap * 2;
+	tset_slot *n = calloc(ncap, sizeof(*n)), *old = s->set;
+	if (!n)
+		return -ENOMEM;
+	s->set = n;
+	s->set_mask = ncap - 1;
+	s->set_shift--;
+	for (size_t i = 0; i < ocap; i++) {
+		if (!old[i].seq)
+			continue;
+		size_t j = set_home(s, old[i].ts, old[i].key, old[i].ns);
+		while (n[j].seq)
+			j = (j + 1) & s->set_mask;
+		n[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+/* A heap entry is stale once its triple left the set or was re-added. */
+static bool stale(const tsvc *s, const tentry *e)
+{
+	if (!s->dedup)
+		return false;
+	bool found;
+	size_t i = set_find(s, e->ts, e->key, e->ns, &found);
+	return !found || s->set[i].seq != e->seq;
+}
+
+/* Drop stale entries from the top so that the top is a pending timer. */
+static void purge_top(tsvc *s)
+{
+	while (s->n && stale(s, &s->heap[0])) {
+		tentry e = heap_pop(s);
+		key_release(s->d, s->key_type, e.key);
+	}
+}
+
+/* ---- the service ---------------------------------------------------------- */
+
+tsvc *tsvc_new(kdict *d, weir_type key_type, bool dedup)
+{
+	tsvc *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->d = d;
+	s->key_type = key_type;
+	s->dedup = dedup;
+	if (dedup) {
+		s->set = calloc(SET_MIN_CAP, sizeof(tset_slot));
+		if (!s->set) {
+			free(s);
+			return NULL;
+		}
+		s->set_mask = SET_MIN_CAP - 1;
+		s->set_shift = 64 - 6; /* log2(SET_MIN_CAP) */
+	}
+	return s;
+}
+
+void tsvc_free(tsvc *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		key_release(s->d, s->key_type, s->heap[i].key);
+	free(s->heap);
+	free(s->set);
+	free(s);
+}
+
+int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns)
+{
+	if (s->key_type == WEIR_STR && !k.v)
+		return -ENOMEM; /* key_of could not intern it */
+	size_t si = 0;
+	if (s->dedup) {
+		bool found;
+		si = set_find(s, ts, k, ns, &found);
+		if (found)
+			return 0;
+		if (s->set_count + 1 > (s->set_mask + 1) / 4 * 3) {
+			if (set_grow(s))
+				return -ENOMEM;
+			si = set_find(s, ts, k, ns, &found);
+		}
+	}
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 64;
+		tentry *nh = realloc(s->heap, ncap * sizeof(*nh));
+		if (!nh)
+			return -ENOMEM;
+		s->heap = nh;
+		s->cap = ncap;
+	}
+	uint64_t seq = ++s->seq;
+	if (s->dedup) {
+		s->set[si] = (tset_slot){ .ts = ts, .ns = ns, .key = k, .seq = seq };
+		s->set_count++;
+	}
+	s->heap[s->n] = (tentry){ .ts = ts, .seq = seq, .ns = ns, .key = k };
+	sift_up(s->heap, s->n++);
+	key_retain(s->key_type, k);
+	s->live++;
+	return 0;
+}
+
+int tsvc_delete(tsvc *s, int64_t ts, skey k, int64_t ns)
+{
+	if (!s->dedup)
+		return -ENOTSUP;
+	bool found;
+	size_t i = set_find(s, ts, k, ns, &found);
+	if (!found)
+		return -ENOENT;
+	set_remove_at(s, i);
+	s->live--;
+	purge_top(s);
+	return 0;
+}
+
+bool tsvc_pop(tsvc *s, int64_t upto, timer *out)
+{
+	if (!s->n || s->heap[0].ts > upto)
+		return false;
+	tentry e = heap_pop(s);
+	if (s->dedup) {
+		bool found;
+		size_t i = set_find(s, e.ts, e.key, e.ns, &found);
+		/* purge_top keeps the top live */
+		if (!found || s->set[i].seq != e.seq)
+			abort();
+		set_remove_at(s, i);
+	}
+	s->live--;
+	out->ts = e.ts;
+	out->ns = e.ns;
+	out->key = e.key; /* the heap's reference passes to the caller */
+	purge_top(s);
+	return true;
+}
+
+int64_t tsvc_next(const tsvc *s)
+{
+	return s->n ? s->heap[0].ts : INT64_MAX;
+}
+
+size_t tsvc_count(const tsvc *s)
+{
+	return s->live;
+}
