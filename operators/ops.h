@@ -82,6 +82,9 @@ weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
 /* The stream of an existing port of the node of s. */
 weir_stream *stream_port(weir_stream *s, int port);
 
+/* The schema of input i of an interval-join node (its late records). */
+const weir_schema *interval_join_input_schema(const lnode *n, int i);
+
 /* Plan env's graph without running it; describe it into buf (tests). */
 int env_describe_plan(weir_env *env, char *buf, size_t len);
 

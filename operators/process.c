@@ -1,2 +1,1293 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder: being written */
+/*
+ * Keyed process functions and the interval join (include/weir/keyed.h).
+ *
+ * op_process runs a user function per record with keyed state, timers and
+ * side outputs: weir_process() on one keyed input, weir_connect_process()
+ * on two (keyed + keyed on a column of the same type, or keyed + a
+ * broadcast stream).  Each subtask owns
+ *
+ *   - one kvtab per state descriptor (namespace 0), in a kdict shared with
+ *     its timers: VALUE/REDUCING/AGGREGATING store the `size` bytes of the
+ *     value (an entry exists exactly while a value is present), LIST a
+ *     blist*, MAP a bmap*; BROADCAST_MAP is one bmap* per subtask, kept in a
+ *     kvtab under a fixed key so its writes take the same path as keyed
+ *     ones (kv_written).  It is operator state, not keyed state: a restore
+ *     must give every subtask the whole map, whatever the key group of that
+ *     fixed key (a note for the checkpoint work).  TTL comes from the
+ *     descriptor;
+ *   - an event-time and a processing-time timer service (both dedup).
+ *     Event timers fire from watermark() for every timer at or below the
+ *     watermark, in time order.  Processing-time timers keep the runtime's
+ *     task timer (task_set_timer) at the earliest pending one and fire from
+ *     timer().  Processing-time timers still pending at end of input are
+ *     dropped, as in a bounded Flink job: the job is over, and waiting for
+ *     the clock would only delay its end.
+ *
+ * op_interval_join keeps, per side and key, the rows not yet too old to
+ * join, in one kvtab entry per (side, key): a jbuf, whose byte buffer holds
+ * row_encode()d rows sorted by event time:
+ *
+ *   jbuf.data: [head ... used) live records, each 8-byte aligned:
+ *   +----------+---------+--------------------------------------+-----+
+ *   | size u32 | len u32 | row_encode bytes (event time i64 ...) | pad |
+ *   +----------+---------+--------------------------------------+-----+
+ *   size = bytes of the whole record (a multiple of 8), len = encoded bytes
+ *
+ * A new row probes the other side's buffer of its key (a scan that skips
+ * rows before the interval and stops after it, since rows are in time
+ * order) and is then appended (in-order input appends; an out-of-order row
+ * is moved into place).  Rows leave in time order too: an a-row at ta is
+ * useless once the watermark reaches ta + upper (every later b-row has
+ * tb > wm), a b-row at tb once it reaches tb - lower, so cleanup drops a
+ * prefix.  It is driven by one cleanup timer per (side, key) at a time,
+ * rounded up to a bucket of about half the interval width, so a key costs
+ * a timer per bucket, not per row.  Input that is roughly in time order
+ * makes timers in time order, so a side's timers go to a FIFO while their
+ * times do not decrease (no heap, O(1) each) and only the stragglers to a
+ * timer service (tsvc); the watermark drains both.  Buffers come from
+ * per-subtask free lists of power-of-two blocks, so keys that come and go
+ * do not malloc per record in steady state.
+ *
+ * A probe scans the key's buffer from its oldest row, so its cost grows
+ * with the rows a key holds (about the interval width times the key's
+ * rate, plus a bucket): fine for the small per-key buffers joins usually
+ * have; a key with a huge buffer would want an index by time.
+ *
+ * A row whose event time is at or below the watermark is late: it is not
+ * joined (as in Flink) and goes to port 1 when the node has one with the
+ * row's schema (weir_window_late), else it is counted as a dead letter and
+ * logged once at close.
+ *
+ * Everything here belongs to one subtask, on its reactor thread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "state.h"
+
+/* ==== keyed process functions ======================================================= */
+
+typedef struct proc_conf {
+	weir_process_fns fns;
+	weir_state_desc states[WEIR_MAX_STATES];
+	char names[WEIR_MAX_STATES][64];
+	int ninputs;
+	int key_col[2];         /* -1: a broadcast input (no key) */
+	weir_type key_type[2];
+	bool bcast;             /* input 1 is a broadcast stream */
+} proc_conf;
+
+struct proc_state;
+
+/* The context handed to user functions; one per subtask, reused, touched
+ * only on the subtask's reactor thread. */
+struct weir_ctx {
+	task *t;
+	struct proc_state *s;
+	skey key;
+	bool has_key;
+	int input;   /* input of the record being processed; -1 in a timer */
+	int64_t ts;
+};
+
+/* A process subtask's state (t->st): its reactor thread only. */
+typedef struct proc_state {
+	weir_ctx ctx;
+	const proc_conf *c;
+	kdict *dict;
+	weir_type kt;                    /* key type of the tables and timers */
+	kvtab *tab[WEIR_MAX_STATES];
+	tsvc *ev, *pt;                   /* event- and processing-time timers */
+	int64_t pt_armed;                /* wall ms the task timer is set for */
+	bool ended;                      /* end of input: no more proc timers */
+} proc_state;
+
+/* The key under which a subtask keeps its BROADCAST_MAP states. */
+static const skey bcast_key = { 0, 0 };
+
+static void free_list_value(void *v) { blist_free(*(blist **)v); }
+static void free_map_value(void *v) { bmap_free(*(bmap **)v); }
+
+/* Set the default event time of the next rows of every port. */
+static inline void out_default_ts(task *t, int64_t ts)
+{
+	for (int p = 0; p < t->nports; p++)
+		weir_out_ts(t->emit[p], ts);
+}
+
+static int proc_open(task *t)
+{
+	const proc_conf *c = t->node->conf;
+	proc_state *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	t->st = s; /* close() frees what open() got to */
+	s->c = c;
+	s->kt = c->key_type[0];
+	s->pt_armed = INT64_MAX;
+	s->ctx = (weir_ctx){ .t = t, .s = s, .input = -1 };
+	s->dict = kdict_new();
+	if (!s->dict)
+		return -ENOMEM;
+	for (int i = 0; i < c->fns.nstates; i++) {
+		const weir_state_desc *d = &c->states[i];
+		kvtab_conf kc = { .key_type = s->kt, .vsize = d->size,
+				  .ttl_ms = d->ttl_ms };
+		switch (d->kind) {
+		case WEIR_STATE_LIST:
+			kc.vsize = sizeof(blist *);
+			kc.free_value = free_list_value;
+			break;
+		case WEIR_STATE_BROADCAST_MAP:
+			kc.key_type = WEIR_I64;
+			/* fall through */
+		case WEIR_STATE_MAP:
+			kc.vsize = sizeof(bmap *);
+			kc.free_value = free_map_value;
+			break;
+		default:
+			break;
+		}
+		s->tab[i] = kv_new(&kc, s->dict);
+		if (!s->tab[i])
+			return -ENOMEM;
+	}
+	s->ev = tsvc_new(s->dict, s->kt, true);
+	s->pt = tsvc_new(s->dict, s->kt, true);
+	if (!s->ev || !s->pt)
+		return -ENOMEM;
+	return 0;
+}
+
+static void proc_close(task *t)
+{
+	proc_state *s = t->st;
+	if (!s)
+		return;
+	if (s->pt && tsvc_count(s->pt))
+		wlog(LOG_DEBUG, "process '%s' #%d: %zu processing-time timers pending "
+		     "at end of input were dropped", t->node->name, t->subtask,
+		     tsvc_count(s->pt));
+	/* Timers and tables hold references to interned keys: free them
+	 * before the dictionary. */
+	if (s->ev)
+		tsvc_free(s->ev);
+	if (s->pt)
+		tsvc_free(s->pt);
+	for (int i = 0; i < WEIR_MAX_STATES; i++)
+		if (s->tab[i])
+			kv_free(s->tab[i]);
+	if (s->dict)
+		kdict_free(s->dict);
+	free(s);
+	t->st = NULL;
+}
+
+/* Point the task timer at the earliest processing-time timer (never
+ * later than it is already set for: a spurious call only re-arms). */
+static void pt_arm(proc_state *s)
+{
+	int64_t next = tsvc_next(s->pt);
+	if (s->ended || next >= s->pt_armed)
+		return;
+	int64_t delay = next - wall_ms();
+	if (delay < 0)
+		delay = 0;
+	if (delay > (int64_t)1 << 40) /* ~35 years: keeps ns in range */
+		delay = (int64_t)1 << 40;
+	s->pt_armed = next;
+	task_set_timer(s->ctx.t, now_ns() + (uint64_t)delay * 1000000u);
+}
+
+/* Fire the timers of svc up to `upto` in time order. */
+static void fire_timers(task *t, proc_state *s, tsvc *svc, int64_t upto,
+			weir_time_domain d)
+{
+	const weir_process_fns *f = &s->c->fns;
+	weir_ctx *x = &s->ctx;
+	timer tm;
+
+	while (tsvc_pop(svc, upto, &tm)) {
+		int rc = 0;
+		x->key = tm.key;
+		x->has_key = true;
+		x->input = -1;
+		x->ts = tm.ts;
+		if (f->on_timer) {
+			out_default_ts(t, tm.ts);
+			rc = f->on_timer(f->arg, x, d, tm.ts, task_out(t, 0));
+		}
+		x->has_key = false;
+		key_release(s->dict, s->kt, tm.key);
+		if (rc < 0) {
+			task_fail(t, "process '%s': timer function failed: %s",
+				  t->node->name, strerror(-rc));
+			return;
+		}
+	}
+}
+
+static void proc_process(task *t, int input, weir_batch *b)
+{
+	proc_state *s = t->st;
+	const proc_conf *c = s->c;
+	const weir_process_fns *f = &c->fns;
+	weir_ctx *x = &s->ctx;
+	weir_out *out = task_out(t, 0);
+	int kc = c->key_col[input];
+	weir_type kt = c->key_type[input];
+
+	x->input = input;
+	for (uint32_t r = 0; r < b->rows; r++) {
+		int rc;
+		x->ts = b->ts[r];
+		out_default_ts(t, x->ts);
+		if (kc >= 0) {
+			x->key = key_of(s->dict, kt, b, kc, r);
+			/* Held for the call: clearing the key's last state must not
+			 * free the string the context still points to. */
+			key_retain(kt, x->key);
+			x->has_key = true;
+			rc = f->process(f->arg, x, input, b, r, out);
+			x->has_key = false;
+			key_release(s->dict, kt, x->key);
+		} else {
+			rc = f->process(f->arg, x, input, b, r, out);
+		}
+		if (rc < 0) {
+			task_fail(t, "process '%s' failed: %s", t->node->name,
+				  strerror(-rc));
+			break;
+		}
+	}
+	x->input = -1;
+	batch_release(b);
+}
+
+static void proc_watermark(task *t, int64_t wm)
+{
+	proc_state *s = t->st;
+	fire_timers(t, s, s->ev, wm, WEIR_EVENT_TIME);
+}
+
+static void proc_timer(task *t)
+{
+	proc_state *s = t->st;
+	s->pt_armed = INT64_MAX; /* the runtime cleared the task timer */
+	fire_timers(t, s, s->pt, wall_ms(), WEIR_PROCESSING_TIME);
+	pt_arm(s);
+}
+
+static void proc_end_input(task *t)
+{
+	proc_state *s = t->st;
+	/* Pending processing-time timers are dropped (see the top). */
+	s->ended = true;
+	s->pt_armed = INT64_MAX;
+	task_set_timer(t, 0);
+}
+
+const op_ops op_process = {
+	.kind = "process", .open = proc_open, .process = proc_process,
+	.watermark = proc_watermark, .end_input = proc_end_input,
+	.timer = proc_timer, .close = proc_close,
+};
+
+/* ---- the context ------------------------------------------------------------------ */
+
+weir_value weir_ctx_key(const weir_ctx *c)
+{
+	if (!c || !c->has_key)
+		return (weir_value){ .i64 = 0 };
+	return key_value(c->s->kt, c->key);
+}
+
+int64_t weir_ctx_timestamp(const weir_ctx *c) { return c->ts; }
+int64_t weir_ctx_watermark(const weir_ctx *c) { return c->t->watermark; }
+int64_t weir_ctx_processing_time(const weir_ctx *c) { (void)c; return wall_ms(); }
+int weir_ctx_subtask(const weir_ctx *c) { return c->t->subtask; }
+int weir_ctx_parallelism(const weir_ctx *c) { return c->t->parallelism; }
+
+int weir_timer_register(weir_ctx *c, weir_time_domain d, int64_t ts)
+{
+	if (!c || !c->has_key)
+		return -EINVAL;
+	if (d == WEIR_EVENT_TIME)
+		return tsvc_add(c->s->ev, ts, c->key, 0);
+	if (d != WEIR_PROCESSING_TIME)
+		return -EINVAL;
+	int rc = tsvc_add(c->s->pt, ts, c->key, 0);
+	if (rc == 0 && ts < c->s->pt_armed)
+		pt_arm(c->s);
+	return rc;
+}
+
+int weir_timer_delete(weir_ctx *c, weir_time_domain d, int64_t ts)
+{
+	int rc;
+	if (!c || !c->has_key)
+		return -EINVAL;
+	if (d == WEIR_EVENT_TIME)
+		rc = tsvc_delete(c->s->ev, ts, c->key, 0);
+	else if (d == WEIR_PROCESSING_TIME)
+		rc = tsvc_delete(c->s->pt, ts, c->key, 0);
+	else
+		return -EINVAL;
+	/* Deleting a timer that is not there is not an error (Flink). */
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* ---- state ------------------------------------------------------------------------ */
+
+/*
+ * Errors: -EINVAL for a bad index, a state of another kind, or a keyed
+ * state without a current key (records of a broadcast input); -EPERM for a
+ * write to a BROADCAST_MAP from anything but the broadcast input; -ENOMEM;
+ * weir_state_map_remove of an absent key is -ENOENT.  Reads return NULL
+ * (or 0) where a write would fail.
+ */
+#define K(kind) (1u << (kind))
+#define K_VALUES (K(WEIR_STATE_VALUE) | K(WEIR_STATE_REDUCING) | K(WEIR_STATE_AGGREGATING))
+#define K_MAPS (K(WEIR_STATE_MAP) | K(WEIR_STATE_BROADCAST_MAP))
+
+/*
+ * The table of state i if its kind is in `kinds` and the context can use
+ * it (a keyed state needs a current key), with the key to use; for a write
+ * to a BROADCAST_MAP, *eperm is set when the context may not write it
+ * (only records of the broadcast input may).  NULL otherwise.
+ */
+static kvtab *state_tab(weir_ctx *c, int i, unsigned kinds, skey *k)
+{
+	if (!c || i < 0 || i >= c->s->c->fns.nstates)
+		return NULL;
+	const weir_state_desc *d = &c->s->c->states[i];
+	if (!(kinds & K(d->kind)))
+		return NULL;
+	if (d->kind == WEIR_STATE_BROADCAST_MAP) {
+		*k = bcast_key;
+	} else {
+		if (!c->has_key)
+			return NULL;
+		*k = c->key;
+	}
+	return c->s->tab[i];
+}
+
+static bool bcast_write_denied(const weir_ctx *c, int i)
+{
+	return c->s->c->states[i].kind == WEIR_STATE_BROADCAST_MAP &&
+	       !(c->s->c->bcast && c->input == 1);
+}
+
+const void *weir_state_get(weir_ctx *c, int state)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, K_VALUES, &k);
+	return t ? kv_get(t, k, 0) : NULL;
+}
+
+int weir_state_set(weir_ctx *c, int state, const void *value)
+{
+	skey k;
+	bool created;
+	kvtab *t = state_tab(c, state, K(WEIR_STATE_VALUE), &k);
+	if (!t || !value)
+		return -EINVAL;
+	void *v = kv_upsert(t, k, 0, &created);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, value, c->s->c->states[state].size);
+	kv_written(t, v);
+	return 0;
+}
+
+int weir_state_add(weir_ctx *c, int state, const void *in, size_t len)
+{
+	skey k;
+	bool created;
+	kvtab *t = state_tab(c, state, K(WEIR_STATE_LIST) | K(WEIR_STATE_REDUCING) |
+			     K(WEIR_STATE_AGGREGATING), &k);
+	if (!t || (!in && len))
+		return -EINVAL;
+	const weir_state_desc *d = &c->s->c->states[state];
+	if (d->kind == WEIR_STATE_LIST && len > UINT32_MAX)
+		return -EINVAL;
+	if (d->kind != WEIR_STATE_LIST && !in)
+		return -EINVAL;
+	void *v = kv_upsert(t, k, 0, &created);
+	if (!v)
+		return -ENOMEM;
+	switch (d->kind) {
+	case WEIR_STATE_LIST: {
+		int rc = blist_add((blist **)v, in, (uint32_t)len);
+		if (rc < 0)
+			return rc;
+		break;
+	}
+	case WEIR_STATE_REDUCING:
+		if (created)
+			memcpy(v, in, d->size);
+		else
+			d->fold(d->arg, v, in);
+		break;
+	default: /* AGGREGATING: the accumulator starts zeroed */
+		d->fold(d->arg, v, in);
+		break;
+	}
+	kv_written(t, v);
+	return 0;
+}
+
+size_t weir_state_list_len(weir_ctx *c, int state)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, K(WEIR_STATE_LIST), &k);
+	blist **l = t ? kv_get(t, k, 0) : NULL;
+	return l ? blist_len(*l) : 0;
+}
+
+const void *weir_state_list_get(weir_ctx *c, int state, size_t i, size_t *len)
+{
+	skey k;
+	uint32_t n = 0;
+	kvtab *t = state_tab(c, state, K(WEIR_STATE_LIST), &k);
+	blist **l = t ? kv_get(t, k, 0) : NULL;
+	const void *p = l && i < UINT32_MAX ? blist_get(*l, (uint32_t)i, &n) : NULL;
+	if (len)
+		*len = p ? n : 0;
+	return p;
+}
+
+const void *weir_state_map_get(weir_ctx *c, int state, const void *key,
+			       size_t klen)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, K_MAPS, &k);
+	if (!t || klen > UINT32_MAX || (!key && klen))
+		return NULL;
+	bmap **m = kv_get(t, k, 0);
+	return m ? bmap_get(*m, key, (uint32_t)klen) : NULL;
+}
+
+int weir_state_map_put(weir_ctx *c, int state, const void *key, size_t klen,
+		       const void *value)
+{
+	skey k;
+	bool created;
+	kvtab *t = state_tab(c, state, K_MAPS, &k);
+	if (!t || klen > UINT32_MAX || (!key && klen) || !value)
+		return -EINVAL;
+	if (bcast_write_denied(c, state))
+		return -EPERM;
+	uint32_t size = c->s->c->states[state].size;
+	bmap **m = kv_upsert(t, k, 0, &created);
+	if (!m)
+		return -ENOMEM;
+	void *v = bmap_put(m, size, key, (uint32_t)klen);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, value, size);
+	kv_written(t, m);
+	return 0;
+}
+
+int weir_state_map_remove(weir_ctx *c, int state, const void *key, size_t klen)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, K_MAPS, &k);
+	if (!t || klen > UINT32_MAX || (!key && klen))
+		return -EINVAL;
+	if (bcast_write_denied(c, state))
+		return -EPERM;
+	bmap **m = kv_get(t, k, 0);
+	if (!m || !bmap_remove(*m, key, (uint32_t)klen))
+		return -ENOENT;
+	if (bmap_len(*m) == 0)
+		kv_delete(t, k, 0); /* an empty map is no map */
+	else
+		kv_written(t, m);
+	return 0;
+}
+
+int weir_state_map_foreach(weir_ctx *c, int state,
+			   int (*fn)(void *arg, const void *k, size_t klen,
+				     const void *value),
+			   void *arg)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, K_MAPS, &k);
+	if (!t || !fn)
+		return -EINVAL;
+	bmap **m = kv_get(t, k, 0);
+	return m ? bmap_foreach(*m, fn, arg) : 0;
+}
+
+int weir_state_clear(weir_ctx *c, int state)
+{
+	skey k;
+	kvtab *t = state_tab(c, state, ~0u, &k);
+	if (!t)
+		return -EINVAL;
+	if (bcast_write_denied(c, state))
+		return -EPERM;
+	kv_delete(t, k, 0);
+	return 0;
+}
+
+/* ---- building --------------------------------------------------------------------- */
+
+static bool key_types_match(weir_type a, weir_type b)
+{
+	if (a == WEIR_TS)
+		a = WEIR_I64;
+	if (b == WEIR_TS)
+		b = WEIR_I64;
+	return a == b;
+}
+
+static weir_stream *process_op(weir_stream *a, weir_stream *b, const char *name,
+			       const weir_schema *out, const weir_process_fns *fns)
+{
+	const char *nm = name && *name ? name : "process";
+	weir_env *env;
+	proc_conf *c;
+	int ka;
+
+	if (!a)
+		return NULL;
+	env = stream_env(a);
+	if (!fns || !fns->process) {
+		env_error(env, "process '%s': no process function", nm);
+		return NULL;
+	}
+	if (!out) {
+		env_error(env, "process '%s': no output schema", nm);
+		return NULL;
+	}
+	if (fns->nstates < 0 || fns->nstates > WEIR_MAX_STATES ||
+	    (fns->nstates > 0 && !fns->states)) {
+		env_error(env, "process '%s': %d states (at most %d)", nm,
+			  fns->nstates, WEIR_MAX_STATES);
+		return NULL;
+	}
+	ka = stream_key_col(a);
+	if (ka < 0) {
+		env_error(env, "process '%s': the input is not keyed (call weir_key_by first)", nm);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		env_error(env, "out of memory");
+		return NULL;
+	}
+	c->fns = *fns;
+	c->fns.states = c->states;
+	c->ninputs = b ? 2 : 1;
+	c->key_col[0] = ka;
+	c->key_type[0] = weir_stream_schema(a)->fields[ka].type;
+	c->key_col[1] = -1;
+	if (b) {
+		if (stream_is_broadcast(b)) {
+			c->bcast = true;
+		} else {
+			int kb = stream_key_col(b);
+			if (kb < 0) {
+				env_error(env, "connect '%s': the second input must be keyed "
+					  "(weir_key_by) or broadcast (weir_broadcast)", nm);
+				goto fail;
+			}
+			weir_type tb = weir_stream_schema(b)->fields[kb].type;
+			if (!key_types_match(c->key_type[0], tb)) {
+				env_error(env, "connect '%s': key columns of different types "
+					  "(%s and %s)", nm, type_name(c->key_type[0]),
+					  type_name(tb));
+				goto fail;
+			}
+			c->key_col[1] = kb;
+			c->key_type[1] = tb;
+		}
+	}
+	for (int i = 0; i < fns->nstates; i++) {
+		weir_state_desc d = fns->states[i];
+		const char *sn = d.name ? d.name : "?";
+		bool sized = d.kind != WEIR_STATE_LIST;
+		if (d.kind < WEIR_STATE_VALUE || d.kind > WEIR_STATE_BROADCAST_MAP) {
+			env_error(env, "process '%s': state '%s' has an unknown kind %d",
+				  nm, sn, (int)d.kind);
+			goto fail;
+		}
+		if (sized && (d.size == 0 || d.size > (1u << 24))) {
+			env_error(env, "process '%s': state '%s' needs a size (1 to 16 MiB)",
+				  nm, sn);
+			goto fail;
+		}
+		if ((d.kind == WEIR_STATE_REDUCING || d.kind == WEIR_STATE_AGGREGATING) &&
+		    !d.fold) {
+			env_error(env, "process '%s': state '%s' needs a fold function",
+				  nm, sn);
+			goto fail;
+		}
+		if (d.ttl_ms < 0) {
+			env_error(env, "process '%s': state '%s' has a negative TTL", nm, sn);
+			goto fail;
+		}
+		if (d.kind == WEIR_STATE_BROADCAST_MAP && !c->bcast) {
+			env_error(env, "process '%s': broadcast state '%s' needs "
+				  "weir_connect_process with a weir_broadcast() input",
+				  nm, sn);
+			goto fail;
+		}
+		snprintf(c->names[i], sizeof(c->names[i]), "%s", sn);
+		d.name = c->names[i];
+		c->states[i] = d;
+	}
+
+	weir_stream *in[2] = { a, b };
+	weir_stream *s = stream_add_op(in, c->ninputs, name, b ? "connect-process" : "process",
+				       &op_process, out, c, NULL);
+	if (s)
+		stream_node(s)->side_outputs = true;
+	return s;
+fail:
+	free(c);
+	return NULL;
+}
+
+weir_stream *weir_process(weir_stream *keyed, const char *name,
+			  const weir_schema *out_schema,
+			  const weir_process_fns *fns)
+{
+	return process_op(keyed, NULL, name, out_schema, fns);
+}
+
+weir_stream *weir_connect_process(weir_stream *a, weir_stream *b,
+				  const char *name,
+				  const weir_schema *out_schema,
+				  const weir_process_fns *fns)
+{
+	if (a && !b) {
+		env_error(stream_env(a), "connect '%s': no second input",
+			  name ? name : "connect-process");
+		return NULL;
+	}
+	return process_op(a, b, name, out_schema, fns);
+}
+
+/* ==== interval join ================================================================ */
+
+typedef struct ij_conf {
+	int64_t lower, upper;
+	int64_t bucket;            /* cleanup timer granularity, ms */
+	weir_join_fn fn;
+	void *arg;
+	const weir_schema *in[2];
+	int key_col[2];
+	weir_type key_type[2];
+} ij_conf;
+
+struct ij_state;
+
+/* Buffered rows of one key on one side (the value of a kvtab entry). */
+typedef struct jbuf {
+	char *data;
+	uint32_t head, used, cap;  /* live records in data[head, used) */
+	uint32_t n;                /* live records */
+	int64_t max_ts;            /* greatest event time buffered */
+	int64_t timer;             /* pending cleanup timer, or NO_TIMER */
+	struct ij_state *owner;    /* whose block free lists data returns to */
+} jbuf;
+
+#define NO_TIMER INT64_MIN
+#define REC_HDR 8
+#define BLK_MIN_SHIFT 6   /* 64 B */
+#define BLK_MAX_SHIFT 20  /* 1 MiB: larger blocks go straight to malloc */
+#define BLK_KEEP_BYTES (2u << 20)
+#define PF_CHUNK 16       /* rows whose keys are prefetched together */
+
+/* An interval-join subtask's state (t->st): its reactor thread only. */
+typedef struct ij_state {
+	const ij_conf *c;
+	kdict *dict;
+	kvtab *buf[2];
+	struct cfifo {
+		struct centry {
+			int64_t at;
+			skey key;   /* retained while queued */
+		} *v;
+		uint32_t head, n, cap; /* ring; cap is a power of two */
+		int64_t last;          /* time of the newest entry */
+	} fifo[2];                 /* in-order cleanup timers per side */
+	tsvc *cleanup;            /* the other cleanup timers; ns = side */
+	int late_port[2];         /* port for late rows of each input, or -1 */
+	uint64_t late_dropped;
+	struct {
+		void *head;
+		uint32_t count;
+	} fl[BLK_MAX_SHIFT + 1];   /* free blocks of 1 << i bytes */
+	weir_value cells[2][WEIR_MAX_COLS];
+	skey keys[PF_CHUNK];
+} ij_state;
+
+static inline uint32_t rec_size(const char *p) { return *(const uint32_t *)p; }
+static inline int64_t rec_ts(const char *p) { return *(const int64_t *)(p + REC_HDR); }
+
+static inline int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+static inline int64_t sat_sub(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_sub_overflow(a, b, &r))
+		return b < 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* When the watermark reaches this, a row of `side` at ts can go. */
+static inline int64_t drop_time(const ij_conf *c, int side, int64_t ts)
+{
+	return side == 0 ? sat_add(ts, c->upper) : sat_sub(ts, c->lower);
+}
+
+/* Round up to the cleanup bucket. */
+static inline int64_t bucket_up(const ij_conf *c, int64_t d)
+{
+	int64_t w = c->bucket, q = d / w;
+	if (d % w > 0) {
+		if (q >= INT64_MAX / w)
+			return INT64_MAX;
+		q++;
+	}
+	return q * w;
+}
+
+static void *blk_alloc(ij_state *s, size_t need, uint32_t *cap)
+{
+	unsigned sh = BLK_MIN_SHIFT;
+	void *p;
+	while (((size_t)1 << sh) < need)
+		sh++;
+	if (sh > 31)
+		return NULL;
+	if (sh <= BLK_MAX_SHIFT && s->fl[sh].head) {
+		p = s->fl[sh].head;
+		s->fl[sh].head = *(void **)p;
+		s->fl[sh].count--;
+	} else {
+		p = malloc((size_t)1 << sh);
+		if (!p)
+			return NULL;
+	}
+	*cap = (uint32_t)1 << sh;
+	return p;
+}
+
+static void blk_free(ij_state *s, void *p, uint32_t cap)
+{
+	unsigned sh = (unsigned)__builtin_ctz(cap);
+	if (sh <= BLK_MAX_SHIFT &&
+	    ((uint64_t)s->fl[sh].count * cap < BLK_KEEP_BYTES || s->fl[sh].count < 4)) {
+		*(void **)p = s->fl[sh].head;
+		s->fl[sh].head = p;
+		s->fl[sh].count++;
+		return;
+	}
+	free(p);
+}
+
+static void jbuf_free_value(void *v)
+{
+	jbuf *b = v;
+	if (b->data)
+		blk_free(b->owner, b->data, b->cap);
+	b->data = NULL;
+}
+
+/* Make room for `need` more bytes at the end of b's records. */
+static int jbuf_room(ij_state *s, jbuf *b, uint32_t need)
+{
+	uint32_t live = b->used - b->head;
+	if ((uint64_t)live + need > (1u << 31))
+		return -E2BIG;
+	if (b->data && b->cap - live >= need && b->head >= live / 2) {
+		/* Enough room once the dropped prefix is reclaimed; worth a
+		 * move when the prefix is at least half the live bytes (else
+		 * grow: a near-full buffer would move again soon). */
+		memmove(b->data, b->data + b->head, live);
+		b->used = live;
+		b->head = 0;
+		return 0;
+	}
+	uint32_t ncap;
+	size_t want = (size_t)live + need;
+	if (want < (size_t)b->cap * 2)
+		want = (size_t)b->cap * 2;
+	char *n = blk_alloc(s, want, &ncap);
+	if (!n)
+		return -ENOMEM;
+	if (b->data) {
+		memcpy(n, b->data + b->head, live);
+		blk_free(s, b->data, b->cap);
+	}
+	b->data = n;
+	b->cap = ncap;
+	b->used = live;
+	b->head = 0;
+	return 0;
+}
+
+static int ij_open(task *t)
+{
+	const ij_conf *c = t->node->conf;
+	ij_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	t->st = s;
+	s->c = c;
+	for (int i = 0; i < 2; i++)
+		s->late_port[i] = t->nports > 1 && schema_equal(t->node->schema[1], c->in[i])
+					  ? 1 : -1;
+	s->dict = kdict_new();
+	if (!s->dict)
+		return -ENOMEM;
+	kvtab_conf kc = { .key_type = c->key_type[0], .vsize = sizeof(jbuf),
+			  .free_value = jbuf_free_value };
+	for (int i = 0; i < 2; i++) {
+		s->buf[i] = kv_new(&kc, s->dict);
+		if (!s->buf[i])
+			return -ENOMEM;
+	}
+	s->cleanup = tsvc_new(s->dict, c->key_type[0], false);
+	return s->cleanup ? 0 : -ENOMEM;
+}
+
+static void ij_close(task *t)
+{
+	ij_state *s = t->st;
+	if (!s)
+		return;
+	if (s->late_dropped)
+		wlog(LOG_WARN, "interval join '%s' #%d: %llu late records dropped "
+		     "(counted as dead letters; weir_window_late keeps them)",
+		     t->node->name, t->subtask, (unsigned long long)s->late_dropped);
+	if (s->cleanup)
+		tsvc_free(s->cleanup);
+	for (int i = 0; i < 2; i++) {
+		struct cfifo *f = &s->fifo[i];
+		for (uint32_t k = 0; k < f->n; k++)
+			key_release(s->dict, s->c->key_type[0],
+				    f->v[(f->head + k) & (f->cap - 1)].key);
+		free(f->v);
+	}
+	for (int i = 0; i < 2; i++)
+		if (s->buf[i])
+			kv_free(s->buf[i]); /* returns blocks to the free lists */
+	for (int i = 0; i <= BLK_MAX_SHIFT; i++)
+		while (s->fl[i].head) {
+			void *n = *(void **)s->fl[i].head;
+			free(s->fl[i].head);
+			s->fl[i].head = n;
+		}
+	if (s->dict)
+		kdict_free(s->dict);
+	free(s);
+	t->st = NULL;
+}
+
+/* Stage cells of schema `sc` as output columns off, off + 1, ... */
+static void stage_cells(weir_out *o, const weir_schema *sc, const weir_value *v,
+			int off)
+{
+	for (int i = 0; i < sc->ncols; i++)
+		switch (sc->fields[i].type) {
+		case WEIR_STR:
+			weir_out_str(o, off + i, v[i].str.ptr, v[i].str.len);
+			break;
+		case WEIR_F64:
+			weir_out_f64(o, off + i, v[i].f64);
+			break;
+		case WEIR_BOOL:
+			weir_out_bool(o, off + i, v[i].b);
+			break;
+		default:
+			weir_out_i64(o, off + i, v[i].i64);
+		}
+}
+
+static int emit_pair(task *t, ij_state *s, int64_t ta, int64_t tb)
+{
+	const ij_conf *c = s->c;
+	weir_out *o = task_out(t, 0);
+	int64_t ts = ta > tb ? ta : tb;
+
+	if (c->fn) {
+		out_default_ts(t, ts);
+		return c->fn(c->arg, s->cells[0], ta, s->cells[1], tb, o);
+	}
+	stage_cells(o, c->in[0], s->cells[0], 0);
+	stage_cells(o, c->in[1], s->cells[1], c->in[0]->ncols);
+	weir_out_ts(o, ts);
+	weir_out_emit(o);
+	return 0;
+}
+
+/* Pairs of row r of b (on `side`, at ts) with the other side's rows in o. */
+static int probe(task *t, ij_state *s, int side, const weir_batch *b, uint32_t r,
+		 int64_t ts, const jbuf *o)
+{
+	const ij_conf *c = s->c;
+	const weir_schema *os = c->in[1 - side];
+	int64_t lo, hi;
+	bool loaded = false;
+
+	if (side == 0) {
+		lo = sat_add(ts, c->lower);
+		hi = sat_add(ts, c->upper);
+	} else {
+		lo = sat_sub(ts, c->upper);
+		hi = sat_sub(ts, c->lower);
+	}
+	for (const char *p = o->data + o->head, *e = o->data + o->used; p < e;
+	     p += rec_size(p)) {
+		int64_t ots = rec_ts(p);
+		if (ots < lo)
+			continue;
+		if (ots > hi)
+			break;
+		if (!loaded) {
+			for (int k = 0; k < b->schema->ncols; k++)
+				s->cells[side][k] = cell_value(b, k, r);
+			loaded = true;
+		}
+		row_decode(os, p + REC_HDR, s->cells[1 - side], &ots);
+		int rc = side == 0 ? emit_pair(t, s, ts, ots) : emit_pair(t, s, ots, ts);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* A cleanup timer for (side, k) at `at`: the FIFO if it keeps it sorted. */
+static int cleanup_add(ij_state *s, int side, int64_t at, skey k)
+{
+	struct cfifo *f = &s->fifo[side];
+	if (f->n && at < f->last)
+		return tsvc_add(s->cleanup, at, k, side);
+	if (f->n == f->cap) {
+		uint32_t ncap = f->cap ? f->cap * 2 : 256;
+		struct centry *nv = malloc((size_t)ncap * sizeof(*nv));
+		if (!nv || ncap < f->cap) {
+			free(nv);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < f->n; i++)
+			nv[i] = f->v[(f->head + i) & (f->cap - 1)];
+		free(f->v);
+		f->v = nv;
+		f->cap = ncap;
+		f->head = 0;
+	}
+	f->v[(f->head + f->n) & (f->cap - 1)] = (struct centry){ at, k };
+	f->n++;
+	f->last = at;
+	key_retain(s->c->key_type[0], k);
+	return 0;
+}
+
+/* Buffer row r of b on `side` under key k. */
+static int buffer_row(ij_state *s, int side, skey k, const weir_batch *b,
+		      uint32_t r, int64_t ts, int64_t drop)
+{
+	bool created;
+	kvtab *tab = s->buf[side];
+	jbuf *jb = kv_upsert(tab, k, 0, &created);
+	if (!jb)
+		return -ENOMEM;
+	if (created) {
+		jb->timer = NO_TIMER;
+		jb->owner = s;
+	}
+	size_t enc = row_encoded_size(b, r);
+	size_t rec = (REC_HDR + enc + 7) & ~(size_t)7;
+	if (rec > (1u << 30))
+		return -E2BIG;
+	if (jb->cap - jb->used < rec) {
+		int rc = jbuf_room(s, jb, (uint32_t)rec);
+		if (rc < 0)
+			return rc;
+	}
+	char *dst = jb->data + jb->used;
+	if (jb->n && ts < jb->max_ts) {
+		/* Out of order: after the last record at or before ts. */
+		char *p = jb->data + jb->head;
+		while (p < dst && rec_ts(p) <= ts)
+			p += rec_size(p);
+		memmove(p + rec, p, (size_t)(dst - p));
+		dst = p;
+	} else {
+		jb->max_ts = ts;
+	}
+	((uint32_t *)dst)[0] = (uint32_t)rec;
+	((uint32_t *)dst)[1] = (uint32_t)enc;
+	row_encode(b, r, dst + REC_HDR);
+	jb->used += (uint32_t)rec;
+	jb->n++;
+	if (jb->timer == NO_TIMER) {
+		/* One cleanup timer per (side, key) at a time: a row that
+		 * expires before it merely stays a little longer. */
+		int64_t at = bucket_up(s->c, drop);
+		int rc = cleanup_add(s, side, at, k);
+		if (rc < 0)
+			return rc;
+		jb->timer = at;
+	}
+	kv_written(tab, jb);
+	return 0;
+}
+
+static void late_row(task *t, ij_state *s, int side, const weir_batch *b,
+		     uint32_t r)
+{
+	int port = s->late_port[side];
+	if (port < 0) {
+		s->late_dropped++;
+		metric_add(&t->m.dead_letters, 1);
+		return;
+	}
+	for (int k = 0; k < b->schema->ncols; k++)
+		s->cells[side][k] = cell_value(b, k, r);
+	weir_out *o = task_out(t, port);
+	row_stage(o, s->c->in[side], s->cells[side], b->ts[r]);
+	weir_out_emit(o);
+}
+
+static void ij_process(task *t, int side, weir_batch *b)
+{
+	ij_state *s = t->st;
+	const ij_conf *c = s->c;
+	int kc = c->key_col[side];
+	weir_type kt = c->key_type[side];
+	kvtab *mine = s->buf[side], *other = s->buf[1 - side];
+	bool fixed = kt != WEIR_STR;
+	int64_t wm = t->watermark;
+	int rc = 0;
+
+	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += PF_CHUNK) {
+		uint32_t n = b->rows - r0 < PF_CHUNK ? b->rows - r0 : PF_CHUNK;
+		if (fixed) {
+			/* Fixed-width keys need no dictionary: hash a chunk
+			 * and start loading both tables' slots for it. */
+			for (uint32_t i = 0; i < n; i++) {
+				s->keys[i] = key_of(s->dict, kt, b, kc, r0 + i);
+				kv_prefetch(other, s->keys[i], 0);
+				kv_prefetch(mine, s->keys[i], 0);
+			}
+		}
+		for (uint32_t i = 0; i < n && rc == 0; i++) {
+			uint32_t r = r0 + i;
+			int64_t ts = b->ts[r];
+			if (ts <= wm) {
+				late_row(t, s, side, b, r);
+				continue;
+			}
+			skey k = fixed ? s->keys[i] : key_of(s->dict, kt, b, kc, r);
+			const jbuf *o = kv_get(other, k, 0);
+			if (o && o->n)
+				rc = probe(t, s, side, b, r, ts, o);
+			int64_t drop = drop_time(c, side, ts);
+			/* Keep the row only if a later row of the other side
+			 * can still join it. */
+			if (rc == 0 && drop > wm)
+				rc = buffer_row(s, side, k, b, r, ts, drop);
+			key_done(s->dict, kt, k);
+		}
+	}
+	if (rc < 0)
+		task_fail(t, "interval join '%s': %s", t->node->name,
+			  rc == -ENOMEM ? "out of memory for buffered rows"
+					: strerror(-rc));
+	batch_release(b);
+}
+
+/* The cleanup timer of (side, k) fired: drop the rows the watermark made
+ * useless (a prefix: rows leave in time order) and set the next timer. */
+static void cleanup_key(ij_state *s, int side, skey k, int64_t wm)
+{
+	const ij_conf *c = s->c;
+	kvtab *tab = s->buf[side];
+	jbuf *jb = kv_get(tab, k, 0);
+	if (!jb)
+		return;
+	char *p = jb->data + jb->head, *e = jb->data + jb->used;
+	jb->timer = NO_TIMER;
+	while (p < e && drop_time(c, side, rec_ts(p)) <= wm) {
+		p += rec_size(p);
+		jb->n--;
+	}
+	jb->head = (uint32_t)(p - jb->data);
+	if (jb->n == 0) {
+		kv_delete(tab, k, 0);
+		return;
+	}
+	int64_t at = bucket_up(c, drop_time(c, side, rec_ts(p)));
+	/* On ENOMEM the rows stay until the key's next row sets a timer. */
+	if (cleanup_add(s, side, at, k) == 0)
+		jb->timer = at;
+	kv_written(tab, jb);
+}
+
+static void ij_watermark(task *t, int64_t wm)
+{
+	ij_state *s = t->st;
+	weir_type kt = s->c->key_type[0];
+	timer tm;
+
+	for (int side = 0; side < 2; side++) {
+		struct cfifo *f = &s->fifo[side];
+		while (f->n && f->v[f->head].at <= wm) {
+			skey k = f->v[f->head].key;
+			f->head = (f->head + 1) & (f->cap - 1);
+			f->n--;
+			cleanup_key(s, side, k, wm);
+			key_release(s->dict, kt, k);
+		}
+	}
+	while (tsvc_pop(s->cleanup, wm, &tm)) {
+		cleanup_key(s, (int)tm.ns, tm.key, wm);
+		key_release(s->dict, kt, tm.key);
+	}
+}
+
+const op_ops op_interval_join = {
+	.kind = "interval-join", .open = ij_open, .process = ij_process,
+	.watermark = ij_watermark, .close = ij_close,
+};
+
+/* The default output: a's columns, then b's ("b_" before a clashing name). */
+static const weir_schema *concat_schema(weir_env *env, const char *nm,
+					const weir_schema *a, const weir_schema *b)
+{
+	weir_schema *o;
+	if (a->ncols + b->ncols > WEIR_MAX_COLS) {
+		env_error(env, "interval join '%s': %d output columns (at most %d)", nm,
+			  a->ncols + b->ncols, WEIR_MAX_COLS);
+		return NULL;
+	}
+	o = env_alloc_schema(env);
+	if (!o)
+		return NULL;
+	*o = *a;
+	for (int i = 0; i < b->ncols; i++) {
+		weir_field f = b->fields[i];
+		if (weir_schema_find(o, f.name) >= 0) {
+			char nmb[WEIR_MAX_NAME];
+			snprintf(nmb, sizeof(nmb), "b_%.*s", WEIR_MAX_NAME - 3, f.name);
+			memcpy(f.name, nmb, sizeof(nmb));
+			if (weir_schema_find(o, f.name) >= 0 ||
+			    weir_schema_find(b, f.name) >= 0) {
+				env_error(env, "interval join '%s': cannot name b's column "
+					  "'%s' in the output ('%s' is taken)", nm,
+					  b->fields[i].name, f.name);
+				return NULL;
+			}
+		}
+		o->fields[o->ncols++] = f;
+	}
+	return o;
+}
+
+weir_stream *weir_interval_join(weir_stream *a, weir_stream *b, const char *name,
+				int64_t lower_ms, int64_t upper_ms,
+				const weir_schema *out_schema, weir_join_fn fn,
+				void *arg)
+{
+	const char *nm = name && *name ? name : "interval-join";
+	weir_env *env;
+	ij_conf *c;
+	int ka, kb;
+
+	if (!a || !b)
+		return NULL;
+	env = stream_env(a);
+	ka = stream_key_col(a);
+	kb = stream_key_col(b);
+	if (ka < 0 || kb < 0) {
+		env_error(env, "interval join '%s': both inputs must be keyed "
+			  "(call weir_key_by first)", nm);
+		return NULL;
+	}
+	const weir_schema *sa = weir_stream_schema(a), *sb = weir_stream_schema(b);
+	if (!key_types_match(sa->fields[ka].type, sb->fields[kb].type)) {
+		env_error(env, "interval join '%s': key columns of different types "
+			  "(%s and %s)", nm, type_name(sa->fields[ka].type),
+			  type_name(sb->fields[kb].type));
+		return NULL;
+	}
+	if (lower_ms > upper_ms) {
+		env_error(env, "interval join '%s': lower bound %lld is above the "
+			  "upper bound %lld", nm, (long long)lower_ms, (long long)upper_ms);
+		return NULL;
+	}
+	if (!fn && out_schema) {
+		env_error(env, "interval join '%s': an output schema needs a join "
+			  "function (without one the output is a's columns then b's)", nm);
+		return NULL;
+	}
+	if (fn && !out_schema) {
+		env_error(env, "interval join '%s': a join function needs an output "
+			  "schema", nm);
+		return NULL;
+	}
+	if (!fn) {
+		out_schema = concat_schema(env, nm, sa, sb);
+		if (!out_schema)
+			return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		env_error(env, "out of memory");
+		return NULL;
+	}
+	c->lower = lower_ms;
+	c->upper = upper_ms;
+	/* Cleanup granularity: half the interval's width (at least 8 ms):
+	 * rows stay at most that long after they became useless. */
+	uint64_t width = (uint64_t)upper_ms - (uint64_t)lower_ms;
+	c->bucket = width / 2 > (1ull << 40) ? (1ll << 40) : (int64_t)(width / 2);
+	if (c->bucket < 8)
+		c->bucket = 8;
+	c->fn = fn;
+	c->arg = arg;
+	c->in[0] = sa;
+	c->in[1] = sb;
+	c->key_col[0] = ka;
+	c->key_col[1] = kb;
+	c->key_type[0] = sa->fields[ka].type;
+	c->key_type[1] = sb->fields[kb].type;
+	weir_stream *in[2] = { a, b };
+	return stream_add_op(in, 2, name, "interval-join", &op_interval_join,
+			     out_schema, c, NULL);
+}
+
+/*
+ * For weir_window_late (operators/window.c), which gives an interval join
+ * its late output (port 1): the schema of input i (0 = a, 1 = b) of
+ * interval-join node n, or NULL if n is not one.  Late rows of an input go
+ * to port 1 when its schema equals that port's.  (Declared here until
+ * ops.h declares it.)
+ */
+const weir_schema *interval_join_input_schema(const lnode *n, int i)
+{
+	if (!n || n->ops != &op_interval_join || i < 0 || i > 1)
+		return NULL;
+	return ((const ij_conf *)n->conf)->in[i];
+}
