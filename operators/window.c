@@ -1,2 +1,1777 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder: being written */
+/*
+ * Windows and window joins (include/weir/keyed.h): one operator, op_window,
+ * that assigns the records of a keyed stream to windows, keeps per (key,
+ * window) state in a kvtab of state/, fires windows from timers, and hands
+ * each firing to one of five window functions: the built-in aggregate
+ * (count, sum, min, max), a user aggregate, a reduce, a full window
+ * function over the buffered rows, or a join of two inputs.
+ *
+ * Assigners (ts = the record's event time, or wall_ms() at arrival for
+ * WEIR_PROCESSING_TIME windows; all divisions are floor divisions, so
+ * negative times work):
+ *   tumbling  [s, s + size), s = floor((ts - offset) / size) * size + offset
+ *   sliding   every [s, s + size) with s = k * slide + offset, s <= ts <
+ *             s + size (slide > size leaves gaps: a record in a gap belongs
+ *             to no window and is dropped, as in Flink)
+ *   session   a proto-window [ts, ts + gap), merged with the key's windows
+ *             that STRICTLY overlap it (a.start < b.end && b.start <
+ *             a.end).  Windows that only touch do not merge: a record
+ *             exactly `gap` ms after the previous one starts a new session.
+ *   count     per key, every `size` records (tumbling), or with slide S
+ *             every S records over the last `size` records (so the first
+ *             firings see fewer records, as Flink's countWindow(size, S)).
+ *             Count windows fire by count only: at end of input a partly
+ *             filled count window is dropped (as in Flink), which is
+ *             logged at close.  window_start/window_end of a count window
+ *             are the least event time of its records and the greatest + 1.
+ *
+ * Event time.  A window [s, e) fires when the watermark wm reaches e - 1.
+ * With allowed lateness L a record is accepted into window w if
+ * e - 1 + L > wm; if w had already fired (e - 1 <= wm) it fires again at
+ * once, with its cumulative contents.  A window's state is freed when
+ * wm >= e - 1 + L (with L = 0: when it fires).  A record for which every
+ * window it belongs to is late goes, unchanged, to the late side output
+ * (port 1, made by weir_window_late); without one it is counted in the
+ * dead-letter metric and close() logs a warning with the count.  A sliding
+ * record late for some windows only is added to the others.  Sessions
+ * check lateness after merging (a merged window that is late makes the
+ * record late), like Flink.
+ *
+ * Processing time.  A window fires, and is freed, when the wall clock
+ * reaches its end (not end - 1: a record arriving in the window's last
+ * millisecond must not open it again after it fired).  Allowed lateness
+ * does not apply.  Processing-time timers run through task_set_timer and
+ * the timer() callback.
+ *
+ * End of input: the runtime raises the watermark to INT64_MAX, and every
+ * window fires and is freed, processing-time windows too (unlike the
+ * timers of process functions, which are dropped: a window's contents are
+ * data, and dropping them at the end of a bounded input would lose it).
+ *
+ * Triggers.  Besides the above: trigger_count > 0 fires a window (without
+ * purging) each time its record count reaches a multiple of trigger_count;
+ * early_fire_ms > 0 fires the windows that changed since their last firing
+ * at most early_fire_ms of processing time after their first change (a
+ * dirty list, so a tick never scans the table; the tick is only armed
+ * while something is dirty).
+ *
+ * Output event time is the window end - 1.  Window joins emit, at each
+ * firing, every pair of the window's a-rows and b-rows; a re-firing (late
+ * record within the allowed lateness, count trigger, early firing) emits
+ * all pairs again, like a Flink join over a re-fired window.
+ *
+ * State.  Per subtask: a kdict of keys, the window table `wins`
+ * ((key, ns) -> window value, ns = the window start for time windows, the
+ * window's ordinal for count windows), and for sessions an index table
+ * ((key, 0) -> the key's open sessions, sorted by start), and for sliding
+ * count windows a table of per-key record counts (never freed: one entry
+ * per key).  One tsvc (event or processing time, without dedup) holds the
+ * timers.  A tumbling or sliding window registers its two timers (firing
+ * and cleanup; one when L = 0) once, when it is created; on a pop, the
+ * window must still exist.  A session's end moves as it grows and merges,
+ * so a session has one live timer at a time ("armed"), kept next to the
+ * time it must act at ("due"); see session_timer().  Timers whose window
+ * merged away find no window and are ignored.  A window value:
+ *
+ *   +------+------+----+-------------------+--------------+-----+---------+
+ *   | ptr0 | ptr1 | n  | [end due armed]   | [mints maxts]| [fl]| payload |
+ *   +------+------+----+-------------------+--------------+-----+---------+
+ *   ptr0/ptr1 (present for reduce, process, join; 0, 1 or 2 of them) own
+ *   memory that the table frees with the entry: a reduce's encoded
+ *   accumulator row, a process function's blist of rows, a join's two
+ *   blists; n = records in the window; end, due, armed: sessions;
+ *   mints/maxts: count windows; fl: the dirty bit of early firing
+ *   (not logged state: after a restore every window counts as clean);
+ *   payload: built-in sum,
+ *   min, max (8 bytes each, i64 or f64) or a user accumulator.
+ *   The built-in tumbling aggregate is thus 32 bytes (count, sum, min,
+ *   max) plus the entry header.
+ *
+ * The built-in aggregate over tumbling windows is the fast path: a batch
+ * is processed in chunks, keys and window starts for the whole chunk
+ * first, then the accumulators are updated in place, each entry
+ * prefetched (kv_prefetch) a few rows ahead; firing pops timers in groups
+ * and prefetches their windows.  Nothing is allocated per record, except
+ * that the row-buffering functions (process, join, reduce) grow their
+ * lists and the tables and timer heap grow (amortised).
+ *
+ * Threading: everything in win_state belongs to the subtask's reactor
+ * thread; open/close run on the thread that runs the job.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "state.h"
+
+/* ---- configuration (build time; read-only while the job runs) --------------- */
+
+enum win_fn { WF_BUILTIN = 1, WF_AGG, WF_REDUCE, WF_PROCESS, WF_JOIN };
+
+typedef struct win_conf {
+	weir_window_spec w;     /* validated by spec_check */
+	enum win_fn fn;
+	int nin;                /* 1, or 2 for a join */
+	int key_col[2];         /* per input */
+	weir_type key_type;
+	const weir_schema *in[2];
+	int col;                /* WF_BUILTIN: aggregated column, or -1 */
+	weir_type col_type;
+	weir_window_agg_fns agg;
+	weir_reduce_fn reduce;
+	weir_window_process_fn process;
+	weir_join_fn join;      /* NULL: concatenate a's and b's columns */
+	void *arg;
+} win_conf;
+
+/* ---- per-subtask state --------------------------------------------------------- */
+
+typedef struct dirty_ent {
+	skey k;       /* retained while listed */
+	int64_t ns;
+} dirty_ent;
+
+/* The open sessions of one key, sorted by start, pairwise not
+ * overlapping.  Up to two inline; more in a heap array. */
+#define SIDX_INLINE 2
+typedef struct sess_idx {
+	int64_t (*heap)[2];     /* first: freed by the table (sidx_free) */
+	uint32_t n, cap;        /* cap 0: inline */
+	int64_t in[SIDX_INLINE][2];
+} sess_idx;
+
+typedef struct win_state {
+	const win_conf *c;
+	weir_window_kind kind;
+	bool proc;              /* processing time */
+	bool late_port;         /* weir_window_late was asked for */
+	int64_t size, slide, gap, off, lateness, tc, early_ms;
+	weir_type kt;
+	kdict *d;
+	kvtab *wins;            /* (key, ns) -> window value */
+	kvtab *sidx;            /* sessions: (key, 0) -> sess_idx */
+	kvtab *kcnt;            /* sliding count: (key, 0) -> records seen */
+	tsvc *tm;               /* window timers (event or processing time) */
+	/* value layout: byte offsets (0 = absent for the optional ones) */
+	uint32_t nptr, o_n, o_end, o_due, o_armed, o_ts, o_flags, o_pay, vsize;
+	dirty_ent *dirty;
+	uint32_t ndirty, cap_dirty;
+	int64_t early_due;      /* processing time of the next early tick */
+	int64_t sched_ms;       /* deadline given to task_set_timer */
+	char *scratch;          /* row encoding */
+	size_t scratch_cap;
+	uint64_t live, peak;    /* windows held now, and at most */
+	uint64_t late_dropped;  /* late records without a late output */
+	weir_value cells[2 * WEIR_MAX_COLS];
+	weir_value cells2[WEIR_MAX_COLS];
+} win_state;
+
+/* The row iterator handed to window process functions. */
+struct weir_rows {
+	const blist *l;
+	uint32_t i, n;
+	const weir_schema *s;
+};
+
+#define I64(v, off) (*(int64_t *)((char *)(v) + (off)))
+#define PTR(v, i) (((void **)(v))[i])
+
+static inline int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* a mod m in [0, m), m > 0 */
+static inline int64_t mod_floor(int64_t a, int64_t m)
+{
+	int64_t r = a % m;
+	return r < 0 ? r + m : r;
+}
+
+/* Start of the window of `len` ms (offset off in [0, len)) containing ts. */
+static inline int64_t align_start(int64_t ts, int64_t len, int64_t off)
+{
+	int64_t m = mod_floor(ts, len) - off, s;
+	if (m < 0)
+		m += len;
+	if (__builtin_sub_overflow(ts, m, &s))
+		return INT64_MIN;
+	return s;
+}
+
+/* ---- test hook ------------------------------------------------------------------ */
+
+/* Not in any header: tests declare it.  The largest number of windows one
+ * subtask held at once, over the window tasks closed since the last call;
+ * the call resets it. */
+uint64_t window_take_peak_states(void);
+static uint64_t peak_states;
+
+uint64_t window_take_peak_states(void)
+{
+	return __atomic_exchange_n(&peak_states, 0, __ATOMIC_RELAXED);
+}
+
+/* ---- window values ------------------------------------------------------------ */
+
+static void free_ptr1(void *v)
+{
+	free(PTR(v, 0));
+}
+
+static void free_list1(void *v)
+{
+	blist_free(PTR(v, 0));
+}
+
+static void free_list2(void *v)
+{
+	blist_free(PTR(v, 0));
+	blist_free(PTR(v, 1));
+}
+
+static void sidx_free(void *v)
+{
+	free(((sess_idx *)v)->heap);
+}
+
+/* A reduce accumulator: one encoded row. */
+typedef struct racc {
+	uint32_t cap, len;
+	char data[];
+} racc;
+
+static inline int64_t win_end(const win_state *s, int64_t ns, const void *v)
+{
+	return s->o_end ? I64(v, s->o_end) : sat_add(ns, s->size);
+}
+
+/* Event time: a window fires when the watermark reaches end - 1 and is
+ * freed when it reaches end - 1 + lateness.  Processing time: both when
+ * the clock reaches end, so that no record of the window's last
+ * millisecond can come after the firing. */
+static inline int64_t fire_time(const win_state *s, int64_t end)
+{
+	return s->proc ? end : end - 1;
+}
+
+static inline int64_t clean_time(const win_state *s, int64_t end)
+{
+	return s->proc ? end : sat_add(end - 1, s->lateness);
+}
+
+static bool oom(task *t)
+{
+	task_fail(t, "window '%s': out of memory for window state", t->node->name);
+	return false;
+}
+
+static bool scratch_room(task *t, win_state *s, size_t n)
+{
+	if (n <= s->scratch_cap)
+		return true;
+	size_t cap = s->scratch_cap ? s->scratch_cap : 256;
+	while (cap < n)
+		cap *= 2;
+	char *p = realloc(s->scratch, cap);
+	if (!p)
+		return oom(t);
+	s->scratch = p;
+	s->scratch_cap = cap;
+	return true;
+}
+
+/* Encode cells as a row (the format of state.h's row codec). */
+static size_t cells_size(const weir_schema *sc, const weir_value *cells)
+{
+	size_t n = 8;
+	for (int c = 0; c < sc->ncols; c++)
+		n += sc->fields[c].type == WEIR_STR ? 4 + cells[c].str.len
+		     : sc->fields[c].type == WEIR_BOOL ? 1 : 8;
+	return n;
+}
+
+static void cells_encode(const weir_schema *sc, const weir_value *cells,
+			 int64_t ts, char *p)
+{
+	memcpy(p, &ts, 8);
+	p += 8;
+	for (int c = 0; c < sc->ncols; c++) {
+		switch (sc->fields[c].type) {
+		case WEIR_STR:
+			memcpy(p, &cells[c].str.len, 4);
+			if (cells[c].str.len)
+				memcpy(p + 4, cells[c].str.ptr, cells[c].str.len);
+			p += 4 + cells[c].str.len;
+			break;
+		case WEIR_BOOL:
+			*p++ = cells[c].b ? 1 : 0;
+			break;
+		default:
+			memcpy(p, &cells[c].i64, 8);
+			p += 8;
+		}
+	}
+}
+
+/* Store the n bytes at src as the accumulator *ap (grown if needed). */
+static bool racc_store(task *t, racc **ap, const char *src, size_t n)
+{
+	racc *a = *ap;
+	if (!a || a->cap < n) {
+		uint32_t cap = a ? a->cap : 0;
+		if (n > UINT32_MAX / 2)
+			return oom(t);
+		if (cap < 64)
+			cap = 64;
+		while (cap < n)
+			cap *= 2;
+		racc *na = realloc(a, sizeof(*na) + cap);
+		if (!na)
+			return oom(t);
+		na->cap = cap;
+		*ap = a = na;
+	}
+	memcpy(a->data, src, n);
+	a->len = (uint32_t)n;
+	return true;
+}
+
+/* acc = reduce(acc, in) with both as cells; re-encode into *ap. */
+static bool reduce_into(task *t, win_state *s, racc **ap, const weir_value *in)
+{
+	const win_conf *c = s->c;
+	const weir_schema *sc = c->in[0];
+	int64_t ts;
+	row_decode(sc, (*ap)->data, s->cells, &ts);
+	c->reduce(c->arg, s->cells, in, sc);
+	size_t n = cells_size(sc, s->cells);
+	/* The cells may point into *ap: encode aside, then store. */
+	if (!scratch_room(t, s, n))
+		return false;
+	cells_encode(sc, s->cells, ts, s->scratch);
+	return racc_store(t, ap, s->scratch, n);
+}
+
+/* Add row r of b (from input `input`) to window value v. */
+static inline bool add_row(task *t, win_state *s, void *v, int input,
+			   const weir_batch *b, uint32_t r)
+{
+	const win_conf *c = s->c;
+	int64_t n = ++I64(v, s->o_n);
+
+	if (s->o_ts) {
+		int64_t ts = b->ts[r];
+		if (n == 1 || ts < I64(v, s->o_ts))
+			I64(v, s->o_ts) = ts;
+		if (n == 1 || ts > I64(v, s->o_ts + 8))
+			I64(v, s->o_ts + 8) = ts;
+	}
+	switch (c->fn) {
+	case WF_BUILTIN:
+		if (c->col < 0)
+			break;
+		if (c->col_type == WEIR_F64) {
+			double x = weir_col_f64(b, c->col)[r];
+			double *p = (double *)((char *)v + s->o_pay);
+			if (n == 1) {
+				p[0] = p[1] = p[2] = x;
+			} else {
+				p[0] += x;
+				if (x < p[1])
+					p[1] = x;
+				if (x > p[2])
+					p[2] = x;
+			}
+		} else {
+			int64_t x = weir_col_i64(b, c->col)[r];
+			int64_t *p = (int64_t *)((char *)v + s->o_pay);
+			if (n == 1) {
+				p[0] = p[1] = p[2] = x;
+			} else {
+				p[0] = (int64_t)((uint64_t)p[0] + (uint64_t)x);
+				if (x < p[1])
+					p[1] = x;
+				if (x > p[2])
+					p[2] = x;
+			}
+		}
+		break;
+	case WF_AGG:
+		c->agg.add(c->agg.arg, (char *)v + s->o_pay, b, r);
+		break;
+	case WF_REDUCE:
+		if (!PTR(v, 0)) {
+			size_t sz = row_encoded_size(b, r);
+			if (!scratch_room(t, s, sz))
+				return false;
+			row_encode(b, r, s->scratch);
+			return racc_store(t, (racc **)&PTR(v, 0), s->scratch, sz);
+		}
+		for (int k = 0; k < b->schema->ncols; k++)
+			s->cells2[k] = cell_value(b, k, r);
+		return reduce_into(t, s, (racc **)&PTR(v, 0), s->cells2);
+	case WF_PROCESS:
+	case WF_JOIN: {
+		size_t sz = row_encoded_size(b, r);
+		if (sz > UINT32_MAX || !scratch_room(t, s, sz))
+			return sz > UINT32_MAX ? oom(t) : false;
+		row_encode(b, r, s->scratch);
+		if (blist_add((blist **)&PTR(v, input), s->scratch, (uint32_t)sz) < 0)
+			return oom(t);
+		break;
+	}
+	}
+	return true;
+}
+
+/* Append the elements of list o to *l. */
+static bool list_append(task *t, blist **l, blist **o)
+{
+	if (!*l) { /* take it over */
+		*l = *o;
+		*o = NULL;
+		return true;
+	}
+	uint32_t n = blist_len(*o), len;
+	for (uint32_t i = 0; i < n; i++) {
+		const void *p = blist_get(*o, i, &len);
+		if (blist_add(l, p, len) < 0)
+			return oom(t);
+	}
+	return true;
+}
+
+/* Fold session window value o into v (v keeps its end). */
+static bool merge_value(task *t, win_state *s, void *v, void *o)
+{
+	const win_conf *c = s->c;
+	int64_t nv = I64(v, s->o_n), no = I64(o, s->o_n);
+
+	if (nv == 0) {
+		/* v is new: it becomes o (which gives up its memory). */
+		int64_t end = s->o_end ? I64(v, s->o_end) : 0;
+		memcpy(v, o, s->vsize);
+		if (s->o_end)
+			I64(v, s->o_end) = end; /* the caller sets it and the timer */
+		/* v is not on the dirty list (o's entry there goes stale) */
+		if (s->o_flags)
+			I64(v, s->o_flags) = 0;
+		for (uint32_t i = 0; i < s->nptr; i++)
+			PTR(o, i) = NULL;
+		return true;
+	}
+	I64(v, s->o_n) = nv + no;
+	switch (c->fn) {
+	case WF_BUILTIN:
+		if (c->col < 0 || no == 0)
+			break;
+		if (c->col_type == WEIR_F64) {
+			double *p = (double *)((char *)v + s->o_pay);
+			const double *q = (const double *)((char *)o + s->o_pay);
+			p[0] += q[0];
+			if (q[1] < p[1])
+				p[1] = q[1];
+			if (q[2] > p[2])
+				p[2] = q[2];
+		} else {
+			int64_t *p = (int64_t *)((char *)v + s->o_pay);
+			const int64_t *q = (const int64_t *)((char *)o + s->o_pay);
+			p[0] = (int64_t)((uint64_t)p[0] + (uint64_t)q[0]);
+			if (q[1] < p[1])
+				p[1] = q[1];
+			if (q[2] > p[2])
+				p[2] = q[2];
+		}
+		break;
+	case WF_AGG:
+		c->agg.merge(c->agg.arg, (char *)v + s->o_pay, (char *)o + s->o_pay);
+		break;
+	case WF_REDUCE: {
+		racc *oa = PTR(o, 0);
+		int64_t ts;
+		if (!oa)
+			break;
+		if (!PTR(v, 0)) {
+			PTR(v, 0) = oa;
+			PTR(o, 0) = NULL;
+			break;
+		}
+		/* o's cells point into oa, which stays alive until o is
+		 * deleted, after this returns. */
+		row_decode(c->in[0], oa->data, s->cells2, &ts);
+		return reduce_into(t, s, (racc **)&PTR(v, 0), s->cells2);
+	}
+	case WF_PROCESS:
+		return list_append(t, (blist **)&PTR(v, 0), (blist **)&PTR(o, 0));
+	case WF_JOIN:
+		return list_append(t, (blist **)&PTR(v, 0), (blist **)&PTR(o, 0)) &&
+		       list_append(t, (blist **)&PTR(v, 1), (blist **)&PTR(o, 1));
+	}
+	return true;
+}
+
+/* ---- firing ---------------------------------------------------------------- */
+
+static void out_key(weir_out *o, int c, weir_type kt, weir_value k)
+{
+	switch (kt) {
+	case WEIR_STR:
+		weir_out_str(o, c, k.str.ptr, k.str.len);
+		break;
+	case WEIR_F64:
+		weir_out_f64(o, c, k.f64);
+		break;
+	case WEIR_BOOL:
+		weir_out_bool(o, c, k.b);
+		break;
+	default:
+		weir_out_i64(o, c, k.i64);
+	}
+}
+
+static int fire_join(task *t, win_state *s, const void *v, int64_t end)
+{
+	const win_conf *c = s->c;
+	const weir_schema *os = t->node->schema[0];
+	weir_out *o = task_out(t, 0);
+	const blist *la = PTR(v, 0), *lb = PTR(v, 1);
+	uint32_t na = blist_len(la), nb = blist_len(lb), len;
+	weir_value *ca = s->cells, *cb = s->cells + c->in[0]->ncols;
+	int64_t tsa, tsb;
+
+	for (uint32_t i = 0; i < na; i++) {
+		row_decode(c->in[0], blist_get(la, i, &len), ca, &tsa);
+		for (uint32_t j = 0; j < nb; j++) {
+			row_decode(c->in[1], blist_get(lb, j, &len), cb, &tsb);
+			weir_out_ts(o, end - 1);
+			if (c->join) {
+				int rc = c->join(c->arg, ca, tsa, cb, tsb, o);
+				if (rc < 0)
+					return rc;
+			} else {
+				/* s->cells holds a's cells then b's: the output row */
+				row_stage(o, os, s->cells, end - 1);
+				weir_out_emit(o);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Emit the result of window (k, ns) with value v; it stays in the table. */
+static void fire_window(task *t, win_state *s, skey k, int64_t ns, void *v)
+{
+	const win_conf *c = s->c;
+	weir_out *o = task_out(t, 0);
+	weir_value key = key_value(s->kt, k);
+	int64_t start, end, ts;
+	int rc = 0;
+
+	if (s->kind == WEIR_WIN_COUNT) {
+		start = I64(v, s->o_ts);
+		end = sat_add(I64(v, s->o_ts + 8), 1);
+	} else {
+		start = ns;
+		end = win_end(s, ns, v);
+	}
+	if (s->o_flags)
+		I64(v, s->o_flags) = 0; /* clean: not a state change to log */
+	weir_out_ts(o, end - 1);
+	switch (c->fn) {
+	case WF_BUILTIN:
+		out_key(o, 0, s->kt, key);
+		weir_out_i64(o, 1, start);
+		weir_out_i64(o, 2, end);
+		weir_out_i64(o, 3, I64(v, s->o_n));
+		if (c->col >= 0) {
+			const int64_t *p = (const int64_t *)((char *)v + s->o_pay);
+			for (int i = 0; i < 3; i++)
+				weir_out_i64(o, 4 + i, p[i]); /* f64: the same bits */
+		}
+		weir_out_emit(o);
+		break;
+	case WF_AGG:
+		rc = c->agg.result(c->agg.arg, (char *)v + s->o_pay, key, start, end, o);
+		break;
+	case WF_REDUCE: {
+		const racc *a = PTR(v, 0);
+		if (!a)
+			break;
+		row_decode(c->in[0], a->data, s->cells, &ts);
+		row_stage(o, c->in[0], s->cells, end - 1);
+		weir_out_emit(o);
+		break;
+	}
+	case WF_PROCESS: {
+		weir_rows rows = { .l = PTR(v, 0), .i = 0, .n = blist_len(PTR(v, 0)),
+				   .s = c->in[0] };
+		rc = c->process(c->arg, key, start, end, &rows, o);
+		break;
+	}
+	case WF_JOIN:
+		rc = fire_join(t, s, v, end);
+		break;
+	}
+	if (rc < 0)
+		task_fail(t, "window '%s': the window function failed: %s", t->node->name,
+			  strerror(-rc));
+}
+
+/* Remove start ns from the key's session index. */
+static void sidx_remove(win_state *s, skey k, int64_t ns)
+{
+	sess_idx *x = kv_get(s->sidx, k, 0);
+	if (!x)
+		return;
+	int64_t (*w)[2] = x->cap ? x->heap : x->in;
+	for (uint32_t i = 0; i < x->n; i++) {
+		if (w[i][0] != ns)
+			continue;
+		memmove(&w[i], &w[i + 1], (x->n - i - 1) * sizeof(w[0]));
+		x->n--;
+		if (x->n == 0)
+			kv_delete(s->sidx, k, 0);
+		else
+			kv_written(s->sidx, x);
+		return;
+	}
+}
+
+static void free_window(win_state *s, skey k, int64_t ns)
+{
+	if (!kv_delete(s->wins, k, ns))
+		return;
+	s->live--;
+	if (s->kind == WEIR_WIN_SESSION)
+		sidx_remove(s, k, ns);
+}
+
+static void new_window(win_state *s)
+{
+	if (++s->live > s->peak)
+		s->peak = s->live;
+}
+
+/* Timers of a tumbling, sliding or processing-time window (k, ns) ending
+ * at end, registered once when it opens: its firing (unless the watermark
+ * is past it already: a window opened by a late record fires at once) and
+ * its cleanup.  Their times never change, so no timer goes stale. */
+static bool add_timers(task *t, win_state *s, skey k, int64_t ns, int64_t end)
+{
+	int64_t fire = fire_time(s, end), clean = clean_time(s, end);
+	if ((s->proc || fire > t->watermark) && tsvc_add(s->tm, fire, k, ns) < 0)
+		return oom(t);
+	if (clean != fire && tsvc_add(s->tm, clean, k, ns) < 0)
+		return oom(t);
+	return true;
+}
+
+/*
+ * A session's end moves with (nearly) every record and with merges, and an
+ * old cleanup time may equal a new firing time.  So a session keeps the
+ * time it should act at (o_due: its firing, or once fired or opened behind
+ * the watermark, its cleanup) apart from the time of its one live timer
+ * (o_armed, INT64_MAX: none).  A timer is added only when the session
+ * must act earlier than its armed timer; an armed timer that pops before
+ * o_due re-arms at o_due; any other popped timer of the session is stale.
+ * So a session that keeps growing costs one timer per `gap`, not one per
+ * record.
+ */
+static bool session_arm(task *t, win_state *s, skey k, int64_t ns, void *v,
+			int64_t at)
+{
+	I64(v, s->o_armed) = at;
+	if (tsvc_add(s->tm, at, k, ns) < 0)
+		return oom(t);
+	return true;
+}
+
+static bool session_timer(task *t, win_state *s, skey k, int64_t ns, void *v,
+			  int64_t end)
+{
+	int64_t fire = fire_time(s, end);
+	int64_t due = s->proc || fire > t->watermark ? fire : clean_time(s, end);
+	I64(v, s->o_due) = due;
+	return I64(v, s->o_armed) <= due || session_arm(t, s, k, ns, v, due);
+}
+
+/* A session's timer popped: see session_timer. */
+static void session_on_timer(task *t, win_state *s, const timer *tm, void *v)
+{
+	int64_t end = I64(v, s->o_end), due = I64(v, s->o_due);
+	int64_t fire = fire_time(s, end), clean = clean_time(s, end);
+
+	if (tm->ts != I64(v, s->o_armed))
+		return; /* stale */
+	I64(v, s->o_armed) = INT64_MAX;
+	if (tm->ts < due) {
+		session_arm(t, s, tm->key, tm->ns, v, due);
+		return;
+	}
+	if (due == fire)
+		fire_window(t, s, tm->key, tm->ns, v);
+	if (due == clean) {
+		free_window(s, tm->key, tm->ns);
+		return;
+	}
+	I64(v, s->o_due) = clean;
+	session_arm(t, s, tm->key, tm->ns, v, clean);
+}
+
+/* ---- processing-time deadlines ------------------------------------------------ */
+
+static void schedule(task *t, win_state *s)
+{
+	int64_t next = s->early_due;
+	if (s->proc && tsvc_next(s->tm) < next)
+		next = tsvc_next(s->tm);
+	if (next == INT64_MAX) {
+		if (s->sched_ms != INT64_MAX) {
+			task_set_timer(t, 0);
+			s->sched_ms = INT64_MAX;
+		}
+		return;
+	}
+	if (next >= s->sched_ms)
+		return;
+	s->sched_ms = next;
+	int64_t delta = next - wall_ms();
+	if (delta < 0)
+		delta = 0;
+	if (delta > INT64_MAX / 2000000)
+		delta = INT64_MAX / 2000000;
+	task_set_timer(t, now_ns() + (uint64_t)delta * 1000000u);
+}
+
+static void mark_dirty(task *t, win_state *s, skey k, int64_t ns, void *v)
+{
+	if (I64(v, s->o_flags))
+		return;
+	if (s->ndirty == s->cap_dirty) {
+		uint32_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
+		dirty_ent *d = realloc(s->dirty, cap * sizeof(*d));
+		if (!d) {
+			oom(t);
+			return;
+		}
+		s->dirty = d;
+		s->cap_dirty = cap;
+	}
+	I64(v, s->o_flags) = 1;
+	key_retain(s->kt, k);
+	s->dirty[s->ndirty++] = (dirty_ent){ .k = k, .ns = ns };
+	if (s->early_due == INT64_MAX) {
+		s->early_due = sat_add(wall_ms(), s->early_ms);
+		schedule(t, s);
+	}
+}
+
+/* Fire the windows that changed since they last fired; empty the list. */
+static void fire_dirty(task *t, win_state *s, bool fire)
+{
+	for (uint32_t i = 0; i < s->ndirty; i++) {
+		dirty_ent *e = &s->dirty[i];
+		void *v = fire ? kv_get(s->wins, e->k, e->ns) : NULL;
+		if (v && I64(v, s->o_flags))
+			fire_window(t, s, e->k, e->ns, v);
+		key_release(s->d, s->kt, e->k);
+	}
+	s->ndirty = 0;
+	s->early_due = INT64_MAX;
+}
+
+/* After a record went into window (k, ns): the triggers.  n0 = the
+ * window's record count before it. */
+static inline void after_add(task *t, win_state *s, skey k, int64_t ns, void *v,
+			     int64_t n0, int64_t end)
+{
+	int64_t n1 = I64(v, s->o_n);
+	if ((s->tc > 0 && n0 / s->tc != n1 / s->tc) ||
+	    (!s->proc && end - 1 <= t->watermark)) {
+		fire_window(t, s, k, ns, v);
+		return;
+	}
+	if (s->early_ms > 0)
+		mark_dirty(t, s, k, ns, v);
+}
+
+/* A popped timer: fire and/or free its window if it is still current. */
+static void on_timer(task *t, win_state *s, const timer *tm)
+{
+	void *v = kv_get(s->wins, tm->key, tm->ns);
+	if (!v)
+		return;
+	if (s->o_due) {
+		session_on_timer(t, s, tm, v);
+		return;
+	}
+	int64_t end = win_end(s, tm->ns, v);
+	if (tm->ts == fire_time(s, end))
+		fire_window(t, s, tm->key, tm->ns, v);
+	if (tm->ts == clean_time(s, end))
+		free_window(s, tm->key, tm->ns);
+}
+
+#define TIMER_GROUP 32
+
+/* Act on every timer at or below upto: popped in groups whose windows are
+ * prefetched first, since a million windows firing at one watermark are a
+ * million random probes.  Timers a group adds (a session's cleanup) are
+ * later than the one that added them and come in a later group. */
+static void pop_timers(task *t, win_state *s, int64_t upto)
+{
+	timer tm[TIMER_GROUP];
+	uint32_t n;
+
+	do {
+		for (n = 0; n < TIMER_GROUP && tsvc_pop(s->tm, upto, &tm[n]); n++)
+			kv_prefetch(s->wins, tm[n].key, tm[n].ns);
+		for (uint32_t i = 0; i < n; i++) {
+			on_timer(t, s, &tm[i]);
+			key_release(s->d, s->kt, tm[i].key);
+		}
+	} while (n > 0); /* not n == TIMER_GROUP: the group may have added timers */
+}
+
+/* ---- late records ------------------------------------------------------------- */
+
+static void late_record(task *t, win_state *s, const weir_batch *b, uint32_t r)
+{
+	if (!s->late_port) {
+		metric_add(&t->m.dead_letters, 1);
+		s->late_dropped++;
+		return;
+	}
+	weir_out *o = task_out(t, 1);
+	for (int c = 0; c < b->schema->ncols; c++)
+		s->cells2[c] = cell_value(b, c, r);
+	row_stage(o, b->schema, s->cells2, b->ts[r]);
+	weir_out_emit(o);
+}
+
+/* ---- tumbling and sliding windows ----------------------------------------------- */
+
+/* Add row r to the window (k, start) ending at end, which is not late for
+ * it.  False after failing the job. */
+static inline bool win_add(task *t, win_state *s, int input, skey k, int64_t ns,
+			   int64_t end, const weir_batch *b, uint32_t r)
+{
+	bool created;
+	void *v = kv_upsert(s->wins, k, ns, &created);
+	if (!v)
+		return oom(t);
+	if (created) {
+		new_window(s);
+		if (!add_timers(t, s, k, ns, end))
+			return false;
+	}
+	int64_t n0 = I64(v, s->o_n);
+	if (!add_row(t, s, v, input, b, r))
+		return false;
+	kv_written(s->wins, v);
+	after_add(t, s, k, ns, v, n0, end);
+	return true;
+}
+
+#define CHUNK 64
+#define PREFETCH_AHEAD 12 /* rows; 4 was slower, 64 no faster */
+
+static void process_time(task *t, win_state *s, int input, const weir_batch *b)
+{
+	const int kc = s->c->key_col[input];
+	const bool tumbling = s->kind == WEIR_WIN_TUMBLING;
+	const int64_t wm = t->watermark, step = tumbling ? s->size : s->slide;
+	const int64_t now = s->proc ? wall_ms() : 0;
+	skey keys[CHUNK];
+	int64_t st[CHUNK];
+
+	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
+		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
+		/* keys and (latest) window starts of the chunk, then the
+		 * updates, each entry prefetched PREFETCH_AHEAD rows early */
+		for (uint32_t i = 0; i < m; i++) {
+			int64_t ts = s->proc ? now : b->ts[base + i];
+			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
+			key_retain(s->kt, keys[i]);
+			st[i] = align_start(ts, step, s->off);
+		}
+		for (uint32_t i = 0; i < m && i < PREFETCH_AHEAD; i++)
+			kv_prefetch(s->wins, keys[i], st[i]);
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t r = base + i;
+			if (i + PREFETCH_AHEAD < m)
+				kv_prefetch(s->wins, keys[i + PREFETCH_AHEAD], st[i + PREFETCH_AHEAD]);
+			int64_t ts = s->proc ? now : b->ts[r];
+			int nwin = 0, taken = 0;
+			for (int64_t ws = st[i];;) {
+				int64_t end = sat_add(ws, s->size);
+				if (end <= ts)
+					break;
+				nwin++;
+				if (s->proc || sat_add(end - 1, s->lateness) > wm) {
+					taken++;
+					if (!win_add(t, s, input, keys[i], ws, end, b, r)) {
+						for (uint32_t j = 0; j < m; j++)
+							key_release(s->d, s->kt, keys[j]);
+						return;
+					}
+				}
+				if (tumbling || __builtin_sub_overflow(ws, s->slide, &ws))
+					break;
+			}
+			if (nwin > 0 && taken == 0)
+				late_record(t, s, b, r);
+		}
+		for (uint32_t i = 0; i < m; i++)
+			key_release(s->d, s->kt, keys[i]);
+	}
+}
+
+/* ---- session windows ------------------------------------------------------------ */
+
+/* Replace sessions [i, j) of the key's index (j == i: insert at i) by
+ * [ms, me).  x may be NULL (no index yet). */
+static bool sidx_replace(task *t, win_state *s, skey k, uint32_t i, uint32_t j,
+			 int64_t ms, int64_t me)
+{
+	bool created;
+	sess_idx *x = kv_upsert(s->sidx, k, 0, &created);
+	if (!x)
+		return oom(t);
+	uint32_t cap = x->cap ? x->cap : SIDX_INLINE;
+	if (j == i && x->n == cap) {
+		uint32_t ncap = cap * 4;
+		int64_t (*h)[2] = malloc(ncap * sizeof(h[0]));
+		if (!h)
+			return oom(t);
+		memcpy(h, x->cap ? x->heap : x->in, x->n * sizeof(h[0]));
+		free(x->heap);
+		x->heap = h;
+		x->cap = ncap;
+	}
+	int64_t (*w)[2] = x->cap ? x->heap : x->in;
+	if (j == i) {
+		memmove(&w[i + 1], &w[i], (x->n - i) * sizeof(w[0]));
+		x->n++;
+	} else if (j > i + 1) {
+		memmove(&w[i + 1], &w[j], (x->n - j) * sizeof(w[0]));
+		x->n -= j - i - 1;
+	}
+	w[i][0] = ms;
+	w[i][1] = me;
+	kv_written(s->sidx, x);
+	return true;
+}
+
+/* Row r, at time ts, for key k: merge its proto-window into the key's
+ * sessions and add it.  False after failing the job. */
+static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
+			const weir_batch *b, uint32_t r)
+{
+	int64_t ms = ts, me = sat_add(ts, s->gap);
+	const int64_t ps = ms, pe = me;
+	sess_idx *x = kv_get(s->sidx, k, 0);
+	int64_t (*w)[2] = NULL;
+	uint32_t i = 0, j = 0;
+	bool created;
+	void *v;
+
+	if (x) {
+		w = x->cap ? x->heap : x->in;
+		while (i < x->n && w[i][1] <= ps)
+			i++;
+		for (j = i; j < x->n && w[j][0] < pe; j++) {
+			if (w[j][0] < ms)
+				ms = w[j][0];
+			if (w[j][1] > me)
+				me = w[j][1];
+		}
+	}
+	/* Lateness after merging (only a window that merged with nothing
+	 * can be late: open windows are not). */
+	if (!s->proc && sat_add(me - 1, s->lateness) <= t->watermark) {
+		late_record(t, s, b, r);
+		return true;
+	}
+	if (j == i + 1 && w[i][0] == ms && w[i][1] == me) {
+		/* inside one open session */
+		v = kv_get(s->wins, k, ms);
+		if (!v) {
+			task_fail(t, "window '%s': session index out of step", t->node->name);
+			return false;
+		}
+		int64_t n0 = I64(v, s->o_n);
+		if (!add_row(t, s, v, input, b, r))
+			return false;
+		kv_written(s->wins, v);
+		after_add(t, s, k, ms, v, n0, me);
+		return true;
+	}
+	/* A new window, or the merge of sessions [i, j) (and the record)
+	 * into [ms, me), kept at ns = ms: the entry of the first merged
+	 * session if it starts there, else a new one. */
+	v = kv_upsert(s->wins, k, ms, &created);
+	if (!v)
+		return oom(t);
+	if (created)
+		new_window(s);
+	for (uint32_t q = i; q < j; q++) {
+		int64_t os = w[q][0];
+		if (os == ms)
+			continue;
+		void *o = kv_get(s->wins, k, os);
+		if (o && !merge_value(t, s, v, o))
+			return false;
+		kv_written(s->wins, v);
+		if (kv_delete(s->wins, k, os))
+			s->live--;
+		v = kv_get(s->wins, k, ms); /* the delete may have moved it */
+	}
+	I64(v, s->o_end) = me;
+	if (created)
+		I64(v, s->o_armed) = INT64_MAX; /* no timer of its own yet */
+	int64_t n0 = I64(v, s->o_n);
+	if (!add_row(t, s, v, input, b, r))
+		return false;
+	kv_written(s->wins, v);
+	if (!session_timer(t, s, k, ms, v, me))
+		return false;
+	/* the index (its own table: w stayed valid so far) */
+	if (!sidx_replace(t, s, k, i, j, ms, me))
+		return false;
+	after_add(t, s, k, ms, v, n0, me);
+	return true;
+}
+
+/* Start loading what session_add will touch for key k at time ts: its
+ * index entry (already prefetched), then the window it will most likely
+ * update. */
+static void session_prefetch(win_state *s, skey k, int64_t ts)
+{
+	sess_idx *x = kv_get(s->sidx, k, 0);
+	int64_t ns = ts;
+	if (x) {
+		int64_t (*w)[2] = x->cap ? x->heap : x->in;
+		uint32_t i = 0;
+		while (i < x->n && w[i][1] <= ts)
+			i++;
+		if (i < x->n && w[i][0] < sat_add(ts, s->gap))
+			ns = w[i][0];
+	}
+	kv_prefetch(s->wins, k, ns);
+}
+
+#define SESSION_AHEAD 8
+
+static void process_session(task *t, win_state *s, int input, const weir_batch *b)
+{
+	const int kc = s->c->key_col[input];
+	const int64_t now = s->proc ? wall_ms() : 0;
+	skey keys[CHUNK];
+
+	/* per chunk: keys; then per row, the index entry 2 * SESSION_AHEAD
+	 * rows ahead and the window SESSION_AHEAD rows ahead are prefetched */
+	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
+		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
+		for (uint32_t i = 0; i < m; i++) {
+			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
+			key_retain(s->kt, keys[i]);
+		}
+		for (uint32_t i = 0; i < m && i < 2 * SESSION_AHEAD; i++)
+			kv_prefetch(s->sidx, keys[i], 0);
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t r = base + i;
+			if (i + 2 * SESSION_AHEAD < m)
+				kv_prefetch(s->sidx, keys[i + 2 * SESSION_AHEAD], 0);
+			if (i + SESSION_AHEAD < m)
+				session_prefetch(s, keys[i + SESSION_AHEAD],
+						 s->proc ? now : b->ts[r + SESSION_AHEAD]);
+			if (!session_add(t, s, input, keys[i], s->proc ? now : b->ts[r], b, r)) {
+				for (uint32_t q = 0; q < m; q++)
+					key_release(s->d, s->kt, keys[q]);
+				return;
+			}
+		}
+		for (uint32_t i = 0; i < m; i++)
+			key_release(s->d, s->kt, keys[i]);
+	}
+}
+
+/* ---- count windows ------------------------------------------------------------ */
+
+/* Row r for key k.  False after failing the job. */
+static bool count_add(task *t, win_state *s, int input, skey k,
+		      const weir_batch *b, uint32_t r)
+{
+	const int64_t N = s->size, S = s->slide;
+	bool created;
+	void *v;
+
+	if (S == N) {
+		/* tumbling: one window per key at a time, ns 0 */
+		v = kv_upsert(s->wins, k, 0, &created);
+		if (!v)
+			return oom(t);
+		if (created)
+			new_window(s);
+		if (!add_row(t, s, v, input, b, r))
+			return false;
+		kv_written(s->wins, v);
+		if (I64(v, s->o_n) == N) {
+			fire_window(t, s, k, 0, v);
+			free_window(s, k, 0);
+		}
+		return true;
+	}
+	/* Record j (1-based) of the key is in the windows kk with
+	 * kk * S - N < j <= kk * S; window kk fires at record kk * S. */
+	int64_t *cnt = kv_upsert(s->kcnt, k, 0, &created);
+	if (!cnt)
+		return oom(t);
+	int64_t j = ++*cnt;
+	kv_written(s->kcnt, cnt);
+	for (int64_t kk = (j + S - 1) / S; kk <= (j - 1 + N) / S; kk++) {
+		v = kv_upsert(s->wins, k, kk, &created);
+		if (!v)
+			return oom(t);
+		if (created)
+			new_window(s);
+		if (!add_row(t, s, v, input, b, r))
+			return false;
+		kv_written(s->wins, v);
+	}
+	if (j % S == 0 && (v = kv_get(s->wins, k, j / S))) {
+		fire_window(t, s, k, j / S, v);
+		free_window(s, k, j / S);
+	}
+	return true;
+}
+
+static void process_count(task *t, win_state *s, int input, const weir_batch *b)
+{
+	const int kc = s->c->key_col[input];
+
+	for (uint32_t r = 0; r < b->rows; r++) {
+		skey k = key_of(s->d, s->kt, b, kc, r);
+		key_retain(s->kt, k);
+		bool ok = count_add(t, s, input, k, b, r);
+		key_release(s->d, s->kt, k);
+		if (!ok)
+			return;
+	}
+}
+
+/* ---- the operator ------------------------------------------------------------ */
+
+static void win_process(task *t, int input, weir_batch *b)
+{
+	win_state *s = t->st;
+
+	switch (s->kind) {
+	case WEIR_WIN_SESSION:
+		process_session(t, s, input, b);
+		break;
+	case WEIR_WIN_COUNT:
+		process_count(t, s, input, b);
+		break;
+	default:
+		process_time(t, s, input, b);
+	}
+	batch_release(b);
+	if (s->proc)
+		schedule(t, s);
+}
+
+static void win_watermark(task *t, int64_t wm)
+{
+	win_state *s = t->st;
+
+	if (!s->proc && s->kind != WEIR_WIN_COUNT)
+		pop_timers(t, s, wm);
+	if (wm == INT64_MAX) {
+		/* End of input: processing-time windows fire too; early
+		 * firing is moot (every window fired or was freed). */
+		if (s->proc)
+			pop_timers(t, s, INT64_MAX);
+		fire_dirty(t, s, false);
+		schedule(t, s);
+	}
+}
+
+static void win_timer(task *t)
+{
+	win_state *s = t->st;
+	int64_t now = wall_ms();
+
+	s->sched_ms = INT64_MAX; /* the runtime cleared our deadline */
+	if (s->proc)
+		pop_timers(t, s, now);
+	if (s->early_due <= now)
+		fire_dirty(t, s, true);
+	task_flush(t);
+	schedule(t, s);
+}
+
+static void win_close(task *t)
+{
+	win_state *s = t->st;
+	if (!s)
+		return;
+	if (s->late_dropped)
+		wlog(LOG_WARN, "window '%s' (subtask %d): %llu late records dropped "
+		     "(counted as dead letters; weir_window_late() keeps them)",
+		     t->node->name, t->subtask, (unsigned long long)s->late_dropped);
+	if (s->kind == WEIR_WIN_COUNT && s->wins && kv_count(s->wins))
+		wlog(LOG_INFO, "window '%s' (subtask %d): %zu partly filled count windows "
+		     "did not fire at end of input", t->node->name, t->subtask,
+		     kv_count(s->wins));
+	uint64_t p = __atomic_load_n(&peak_states, __ATOMIC_RELAXED);
+	while (s->peak > p &&
+	       !__atomic_compare_exchange_n(&peak_states, &p, s->peak, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	if (s->d)
+		fire_dirty(t, s, false);
+	free(s->dirty);
+	tsvc_free(s->tm);
+	kv_free(s->wins);
+	kv_free(s->sidx);
+	kv_free(s->kcnt);
+	if (s->d)
+		kdict_free(s->d);
+	free(s->scratch);
+	free(s);
+	t->st = NULL;
+}
+
+static int win_open(task *t)
+{
+	const win_conf *c = t->node->conf;
+	const weir_window_spec *w = &c->w;
+	win_state *s = calloc(1, sizeof(*s));
+	uint32_t off;
+
+	if (!s)
+		return -ENOMEM;
+	t->st = s;
+	s->c = c;
+	s->kind = w->kind;
+	s->proc = w->time == WEIR_PROCESSING_TIME && w->kind != WEIR_WIN_COUNT;
+	s->late_port = t->nports > 1;
+	s->size = w->size;
+	s->slide = w->kind == WEIR_WIN_SLIDING || w->kind == WEIR_WIN_COUNT
+			   ? (w->slide ? w->slide : w->size) : w->size;
+	s->gap = w->gap;
+	s->off = w->kind == WEIR_WIN_SLIDING ? mod_floor(w->offset, s->slide)
+		 : w->kind == WEIR_WIN_TUMBLING ? mod_floor(w->offset, s->size) : 0;
+	s->lateness = s->proc ? 0 : w->allowed_lateness;
+	s->tc = w->trigger_count;
+	s->early_ms = w->early_fire_ms;
+	s->kt = c->key_type;
+	s->early_due = INT64_MAX;
+	s->sched_ms = INT64_MAX;
+
+	/* the value layout (see the top of the file) */
+	s->nptr = c->fn == WF_JOIN ? 2 : c->fn == WF_REDUCE || c->fn == WF_PROCESS ? 1 : 0;
+	off = s->nptr * 8;
+	s->o_n = off;
+	off += 8;
+	if (w->kind == WEIR_WIN_SESSION) {
+		s->o_end = off;
+		s->o_due = off + 8;
+		s->o_armed = off + 16;
+		off += 24;
+	}
+	if (w->kind == WEIR_WIN_COUNT) {
+		s->o_ts = off;
+		off += 16;
+	}
+	if (s->early_ms > 0) {
+		s->o_flags = off;
+		off += 8;
+	}
+	s->o_pay = off;
+	if (c->fn == WF_BUILTIN && c->col >= 0)
+		off += 24;
+	else if (c->fn == WF_AGG)
+		off += (c->agg.acc_size + 7) & ~7u;
+	s->vsize = off;
+
+	kvtab_conf kc = {
+		.key_type = s->kt, .vsize = s->vsize,
+		.free_value = c->fn == WF_REDUCE ? free_ptr1
+			      : c->fn == WF_PROCESS ? free_list1
+			      : c->fn == WF_JOIN ? free_list2 : NULL,
+	};
+	s->d = kdict_new();
+	if (!s->d || !(s->wins = kv_new(&kc, s->d)))
+		return -ENOMEM;
+	if (w->kind == WEIR_WIN_SESSION) {
+		kvtab_conf ic = { .key_type = s->kt, .vsize = sizeof(sess_idx),
+				  .free_value = sidx_free };
+		if (!(s->sidx = kv_new(&ic, s->d)))
+			return -ENOMEM;
+	}
+	if (w->kind == WEIR_WIN_COUNT && s->slide != s->size) {
+		kvtab_conf cc = { .key_type = s->kt, .vsize = 8 };
+		if (!(s->kcnt = kv_new(&cc, s->d)))
+			return -ENOMEM;
+	}
+	if (!(s->tm = tsvc_new(s->d, s->kt, false)))
+		return -ENOMEM;
+	return 0;
+}
+
+const op_ops op_window = {
+	.kind = "window", .open = win_open, .process = win_process,
+	.watermark = win_watermark, .timer = win_timer, .close = win_close,
+};
+
+/* ---- rows of a window ----------------------------------------------------------- */
+
+size_t weir_rows_count(const weir_rows *r)
+{
+	return r ? r->n : 0;
+}
+
+bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts)
+{
+	uint32_t len;
+	if (!r || r->i >= r->n)
+		return false;
+	row_decode(r->s, blist_get(r->l, r->i++, &len), cells, ts);
+	return true;
+}
+
+/* ---- building --------------------------------------------------------------------- */
+
+/* A strictly parsed decimal integer > 0 ending at ':' or the end. */
+static const char *parse_pos(const char *p, int64_t *out)
+{
+	int64_t v = 0;
+	if (*p < '0' || *p > '9')
+		return NULL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (INT64_MAX - (*p - '0')) / 10)
+			return NULL;
+		v = v * 10 + (*p - '0');
+	}
+	if ((*p && *p != ':') || v <= 0)
+		return NULL;
+	*out = v;
+	return p;
+}
+
+int weir_window_parse(const char *text, weir_window_spec *w)
+{
+	static const struct { const char *name; weir_window_kind kind; int min, max; } kinds[] = {
+		{ "tumbling", WEIR_WIN_TUMBLING, 1, 1 },
+		{ "sliding", WEIR_WIN_SLIDING, 2, 2 },
+		{ "session", WEIR_WIN_SESSION, 1, 1 },
+		{ "count", WEIR_WIN_COUNT, 1, 2 },
+	};
+	weir_window_spec ws;
+	int64_t n[2] = { 0, 0 };
+	int k, nn = 0;
+
+	if (!text || !w)
+		return -EINVAL;
+	const char *p = strchr(text, ':');
+	if (!p)
+		return -EINVAL;
+	for (k = 0; k < (int)ARRAY_SIZE(kinds); k++)
+		if (strlen(kinds[k].name) == (size_t)(p - text) &&
+		    !strncmp(text, kinds[k].name, (size_t)(p - text)))
+			break;
+	if (k == (int)ARRAY_SIZE(kinds))
+		return -EINVAL;
+	while (*p == ':') {
+		if (nn == kinds[k].max || !(p = parse_pos(p + 1, &n[nn])))
+			return -EINVAL;
+		nn++;
+	}
+	if (*p || nn < kinds[k].min)
+		return -EINVAL;
+	memset(&ws, 0, sizeof(ws));
+	ws.kind = kinds[k].kind;
+	if (ws.kind == WEIR_WIN_SESSION) {
+		ws.gap = n[0];
+	} else {
+		ws.size = n[0];
+		ws.slide = n[1];
+	}
+	*w = ws;
+	return 0;
+}
+
+/* Check a spec; false after recording an env error. */
+static bool spec_check(weir_env *env, const char *nm, const weir_window_spec *w)
+{
+	const int64_t max_per_record = 1 << 16;
+
+	if (!w) {
+		env_error(env, "window '%s': no window spec", nm);
+		return false;
+	}
+	if (w->time != WEIR_EVENT_TIME && w->time != WEIR_PROCESSING_TIME) {
+		env_error(env, "window '%s': unknown time domain %d", nm, (int)w->time);
+		return false;
+	}
+	if (w->allowed_lateness < 0 || w->trigger_count < 0 || w->early_fire_ms < 0) {
+		env_error(env, "window '%s': allowed_lateness, trigger_count and "
+			  "early_fire_ms must be >= 0", nm);
+		return false;
+	}
+	switch (w->kind) {
+	case WEIR_WIN_TUMBLING:
+		if (w->size <= 0) {
+			env_error(env, "window '%s': tumbling window size must be > 0 ms (got %lld)",
+				  nm, (long long)w->size);
+			return false;
+		}
+		return true;
+	case WEIR_WIN_SLIDING:
+		if (w->size <= 0 || w->slide <= 0) {
+			env_error(env, "window '%s': sliding window size and slide must be > 0 ms "
+				  "(got %lld and %lld)", nm, (long long)w->size, (long long)w->slide);
+			return false;
+		}
+		if (w->size / w->slide >= max_per_record) {
+			env_error(env, "window '%s': sliding window size %lld / slide %lld puts a "
+				  "record in too many windows (at most %lld)", nm,
+				  (long long)w->size, (long long)w->slide,
+				  (long long)max_per_record);
+			return false;
+		}
+		return true;
+	case WEIR_WIN_SESSION:
+		if (w->gap <= 0) {
+			env_error(env, "window '%s': session gap must be > 0 ms (got %lld)", nm,
+				  (long long)w->gap);
+			return false;
+		}
+		return true;
+	case WEIR_WIN_COUNT:
+		if (w->size <= 0 || w->slide < 0) {
+			env_error(env, "window '%s': count window size must be > 0 and slide >= 0 "
+				  "(got %lld and %lld)", nm, (long long)w->size, (long long)w->slide);
+			return false;
+		}
+		if (w->slide && (w->size - 1) / w->slide + 1 >= max_per_record) {
+			env_error(env, "window '%s': count window size %lld / slide %lld puts a "
+				  "record in too many windows", nm, (long long)w->size,
+				  (long long)w->slide);
+			return false;
+		}
+		if (w->trigger_count || w->early_fire_ms || w->allowed_lateness) {
+			env_error(env, "window '%s': count windows fire by count only "
+				  "(trigger_count, early_fire_ms and allowed_lateness must be 0)", nm);
+			return false;
+		}
+		return true;
+	default:
+		env_error(env, "window '%s': unknown window kind %d", nm, (int)w->kind);
+		return false;
+	}
+}
+
+/* The common part of every window builder: a new conf, or NULL after an
+ * env error. */
+static win_conf *win_begin(weir_stream *keyed, const char *nm,
+			   const weir_window_spec *w)
+{
+	weir_env *env;
+	win_conf *c;
+	int kc;
+
+	if (!keyed)
+		return NULL;
+	env = stream_env(keyed);
+	kc = stream_key_col(keyed);
+	if (kc < 0) {
+		env_error(env, "window '%s': the input is not keyed (call weir_key_by first)", nm);
+		return NULL;
+	}
+	if (!spec_check(env, nm, w))
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		env_error(env, "out of memory");
+		return NULL;
+	}
+	c->w = *w;
+	c->nin = 1;
+	c->key_col[0] = kc;
+	c->in[0] = weir_stream_schema(keyed);
+	c->key_type = c->in[0]->fields[kc].type;
+	c->col = -1;
+	return c;
+}
+
+static const char *op_name(const char *name, const char *dflt)
+{
+	return name && *name ? name : dflt;
+}
+
+weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
+				   const weir_window_spec *w, const char *column)
+{
+	static const char *fixed[] = { "window_start", "window_end", "count", "sum",
+				       "min", "max" };
+	const char *nm = op_name(name, "window-aggregate");
+	win_conf *c = win_begin(keyed, nm, w);
+	weir_env *env;
+	weir_schema *os;
+
+	if (!c)
+		return NULL;
+	env = stream_env(keyed);
+	if (column) {
+		c->col = weir_schema_find(c->in[0], column);
+		if (c->col < 0) {
+			env_error(env, "window '%s': no column '%s'", nm, column);
+			goto fail;
+		}
+		c->col_type = c->in[0]->fields[c->col].type;
+		if (c->col_type != WEIR_I64 && c->col_type != WEIR_F64) {
+			env_error(env, "window '%s': column '%s' is %s, not i64 or f64", nm,
+				  column, type_name(c->col_type));
+			goto fail;
+		}
+		if (c->col == c->key_col[0]) {
+			env_error(env, "window '%s': column '%s' is the key", nm, column);
+			goto fail;
+		}
+	}
+	c->fn = WF_BUILTIN;
+	if (!(os = env_alloc_schema(env)))
+		goto fail;
+	os->fields[0] = c->in[0]->fields[c->key_col[0]];
+	for (int i = 0; i < (c->col >= 0 ? 6 : 3); i++) {
+		snprintf(os->fields[1 + i].name, WEIR_MAX_NAME, "%s", fixed[i]);
+		os->fields[1 + i].type = i < 2 ? WEIR_TS : i == 2 ? WEIR_I64 : c->col_type;
+		if (!strcmp(os->fields[0].name, fixed[i]))
+			snprintf(os->fields[0].name, WEIR_MAX_NAME, "key");
+	}
+	os->ncols = c->col >= 0 ? 7 : 4;
+	return stream_add_op(&keyed, 1, name, "window-aggregate", &op_window, os, c, NULL);
+fail:
+	free(c);
+	return NULL;
+}
+
+weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
+			     const weir_window_spec *w,
+			     const weir_schema *out_schema,
+			     const weir_window_agg_fns *fns)
+{
+	const char *nm = op_name(name, "window-agg");
+	win_conf *c = win_begin(keyed, nm, w);
+
+	if (!c)
+		return NULL;
+	if (!out_schema || !fns || !fns->add || !fns->result) {
+		env_error(stream_env(keyed), "window '%s': an aggregate needs an output "
+			  "schema and add and result functions", nm);
+		goto fail;
+	}
+	if (w->kind == WEIR_WIN_SESSION && !fns->merge) {
+		env_error(stream_env(keyed), "window '%s': session windows need a merge "
+			  "function", nm);
+		goto fail;
+	}
+	if (fns->acc_size > (1u << 20)) {
+		env_error(stream_env(keyed), "window '%s': accumulator of %u bytes is too "
+			  "large (at most 1 MiB)", nm, fns->acc_size);
+		goto fail;
+	}
+	c->fn = WF_AGG;
+	c->agg = *fns;
+	return stream_add_op(&keyed, 1, name, "window-agg", &op_window, out_schema, c, NULL);
+fail:
+	free(c);
+	return NULL;
+}
+
+weir_stream *weir_window_reduce(weir_stream *keyed, const char *name,
+				const weir_window_spec *w, weir_reduce_fn fn,
+				void *arg)
+{
+	const char *nm = op_name(name, "window-reduce");
+	win_conf *c = win_begin(keyed, nm, w);
+
+	if (!c)
+		return NULL;
+	if (!fn) {
+		env_error(stream_env(keyed), "window '%s': no reduce function", nm);
+		free(c);
+		return NULL;
+	}
+	c->fn = WF_REDUCE;
+	c->reduce = fn;
+	c->arg = arg;
+	return stream_add_op(&keyed, 1, name, "window-reduce", &op_window, c->in[0], c, NULL);
+}
+
+weir_stream *weir_window_process(weir_stream *keyed, const char *name,
+				 const weir_window_spec *w,
+				 const weir_schema *out_schema,
+				 weir_window_process_fn fn, void *arg)
+{
+	const char *nm = op_name(name, "window-process");
+	win_conf *c = win_begin(keyed, nm, w);
+
+	if (!c)
+		return NULL;
+	if (!fn || !out_schema) {
+		env_error(stream_env(keyed), "window '%s': a window process function needs "
+			  "a function and an output schema", nm);
+		free(c);
+		return NULL;
+	}
+	c->fn = WF_PROCESS;
+	c->process = fn;
+	c->arg = arg;
+	return stream_add_op(&keyed, 1, name, "window-process", &op_window, out_schema,
+			     c, NULL);
+}
+
+/* a's columns then b's, a clashing name of b prefixed "b_". */
+static const weir_schema *join_schema(weir_env *env, const char *nm,
+				      const weir_schema *a, const weir_schema *b)
+{
+	weir_schema *os;
+
+	if (a->ncols + b->ncols > WEIR_MAX_COLS) {
+		env_error(env, "window join '%s': %d + %d columns are more than %d", nm,
+			  a->ncols, b->ncols, WEIR_MAX_COLS);
+		return NULL;
+	}
+	if (!(os = env_alloc_schema(env)))
+		return NULL;
+	*os = *a;
+	for (int i = 0; i < b->ncols; i++) {
+		weir_field f = b->fields[i];
+		if (weir_schema_find(a, f.name) >= 0) {
+			if (strlen(f.name) + 2 >= WEIR_MAX_NAME) {
+				env_error(env, "window join '%s': column '%s' of both inputs: "
+					  "'b_%s' is too long a name", nm, f.name, f.name);
+				return NULL;
+			}
+			size_t len = strlen(b->fields[i].name);
+			memcpy(f.name, "b_", 2);
+			memcpy(f.name + 2, b->fields[i].name, len + 1);
+		}
+		if (weir_schema_find(os, f.name) >= 0) {
+			env_error(env, "window join '%s': two output columns would be called "
+				  "'%s'; give a join function and an output schema", nm, f.name);
+			return NULL;
+		}
+		os->fields[os->ncols++] = f;
+	}
+	return os;
+}
+
+weir_stream *weir_window_join(weir_stream *a_keyed, weir_stream *b_keyed,
+			      const char *name, const weir_window_spec *w,
+			      const weir_schema *out_schema, weir_join_fn fn,
+			      void *arg)
+{
+	const char *nm = op_name(name, "window-join");
+	weir_env *env;
+	win_conf *c;
+	int kb;
+
+	if (!a_keyed || !b_keyed)
+		return NULL;
+	env = stream_env(a_keyed);
+	if (stream_env(b_keyed) != env) {
+		env_error(env, "window join '%s': inputs from different environments", nm);
+		return NULL;
+	}
+	kb = stream_key_col(b_keyed);
+	if (kb < 0) {
+		env_error(env, "window '%s': the second input is not keyed (call weir_key_by "
+			  "first)", nm);
+		return NULL;
+	}
+	if (w && w->kind == WEIR_WIN_COUNT) {
+		env_error(env, "window join '%s': count windows cannot join (use tumbling, "
+			  "sliding or session windows)", nm);
+		return NULL;
+	}
+	if (!(c = win_begin(a_keyed, nm, w)))
+		return NULL;
+	c->nin = 2;
+	c->in[1] = weir_stream_schema(b_keyed);
+	c->key_col[1] = kb;
+	if (c->in[1]->fields[kb].type != c->key_type) {
+		env_error(env, "window join '%s': key columns '%s' (%s) and '%s' (%s) differ "
+			  "in type", nm, c->in[0]->fields[c->key_col[0]].name,
+			  type_name(c->key_type), c->in[1]->fields[kb].name,
+			  type_name(c->in[1]->fields[kb].type));
+		goto fail;
+	}
+	if (!fn != !out_schema) {
+		env_error(env, "window join '%s': give both a join function and an output "
+			  "schema, or neither (for a's columns then b's)", nm);
+		goto fail;
+	}
+	if (!out_schema && !(out_schema = join_schema(env, nm, c->in[0], c->in[1])))
+		goto fail;
+	c->fn = WF_JOIN;
+	c->join = fn;
+	c->arg = arg;
+	weir_stream *in[2] = { a_keyed, b_keyed };
+	return stream_add_op(in, 2, name, "window-join", &op_window, out_schema, c, NULL);
+fail:
+	free(c);
+	return NULL;
+}
+
+/* operators/process.c: the schema of input i of an interval-join node, or
+ * NULL if n is not one (not in ops.h yet, which this file may not edit). */
+const weir_schema *interval_join_input_schema(const lnode *n, int i);
+
+/*
+ * Port 1 of a window operator or an interval join, with the input's
+ * schema.  A join's two inputs must have the same schema (one side output
+ * takes the late records of both).  Asking twice gives the same port.
+ */
+weir_stream *weir_window_late(weir_stream *windowed)
+{
+	const weir_schema *in[2];
+	lnode *n;
+
+	if (!windowed)
+		return NULL;
+	n = stream_node(windowed);
+	if (n->ops == &op_window) {
+		const win_conf *c = n->conf;
+		in[0] = c->in[0];
+		in[1] = c->nin == 2 ? c->in[1] : c->in[0];
+	} else if ((in[0] = interval_join_input_schema(n, 0))) {
+		in[1] = interval_join_input_schema(n, 1);
+	} else {
+		env_error(stream_env(windowed), "window_late: '%s' is not a window operator "
+			  "or an interval join (it is a %s)", n->name, n->ops->kind);
+		return NULL;
+	}
+	if (n->nports > 1)
+		return stream_port(windowed, 1);
+	if (!schema_equal(in[0], in[1])) {
+		env_error(stream_env(windowed), "window_late: the inputs of join '%s' have "
+			  "different schemas, so their late records have no one side output",
+			  n->name);
+		return NULL;
+	}
+	return stream_add_port(windowed, in[0]);
+}
