@@ -18,6 +18,14 @@
  * Stale entries are dropped, and their keys released, when they reach the
  * top of the heap; the top is kept live after every pop and delete, so
  * tsvc_next() is exact.
+ *
+ * Beside the heap, an in-order lane: a timer whose ts is at or after the
+ * last timer in the lane is appended there instead (a FIFO array, sorted
+ * by construction).  Aligned windows register timers in time order — a
+ * million keys' windows all end at the same ts — so adding and popping
+ * them costs O(1) and reads memory sequentially; only out-of-order timers
+ * (late data, process functions) pay for the heap.  Pop takes the smaller
+ * of the two heads by (ts, seq), so the order is the same as one heap's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,6 +51,8 @@ typedef struct tset_slot {
 struct tsvc {
 	tentry *heap;
 	size_t n, cap;
+	tentry *lane;      /* in-order lane: entries [lhead, ltail) */
+	size_t lhead, ltail, lcap;
 	uint64_t seq;      /* last seq handed out */
 	size_t live;       /* pending timers (heap entries minus stale ones) */
 	kdict *d;
@@ -193,6 +203,41 @@ static void purge_top(tsvc *s)
 		tentry e = heap_pop(s);
 		key_release(s->d, s->key_type, e.key);
 	}
+	while (s->lhead < s->ltail && stale(s, &s->lane[s->lhead])) {
+		key_release(s->d, s->key_type, s->lane[s->lhead].key);
+		s->lhead++;
+	}
+	if (s->lhead == s->ltail)
+		s->lhead = s->ltail = 0;
+}
+
+/* The earliest entry: the lane's head or the heap's top (NULL if none). */
+static const tentry *first(const tsvc *s, bool *from_lane)
+{
+	const tentry *l = s->lhead < s->ltail ? &s->lane[s->lhead] : NULL;
+	const tentry *h = s->n ? &s->heap[0] : NULL;
+	*from_lane = l && (!h || before(l, h));
+	return *from_lane ? l : h;
+}
+
+/* Room for one more lane entry: reuse the consumed prefix, else grow. */
+static int lane_reserve(tsvc *s)
+{
+	if (s->ltail < s->lcap)
+		return 0;
+	if (s->lhead > 0 && s->lhead >= s->lcap / 2) {
+		memmove(s->lane, s->lane + s->lhead, (s->ltail - s->lhead) * sizeof(tentry));
+		s->ltail -= s->lhead;
+		s->lhead = 0;
+		return 0;
+	}
+	size_t ncap = s->lcap ? s->lcap * 2 : 64;
+	tentry *nl = realloc(s->lane, ncap * sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	s->lane = nl;
+	s->lcap = ncap;
+	return 0;
 }
 
 /* ---- the service ---------------------------------------------------------- */
@@ -223,6 +268,9 @@ void tsvc_free(tsvc *s)
 		return;
 	for (size_t i = 0; i < s->n; i++)
 		key_release(s->d, s->key_type, s->heap[i].key);
+	for (size_t i = s->lhead; i < s->ltail; i++)
+		key_release(s->d, s->key_type, s->lane[i].key);
+	free(s->lane);
 	free(s->heap);
 	free(s->set);
 	free(s);
@@ -244,7 +292,11 @@ int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns)
 			si = set_find(s, ts, k, ns, &found);
 		}
 	}
-	if (s->n == s->cap) {
+	bool in_order = s->lhead == s->ltail || ts >= s->lane[s->ltail - 1].ts;
+	if (in_order) {
+		if (lane_reserve(s))
+			return -ENOMEM;
+	} else if (s->n == s->cap) {
 		size_t ncap = s->cap ? s->cap * 2 : 64;
 		tentry *nh = realloc(s->heap, ncap * sizeof(*nh));
 		if (!nh)
@@ -257,8 +309,13 @@ int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns)
 		s->set[si] = (tset_slot){ .ts = ts, .ns = ns, .key = k, .seq = seq };
 		s->set_count++;
 	}
-	s->heap[s->n] = (tentry){ .ts = ts, .seq = seq, .ns = ns, .key = k };
-	sift_up(s->heap, s->n++);
+	tentry e = { .ts = ts, .seq = seq, .ns = ns, .key = k };
+	if (in_order) {
+		s->lane[s->ltail++] = e;
+	} else {
+		s->heap[s->n] = e;
+		sift_up(s->heap, s->n++);
+	}
 	key_retain(s->key_type, k);
 	s->live++;
 	return 0;
@@ -280,9 +337,18 @@ int tsvc_delete(tsvc *s, int64_t ts, skey k, int64_t ns)
 
 bool tsvc_pop(tsvc *s, int64_t upto, timer *out)
 {
-	if (!s->n || s->heap[0].ts > upto)
+	bool from_lane;
+	const tentry *f = first(s, &from_lane);
+	if (!f || f->ts > upto)
 		return false;
-	tentry e = heap_pop(s);
+	tentry e;
+	if (from_lane) {
+		e = s->lane[s->lhead++];
+		if (s->lhead == s->ltail)
+			s->lhead = s->ltail = 0;
+	} else {
+		e = heap_pop(s);
+	}
 	if (s->dedup) {
 		bool found;
 		size_t i = set_find(s, e.ts, e.key, e.ns, &found);
@@ -301,7 +367,9 @@ bool tsvc_pop(tsvc *s, int64_t upto, timer *out)
 
 int64_t tsvc_next(const tsvc *s)
 {
-	return s->n ? s->heap[0].ts : INT64_MAX;
+	bool from_lane;
+	const tentry *f = first(s, &from_lane);
+	return f ? f->ts : INT64_MAX;
 }
 
 size_t tsvc_count(const tsvc *s)
