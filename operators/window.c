@@ -1230,7 +1230,7 @@ static void win_close(task *t)
 		     "(counted as dead letters; weir_window_late() keeps them)",
 		     t->node->name, t->subtask, (unsigned long long)s->late_dropped);
 	if (s->kind == WEIR_WIN_COUNT && s->wins && kv_count(s->wins))
-		wlog(LOG_INFO, "window '%s' (subtask %d): %zu partly filled count windows "
+		wlog(LOG_WARN, "window '%s' (subtask %d): %zu partly filled count windows "
 		     "did not fire at end of input", t->node->name, t->subtask,
 		     kv_count(s->wins));
 	uint64_t p = __atomic_load_n(&peak_states, __ATOMIC_RELAXED);
