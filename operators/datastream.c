@@ -36,17 +36,8 @@ struct weir_env {
 	bool executed;
 };
 
-static void env_fail(weir_env *env, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void env_fail(weir_env *env, const char *fmt, ...)
-{
-	va_list ap;
-	if (env->error[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(env->error, sizeof(env->error), fmt, ap);
-	va_end(ap);
-}
+/* Record the first build error (env_error, declared in ops.h). */
+#define env_fail env_error
 
 weir_env *weir_env_new(void)
 {

@@ -18,53 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#define TESTENV_STREAMING
 #include "ops.h"
+#include "testenv.h"
 
 /* test hook of operators/window.c */
 uint64_t window_take_peak_states(void);
 
-static char dir[64];
-
-static void mkdir_tmp(void)
-{
-	snprintf(dir, sizeof(dir), "/tmp/weir-window.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-}
-
-static void rm_tmp(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(window, .init = mkdir_tmp, .fini = rm_tmp, .timeout = 120);
-
-static const char *path(const char *name)
-{
-	static char p[8][128];
-	static int k;
-	k = (k + 1) % 8;
-	snprintf(p[k], sizeof(p[k]), "%s/%s", dir, name);
-	return p[k];
-}
-
-static weir_env *env_p(int p, uint32_t batch)
-{
-	weir_env *env = weir_env_new();
-	weir_env_config(env)->parallelism = p;
-	weir_env_config(env)->pin = false;
-	weir_env_config(env)->batch_rows = batch;
-	weir_env_config(env)->mode = WEIR_MODE_STREAMING;
-	return env;
-}
-
-static void run_ok(weir_env *env)
-{
-	cr_assert_null(weir_env_error(env), "build error: %s", weir_env_error(env));
-	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
-	weir_env_free(env);
-}
+TestSuite(window, .init = testenv_mkdir, .fini = testenv_rmdir, .timeout = 120);
 
 /* ---- sorted line vectors -------------------------------------------------------- */
 
