@@ -13,12 +13,7 @@
 # record counts in a window [s, e) iff e - 1 > that watermark.
 . "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-for tool in python3 sqlite3; do
-	if ! command -v "$tool" > /dev/null 2>&1; then
-		echo "skip: $tool not found (scripts/setup installs it)"
-		exit 77
-	fi
-done
+require_tools python3 sqlite3
 RUNS="-p1 -p2 -p2,--batch-size,7"
 
 # ---- vwap ------------------------------------------------------------------

@@ -9,6 +9,16 @@ trap 'rm -rf "$TMP"' EXIT
 fails=0
 passes=0
 
+# Exit 77 (skip) with a reason unless every named command exists.
+require_tools() {
+	for tool in "$@"; do
+		if ! command -v "$tool" > /dev/null 2>&1; then
+			echo "skip: $tool not found (scripts/setup installs it)"
+			exit 77
+		fi
+	done
+}
+
 ok() { passes=$((passes + 1)); echo "ok - $*"; }
 not_ok() { fails=$((fails + 1)); echo "not ok - $*"; }
 finish() {

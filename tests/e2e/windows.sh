@@ -12,12 +12,7 @@
 # bad options are refused.
 . "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-for tool in python3 sqlite3; do
-	if ! command -v "$tool" > /dev/null 2>&1; then
-		echo "skip: $tool not found (scripts/setup installs it)"
-		exit 77
-	fi
-done
+require_tools python3 sqlite3
 JOB="$EXAMPLES/window_agg.so"
 N="${WEIR_WINDOW_EVENTS:-30000}"
 python3 "$HERE/gen_events.py" events 7 "$N" > "$TMP/ev.csv"

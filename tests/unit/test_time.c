@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ops.h"
+#include "testenv.h"
 
 /* ---- the recorder: a sink that checks what it sees ----------------------------- */
 
@@ -70,22 +71,6 @@ static void add_recorder(weir_stream *in)
 				       weir_stream_schema(in), NULL, NULL);
 	cr_assert_not_null(s);
 	weir_stream_set_parallelism(s, 1);
-}
-
-static weir_env *env_p(int p, uint32_t batch)
-{
-	weir_env *env = weir_env_new();
-	weir_env_config(env)->parallelism = p;
-	weir_env_config(env)->pin = false;
-	weir_env_config(env)->batch_rows = batch;
-	return env;
-}
-
-static void run_ok(weir_env *env)
-{
-	cr_assert_null(weir_env_error(env), "build error: %s", weir_env_error(env));
-	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
-	weir_env_free(env);
 }
 
 /* ---- sources ---------------------------------------------------------------------- */
