@@ -1,19 +1,36 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The `weir` command.  Today: `weir run` loads a job shared object and runs
- * it on the embedded local runtime (one reactor per core in this process),
- * as `flink run job.jar` does on a mini cluster.  Cluster commands
- * (coordinator, worker, list, cancel, savepoint) arrive with the cluster.
+ * The `weir` command.  `weir run` loads a job shared object and runs it on
+ * the embedded local runtime (one reactor per core in this process), as
+ * `flink run job.jar` does on a mini cluster.  A running local job listens
+ * on a control socket, "<run dir>/<pid>.sock" (run dir: $WEIR_RUN_DIR, else
+ * /tmp/weir-<uid>), through which `weir list`, `weir savepoint` and `weir
+ * stop` reach it.  The protocol is one request line, one answer line:
+ *
+ *   info                 -> "job <name> pid <pid> checkpoint-dir <dir|->"
+ *   savepoint [DIR]      -> "ok <savepoint path>" | "error <why>"
+ *   stop [DIR]           -> the same, then the job stops
+ *   cancel               -> "ok cancelled"
+ *
+ * SIGUSR1 is the fallback: a savepoint into the default directory.  Cluster
+ * commands (coordinator, worker) arrive with the cluster.
  *
  * Exit status: 0 success, 1 the job failed or could not start, 2 bad usage.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <weir/weir.h>
@@ -22,6 +39,8 @@
 int log_parse_level(const char *s);
 void log_set_level(int level);
 void runtime_cancel_all(void);
+int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len);
+void runtime_savepoint_async(void);
 
 static const char *prog = "weir";
 
@@ -34,6 +53,9 @@ static void usage_main(FILE *f)
 		"\n"
 		"commands:\n"
 		"  run       run a job shared object on the embedded local runtime\n"
+		"  list      list the jobs running on this machine\n"
+		"  savepoint take a savepoint of a running job\n"
+		"  stop      stop a running job, with --savepoint after a savepoint\n"
 		"  version   print the version\n"
 		"  help      show help for a command (weir help run)\n"
 		"\n"
@@ -71,6 +93,21 @@ static void usage_run(FILE *f)
 		"      --metrics           print per-operator and per-core metrics\n"
 		"      --plan              print the execution plan\n"
 		"      --log-level L       error, warn (default), info or debug\n"
+		"\n"
+		"fault tolerance (docs/checkpoints.md):\n"
+		"      --checkpoint-dir DIR       log state and keep checkpoints in DIR; a\n"
+		"                                 run with the same DIR resumes from its\n"
+		"                                 newest complete checkpoint\n"
+		"      --checkpoint-interval MS   take a checkpoint every MS ms (0: only\n"
+		"                                 savepoints and the final checkpoint)\n"
+		"      --checkpoint-timeout MS    abandon a checkpoint after MS ms (60000)\n"
+		"      --checkpoint-min-pause MS  at least MS ms between checkpoints (0)\n"
+		"      --checkpoints-retained N   complete checkpoints kept (2)\n"
+		"      --savepoint-dir DIR        where savepoints go by default\n"
+		"                                 (DIR/savepoint-<id>; default\n"
+		"                                 <checkpoint-dir>/savepoints)\n"
+		"      --from-savepoint PATH      start from a savepoint, at any -p\n"
+		"      --allow-non-restored-state skip savepoint state no operator claims\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"Everything after JOB.so goes to the job; '%s run JOB.so --help' shows\n"
@@ -94,14 +131,317 @@ static int parse_int(const char *opt, const char *v, long lo, long hi, long *out
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	runtime_cancel_all();
+	if (sig == SIGUSR1)
+		runtime_savepoint_async();
+	else
+		runtime_cancel_all();
+}
+
+/* ---- the control socket ------------------------------------------------------ */
+
+static void run_dir(char *out, size_t len)
+{
+	const char *d = getenv("WEIR_RUN_DIR");
+	if (d && *d)
+		snprintf(out, len, "%s", d);
+	else
+		snprintf(out, len, "/tmp/weir-%u", (unsigned)getuid());
+}
+
+static struct {
+	int fd;
+	char path[108];
+	char job[256];
+	const char *ckpt_dir;
+	pthread_t thread;
+} ctl = { .fd = -1 };
+
+static void ctl_reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ctl_reply(int fd, const char *fmt, ...)
+{
+	char buf[4608];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	ssize_t w = write(fd, buf, (size_t)n);
+	(void)w;
+}
+
+static void *ctl_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept(ctl.fd, NULL, NULL);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL; /* closed at exit */
+		}
+		char line[4096];
+		size_t n = 0;
+		struct timeval tv = { .tv_sec = 5 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		while (n < sizeof(line) - 1) {
+			ssize_t r = read(fd, line + n, 1);
+			if (r <= 0 || line[n] == '\n')
+				break;
+			n++;
+		}
+		line[n] = 0;
+		char msg[4400];
+		bool stop = !strncmp(line, "stop", 4) && (line[4] == 0 || line[4] == ' ');
+		if (!strcmp(line, "info")) {
+			ctl_reply(fd, "job %s pid %d checkpoint-dir %s", ctl.job, (int)getpid(),
+				  ctl.ckpt_dir ? ctl.ckpt_dir : "-");
+		} else if (stop || (!strncmp(line, "savepoint", 9) &&
+				    (line[9] == 0 || line[9] == ' '))) {
+			const char *dir = line + (stop ? 4 : 9);
+			while (*dir == ' ')
+				dir++;
+			int rc = runtime_savepoint(*dir ? dir : NULL, stop, msg, sizeof(msg));
+			if (rc == 0)
+				ctl_reply(fd, "ok %s", msg);
+			else
+				ctl_reply(fd, "error %s", msg);
+		} else if (!strcmp(line, "cancel")) {
+			runtime_cancel_all();
+			ctl_reply(fd, "ok cancelled");
+		} else {
+			ctl_reply(fd, "error unknown request '%.200s' (info, savepoint [DIR], "
+				  "stop [DIR], cancel)", line);
+		}
+		close(fd);
+	}
+}
+
+/* Listen on <run dir>/<pid>.sock; a job runs without it if this fails. */
+static void ctl_start(const char *job, const char *ckpt_dir)
+{
+	char dir[4096];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	run_dir(dir, sizeof(dir));
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return;
+	int n = snprintf(ctl.path, sizeof(ctl.path), "%s/%d.sock", dir, (int)getpid());
+	if (n < 0 || n >= (int)sizeof(ctl.path))
+		return;
+	snprintf(ctl.job, sizeof(ctl.job), "%s", job);
+	ctl.ckpt_dir = ckpt_dir;
+	unlink(ctl.path);
+	memcpy(sa.sun_path, ctl.path, strlen(ctl.path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 8)) {
+		close(fd);
+		return;
+	}
+	ctl.fd = fd;
+	if (pthread_create(&ctl.thread, NULL, ctl_main, NULL)) {
+		close(fd);
+		ctl.fd = -1;
+		unlink(ctl.path);
+	}
+}
+
+static void ctl_stop(void)
+{
+	if (ctl.fd < 0)
+		return;
+	unlink(ctl.path);
+	/* accept() then fails and the thread returns (a client mid-request
+	 * holds it at most its 5 s receive timeout). */
+	shutdown(ctl.fd, SHUT_RDWR);
+	pthread_join(ctl.thread, NULL);
+	close(ctl.fd);
+	ctl.fd = -1;
+}
+
+/* Send one request to the job listening at `path`; its answer into out. */
+static int ctl_call(const char *path, const char *req, char *out, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	ssize_t w = write(fd, req, strlen(req));
+	w += write(fd, "\n", 1);
+	(void)w;
+	size_t n = 0;
+	while (n < len - 1) {
+		ssize_t r = read(fd, out + n, len - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	while (n && (out[n - 1] == '\n'))
+		n--;
+	out[n] = 0;
+	return n ? 0 : -EPROTO;
+}
+
+/* The sockets of running jobs; stale ones (no listener) are removed. */
+static int find_jobs(char paths[][300], int max)
+{
+	char dir[4096];
+	int n = 0;
+	run_dir(dir, sizeof(dir));
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < max) {
+		int pid;
+		char tail[8];
+		if (sscanf(e->d_name, "%d.soc%1s", &pid, tail) != 2 || strcmp(tail, "k"))
+			continue;
+		snprintf(paths[n], 300, "%.200s/%.90s", dir, e->d_name);
+		char info[512];
+		if (ctl_call(paths[n], "info", info, sizeof(info)) == -ECONNREFUSED) {
+			unlink(paths[n]);
+			continue;
+		}
+		n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	char paths[64][300];
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: %s list\n\nList the jobs running on this machine (their "
+		       "control sockets are in $WEIR_RUN_DIR, else /tmp/weir-<uid>).\n", prog);
+		return 0;
+	}
+	int n = find_jobs(paths, 64);
+	if (!n) {
+		printf("no running jobs\n");
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		char info[512];
+		if (ctl_call(paths[i], "info", info, sizeof(info)) == 0)
+			printf("%s\n", info);
+	}
+	return 0;
+}
+
+/* weir savepoint / weir stop: [--pid PID] [--savepoint] [DIR] */
+static int cmd_savepoint(int argc, char **argv, bool stop)
+{
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'P' },
+		{ "savepoint", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *name = stop ? "stop" : "savepoint";
+	long pid = 0;
+	bool with_sp = !stop;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'P':
+			if (parse_int("--pid", optarg, 1, 1L << 30, &pid))
+				return 2;
+			break;
+		case 'S':
+			with_sp = true;
+			break;
+		case 'h':
+			if (stop)
+				printf("usage: %s stop --savepoint [--pid PID] [DIR]\n\n"
+				       "Stop a running local job after a savepoint: its sources stop\n"
+				       "at the savepoint's barrier, what is in flight drains through\n"
+				       "the pipeline into the savepoint, sinks commit, the job ends.\n"
+				       "The savepoint goes to DIR/savepoint-<id> (default: the job's\n"
+				       "--savepoint-dir).  Without --savepoint the job is cancelled.\n"
+				       "--pid picks the job when several run (see '%s list').\n",
+				       prog, prog);
+			else
+				printf("usage: %s savepoint [--pid PID] [DIR]\n\n"
+				       "Take a savepoint of a running local job, into\n"
+				       "DIR/savepoint-<id> (default: the job's --savepoint-dir), and\n"
+				       "print its path.  The job goes on.  Restore it with\n"
+				       "'%s run --from-savepoint PATH [-p N] JOB.so ...'.  Fallback\n"
+				       "without the control socket: kill -USR1 <pid> (default DIR).\n"
+				       "--pid picks the job when several run (see '%s list').\n",
+				       prog, prog, prog);
+			return 0;
+		default:
+			fprintf(stderr, "Try '%s %s --help'.\n", prog, name);
+			return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "%s %s: too many arguments\n", prog, name);
+		return 2;
+	}
+	const char *dir = optind < argc ? argv[optind] : NULL;
+	char path[300];
+	if (pid) {
+		char rd[4096];
+		run_dir(rd, sizeof(rd));
+		snprintf(path, sizeof(path), "%.280s/%ld.sock", rd, pid);
+	} else {
+		char paths[64][300];
+		int n = find_jobs(paths, 64);
+		if (n != 1) {
+			fprintf(stderr, "%s %s: %s; name one with --pid (see '%s list')\n", prog,
+				name, n ? "several jobs are running" : "no running job found",
+				prog);
+			return 1;
+		}
+		snprintf(path, sizeof(path), "%s", paths[0]);
+	}
+	char req[4200], out[4600];
+	char absdir[4096];
+	if (dir && dir[0] != '/' && getcwd(absdir, sizeof(absdir))) {
+		size_t l = strlen(absdir);
+		snprintf(absdir + l, sizeof(absdir) - l, "/%s", dir);
+		dir = absdir;
+	}
+	if (stop && !with_sp)
+		snprintf(req, sizeof(req), "cancel");
+	else
+		snprintf(req, sizeof(req), "%s%s%s", stop ? "stop" : "savepoint",
+			 dir ? " " : "", dir ? dir : "");
+	int rc = ctl_call(path, req, out, sizeof(out));
+	if (rc < 0) {
+		fprintf(stderr, "%s %s: %s: %s\n", prog, name, path, strerror(-rc));
+		return 1;
+	}
+	if (strncmp(out, "ok ", 3)) {
+		fprintf(stderr, "%s %s: %s\n", prog, name,
+			!strncmp(out, "error ", 6) ? out + 6 : out);
+		return 1;
+	}
+	printf("%s\n", out + 3);
+	return 0;
 }
 
 enum {
 	OPT_CORES = 256, OPT_MODE, OPT_IDLE, OPT_BATCH, OPT_TIMEOUT, OPT_CREDITS,
 	OPT_MAXP, OPT_NOCHAIN, OPT_NOPIN, OPT_PROGRESS, OPT_NOPROGRESS,
-	OPT_METRICS, OPT_PLAN, OPT_LOG,
+	OPT_METRICS, OPT_PLAN, OPT_LOG, OPT_CKDIR, OPT_CKINT, OPT_CKTIMEOUT,
+	OPT_CKPAUSE, OPT_CKRETAIN, OPT_SPDIR, OPT_FROMSP, OPT_ALLOWNR,
 };
 
 static int cmd_run(int argc, char **argv)
@@ -122,6 +462,14 @@ static int cmd_run(int argc, char **argv)
 		{ "metrics", no_argument, NULL, OPT_METRICS },
 		{ "plan", no_argument, NULL, OPT_PLAN },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "checkpoint-dir", required_argument, NULL, OPT_CKDIR },
+		{ "checkpoint-interval", required_argument, NULL, OPT_CKINT },
+		{ "checkpoint-timeout", required_argument, NULL, OPT_CKTIMEOUT },
+		{ "checkpoint-min-pause", required_argument, NULL, OPT_CKPAUSE },
+		{ "checkpoints-retained", required_argument, NULL, OPT_CKRETAIN },
+		{ "savepoint-dir", required_argument, NULL, OPT_SPDIR },
+		{ "from-savepoint", required_argument, NULL, OPT_FROMSP },
+		{ "allow-non-restored-state", no_argument, NULL, OPT_ALLOWNR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -234,6 +582,38 @@ static int cmd_run(int argc, char **argv)
 			log_set_level(l);
 			break;
 		}
+		case OPT_CKDIR:
+			cfg->checkpoint_dir = optarg;
+			break;
+		case OPT_CKINT:
+			if (parse_int("--checkpoint-interval", optarg, 0, 86400000, &v))
+				goto usage;
+			cfg->checkpoint_interval_ms = v;
+			break;
+		case OPT_CKTIMEOUT:
+			if (parse_int("--checkpoint-timeout", optarg, 1, 86400000, &v))
+				goto usage;
+			cfg->checkpoint_timeout_ms = v;
+			break;
+		case OPT_CKPAUSE:
+			if (parse_int("--checkpoint-min-pause", optarg, 0, 86400000, &v))
+				goto usage;
+			cfg->checkpoint_min_pause_ms = v;
+			break;
+		case OPT_CKRETAIN:
+			if (parse_int("--checkpoints-retained", optarg, 1, 1000, &v))
+				goto usage;
+			cfg->checkpoints_retained = (int)v;
+			break;
+		case OPT_SPDIR:
+			cfg->savepoint_dir = optarg;
+			break;
+		case OPT_FROMSP:
+			cfg->restore_savepoint = optarg;
+			break;
+		case OPT_ALLOWNR:
+			cfg->allow_non_restored_state = true;
+			break;
 		case 'h':
 			usage_run(stdout);
 			weir_env_free(env);
@@ -244,6 +624,10 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "%s run: no job given (a JOB.so file)\n", prog);
+		goto usage;
+	}
+	if (cfg->checkpoint_interval_ms && !cfg->checkpoint_dir) {
+		fprintf(stderr, "%s run: --checkpoint-interval needs --checkpoint-dir\n", prog);
 		goto usage;
 	}
 
@@ -286,9 +670,12 @@ static int cmd_run(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	const char *base = strrchr(job, '/');
+	ctl_start(base ? base + 1 : job, cfg->checkpoint_dir);
 	rc = weir_env_execute(env, base ? base + 1 : job, progress) == 0 ? 0 : 1;
+	ctl_stop();
 out:
 	weir_env_free(env);
 	if (dl)
@@ -331,6 +718,16 @@ int main(int argc, char **argv)
 			usage_run(stdout);
 			return 0;
 		}
+		if (!strcmp(argv[2], "savepoint") || !strcmp(argv[2], "stop")) {
+			char help[] = "--help";
+			char *hv[] = { argv[2], help, NULL };
+			return cmd_savepoint(2, hv, !strcmp(argv[2], "stop"));
+		}
+		if (!strcmp(argv[2], "list")) {
+			char help[] = "--help";
+			char *hv[] = { argv[2], help, NULL };
+			return cmd_list(2, hv);
+		}
 		if (!strcmp(argv[2], "version")) {
 			printf("usage: %s version\n\nPrint Weir's version.\n", prog);
 			return 0;
@@ -340,6 +737,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "list"))
+		return cmd_list(argc - 1, argv + 1);
+	if (!strcmp(cmd, "savepoint"))
+		return cmd_savepoint(argc - 1, argv + 1, false);
+	if (!strcmp(cmd, "stop"))
+		return cmd_savepoint(argc - 1, argv + 1, true);
 	fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);
 	usage_main(stderr);
 	return 2;

@@ -201,6 +201,55 @@ enum part_kind { PART_DEFAULT = 0, PART_FORWARD, PART_HASH, PART_REBALANCE,
 
 typedef struct task task;
 
+/* ---- operator snapshots ----------------------------------------------------------
+ *
+ * Operator (non-keyed) state travels as an opaque byte string per subtask,
+ * written by op_ops.snapshot() at a barrier and given back to
+ * op_ops.restore().  Little-endian fixed-width integers; the operator owns
+ * the layout and should start it with a version byte.
+ */
+
+#define CKPT_FINAL INT64_MAX /* snapshot() id when a task ends */
+
+typedef struct snap_buf {
+	uint8_t *p;
+	size_t len, cap;
+} snap_buf;
+
+/* Append n bytes (grows by malloc: at barriers, never per record).  0 or
+ * -ENOMEM. */
+int snap_put(snap_buf *b, const void *p, size_t n);
+int snap_put_u64(snap_buf *b, uint64_t v);
+/* Append a length-prefixed (u32) byte string. */
+int snap_put_str(snap_buf *b, const char *s);
+void snap_free(snap_buf *b);
+
+/* Reading a blob: each getter returns 0 / NULL once the blob is exhausted
+ * and sets err, so a reader checks err once at the end. */
+typedef struct snap_rd {
+	const uint8_t *p;
+	size_t len, off;
+	bool err;
+} snap_rd;
+uint64_t snap_get_u64(snap_rd *r);
+const void *snap_get(snap_rd *r, size_t n);
+/* A length-prefixed string copied into buf (NUL-terminated); false on
+ * error or if it does not fit. */
+bool snap_get_str(snap_rd *r, char *buf, size_t cap);
+
+typedef struct op_blob {
+	int subtask;          /* the old subtask that wrote it */
+	const uint8_t *p;
+	size_t len;
+} op_blob;
+
+typedef struct op_restore {
+	int old_parallelism;
+	int n;
+	const op_blob *blobs; /* sorted by subtask */
+	bool savepoint;       /* restoring a savepoint (not a checkpoint) */
+} op_restore;
+
 /*
  * The operator contract.  All callbacks except open/close run on the task's
  * reactor thread.  process() takes ownership of the batch.  end_input() is
@@ -223,8 +272,29 @@ typedef struct op_ops {
 	void (*process)(task *t, int input, weir_batch *b);
 	void (*watermark)(task *t, int64_t wm);
 	void (*end_input)(task *t);
-	/* A checkpoint barrier passed (aligned over all inputs); NULL: none. */
-	void (*barrier)(task *t, int64_t id);
+	/*
+	 * Checkpoint barrier `id` passed this task (aligned over all its open
+	 * inputs), or the task ended (id = CKPT_FINAL): append the operator's
+	 * non-keyed state to `out` -- a source's position, a sink's pending
+	 * transaction, a watermark generator's clock.  Keyed state needs
+	 * nothing here: registered tables log every mutation themselves
+	 * (state/).  A transactional sink pre-commits here (flush, then
+	 * task_sync_fd()).  NULL: no operator state.  Returns 0 or -errno
+	 * (fails the job).
+	 */
+	int (*snapshot)(task *t, int64_t id, snap_buf *out);
+	/* Checkpoint `id` is durable (its manifest is written): commit what
+	 * was pre-committed at barriers <= id.  Idempotent. */
+	void (*commit)(task *t, int64_t id);
+	/*
+	 * After open() and before the job runs (main thread): restore the
+	 * operator state written by snapshot() in an earlier run.  r holds the
+	 * blobs of every old subtask of this operator; with rescaling
+	 * (r->old_parallelism != t->parallelism) the operator decides which
+	 * part is its own (a source takes the splits of old subtasks s with
+	 * s % parallelism == subtask).  0 or -errno.
+	 */
+	int (*restore)(task *t, const op_restore *r);
 	int (*produce)(task *t);
 	void (*timer)(task *t);
 	void (*close)(task *t);
@@ -240,6 +310,8 @@ typedef struct lnode {
 	int max_parallelism_1; /* operator can only run with parallelism 1 */
 	bool bounded;          /* sources: ends by itself */
 	bool new_chain;
+	bool not_replayable;   /* sources: cannot seek back (stdin): at-least-once */
+	double rate;           /* sources: records/s over all subtasks; 0 = no cap */
 	bool side_outputs;     /* weir_side_output may add ports */
 	int nports;
 	const weir_schema *schema[NODE_MAX_PORTS]; /* per output port */
@@ -297,6 +369,14 @@ struct task {
 	uint64_t wait_until;    /* task_wait(): source retry time, 0 = none */
 	int wait_fd;            /* task_wait(): fd to poll, -1 = none */
 	task_metrics m; /* written by the owner core with relaxed stores */
+	/* Checkpointing; owner core while the job runs, main thread before
+	 * and after. */
+	void *keyed;            /* state/: the task's registered tables */
+	void (*keyed_free)(void *keyed);
+	int64_t ck_id;          /* last barrier the task passed (0 = none) */
+	bool ck_final;          /* `snap` is its final snapshot (it ended) */
+	snap_buf snap;          /* operator state written at ck_id */
+	int64_t ck_watermark;   /* its input watermark at ck_id */
 };
 
 /* Emit a batch on `port` (takes ownership of b). Reactor thread. */
@@ -310,7 +390,17 @@ void task_emit_idle(task *t, bool idle);
 /* Call ops->timer(t) once now_ns() >= at_ns (replaces an earlier deadline;
  * 0 cancels).  Reactor thread. */
 void task_set_timer(task *t, uint64_t at_ns);
-/* Send checkpoint barrier `id` downstream (sources). */
+/*
+ * Make fd durable as part of the checkpoint whose barrier t is passing:
+ * an fdatasync submitted through the core's io_uring, which the core's
+ * acknowledgement of the checkpoint waits for.  Call from snapshot() (a
+ * sink's pre-commit).  Without checkpointing, or when the job has
+ * ended, it syncs at once.  0 or -errno.
+ */
+int task_sync_fd(task *t, int fd);
+/* Is the job taking checkpoints (so sinks must be transactional)? */
+bool task_checkpointing(const task *t);
+/* Send barrier `id` downstream of t as if it had passed (tests). */
 void task_emit_barrier(task *t, int64_t id);
 /* The row emitter of `port`. */
 weir_out *task_out(task *t, int port);
@@ -341,6 +431,59 @@ void task_wait(task *t, uint64_t until_ns, int fd);
 
 typedef struct runtime runtime;
 
+/* Accessors for the checkpoint store (state/) and tools. */
+int runtime_ntasks(const runtime *rt);
+task *runtime_task(const runtime *rt, int i);
+int runtime_ncores(const runtime *rt);
+const graph *runtime_graph(const runtime *rt);
+const char *runtime_job(const runtime *rt);
+/* The core (reactor index) that runs t. */
+int task_core(const task *t);
+/* The eventfd core `core` sleeps on when parked (for io_uring). */
+int runtime_core_efd(const runtime *rt, int core);
+
+/*
+ * Checkpoint storage, implemented in state/ (checkpoint.c) and handed to
+ * the runtime, which runs the protocol (core/checkpoint.c): triggers,
+ * barriers, alignment, acknowledgements, timeouts.  "Main" functions run
+ * on the thread that called runtime_run, "core" ones on core's reactor
+ * thread (or the main thread once the reactors stopped).
+ */
+typedef struct ckpt_store ckpt_store;
+typedef struct ckpt_store_ops {
+	/* Main, after every task opened and before the job runs: recover
+	 * from the newest complete checkpoint in cfg->checkpoint_dir or the
+	 * savepoint cfg->restore_savepoint (printing which), then start
+	 * logging.  *next_id = the first checkpoint id to use.  0 or -errno
+	 * (message in err). */
+	int (*start)(runtime *rt, const weir_config *cfg, ckpt_store **out,
+		     int64_t *next_id, char *err, size_t errlen);
+	/* Main, before barrier id is injected: savepoint_dir non-NULL makes
+	 * it a savepoint written there.  0 or -errno. */
+	int (*begin)(ckpt_store *s, int64_t id, const char *savepoint_dir,
+		     char *err, size_t errlen);
+	/* Core: task t passed barrier id (t->snap holds its operator state,
+	 * or t ended: t->ck_final).  Record its log position; materialize
+	 * its tables when due or when id is a savepoint.  0 or -errno. */
+	int (*task_barrier)(ckpt_store *s, task *t, int64_t id);
+	/* Core: every task of core passed id or ended: make the core's log
+	 * durable up to here. */
+	void (*core_sync)(ckpt_store *s, int core, int64_t id);
+	/* Core: an fd to sync with the core's next core_sync (sinks). */
+	int (*core_sync_fd)(ckpt_store *s, int core, int fd);
+	/* Core: reap I/O; the highest id durable on core (0 = none).  A
+	 * negative value is a failed write (-errno). */
+	int64_t (*core_poll)(ckpt_store *s, int core);
+	/* Main: every core acknowledged id: write its manifest (and the
+	 * savepoint's metadata).  A line for the user goes into msg.  0 or
+	 * -errno (the checkpoint is abandoned, the job goes on). */
+	int (*complete)(ckpt_store *s, int64_t id, char *msg, size_t msglen);
+	/* Main: id timed out or failed; forget it. */
+	void (*abandon)(ckpt_store *s, int64_t id);
+	/* Main, after the reactors stopped: close the logs, free s. */
+	void (*stop)(ckpt_store *s);
+} ckpt_store_ops;
+
 /*
  * Plan the graph (expand, chain, place), open every task on the calling
  * thread, run the reactors until every bounded stream ended or the job was
@@ -351,6 +494,8 @@ typedef struct run_hooks {
 	int progress_ms;
 	bool print_plan;
 	bool print_metrics;
+	/* Checkpoint storage (state/); NULL: the job cannot checkpoint. */
+	const ckpt_store_ops *store;
 } run_hooks;
 int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		const run_hooks *hooks);
@@ -361,5 +506,17 @@ int runtime_describe_plan(graph *g, const weir_config *cfg, char *buf,
 
 /* Request cancellation of the running job (signal-safe). */
 void runtime_cancel_all(void);
+
+/*
+ * Take a savepoint of the running job into directory `dir` (NULL: the
+ * configured savepoint directory, in a new "savepoint-<id>" folder); with
+ * `stop`, sources stop at its barrier and the job ends once it is
+ * complete.  Blocks until then.  0 with the savepoint's path in msg, or
+ * -errno with the reason (-ENOENT: no job runs or it cannot savepoint).
+ * Any thread but a reactor's.
+ */
+int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len);
+/* Signal-safe: request a savepoint into the default directory. */
+void runtime_savepoint_async(void);
 
 #endif

@@ -32,6 +32,13 @@ typedef struct reactor {
 	char pad_[CACHELINE - sizeof(int)];
 	/* owner writes (relaxed stores), the progress printer reads */
 	_Alignas(CACHELINE) reactor_metrics m;
+	/* checkpointing: owner only */
+	int64_t ck_synced;    /* last id handed to store core_sync */
+	int64_t ck_notified;  /* last completed id given to tasks' commit */
+	bool ck_dirty;        /* a barrier passed or an actor ended */
+	bool all_finished;    /* every actor finished (counted in reactors_idle) */
+	/* written by the owner (release), read by the coordinator (acquire) */
+	_Alignas(CACHELINE) _Atomic int64_t ck_acked;
 } reactor;
 
 void reactor_wake(reactor *r);
@@ -110,6 +117,56 @@ typedef struct actor {
 	uint64_t timer_at;/* earliest task timer (may be stale-early); 0 = none */
 	int aligned;      /* channels holding back for a barrier */
 	int64_t barrier;
+	int64_t ck_injected; /* source: last barrier it injected */
+	bool stopped;     /* source: stopped by stop-with-savepoint */
 } actor;
+
+struct runtime
+{
+	const weir_config *cfg;
+	graph *g;
+	pool_set *pools;
+	int nreactors;
+	reactor *reactors;
+	actor **actors;
+	int nactors, cap_actors;
+	task **tasks;
+	int ntasks, cap_tasks;
+	channel **channels;
+	int nchannels, cap_channels;
+	int *node_par;
+	_Atomic int failed;
+	char error[512];
+	/* checkpointing (core/checkpoint.c) */
+	const ckpt_store_ops *sops;
+	ckpt_store *store;          /* NULL: no checkpoints or savepoints */
+	_Atomic int64_t ck_trigger; /* main (release) -> reactors (acquire):
+				     * the barrier sources inject next */
+	_Atomic int64_t ck_completed; /* main (release) -> reactors: commit */
+	_Atomic int64_t ck_stop_id;   /* sources stop after injecting this */
+	_Atomic int stop_now;       /* main: the job stopped (savepoint) */
+	_Atomic int reactors_idle;  /* reactors with every actor finished */
+	_Atomic int reactors_exited;
+	struct ckpt_coord *coord;   /* main thread only */
+	const char *job;
+};
+
+/* ---- core/checkpoint.c ---------------------------------------------------- */
+
+/* Barrier id reached task t (before it is forwarded): snapshot it. */
+void ckpt_task_barrier(task *t, int64_t id);
+/* Actor a ended: take its tasks' final snapshots. */
+void ckpt_actor_ended(actor *a);
+/* Reactor loop: inject barriers, acknowledge, deliver commits.  True if
+ * it did work. */
+bool ckpt_reactor_poll(reactor *r);
+/* Main thread: set up the store (restore), before the reactors start. */
+int ckpt_start(struct runtime *rt);
+/* Main thread while the reactors run: trigger, complete, time out,
+ * answer savepoint requests.  Returns ms until it wants to run again. */
+int ckpt_coordinate(struct runtime *rt);
+/* Main thread after the reactors stopped: the final checkpoint (if the job
+ * ended), commits, close. */
+void ckpt_finish(struct runtime *rt, bool job_ended);
 
 #endif

@@ -39,23 +39,6 @@
 #include "keyhash.h"
 #include "reactor.h"
 
-struct runtime {
-	const weir_config *cfg;
-	graph *g;
-	pool_set *pools;
-	int nreactors;
-	reactor *reactors;
-	actor **actors;
-	int nactors, cap_actors;
-	task **tasks;
-	int ntasks, cap_tasks;
-	channel **channels;
-	int nchannels, cap_channels;
-	int *node_par;
-	_Atomic int failed;
-	char error[512];
-};
-
 static _Atomic int cancel_requested;
 
 void runtime_cancel_all(void)
@@ -66,8 +49,17 @@ void runtime_cancel_all(void)
 static bool rt_stopping(const struct runtime *rt)
 {
 	return atomic_load_explicit(&cancel_requested, memory_order_relaxed) ||
-	       atomic_load_explicit(&rt->failed, memory_order_acquire);
+	       atomic_load_explicit(&rt->failed, memory_order_acquire) ||
+	       atomic_load_explicit(&rt->stop_now, memory_order_acquire);
 }
+
+int runtime_ntasks(const runtime *rt) { return rt->ntasks; }
+task *runtime_task(const runtime *rt, int i) { return rt->tasks[i]; }
+int runtime_ncores(const runtime *rt) { return rt->nreactors; }
+const graph *runtime_graph(const runtime *rt) { return rt->g; }
+const char *runtime_job(const runtime *rt) { return rt->job; }
+int task_core(const task *t) { return t->actor->r->id; }
+int runtime_core_efd(const runtime *rt, int core) { return rt->reactors[core].efd; }
 
 bool task_blocked(const task *t)
 {
@@ -351,8 +343,7 @@ static bool actor_fire_timers(actor *a, uint64_t now)
 
 static void task_barrier(task *t, int64_t id)
 {
-	if (t->ops->barrier)
-		t->ops->barrier(t, id);
+	ckpt_task_barrier(t, id);
 	task_forward_control(t, ELEM_BARRIER, id, task_barrier);
 }
 
@@ -521,6 +512,7 @@ static void actor_end(actor *a)
 {
 	a->ended = true;
 	task_end_input(a->head, 0);
+	ckpt_actor_ended(a);
 }
 
 static void actor_check_alignment(actor *a)
@@ -550,6 +542,15 @@ static void actor_on_elem(actor *a, channel *c, elem *e)
 		actor_inputs_changed(a);
 		break;
 	case ELEM_BARRIER:
+		if (e->value < a->barrier)
+			break; /* of an abandoned checkpoint: a newer one is aligning */
+		if (e->value > a->barrier && a->aligned) {
+			/* A newer barrier cancels the older alignment (that
+			 * checkpoint was abandoned): release its channels. */
+			for (int i = 0; i < a->nin; i++)
+				a->in[i]->aligned = 0;
+			a->aligned = 0;
+		}
 		c->aligned = 1;
 		a->aligned++;
 		a->barrier = e->value;
@@ -597,6 +598,13 @@ static bool actor_run(actor *a, const weir_config *cfg)
 	if (a->is_source) {
 		if (!pool_has_room(pool_current()))
 			return false;
+		int64_t stop = atomic_load_explicit(&a->r->rt->ck_stop_id, memory_order_relaxed);
+		if (stop && a->ck_injected >= stop) {
+			a->idle = true; /* stopped for a savepoint */
+			a->head->wait_until = 0;
+			a->head->wait_fd = -1;
+			return false;
+		}
 		task *h = a->head;
 		h->wait_until = 0;
 		h->wait_fd = -1;
@@ -642,6 +650,13 @@ static bool actor_run(actor *a, const weir_config *cfg)
 /* Could any actor of r make progress?  Used before parking. */
 static bool reactor_has_work(reactor *r)
 {
+	struct runtime *rt = r->rt;
+	if (rt->store) {
+		int64_t trig = atomic_load_explicit(&rt->ck_trigger, memory_order_acquire);
+		if (trig > r->ck_synced ||
+		    atomic_load_explicit(&rt->ck_completed, memory_order_acquire) > r->ck_notified)
+			return true;
+	}
 	for (int i = 0; i < r->nactors; i++) {
 		actor *a = r->actors[i];
 		if (a->finished)
@@ -771,8 +786,23 @@ static void *reactor_main(void *arg)
 				did = true;
 			blocked |= a->blocked;
 		}
-		if (!alive)
-			break;
+		if (rt->store && ckpt_reactor_poll(r))
+			did = true;
+		if (!alive) {
+			if (!rt->store)
+				break;
+			/* Checkpoints still need this core's acknowledgements
+			 * until every core is done. */
+			if (!r->all_finished) {
+				r->all_finished = true;
+				atomic_fetch_add(&rt->reactors_idle, 1);
+			}
+			if (atomic_load(&rt->reactors_idle) == rt->nreactors)
+				break;
+			if (!did)
+				park(r, timeout_ns);
+			continue;
+		}
 		uint64_t now = now_ns();
 		for (int i = 0; i < r->nactors; i++)
 			if (!r->actors[i]->finished && actor_fire_timers(r->actors[i], now))
@@ -800,6 +830,7 @@ static void *reactor_main(void *arg)
 	}
 	pool_reclaim(pool_current());
 	pool_bind_thread(NULL, 0);
+	atomic_fetch_add_explicit(&rt->reactors_exited, 1, memory_order_release);
 	return NULL;
 }
 
@@ -1182,6 +1213,9 @@ static void runtime_free(struct runtime *rt)
 			free(t->out[p]);
 			free(t->emit[p]);
 		}
+		snap_free(&t->snap);
+		if (t->keyed_free)
+			t->keyed_free(t->keyed);
 		free(t);
 	}
 	for (int i = 0; i < rt->nactors; i++) {
@@ -1285,6 +1319,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		return -ENOMEM;
 	rt->cfg = cfg;
 	rt->g = g;
+	rt->job = job;
 	atomic_store(&cancel_requested, 0);
 	err = plan(rt);
 	if (err) {
@@ -1312,6 +1347,11 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		}
 	}
 	atomic_store(&rt->failed, 0);
+	rt->sops = hooks ? hooks->store : NULL;
+	if ((err = ckpt_start(rt)) < 0) {
+		wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
+		goto close;
+	}
 
 	t0 = now_ns();
 	for (int i = 0; i < rt->nreactors; i++) {
@@ -1325,7 +1365,23 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 			goto close;
 		}
 	}
-	{
+	if (rt->store) {
+		/* Main thread: the checkpoint coordinator and progress, until
+		 * every reactor exited. */
+		uint64_t next = t0 + (uint64_t)(hooks->progress_ms) * 1000000;
+		while (atomic_load_explicit(&rt->reactors_exited, memory_order_acquire) <
+		       rt->nreactors) {
+			int ms = ckpt_coordinate(rt);
+			if (hooks->progress_ms > 0 && now_ns() >= next) {
+				print_progress(rt, (now_ns() - t0) / 1e9);
+				next += (uint64_t)hooks->progress_ms * 1000000;
+			}
+			if (ms > 0)
+				poll(NULL, 0, ms);
+		}
+		for (int i = 0; i < rt->nreactors; i++)
+			pthread_join(rt->reactors[i].thread, NULL);
+	} else {
 		/* Main thread: progress, while reactors run.  A reactor that
 		 * has finished its actors has exited; join them in order. */
 		uint64_t next = t0 + (uint64_t)(hooks ? hooks->progress_ms : 0) * 1000000;
@@ -1361,9 +1417,15 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	} else if (atomic_load(&cancel_requested)) {
 		wlog(LOG_WARN, "job '%s' cancelled", job);
 		err = -ECANCELED;
+	} else if (atomic_load(&rt->stop_now)) {
+		wlog(LOG_WARN, "job '%s' stopped with a savepoint", job);
 	}
 	drain_after_cancel(rt);
+	if (rt->coord)
+		ckpt_finish(rt, err == 0 && !atomic_load(&rt->stop_now));
 close:
+	if (rt->coord)
+		ckpt_finish(rt, false);
 	for (int i = 0; i < opened; i++)
 		if (rt->tasks[i]->ops->close)
 			rt->tasks[i]->ops->close(rt->tasks[i]);

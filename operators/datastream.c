@@ -6,11 +6,14 @@
  * environment (first one wins) and NULL propagates, so a job checks once.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "checkpoint.h"
 #include "ops.h"
 
 struct weir_stream {
@@ -298,6 +301,11 @@ static weir_stream *file_source(weir_env *env, const char *name,
 		return NULL;
 	n->bounded = true;
 	n->max_parallelism_1 = kind != SRC_TEXT;
+	/* Standard input, a pipe or a device cannot seek back for a replay
+	 * (the source reads such files with read(2), see source.c). */
+	struct stat st;
+	n->not_replayable = kind == SRC_STDIN ||
+			    (stat(path, &st) == 0 && !S_ISREG(st.st_mode));
 	if (kind == SRC_CSV) {
 		n->nports = 2;
 		n->schema[1] = weir_schema_parse(env, "line:i64,reason:str,raw:str");
@@ -375,6 +383,29 @@ weir_stream *weir_source_generator(weir_env *env, const char *name,
 	if (!n->bounded)
 		env->any_unbounded = true;
 	return new_stream(env, n->id, 0);
+}
+
+int weir_source_set_rate(weir_stream *source, double records_per_sec)
+{
+	if (!source)
+		return -EINVAL;
+	lnode *n = source->env->g.nodes[source->node];
+	if (!n->ops->produce) {
+		env_fail(source->env, "set_rate: '%s' is not a source", n->name);
+		return -EINVAL;
+	}
+	if (!(records_per_sec >= 0) || isinf(records_per_sec)) {
+		env_fail(source->env, "set_rate: '%s': rate %g is not a number of records "
+			 "per second >= 0", n->name, records_per_sec);
+		return -EINVAL;
+	}
+	n->rate = records_per_sec;
+	return 0;
+}
+
+bool weir_env_checkpointing(const weir_env *env)
+{
+	return env && env->cfg.checkpoint_dir && env->cfg.checkpoint_dir[0];
 }
 
 /* ---- transformations ---------------------------------------------------------------- */
@@ -674,6 +705,28 @@ int weir_sink_discard(weir_stream *in, const char *name)
 	return sink(in, name, "discard-sink", &op_discard_sink, NULL);
 }
 
+int weir_sink_files(weir_stream *in, const char *name, const char *dir)
+{
+	if (!in)
+		return -EINVAL;
+	if (!dir || !*dir) {
+		env_fail(in->env, "file sink '%s': no directory given",
+			 name ? name : "file-sink");
+		return -EINVAL;
+	}
+	/* Two sinks in one directory would both write part-<subtask>-0. */
+	for (int i = 0; i < in->env->g.nnodes; i++) {
+		const lnode *o = in->env->g.nodes[i];
+		if (o->ops == &op_files_sink && !strcmp(((const sink_conf *)o->conf)->path, dir)) {
+			env_fail(in->env, "file sink '%s': directory '%s' is already written "
+				 "by '%s'", name ? name : "file-sink", dir, o->name);
+			return -EINVAL;
+		}
+	}
+	/* Parallelism: the input's, set in env_prepare. */
+	return sink(in, name, "file-sink", &op_files_sink, dir);
+}
+
 /* ---- settings and execution ---------------------------------------------------------------- */
 
 int weir_stream_set_parallelism(weir_stream *s, int p)
@@ -791,6 +844,19 @@ static int env_prepare(weir_env *env, const char *job_name, weir_config *cfg)
 	}
 	if (cfg->mode == WEIR_MODE_AUTOMATIC)
 		cfg->mode = env->any_unbounded ? WEIR_MODE_STREAMING : WEIR_MODE_BATCH;
+	/* A file sink runs at its input's parallelism (a forward edge: it
+	 * chains), unless the job set its own. */
+	for (int i = 0; i < env->g.nnodes; i++) {
+		lnode *n = env->g.nodes[i];
+		if (n->ops != &op_files_sink || n->parallelism)
+			continue;
+		for (int k = 0; k < env->g.nedges; k++)
+			if (env->g.edges[k].dst == n->id) {
+				const lnode *src = env->g.nodes[env->g.edges[k].src];
+				n->parallelism = src->max_parallelism_1 ? 1 : src->parallelism;
+				break;
+			}
+	}
 	if (!env->prepared) {
 		if (add_combiners(env, cfg->mode) < 0)
 			return -ENOMEM;
@@ -804,7 +870,8 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 	weir_config cfg;
 	run_hooks hooks = { .progress_ms = progress_ms,
 			    .print_plan = env->cfg.print_plan,
-			    .print_metrics = env->cfg.print_metrics };
+			    .print_metrics = env->cfg.print_metrics,
+			    .store = &checkpoint_store_ops };
 	int err;
 
 	if (env->executed) {

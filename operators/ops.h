@@ -42,7 +42,7 @@ typedef struct file_source_conf {
 } file_source_conf;
 
 typedef struct sink_conf {
-	char path[4096]; /* "" = stdout */
+	char path[4096]; /* "" = stdout; weir_sink_files: the directory */
 	bool discard;
 } sink_conf;
 
@@ -51,7 +51,85 @@ extern const op_ops op_watermarks;
 extern const op_ops op_window, op_process, op_interval_join;
 extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator;
-extern const op_ops op_csv_sink, op_discard_sink;
+extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
+
+/* ---- replayable sources (source.c) ------------------------------------------------
+ *
+ * A source's work is a list of splits [pos, end): bytes of a file or row
+ * ids of the generator.  pos is where the next batch starts (a line start
+ * once a text split is partly read, a record start in CSV).  The
+ * unbounded generator's split is the arithmetic sequence of blocks of
+ * `block_rows` ids starting with the block of pos, every `stride`-th
+ * block; block_rows = 0 is a plain range.
+ *
+ * Snapshot blob (little-endian, as every operator blob):
+ *
+ *   +------------+---------+-------------+------------------------------+
+ *   | version u8 | kind u8 | nsplits u32 | nsplits x split (40 bytes)   |
+ *   |     = 1    |         |             |                              |
+ *   +------------+---------+-------------+------------------------------+
+ *   split: pos u64, end u64, line u64, block_rows u64, stride u64
+ *
+ * kind: SRC_BLOB_*; a STREAM blob (stdin, a pipe) has no splits.
+ */
+typedef struct src_split {
+	uint64_t pos, end;
+	uint64_t line;       /* CSV: 1-based number of the line at pos; else 0 */
+	uint64_t block_rows; /* unbounded generator (see above); else 0 */
+	uint64_t stride;
+} src_split;
+
+enum { SRC_BLOB_VERSION = 1 };
+enum src_blob_kind { SRC_BLOB_TEXT = 1, SRC_BLOB_STREAM = 2, SRC_BLOB_CSV = 3,
+		     SRC_BLOB_GEN = 4 };
+
+/* The range [*start, *end) of [0, total) that subtask i of p starts with. */
+void src_split_range(uint64_t total, int subtask, int parallelism,
+		     uint64_t *start, uint64_t *end);
+/* Append a source snapshot with splits sp[0..n) to out.  0 or -ENOMEM. */
+int src_splits_write(snap_buf *out, enum src_blob_kind kind,
+		     const src_split *sp, int n);
+/*
+ * The splits subtask `subtask` of `parallelism` inherits from the blobs of
+ * r: every split of the old subtasks s with s % parallelism == subtask, in
+ * order of s.  *out is malloc'd (NULL when there are none; the caller frees
+ * it), *n their number.  *stream is set when any blob came from a source
+ * that cannot replay (its splits are then meaningless).  0; -EINVAL for a
+ * malformed blob or one of another kind than `kind`; -ENOMEM.  Pure.
+ */
+int src_splits_take(const op_restore *r, enum src_blob_kind kind, int subtask,
+		    int parallelism, src_split **out, int *n, bool *stream);
+
+/*
+ * Rate cap of one source subtask: a token bucket of `rate` rows per
+ * second holding at most 10 ms worth (at least one row), which is also
+ * the most one produce() call emits, so output is smooth.  It is a cap,
+ * not a target: time the subtask spends elsewhere beyond the bucket's
+ * depth is not made up.  Owner core only; pure given `now`.
+ */
+typedef struct rate_gate {
+	double rate;    /* rows/s of this subtask; 0 = no cap */
+	double depth;   /* bucket size in rows */
+	double tokens;
+	uint64_t last;  /* now_ns() of the last refill; 0 = never */
+} rate_gate;
+
+/* total rows/s over `parallelism` subtasks (0 = no cap); starts empty. */
+void rate_gate_init(rate_gate *g, double total, int parallelism);
+/* Rows the caller may emit at `now` (UINT32_MAX without a cap), or 0 with
+ * *wake_ns set to when the next row is due. */
+uint32_t rate_gate_allow(rate_gate *g, uint64_t now, uint64_t *wake_ns);
+/* The caller emitted n rows. */
+static inline void rate_gate_take(rate_gate *g, uint32_t n)
+{
+	if (g->rate > 0)
+		g->tokens -= n;
+}
+/* The tighter of two caps in rows/s (0 = none). */
+static inline double rate_min(double a, double b)
+{
+	return a > 0 && (b <= 0 || a < b) ? a : b;
+}
 
 /* ---- graph building for the API functions in each operator's file ------------------ */
 
@@ -87,6 +165,60 @@ const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
 /* Plan env's graph without running it; describe it into buf (tests). */
 int env_describe_plan(weir_env *env, char *buf, size_t len);
+
+struct kvtab_conf; /* state/state.h */
+
+/* ---- keyed state of the operators: value encodings ------------------------------------
+ *
+ * kvtab codec callbacks see only the value, so every encoding here is
+ * context-free: a value is plain bytes, or starts with blist pointers
+ * (kvtab_conf.nlists), or is a fixed struct that says everything its
+ * pointers need (session index, join buffer, map with its value size), or
+ * is an owned buffer followed by plain bytes, whose codec is instantiated
+ * per plain size (obuf_table_conf).  The constructors below are what the
+ * operators' open() use; tests/unit/test_codec.c round-trips them.
+ */
+
+/* A byte buffer a table value owns through its first word (a reduce
+ * accumulator row, the strings of an aggregate's accumulator).  The
+ * table's free_value frees it. */
+typedef struct obuf {
+	uint32_t cap, len;
+	char data[];
+} obuf;
+
+/* Replace the contents of *b (NULL: none yet) with p[0..n); grows, never
+ * shrinks.  p must not point into *b.  0, -E2BIG or -ENOMEM (*b unchanged). */
+int obuf_set(obuf **b, const void *p, size_t n);
+
+/*
+ * Give c (key_type and vsize set) the codec and free function of values
+ * [obuf * | vsize - 8 plain bytes], encoded as
+ *
+ *   [u32 len, or 0xffffffff for no buffer][len bytes][vsize - 8 plain bytes]
+ *
+ * 0, or -EINVAL unless vsize - 8 is a multiple of 8 up to OBUF_MAX_PLAIN.
+ */
+#define OBUF_MAX_PLAIN 256u
+int obuf_table_conf(struct kvtab_conf *c);
+
+/*
+ * The kvtab configuration of the keyed state an operator registers as
+ * `name` (see each operator's file for its names and value layouts), as
+ * open() makes it, for node n (built through the API; not yet run).  The
+ * key type comes from n's input.  0, or -ENOENT if n has no such state.
+ */
+int aggregate_table_conf(const lnode *n, const char *name,
+			 struct kvtab_conf *out);
+int window_table_conf(const lnode *n, const char *name,
+		      struct kvtab_conf *out);
+int process_table_conf(const lnode *n, const char *name,
+		       struct kvtab_conf *out);
+
+/* Check a row encoding (state.h row codec) of schema s in p[0..len): true
+ * when it decodes to exactly len bytes.  Restored rows are checked before
+ * use, since a context-free decode cannot. */
+bool row_valid(const weir_schema *s, const void *p, size_t len);
 
 /* ---- CSV codec ----------------------------------------------------------------- */
 

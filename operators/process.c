@@ -10,12 +10,12 @@
  *   - one kvtab per state descriptor (namespace 0), in a kdict shared with
  *     its timers: VALUE/REDUCING/AGGREGATING store the `size` bytes of the
  *     value (an entry exists exactly while a value is present), LIST a
- *     blist*, MAP a bmap*; BROADCAST_MAP is one bmap* per subtask, kept in a
- *     kvtab under a fixed key so its writes take the same path as keyed
- *     ones (kv_written).  It is operator state, not keyed state: a restore
- *     must give every subtask the whole map, whatever the key group of that
- *     fixed key (a note for the checkpoint work).  TTL comes from the
- *     descriptor;
+ *     blist*, MAP a pmap (a bmap* and its value size); BROADCAST_MAP is one
+ *     pmap per subtask, kept in a kvtab under a fixed key so its writes
+ *     take the same path as keyed ones (kv_written).  It is operator
+ *     state, not keyed state: its table is configured `broadcast`, so a
+ *     restore gives every subtask the whole map, whatever the key group of
+ *     that fixed key.  TTL comes from the descriptor;
  *   - an event-time and a processing-time timer service (both dedup).
  *     Event timers fire from watermark() for every timer at or below the
  *     watermark, in time order.  Processing-time timers keep the runtime's
@@ -59,6 +59,25 @@
  * row's schema (weir_window_late), else it is counted as a dead letter and
  * logged once at close.
  *
+ * Checkpoints.  A process function registers each state table under the
+ * descriptor's name (process_op checks that names are given, unique, at
+ * most 47 bytes and not a timer's) and its timers as "event-timers" and
+ * "processing-timers".  Encodings: values plain, a LIST its list (nlists
+ * 1: weir_state_add logs the added element alone), a MAP every entry
+ * (pmap: each put or remove logs the key's whole map, fine for the small
+ * per-key maps this state is for).  open() asks for an early timer() so
+ * that restored processing-time timers are armed without input.
+ *
+ * The interval join registers "buffer-a" and "buffer-b"; a buffer encodes
+ * its live records (jbuf_encode), so each buffered row logs the key's
+ * whole buffer -- fine for the small per-key buffers this join is built
+ * for (above), and what a join with large per-key buffers would change
+ * first (an appendable layout).  The cleanup timers are not registered:
+ * they are derived from the buffers (one per (side, key) at the bucket of
+ * its oldest row's drop time) and rebuilt after a restore (ij_start), and
+ * most of them live in FIFOs that no timer service would log.  Operator
+ * state (snapshot): the count of late records dropped.
+ *
  * Everything here belongs to one subtask, on its reactor thread.
  */
 #include <errno.h>
@@ -66,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "ops.h"
 #include "state.h"
 
@@ -110,7 +130,139 @@ typedef struct proc_state {
 static const skey bcast_key = { 0, 0 };
 
 static void free_list_value(void *v) { blist_free(*(blist **)v); }
-static void free_map_value(void *v) { bmap_free(*(bmap **)v); }
+
+/*
+ * A MAP or BROADCAST_MAP value: the map and the size of its values, kept
+ * beside it because the codec sees nothing else.  Encoded as
+ *
+ *   [u32 vsize][u32 count] then count x ([u32 klen][key bytes][vsize bytes])
+ */
+typedef struct pmap {
+	bmap *m;          /* first: the state API passes a pmap as a bmap ** */
+	uint32_t vsize;
+	uint32_t pad;
+} pmap;
+
+#define MAP_MAX_VSIZE (1u << 24) /* as process_op allows */
+
+static void free_map_value(void *v) { bmap_free(((pmap *)v)->m); }
+
+typedef struct map_enc {
+	char *o;
+	size_t n;
+	uint32_t vsize;
+} map_enc;
+
+static int map_count_entry(void *arg, const void *k, size_t klen, const void *v)
+{
+	map_enc *e = arg;
+	(void)k;
+	(void)v;
+	e->n += 4 + klen + e->vsize;
+	return 0;
+}
+
+static int map_put_entry(void *arg, const void *k, size_t klen, const void *v)
+{
+	map_enc *e = arg;
+	uint32_t kl = (uint32_t)klen;
+	memcpy(e->o, &kl, 4);
+	memcpy(e->o + 4, k, klen);
+	memcpy(e->o + 4 + klen, v, e->vsize);
+	e->o += 4 + klen + e->vsize;
+	return 0;
+}
+
+static size_t map_encoded_size(const void *v)
+{
+	const pmap *pm = v;
+	map_enc e = { .n = 8, .vsize = pm->vsize };
+	bmap_foreach(pm->m, map_count_entry, &e);
+	return e.n;
+}
+
+static void map_encode(const void *v, void *out)
+{
+	const pmap *pm = v;
+	uint32_t hdr[2] = { pm->vsize, bmap_len(pm->m) };
+	map_enc e = { .o = (char *)out + 8, .vsize = pm->vsize };
+	memcpy(out, hdr, 8);
+	bmap_foreach(pm->m, map_put_entry, &e);
+}
+
+static int map_decode(void *v, const void *in, size_t len)
+{
+	pmap *pm = v;
+	const char *p = in, *end = p + len;
+	uint32_t hdr[2], klen;
+	bmap *m = NULL;
+
+	if (len < 8)
+		return -EINVAL;
+	memcpy(hdr, p, 8);
+	p += 8;
+	if (hdr[1] && (hdr[0] == 0 || hdr[0] > MAP_MAX_VSIZE))
+		return -EINVAL;
+	for (uint32_t i = 0; i < hdr[1]; i++) {
+		if (end - p < 4)
+			goto bad;
+		memcpy(&klen, p, 4);
+		p += 4;
+		if ((size_t)(end - p) < (size_t)klen + hdr[0])
+			goto bad;
+		uint32_t before = bmap_len(m);
+		void *val = bmap_put(&m, hdr[0], p, klen);
+		if (!val) {
+			bmap_free(m);
+			return -ENOMEM;
+		}
+		if (bmap_len(m) == before)
+			goto bad; /* a key twice */
+		memcpy(val, p + klen, hdr[0]);
+		p += (size_t)klen + hdr[0];
+	}
+	if (p != end)
+		goto bad;
+	pm->m = m;
+	pm->vsize = hdr[0];
+	return 0;
+bad:
+	bmap_free(m);
+	return -EINVAL;
+}
+
+/* Names the operator registers besides the user's states, and the
+ * longest name state_register_table() takes. */
+#define EV_TIMERS "event-timers"
+#define PT_TIMERS "processing-timers"
+#define STATE_NAME_MAX 47
+
+/* The table of state descriptor d with key type kt. */
+static kvtab_conf state_conf(const weir_state_desc *d, weir_type kt)
+{
+	kvtab_conf kc = { .key_type = kt, .vsize = d->size, .ttl_ms = d->ttl_ms };
+	switch (d->kind) {
+	case WEIR_STATE_LIST:
+		kc.vsize = sizeof(blist *);
+		kc.free_value = free_list_value;
+		kc.nlists = 1;
+		break;
+	case WEIR_STATE_BROADCAST_MAP:
+		kc.key_type = WEIR_I64;
+		kc.broadcast = true;
+		/* fall through */
+	case WEIR_STATE_MAP:
+		kc.vsize = sizeof(pmap);
+		kc.free_value = free_map_value;
+		kc.encoded_size = map_encoded_size;
+		kc.encode = map_encode;
+		kc.decode = map_decode;
+		break;
+	default:
+		break;
+	}
+	return kc;
+}
 
 /* Set the default event time of the next rows of every port. */
 static inline void out_default_ts(task *t, int64_t ts)
@@ -135,33 +287,48 @@ static int proc_open(task *t)
 	if (!s->dict)
 		return -ENOMEM;
 	for (int i = 0; i < c->fns.nstates; i++) {
-		const weir_state_desc *d = &c->states[i];
-		kvtab_conf kc = { .key_type = s->kt, .vsize = d->size,
-				  .ttl_ms = d->ttl_ms };
-		switch (d->kind) {
-		case WEIR_STATE_LIST:
-			kc.vsize = sizeof(blist *);
-			kc.free_value = free_list_value;
-			break;
-		case WEIR_STATE_BROADCAST_MAP:
-			kc.key_type = WEIR_I64;
-			/* fall through */
-		case WEIR_STATE_MAP:
-			kc.vsize = sizeof(bmap *);
-			kc.free_value = free_map_value;
-			break;
-		default:
-			break;
-		}
+		kvtab_conf kc = state_conf(&c->states[i], s->kt);
 		s->tab[i] = kv_new(&kc, s->dict);
 		if (!s->tab[i])
 			return -ENOMEM;
+		/* names were checked when the job was built (process_op) */
+		int rc = state_register_table(t, c->names[i], s->tab[i]);
+		if (rc < 0) {
+			task_fail(t, "process '%s': cannot register state '%s': %s",
+				  t->node->name, c->names[i], strerror(-rc));
+			return rc;
+		}
 	}
 	s->ev = tsvc_new(s->dict, s->kt, true);
 	s->pt = tsvc_new(s->dict, s->kt, true);
 	if (!s->ev || !s->pt)
 		return -ENOMEM;
+	int rc = state_register_timers(t, EV_TIMERS, s->ev);
+	if (rc == 0)
+		rc = state_register_timers(t, PT_TIMERS, s->pt);
+	if (rc < 0)
+		return rc;
+	/* An early timer(): restored processing-time timers get armed (or
+	 * fire) without waiting for input. */
+	task_set_timer(t, now_ns());
 	return 0;
+}
+
+static int interval_join_table_conf(const lnode *n, const char *name,
+				    kvtab_conf *out);
+
+int process_table_conf(const lnode *n, const char *name, kvtab_conf *out)
+{
+	if (n->ops == &op_process) {
+		const proc_conf *c = n->conf;
+		for (int i = 0; i < c->fns.nstates; i++)
+			if (!strcmp(c->names[i], name)) {
+				*out = state_conf(&c->states[i], c->key_type[0]);
+				return 0;
+			}
+		return -ENOENT;
+	}
+	return interval_join_table_conf(n, name, out);
 }
 
 static void proc_close(task *t)
@@ -427,7 +594,8 @@ int weir_state_add(weir_ctx *c, int state, const void *in, size_t len)
 		int rc = blist_add((blist **)v, in, (uint32_t)len);
 		if (rc < 0)
 			return rc;
-		break;
+		kv_appended(t, v, 0, in, (uint32_t)len); /* logs the element */
+		return 0;
 	}
 	case WEIR_STATE_REDUCING:
 		if (created)
@@ -485,14 +653,15 @@ int weir_state_map_put(weir_ctx *c, int state, const void *key, size_t klen,
 	if (bcast_write_denied(c, state))
 		return -EPERM;
 	uint32_t size = c->s->c->states[state].size;
-	bmap **m = kv_upsert(t, k, 0, &created);
-	if (!m)
+	pmap *pm = kv_upsert(t, k, 0, &created);
+	if (!pm)
 		return -ENOMEM;
-	void *v = bmap_put(m, size, key, (uint32_t)klen);
+	pm->vsize = size;
+	void *v = bmap_put(&pm->m, size, key, (uint32_t)klen);
 	if (!v)
 		return -ENOMEM;
 	memcpy(v, value, size);
-	kv_written(t, m);
+	kv_written(t, pm); /* logs the whole map (see pmap) */
 	return 0;
 }
 
@@ -616,6 +785,29 @@ static weir_stream *process_op(weir_stream *a, weir_stream *b, const char *name,
 		weir_state_desc d = fns->states[i];
 		const char *sn = d.name ? d.name : "?";
 		bool sized = d.kind != WEIR_STATE_LIST;
+		/* A checkpoint or savepoint finds a state by its name. */
+		if (!d.name || !*d.name) {
+			env_error(env, "process '%s': state %d has no name (checkpoints "
+				  "find state by name)", nm, i);
+			goto fail;
+		}
+		if (strlen(d.name) > STATE_NAME_MAX) {
+			env_error(env, "process '%s': state name '%s' is longer than %d bytes",
+				  nm, sn, STATE_NAME_MAX);
+			goto fail;
+		}
+		if (!strcmp(d.name, EV_TIMERS) || !strcmp(d.name, PT_TIMERS)) {
+			env_error(env, "process '%s': state name '%s' is taken by the "
+				  "operator's timers", nm, sn);
+			goto fail;
+		}
+		for (int j = 0; j < i; j++)
+			if (!strcmp(c->names[j], d.name)) {
+				env_error(env, "process '%s': two states are named '%s' (names "
+					  "must be unique: checkpoints find state by name)",
+					  nm, sn);
+				goto fail;
+			}
 		if (d.kind < WEIR_STATE_VALUE || d.kind > WEIR_STATE_BROADCAST_MAP) {
 			env_error(env, "process '%s': state '%s' has an unknown kind %d",
 				  nm, sn, (int)d.kind);
@@ -725,6 +917,7 @@ typedef struct ij_state {
 	tsvc *cleanup;            /* the other cleanup timers; ns = side */
 	int late_port[2];         /* port for late rows of each input, or -1 */
 	uint64_t late_dropped;
+	bool started;             /* ij_start ran (restored buffers adopted) */
 	struct {
 		void *head;
 		uint32_t count;
@@ -807,9 +1000,88 @@ static void blk_free(ij_state *s, void *p, uint32_t cap)
 static void jbuf_free_value(void *v)
 {
 	jbuf *b = v;
-	if (b->data)
+	if (b->data && b->owner)
 		blk_free(b->owner, b->data, b->cap);
+	else
+		free(b->data); /* decoded, not yet adopted by ij_start */
 	b->data = NULL;
+}
+
+/*
+ * A buffer's encoding: [u32 n] then its n live records exactly as in
+ * `data` (size, len, row, zero padding).  max_ts is the last record's
+ * time; the cleanup timer is not state (see ij_start).  A decoded buffer
+ * has no owner until ij_start adopts it.
+ */
+static size_t jbuf_encoded_size(const void *v)
+{
+	const jbuf *b = v;
+	return 4 + (size_t)(b->used - b->head);
+}
+
+static void jbuf_encode(const void *v, void *out)
+{
+	const jbuf *b = v;
+	memcpy(out, &b->n, 4);
+	if (b->used > b->head)
+		memcpy((char *)out + 4, b->data + b->head, b->used - b->head);
+}
+
+static int jbuf_decode(void *v, const void *in, size_t len)
+{
+	jbuf *b = v;
+	const char *p = (const char *)in + 4;
+	int64_t ts, last = INT64_MIN;
+	uint32_t n, k = 0, cap = 1u << BLK_MIN_SHIFT, hdr[2];
+	size_t bytes, off = 0;
+
+	if (len < 4)
+		return -EINVAL;
+	memcpy(&n, in, 4);
+	bytes = len - 4;
+	if (n == 0 || bytes > (1u << 30))
+		return -EINVAL;
+	while (off < bytes) {
+		if (bytes - off < REC_HDR + 8)
+			return -EINVAL;
+		memcpy(hdr, p + off, 8);
+		if (hdr[0] % 8 || hdr[0] < REC_HDR + 8 || hdr[0] > bytes - off ||
+		    hdr[1] < 8 || hdr[1] > hdr[0] - REC_HDR ||
+		    hdr[0] - REC_HDR - hdr[1] >= 8)
+			return -EINVAL;
+		memcpy(&ts, p + off + REC_HDR, 8);
+		if (ts < last) /* rows are kept in time order */
+			return -EINVAL;
+		last = ts;
+		off += hdr[0];
+		k++;
+	}
+	if (k != n)
+		return -EINVAL;
+	while (cap < bytes)
+		cap *= 2;
+	b->data = malloc(cap);
+	if (!b->data)
+		return -ENOMEM;
+	memcpy(b->data, p, bytes);
+	b->cap = cap;
+	b->head = 0;
+	b->used = (uint32_t)bytes;
+	b->n = n;
+	b->max_ts = last;
+	b->timer = NO_TIMER;
+	b->owner = NULL;
+	return 0;
+}
+
+static const char *const ij_buf_name[2] = { "buffer-a", "buffer-b" };
+
+static kvtab_conf jbuf_conf(weir_type kt)
+{
+	return (kvtab_conf){ .key_type = kt, .vsize = sizeof(jbuf),
+			     .free_value = jbuf_free_value,
+			     .encoded_size = jbuf_encoded_size,
+			     .encode = jbuf_encode, .decode = jbuf_decode };
 }
 
 /* Make room for `need` more bytes at the end of b's records. */
@@ -859,15 +1131,32 @@ static int ij_open(task *t)
 	s->dict = kdict_new();
 	if (!s->dict)
 		return -ENOMEM;
-	kvtab_conf kc = { .key_type = c->key_type[0], .vsize = sizeof(jbuf),
-			  .free_value = jbuf_free_value };
+	kvtab_conf kc = jbuf_conf(c->key_type[0]);
 	for (int i = 0; i < 2; i++) {
 		s->buf[i] = kv_new(&kc, s->dict);
 		if (!s->buf[i])
 			return -ENOMEM;
+		int rc = state_register_table(t, ij_buf_name[i], s->buf[i]);
+		if (rc < 0)
+			return rc;
 	}
+	/* Not registered: the cleanup timers are derived from the buffers
+	 * (ij_start), and most of them live in the FIFOs anyway. */
 	s->cleanup = tsvc_new(s->dict, c->key_type[0], false);
 	return s->cleanup ? 0 : -ENOMEM;
+}
+
+static int interval_join_table_conf(const lnode *n, const char *name,
+				    kvtab_conf *out)
+{
+	if (n->ops != &op_interval_join)
+		return -ENOENT;
+	for (int i = 0; i < 2; i++)
+		if (!strcmp(name, ij_buf_name[i])) {
+			*out = jbuf_conf(((const ij_conf *)n->conf)->key_type[0]);
+			return 0;
+		}
+	return -ENOENT;
 }
 
 static void ij_close(task *t)
@@ -1039,6 +1328,8 @@ static int buffer_row(ij_state *s, int side, skey k, const weir_batch *b,
 	((uint32_t *)dst)[0] = (uint32_t)rec;
 	((uint32_t *)dst)[1] = (uint32_t)enc;
 	row_encode(b, r, dst + REC_HDR);
+	/* zero the padding: it is part of the buffer's encoding */
+	memset(dst + REC_HDR + enc, 0, rec - REC_HDR - enc);
 	jb->used += (uint32_t)rec;
 	jb->n++;
 	if (jb->timer == NO_TIMER) {
@@ -1050,7 +1341,7 @@ static int buffer_row(ij_state *s, int side, skey k, const weir_batch *b,
 			return rc;
 		jb->timer = at;
 	}
-	kv_written(tab, jb);
+	kv_written(tab, jb); /* logs the key's whole buffer (see the top) */
 	return 0;
 }
 
@@ -1070,6 +1361,64 @@ static void late_row(task *t, ij_state *s, int side, const weir_batch *b,
 	weir_out_emit(o);
 }
 
+/* ---- after a restore ---------------------------------------------------------- */
+
+typedef struct ij_start_ctx {
+	ij_state *s;
+	int side;
+	bool bad;
+	int err;
+} ij_start_ctx;
+
+static int start_buffer(void *arg, skey k, int64_t ns, void *v)
+{
+	ij_start_ctx *x = arg;
+	ij_state *s = x->s;
+	const ij_conf *c = s->c;
+	jbuf *jb = v;
+	(void)ns;
+
+	jb->owner = s;
+	for (const char *p = jb->data + jb->head, *e = jb->data + jb->used; p < e;
+	     p += rec_size(p))
+		if (!row_valid(c->in[x->side], p + REC_HDR, ((const uint32_t *)p)[1])) {
+			x->bad = true;
+			return 1;
+		}
+	/* the timer cleanup_key would have set (not logged: derived) */
+	int64_t at = bucket_up(c, drop_time(c, x->side, rec_ts(jb->data + jb->head)));
+	x->err = cleanup_add(s, x->side, at, k);
+	if (x->err < 0)
+		return 1;
+	jb->timer = at;
+	return 0;
+}
+
+/*
+ * The first call on the reactor thread: buffers present now were restored
+ * (open() made the tables empty).  Adopt their blocks, check their rows
+ * against the input schemas (a context-free decode cannot), and give each
+ * its cleanup timer.
+ */
+static bool ij_start(task *t, ij_state *s)
+{
+	s->started = true;
+	for (int side = 0; side < 2; side++) {
+		ij_start_ctx x = { s, side, false, 0 };
+		if (!kv_count(s->buf[side]))
+			continue;
+		kv_foreach(s->buf[side], start_buffer, &x);
+		if (x.bad || x.err) {
+			task_fail(t, "interval join '%s': %s", t->node->name,
+				  x.bad ? "restored rows do not fit the input schema (did the "
+					  "job change since the checkpoint?)"
+					: strerror(-x.err));
+			return false;
+		}
+	}
+	return true;
+}
+
 static void ij_process(task *t, int side, weir_batch *b)
 {
 	ij_state *s = t->st;
@@ -1081,6 +1430,10 @@ static void ij_process(task *t, int side, weir_batch *b)
 	int64_t wm = t->watermark;
 	int rc = 0;
 
+	if (unlikely(!s->started) && !ij_start(t, s)) {
+		batch_release(b);
+		return;
+	}
 	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += PF_CHUNK) {
 		uint32_t n = b->rows - r0 < PF_CHUNK ? b->rows - r0 : PF_CHUNK;
 		if (fixed) {
@@ -1151,6 +1504,8 @@ static void ij_watermark(task *t, int64_t wm)
 	weir_type kt = s->c->key_type[0];
 	timer tm;
 
+	if (unlikely(!s->started) && !ij_start(t, s))
+		return;
 	for (int side = 0; side < 2; side++) {
 		struct cfifo *f = &s->fifo[side];
 		while (f->n && f->v[f->head].at <= wm) {
@@ -1167,9 +1522,43 @@ static void ij_watermark(task *t, int64_t wm)
 	}
 }
 
+/*
+ * Operator state: [u8 version = 1][u64 late records dropped] (the count
+ * the warning at close reports).  With rescaling, new subtask i adds up
+ * the counts of old subtasks s with s % p == i.
+ */
+#define IJ_SNAP_VERSION 1
+
+static int ij_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	ij_state *s = t->st;
+	uint8_t version = IJ_SNAP_VERSION;
+	(void)id;
+	int rc = snap_put(out, &version, 1);
+	return rc ? rc : snap_put_u64(out, s->late_dropped);
+}
+
+static int ij_restore(task *t, const op_restore *r)
+{
+	ij_state *s = t->st;
+	for (int i = 0; i < r->n; i++) {
+		const op_blob *b = &r->blobs[i];
+		snap_rd rd = { .p = b->p, .len = b->len };
+		if (b->subtask % t->parallelism != t->subtask)
+			continue;
+		const uint8_t *v = snap_get(&rd, 1);
+		uint64_t n = snap_get_u64(&rd);
+		if (rd.err || *v != IJ_SNAP_VERSION || rd.off != rd.len)
+			return -EINVAL;
+		s->late_dropped += n;
+	}
+	return 0;
+}
+
 const op_ops op_interval_join = {
 	.kind = "interval-join", .open = ij_open, .process = ij_process,
-	.watermark = ij_watermark, .close = ij_close,
+	.watermark = ij_watermark, .snapshot = ij_snapshot, .restore = ij_restore,
+	.close = ij_close,
 };
 
 /* The default output: a's columns, then b's ("b_" before a clashing name). */

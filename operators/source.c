@@ -14,6 +14,23 @@
  * when the descriptor is readable (task_wait) and the reactor sleeps.
  * Each produce() call handles at most one batch worth of records (valid,
  * malformed or blank) and stops early under backpressure.
+ *
+ * Replay (checkpoints).  A source's work is a list of splits [pos, end)
+ * (ops.h): byte ranges of a file, id ranges of the generator.  A split's
+ * pos moves forward as batches go out, always to where the next batch
+ * starts, so every record emitted so far lies before it; snapshot() writes
+ * the remaining splits, restore() takes those of the old subtasks this
+ * subtask inherits (s % parallelism == subtask) and reads them in order.
+ * A text split is entered by reading from pos - 1 and dropping everything
+ * through the first '\n': at a range start that skips the line the
+ * previous subtask owns, and at a line start (every pos once reading
+ * began) it drops only the '\n' before it, so one rule serves both.
+ * Standard input and pipes cannot seek back: their snapshot holds no
+ * splits and restore() goes on reading (at-least-once, said by the
+ * runtime).
+ *
+ * Rate cap (weir_source_set_rate, the generator's own rate): a token
+ * bucket per subtask, refilled from one clock read per produce() call.
  */
 
 #include <errno.h>
@@ -32,6 +49,137 @@
  * buffered without bound. */
 #define MAX_RECORD (64u << 20)
 
+/* ---- splits and their snapshots ---------------------------------------------------- */
+
+void src_split_range(uint64_t total, int subtask, int parallelism,
+		     uint64_t *start, uint64_t *end)
+{
+	*start = (uint64_t)((unsigned __int128)total * (unsigned)subtask /
+			    (unsigned)parallelism);
+	*end = (uint64_t)((unsigned __int128)total * (unsigned)(subtask + 1) /
+			  (unsigned)parallelism);
+}
+
+int src_splits_write(snap_buf *out, enum src_blob_kind kind,
+		     const src_split *sp, int n)
+{
+	uint8_t hdr[2] = { SRC_BLOB_VERSION, (uint8_t)kind };
+	uint32_t n32 = (uint32_t)n;
+	int rc = snap_put(out, hdr, 2);
+	if (!rc)
+		rc = snap_put(out, &n32, 4);
+	for (int i = 0; i < n && !rc; i++) {
+		uint64_t v[5] = { sp[i].pos, sp[i].end, sp[i].line, sp[i].block_rows,
+				  sp[i].stride };
+		rc = snap_put(out, v, sizeof(v));
+	}
+	return rc;
+}
+
+int src_splits_take(const op_restore *r, enum src_blob_kind kind, int subtask,
+		    int parallelism, src_split **out, int *n, bool *stream)
+{
+	src_split *sp = NULL;
+	int count = 0, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	*stream = false;
+	for (int b = 0; b < r->n; b++) {
+		const op_blob *blob = &r->blobs[b];
+		snap_rd rd = { .p = blob->p, .len = blob->len };
+		const uint8_t *hdr = snap_get(&rd, 2);
+		uint32_t cnt = 0;
+		const void *pc = snap_get(&rd, 4);
+
+		if (!hdr || !pc || hdr[0] != SRC_BLOB_VERSION ||
+		    (hdr[1] != kind && hdr[1] != SRC_BLOB_STREAM))
+			goto bad;
+		memcpy(&cnt, pc, 4);
+		if (cnt > (rd.len - rd.off) / 40)
+			goto bad;
+		if (hdr[1] == SRC_BLOB_STREAM)
+			*stream = true;
+		if (blob->subtask < 0 || blob->subtask % parallelism != subtask)
+			continue;
+		for (uint32_t i = 0; i < cnt; i++) {
+			src_split x;
+			x.pos = snap_get_u64(&rd);
+			x.end = snap_get_u64(&rd);
+			x.line = snap_get_u64(&rd);
+			x.block_rows = snap_get_u64(&rd);
+			x.stride = snap_get_u64(&rd);
+			if (rd.err || (x.block_rows && !x.stride))
+				goto bad;
+			if (x.pos >= x.end)
+				continue; /* nothing left of it */
+			if (count == cap) {
+				int nc = cap ? cap * 2 : 4;
+				src_split *ns = realloc(sp, (size_t)nc * sizeof(*sp));
+				if (!ns) {
+					free(sp);
+					return -ENOMEM;
+				}
+				sp = ns;
+				cap = nc;
+			}
+			sp[count++] = x;
+		}
+	}
+	*out = sp;
+	*n = count;
+	return 0;
+bad:
+	free(sp);
+	return -EINVAL;
+}
+
+/* ---- rate cap ------------------------------------------------------------------------ */
+
+void rate_gate_init(rate_gate *g, double total, int parallelism)
+{
+	*g = (rate_gate){ 0 };
+	if (total <= 0 || parallelism < 1)
+		return;
+	g->rate = total / parallelism;
+	g->depth = g->rate / 100; /* 10 ms worth */
+	if (g->depth < 1)
+		g->depth = 1;
+}
+
+uint32_t rate_gate_allow(rate_gate *g, uint64_t now, uint64_t *wake_ns)
+{
+	if (g->rate <= 0)
+		return UINT32_MAX;
+	if (g->last && now > g->last) {
+		g->tokens += (double)(now - g->last) * 1e-9 * g->rate;
+		if (g->tokens > g->depth)
+			g->tokens = g->depth;
+	}
+	if (!g->last || now > g->last)
+		g->last = now;
+	if (g->tokens < 1) {
+		*wake_ns = now + (uint64_t)((1 - g->tokens) / g->rate * 1e9) + 1;
+		return 0;
+	}
+	return g->tokens >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)g->tokens;
+}
+
+/* How many records this produce() call may emit: >= 1, or 0 after asking
+ * to be woken when the next is due.  One clock read, only with a cap. */
+static uint32_t gate_allow(task *t, rate_gate *g)
+{
+	uint64_t wake;
+	if (g->rate <= 0)
+		return UINT32_MAX;
+	uint32_t n = rate_gate_allow(g, now_ns(), &wake);
+	if (!n)
+		task_wait(t, wake, -1);
+	return n;
+}
+
+/* ---- files ----------------------------------------------------------------------------- */
+
 typedef struct file_state {
 	const file_source_conf *c;
 	int fd;
@@ -41,6 +189,11 @@ typedef struct file_state {
 	off_t buf_off;    /* file offset of buf[0] */
 	char *buf;
 	size_t cap, rpos, rlen;
+	/* Work left: splits[cur] is being read (its pos is stale while it is:
+	 * the position is buf_off + rpos), the ones after it wait. */
+	src_split *splits;
+	int nsplits, cur;
+	rate_gate gate;
 	/* CSV */
 	char *scratch;
 	csv_field *fields;
@@ -48,6 +201,39 @@ typedef struct file_state {
 	uint64_t dead;
 	bool header_done;
 } file_state;
+
+/* Start reading splits[cur], or end the source when none is left. */
+static void begin_split(file_state *s)
+{
+	s->rpos = s->rlen = 0;
+	s->eof = false;
+	if (s->cur >= s->nsplits) {
+		s->done = true;
+		return;
+	}
+	const src_split *sp = &s->splits[s->cur];
+	s->end = sp->end > (uint64_t)INT64_MAX ? INT64_MAX : (off_t)sp->end;
+	s->line = sp->line ? sp->line : 1;
+	s->header_done = sp->pos > 0;
+	s->skip_first = false;
+	s->buf_off = (off_t)sp->pos;
+	if (s->c->kind == SRC_TEXT && sp->pos > 0) {
+		/* The one rule for range starts and line starts (file comment). */
+		s->buf_off = (off_t)sp->pos - 1;
+		s->skip_first = true;
+	}
+	if (!s->stream)
+		posix_fadvise(s->fd, s->buf_off, s->end == INT64_MAX ? 0 : s->end - s->buf_off,
+			      POSIX_FADV_SEQUENTIAL);
+}
+
+/* The current split is finished: go to the next.  True if there is one. */
+static bool next_split(file_state *s)
+{
+	s->cur++;
+	begin_split(s);
+	return !s->done;
+}
 
 static int file_open(task *t)
 {
@@ -62,6 +248,8 @@ static int file_open(task *t)
 	s->cap = READ_BUF;
 	s->buf = malloc(s->cap);
 	s->line = 1;
+	s->fd = -1;
+	rate_gate_init(&s->gate, t->node->rate, t->parallelism);
 	if (!s->buf)
 		return -ENOMEM;
 	if (c->kind == SRC_STDIN) {
@@ -85,24 +273,28 @@ static int file_open(task *t)
 		return -EISDIR;
 	}
 	s->stream = !S_ISREG(st.st_mode);
-	if (c->kind == SRC_CSV || s->stream) {
+	if (s->stream) {
 		s->end = INT64_MAX;
 		if (t->subtask > 0)
 			s->done = true;
 		return 0;
 	}
-	off_t size = st.st_size;
-	off_t start = (off_t)((__int128)size * t->subtask / t->parallelism);
-	s->end = (off_t)((__int128)size * (t->subtask + 1) / t->parallelism);
-	if (start > 0) {
-		/* The line that starts before our range is the previous
-		 * subtask's: read from start - 1 and drop through its '\n'. */
-		s->buf_off = start - 1;
-		s->skip_first = true;
+	s->splits = calloc(1, sizeof(*s->splits));
+	if (!s->splits)
+		return -ENOMEM;
+	if (c->kind == SRC_CSV) {
+		/* Parallelism 1: quoted fields may hold newlines. */
+		if (t->subtask == 0)
+			s->splits[s->nsplits++] = (src_split){ .pos = 0, .end = UINT64_MAX,
+							       .line = 1 };
+	} else {
+		src_split sp = { 0 };
+		src_split_range((uint64_t)st.st_size, t->subtask, t->parallelism, &sp.pos,
+				&sp.end);
+		if (sp.pos < sp.end)
+			s->splits[s->nsplits++] = sp;
 	}
-	if (start >= s->end)
-		s->done = true;
-	posix_fadvise(s->fd, start, s->end - start, POSIX_FADV_SEQUENTIAL);
+	begin_split(s);
 	return 0;
 }
 
@@ -116,7 +308,58 @@ static void file_close(task *t)
 	free(s->buf);
 	free(s->scratch);
 	free(s->fields);
+	free(s->splits);
 	free(s);
+}
+
+static int file_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	file_state *s = t->st;
+	(void)id;
+	if (s->stream)
+		return src_splits_write(out, SRC_BLOB_STREAM, NULL, 0);
+	if (!s->done && s->cur < s->nsplits) {
+		/* Bring the split being read up to date (see file_state). */
+		src_split *sp = &s->splits[s->cur];
+		if (!s->skip_first)
+			sp->pos = (uint64_t)(s->buf_off + (off_t)s->rpos);
+		sp->line = s->c->kind == SRC_CSV ? s->line : 0;
+	}
+	int left = s->done ? 0 : s->nsplits - s->cur;
+	return src_splits_write(out, s->c->kind == SRC_CSV ? SRC_BLOB_CSV : SRC_BLOB_TEXT,
+				left ? &s->splits[s->cur] : NULL, left);
+}
+
+static int file_restore(task *t, const op_restore *r)
+{
+	file_state *s = t->st;
+	src_split *sp;
+	int n;
+	bool stream;
+
+	if (s->stream || r->n == 0)
+		return 0; /* nothing to seek: go on reading (stdin, pipes) */
+	int rc = src_splits_take(r, s->c->kind == SRC_CSV ? SRC_BLOB_CSV : SRC_BLOB_TEXT,
+				 t->subtask, t->parallelism, &sp, &n, &stream);
+	if (rc < 0) {
+		wlog(LOG_ERROR, "source '%s': the saved position is not one of a %s source",
+		     t->node->name, s->c->kind == SRC_CSV ? "csv" : "text");
+		return rc;
+	}
+	if (stream) {
+		/* The earlier run read a pipe: it saved no position. */
+		wlog(LOG_WARN, "source '%s': the saved state is of a source that cannot "
+		     "replay; reading '%s' from the start", t->node->name, s->c->path);
+		free(sp);
+		return 0;
+	}
+	free(s->splits);
+	s->splits = sp;
+	s->nsplits = n;
+	s->cur = 0;
+	s->done = false;
+	begin_split(s);
+	return 0;
 }
 
 /* Read more input after the unread bytes.  Returns > 0 bytes read, 0 at
@@ -183,6 +426,9 @@ static int text_produce(task *t)
 
 	if (s->done)
 		return -1;
+	uint32_t allow = gate_allow(t, &s->gate);
+	if (!allow)
+		return 0;
 	for (;;) {
 		char *p = s->buf + s->rpos;
 		size_t avail = s->rlen - s->rpos;
@@ -190,7 +436,8 @@ static int text_produce(task *t)
 
 		if (!nl && !(s->eof && avail)) {
 			if (s->eof) {
-				s->done = true;
+				if (next_split(s))
+					continue;
 				break;
 			}
 			if (b && b->rows == b->capacity)
@@ -219,9 +466,12 @@ static int text_produce(task *t)
 			continue;
 		}
 		if (s->buf_off + (off_t)s->rpos >= s->end) {
-			s->done = true;
+			if (next_split(s))
+				continue;
 			break;
 		}
+		if (b && b->rows >= allow)
+			break;
 		if (len && p[len - 1] == '\r')
 			len--;
 		if (!b)
@@ -237,6 +487,7 @@ static int text_produce(task *t)
 		s->rpos += used;
 	}
 	if (b && b->rows) {
+		rate_gate_take(&s->gate, b->rows);
 		task_emit(t, 0, b);
 		return 1;
 	}
@@ -291,6 +542,9 @@ static int csv_produce(task *t)
 			return -1;
 		}
 	}
+	uint32_t allow = gate_allow(t, &s->gate), recs = 0;
+	if (!allow)
+		return 0;
 	uint32_t seen;
 	for (seen = 0;; seen++) {
 		const char *p = s->buf + s->rpos;
@@ -298,8 +552,9 @@ static int csv_produce(task *t)
 		const char *why = NULL;
 		int nf = 0;
 		/* One batch worth of records per call, whatever they turn out to
-		 * be, and none while dead letters are backpressured. */
-		if (seen >= t->cfg->batch_rows || task_blocked(t))
+		 * be, and none while dead letters are backpressured; rows and
+		 * dead letters count against the rate cap. */
+		if (seen >= t->cfg->batch_rows || recs >= allow || task_blocked(t))
 			break;
 		long used = avail ? csv_split(p, avail, s->eof, s->scratch, s->fields,
 					      WEIR_MAX_COLS + 1, &nf, &why) : 0;
@@ -313,13 +568,15 @@ static int csv_produce(task *t)
 			uint64_t line = s->line;
 			s->line++;
 			s->rpos += skip;
+			recs++;
 			dead_letter(t, s, line, "record longer than 64 MiB (unterminated quote?)",
 				    p, skip > 200 ? 200 : skip);
 			continue;
 		}
 		if (used == 0) {
 			if (s->eof) {
-				s->done = true;
+				if (next_split(s))
+					continue;
 				break;
 			}
 			if (b && b->rows == b->capacity)
@@ -346,6 +603,7 @@ static int csv_produce(task *t)
 		if (used > 0 && nf == 1 && s->fields[0].len == 0 &&
 		    (p[0] == '\n' || p[0] == '\r'))
 			continue;
+		recs++;
 		if (used < 0) {
 			dead_letter(t, s, line, why, p, rec_len);
 			continue;
@@ -390,6 +648,7 @@ static int csv_produce(task *t)
 			/* Let downstream run before the next batch. */
 			s->rpos -= rec_len;
 			s->line = line;
+			recs--;
 			break;
 		}
 		if (!b)
@@ -414,6 +673,7 @@ static int csv_produce(task *t)
 	} else if (b) {
 		batch_release(b);
 	}
+	rate_gate_take(&s->gate, recs);
 	/* Consuming input is work even when every record was malformed or
 	 * blank: only a turn that read nothing is idle. */
 	if (produced || seen > 0)
@@ -429,18 +689,16 @@ static int file_produce(task *t)
 
 const op_ops op_file_source = {
 	.kind = "file_source", .open = file_open, .produce = file_produce,
-	.close = file_close,
+	.snapshot = file_snapshot, .restore = file_restore, .close = file_close,
 };
 
 /* ---- generator ------------------------------------------------------------------------ */
 
 typedef struct gen_state {
 	const weir_generator_conf *c;
-	uint64_t next, end;    /* bounded: our range of row ids */
-	uint64_t block;        /* unbounded: next block index of ours */
-	uint64_t made;
-	uint64_t t0;
-	double rate;           /* rows per second for this subtask */
+	src_split *splits;     /* work left, in no particular order */
+	int nsplits;
+	rate_gate gate;
 	int64_t wm;
 } gen_state;
 
@@ -475,21 +733,67 @@ static int gen_open(task *t)
 	gen_state *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->c = c;
-	if (c->count) {
-		s->next = (uint64_t)((__int128)c->count * t->subtask / t->parallelism);
-		s->end = (uint64_t)((__int128)c->count * (t->subtask + 1) / t->parallelism);
-	}
-	s->block = (uint64_t)t->subtask;
-	s->rate = c->rate > 0 ? c->rate / t->parallelism : 0;
-	s->wm = INT64_MIN;
 	t->st = s;
+	s->c = c;
+	s->wm = INT64_MIN;
+	/* The two caps (the generator's own, weir_source_set_rate): the
+	 * tighter one holds. */
+	rate_gate_init(&s->gate, rate_min(c->rate, t->node->rate), t->parallelism);
+	s->splits = calloc(1, sizeof(*s->splits));
+	if (!s->splits)
+		return -ENOMEM;
+	src_split sp = { 0 };
+	if (c->count) {
+		src_split_range(c->count, t->subtask, t->parallelism, &sp.pos, &sp.end);
+	} else {
+		/* Unbounded: blocks of batch_rows ids, dealt round-robin. */
+		sp.block_rows = t->cfg->batch_rows;
+		sp.stride = (uint64_t)t->parallelism;
+		sp.pos = (uint64_t)t->subtask * sp.block_rows;
+		sp.end = UINT64_MAX;
+	}
+	if (sp.pos < sp.end)
+		s->splits[s->nsplits++] = sp;
 	return 0;
 }
 
 static void gen_close(task *t)
 {
-	free(t->st);
+	gen_state *s = t->st;
+	if (!s)
+		return;
+	free(s->splits);
+	free(s);
+}
+
+static int gen_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	gen_state *s = t->st;
+	(void)id;
+	return src_splits_write(out, SRC_BLOB_GEN, s->splits, s->nsplits);
+}
+
+static int gen_restore(task *t, const op_restore *r)
+{
+	gen_state *s = t->st;
+	src_split *sp;
+	int n;
+	bool stream;
+
+	if (r->n == 0)
+		return 0;
+	int rc = src_splits_take(r, SRC_BLOB_GEN, t->subtask, t->parallelism, &sp, &n,
+				 &stream);
+	if (rc < 0 || stream) {
+		wlog(LOG_ERROR, "generator '%s': the saved position is not one of a "
+		     "generator", t->node->name);
+		free(sp);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	free(s->splits);
+	s->splits = sp;
+	s->nsplits = n;
+	return 0;
 }
 
 static int gen_produce(task *t)
@@ -497,51 +801,40 @@ static int gen_produce(task *t)
 	gen_state *s = t->st;
 	const weir_generator_conf *c = s->c;
 	const weir_schema *schema = t->node->schema[0];
-	weir_batch *b = batch_alloc(schema, 0);
-	uint32_t n = b->capacity;
-	uint64_t first;
 
-	if (c->count) {
-		if (s->next >= s->end) {
-			batch_release(b);
-			return -1;
-		}
-		if (s->end - s->next < n)
-			n = (uint32_t)(s->end - s->next);
-	}
-	if (s->rate > 0) {
-		uint64_t now = now_ns();
-		if (!s->t0)
-			s->t0 = now;
-		double due = (double)(now - s->t0) * 1e-9 * s->rate;
-		if (due < (double)s->made + 1) {
-			batch_release(b);
-			/* Sleep until the next row is due. */
-			task_wait(t, s->t0 + (uint64_t)(((double)s->made + 1) / s->rate * 1e9), -1);
-			return 0;
-		}
-		if (due - (double)s->made < n)
-			n = (uint32_t)(due - (double)s->made);
-	}
-	if (c->count) {
-		first = s->next;
-	} else {
-		/* Unbounded: blocks of batch_rows ids, dealt round-robin. */
-		uint32_t br = t->cfg->batch_rows;
-		first = s->block * br + (s->made % br);
-		if (n > br - (uint32_t)(s->made % br))
-			n = br - (uint32_t)(s->made % br);
-	}
+	if (!s->nsplits)
+		return -1;
+	uint32_t allow = gate_allow(t, &s->gate);
+	if (!allow)
+		return 0;
+	/* The split with the smallest next id: a restored subtask that took
+	 * several reads them in order of id (bounded: one after the other;
+	 * unbounded: merged block by block), so default rows keep increasing
+	 * event time. */
+	src_split *sp = &s->splits[0];
+	for (int i = 1; i < s->nsplits; i++)
+		if (s->splits[i].pos < sp->pos)
+			sp = &s->splits[i];
+	weir_batch *b = batch_alloc(schema, 0);
+	uint64_t n = b->capacity;
+	if (n > allow)
+		n = allow;
+	if (n > sp->end - sp->pos)
+		n = sp->end - sp->pos;
+	if (sp->block_rows && n > sp->block_rows - sp->pos % sp->block_rows)
+		n = sp->block_rows - sp->pos % sp->block_rows;
+	uint64_t first = sp->pos;
 	if (c->fill)
-		c->fill(c->arg, c->seed, first, n, b);
+		c->fill(c->arg, c->seed, first, (uint32_t)n, b);
 	else
-		gen_default_fill(c, first, n, b);
-	b->rows = n;
-	s->made += n;
-	if (c->count)
-		s->next += n;
-	else if (s->made % t->cfg->batch_rows == 0)
-		s->block += (uint64_t)t->parallelism;
+		gen_default_fill(c, first, (uint32_t)n, b);
+	b->rows = (uint32_t)n;
+	sp->pos += n;
+	if (sp->block_rows && sp->pos % sp->block_rows == 0)
+		sp->pos += (sp->stride - 1) * sp->block_rows; /* our next block */
+	if (sp->pos >= sp->end)
+		*sp = s->splits[--s->nsplits];
+	rate_gate_take(&s->gate, (uint32_t)n);
 	int64_t last = b->ts[n - 1];
 	task_emit(t, 0, b);
 	if (!c->fill && last > s->wm) {
@@ -554,5 +847,5 @@ static int gen_produce(task *t)
 
 const op_ops op_generator = {
 	.kind = "generator", .open = gen_open, .produce = gen_produce,
-	.close = gen_close,
+	.snapshot = gen_snapshot, .restore = gen_restore, .close = gen_close,
 };

@@ -23,6 +23,30 @@
  * output idle after that long without records; the next record marks it
  * active again before it is sent.  Watermarks from upstream are not
  * forwarded: this operator is the origin of event time.
+ *
+ * Checkpoints.  The generator's clock is operator state (snapshot):
+ *
+ *   [u8 version = 1][i64 max_ts][i64 W][i64 last watermark sent]
+ *
+ * Restored at the same parallelism, a subtask takes its own blob, so it
+ * continues exactly where it was: the records replayed after the
+ * checkpoint meet the same W, the same watermarks are sent before the same
+ * late records, and the same records are late as in an uninterrupted run.
+ * The last watermark sent is sent again before the first record after the
+ * restore (the uninterrupted run had sent it before all of them), so
+ * downstream event time resumes from where it was at the barrier.
+ *
+ * Rescaled, a subtask cannot know which old subtasks' records it will see
+ * (after a source's splits move, or behind a rebalance), so it takes the
+ * MINIMUM of every field over all old subtasks.  That is conservative: no
+ * restored generator is ahead of any old one, so none sends, before a
+ * record, a watermark above the one that record met in the uninterrupted
+ * run -- a record accepted then is not made late by the restore.  The
+ * maximum would be wrong: a subtask taking over a slow subtask's split
+ * would judge that split's records by the fast one's clock.  The price is
+ * that records the uninterrupted run judged late at the generator may be
+ * accepted (its watermark restarts lower); operators downstream still
+ * judge them against their own restored event time.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,6 +66,7 @@ typedef struct wm_state {
 	int64_t max_ts;
 	int64_t wm;       /* implied by the records so far */
 	uint64_t last_record_ns;
+	int64_t resume_wm; /* restored: send before the first record */
 } wm_state;
 
 static int wm_open(task *t)
@@ -51,6 +76,7 @@ static int wm_open(task *t)
 		return -ENOMEM;
 	s->max_ts = INT64_MIN;
 	s->wm = INT64_MIN;
+	s->resume_wm = INT64_MIN;
 	t->st = s;
 	return 0;
 }
@@ -86,6 +112,10 @@ static void wm_process(task *t, int input, weir_batch *b)
 	}
 	if (t->idle)
 		task_emit_idle(t, false);
+	if (unlikely(s->resume_wm > INT64_MIN)) {
+		task_emit_watermark(t, s->resume_wm);
+		s->resume_wm = INT64_MIN;
+	}
 	if (c->ts_col >= 0) {
 		if (!batch_exclusive(b)) {
 			weir_batch *copy = batch_slice_copy(b, 0, n);
@@ -146,9 +176,61 @@ static int wm_source_open(task *t)
 	return r;
 }
 
+#define WM_SNAP_VERSION 1
+
+static int wm_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	const wm_state *s = t->st;
+	uint8_t version = WM_SNAP_VERSION;
+	/* a restored clock not yet resumed is still the last one sent */
+	int64_t sent = s->resume_wm > t->out_watermark ? s->resume_wm : t->out_watermark;
+	int rc = snap_put(out, &version, 1);
+	(void)id;
+	if (!rc)
+		rc = snap_put_u64(out, (uint64_t)s->max_ts);
+	if (!rc)
+		rc = snap_put_u64(out, (uint64_t)s->wm);
+	if (!rc)
+		rc = snap_put_u64(out, (uint64_t)sent);
+	return rc;
+}
+
+/* Same parallelism: the subtask's own clock; rescaled: the minimum over
+ * all old subtasks (see Checkpoints at the top). */
+static int wm_restore(task *t, const op_restore *r)
+{
+	wm_state *s = t->st;
+	bool rescaled = r->old_parallelism != t->parallelism, any = false;
+	int64_t v[3] = { INT64_MAX, INT64_MAX, INT64_MAX };
+
+	for (int i = 0; i < r->n; i++) {
+		const op_blob *b = &r->blobs[i];
+		snap_rd rd = { .p = b->p, .len = b->len };
+		int64_t x[3];
+		if (!rescaled && b->subtask != t->subtask)
+			continue;
+		const uint8_t *version = snap_get(&rd, 1);
+		for (int k = 0; k < 3; k++)
+			x[k] = (int64_t)snap_get_u64(&rd);
+		if (rd.err || *version != WM_SNAP_VERSION || rd.off != rd.len)
+			return -EINVAL;
+		for (int k = 0; k < 3; k++)
+			if (x[k] < v[k])
+				v[k] = x[k];
+		any = true;
+	}
+	if (any) {
+		s->max_ts = v[0];
+		s->wm = v[1];
+		s->resume_wm = v[2];
+	}
+	return 0;
+}
+
 const op_ops op_watermarks = {
 	.kind = "watermarks", .own_watermarks = true, .open = wm_source_open,
-	.process = wm_process, .timer = wm_timer, .close = wm_close,
+	.process = wm_process, .timer = wm_timer, .snapshot = wm_snapshot,
+	.restore = wm_restore, .close = wm_close,
 };
 
 static int time_col(weir_env *env, const weir_schema *s, const char *col,

@@ -74,19 +74,37 @@
  * time it must act at ("due"); see session_timer().  Timers whose window
  * merged away find no window and are ignored.  A window value:
  *
- *   +------+------+----+-------------------+--------------+-----+---------+
- *   | ptr0 | ptr1 | n  | [end due armed]   | [mints maxts]| [fl]| payload |
- *   +------+------+----+-------------------+--------------+-----+---------+
+ *   +------+------+-----+-----------------+--------------+-----+---------+
+ *   | ptr0 | ptr1 | [n] | [end due armed] | [mints maxts]| [fl]| payload |
+ *   +------+------+-----+-----------------+--------------+-----+---------+
  *   ptr0/ptr1 (present for reduce, process, join; 0, 1 or 2 of them) own
  *   memory that the table frees with the entry: a reduce's encoded
- *   accumulator row, a process function's blist of rows, a join's two
- *   blists; n = records in the window; end, due, armed: sessions;
- *   mints/maxts: count windows; fl: the dirty bit of early firing
- *   (not logged state: after a restore every window counts as clean);
- *   payload: built-in sum,
- *   min, max (8 bytes each, i64 or f64) or a user accumulator.
- *   The built-in tumbling aggregate is thus 32 bytes (count, sum, min,
- *   max) plus the entry header.
+ *   accumulator row (an obuf), a process function's blist of rows, a
+ *   join's two blists (a-rows, b-rows); n = records in the window, except
+ *   for the row-buffering process and join, whose count is their lists'
+ *   length; end, due, armed: sessions; mints/maxts: count windows (not
+ *   for process functions, which find them in their rows at firing); fl:
+ *   the dirty bit of early firing; payload: built-in sum, min, max (8
+ *   bytes each, i64 or f64) or a user accumulator.  The built-in tumbling
+ *   aggregate is thus 32 bytes (count, sum, min, max) plus the entry
+ *   header.
+ *
+ * Checkpoints.  The tables and the timer service are registered (open):
+ * "windows", "session-index" (sessions), "count-per-key" (sliding count
+ * windows) and "timers"; every change of them goes through kv_written,
+ * kv_appended or kv_delete (tsvc_add / tsvc_pop).  Encodings: built-in
+ * and user aggregates are plain bytes; a reduce's value is [obuf | plain]
+ * (obuf_table_conf); process and join values are lists (nlists 1 or 2):
+ * a record added to one is logged as the appended row alone, which is
+ * why their count and times are not kept beside the lists; the session
+ * index has its own codec.  Operator state (snapshot): the count of late
+ * records dropped.  Not logged: the dirty bit (firing clears it as a
+ * side effect); instead, after a restore every window counts as changed,
+ * so with early_fire_ms each restored window fires early once -- an early
+ * result the uninterrupted run produced after the checkpoint was rolled
+ * back with it and is produced again, at the price of possibly one more
+ * early firing than that run had.  Restored rows are checked against the
+ * input schema before use, and the window count is recounted (win_start).
  *
  * The built-in aggregate over tumbling windows is the fast path: a batch
  * is processed in chunks, keys and window starts for the whole chunk
@@ -105,6 +123,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "ops.h"
 #include "state.h"
 
@@ -156,14 +175,18 @@ typedef struct win_state {
 	kvtab *sidx;            /* sessions: (key, 0) -> sess_idx */
 	kvtab *kcnt;            /* sliding count: (key, 0) -> records seen */
 	tsvc *tm;               /* window timers (event or processing time) */
-	/* value layout: byte offsets (0 = absent for the optional ones) */
+	/* value layout: byte offsets (0 = absent for the optional ones;
+	 * o_n is there unless `lists`) */
 	uint32_t nptr, o_n, o_end, o_due, o_armed, o_ts, o_flags, o_pay, vsize;
+	bool lists;             /* ptr0/ptr1 are blists (process, join) */
+	bool started;           /* win_start ran (restored state checked) */
 	dirty_ent *dirty;
 	uint32_t ndirty, cap_dirty;
 	int64_t early_due;      /* processing time of the next early tick */
 	int64_t sched_ms;       /* deadline given to task_set_timer */
 	char *scratch;          /* row encoding */
 	size_t scratch_cap;
+	uint32_t added;         /* bytes of the row add_row appended to a list */
 	uint64_t live, peak;    /* windows held now, and at most */
 	uint64_t late_dropped;  /* late records without a late output */
 	weir_value cells[2 * WEIR_MAX_COLS];
@@ -221,11 +244,6 @@ uint64_t window_take_peak_states(void)
 
 /* ---- window values ------------------------------------------------------------ */
 
-static void free_ptr1(void *v)
-{
-	free(PTR(v, 0));
-}
-
 static void free_list1(void *v)
 {
 	blist_free(PTR(v, 0));
@@ -241,12 +259,6 @@ static void sidx_free(void *v)
 {
 	free(((sess_idx *)v)->heap);
 }
-
-/* A reduce accumulator: one encoded row. */
-typedef struct racc {
-	uint32_t cap, len;
-	char data[];
-} racc;
 
 static inline int64_t win_end(const win_state *s, int64_t ns, const void *v)
 {
@@ -321,31 +333,14 @@ static void cells_encode(const weir_schema *sc, const weir_value *cells,
 	}
 }
 
-/* Store the n bytes at src as the accumulator *ap (grown if needed). */
-static bool racc_store(task *t, racc **ap, const char *src, size_t n)
+/* Store the n bytes at src (not in *ap) as the accumulator *ap. */
+static bool racc_store(task *t, obuf **ap, const char *src, size_t n)
 {
-	racc *a = *ap;
-	if (!a || a->cap < n) {
-		uint32_t cap = a ? a->cap : 0;
-		if (n > UINT32_MAX / 2)
-			return oom(t);
-		if (cap < 64)
-			cap = 64;
-		while (cap < n)
-			cap *= 2;
-		racc *na = realloc(a, sizeof(*na) + cap);
-		if (!na)
-			return oom(t);
-		na->cap = cap;
-		*ap = a = na;
-	}
-	memcpy(a->data, src, n);
-	a->len = (uint32_t)n;
-	return true;
+	return obuf_set(ap, src, n) == 0 || oom(t);
 }
 
 /* acc = reduce(acc, in) with both as cells; re-encode into *ap. */
-static bool reduce_into(task *t, win_state *s, racc **ap, const weir_value *in)
+static bool reduce_into(task *t, win_state *s, obuf **ap, const weir_value *in)
 {
 	const win_conf *c = s->c;
 	const weir_schema *sc = c->in[0];
@@ -360,12 +355,25 @@ static bool reduce_into(task *t, win_state *s, racc **ap, const weir_value *in)
 	return racc_store(t, ap, s->scratch, n);
 }
 
-/* Add row r of b (from input `input`) to window value v. */
+/* Records in window value v. */
+static inline int64_t win_n(const win_state *s, const void *v)
+{
+	if (!s->lists)
+		return I64(v, s->o_n);
+	return (int64_t)blist_len(PTR(v, 0)) +
+	       (s->nptr > 1 ? (int64_t)blist_len(PTR(v, 1)) : 0);
+}
+
+/*
+ * Add row r of b (from input `input`) to window value v.  The caller then
+ * records the change with row_logged(), or with kv_written() if it changed
+ * more of v.
+ */
 static inline bool add_row(task *t, win_state *s, void *v, int input,
 			   const weir_batch *b, uint32_t r)
 {
 	const win_conf *c = s->c;
-	int64_t n = ++I64(v, s->o_n);
+	int64_t n = s->lists ? 0 : ++I64(v, s->o_n); /* lists count themselves */
 
 	if (s->o_ts) {
 		int64_t ts = b->ts[r];
@@ -413,11 +421,11 @@ static inline bool add_row(task *t, win_state *s, void *v, int input,
 			if (!scratch_room(t, s, sz))
 				return false;
 			row_encode(b, r, s->scratch);
-			return racc_store(t, (racc **)&PTR(v, 0), s->scratch, sz);
+			return racc_store(t, (obuf **)&PTR(v, 0), s->scratch, sz);
 		}
 		for (int k = 0; k < b->schema->ncols; k++)
 			s->cells2[k] = cell_value(b, k, r);
-		return reduce_into(t, s, (racc **)&PTR(v, 0), s->cells2);
+		return reduce_into(t, s, (obuf **)&PTR(v, 0), s->cells2);
 	case WF_PROCESS:
 	case WF_JOIN: {
 		size_t sz = row_encoded_size(b, r);
@@ -426,10 +434,22 @@ static inline bool add_row(task *t, win_state *s, void *v, int input,
 		row_encode(b, r, s->scratch);
 		if (blist_add((blist **)&PTR(v, input), s->scratch, (uint32_t)sz) < 0)
 			return oom(t);
+		s->added = (uint32_t)sz;
 		break;
 	}
 	}
 	return true;
+}
+
+/* Record add_row(..., input, ...) on v: a list logs the appended row
+ * alone (which is all that changed: see the value layout), any other
+ * value the whole. */
+static inline void row_logged(win_state *s, void *v, int input)
+{
+	if (s->lists)
+		kv_appended(s->wins, v, (unsigned)input, s->scratch, s->added);
+	else
+		kv_written(s->wins, v);
 }
 
 /* Append the elements of list o to *l. */
@@ -453,7 +473,7 @@ static bool list_append(task *t, blist **l, blist **o)
 static bool merge_value(task *t, win_state *s, void *v, void *o)
 {
 	const win_conf *c = s->c;
-	int64_t nv = I64(v, s->o_n), no = I64(o, s->o_n);
+	int64_t nv = win_n(s, v), no = win_n(s, o);
 
 	if (nv == 0) {
 		/* v is new: it becomes o (which gives up its memory). */
@@ -468,7 +488,8 @@ static bool merge_value(task *t, win_state *s, void *v, void *o)
 			PTR(o, i) = NULL;
 		return true;
 	}
-	I64(v, s->o_n) = nv + no;
+	if (!s->lists)
+		I64(v, s->o_n) = nv + no;
 	switch (c->fn) {
 	case WF_BUILTIN:
 		if (c->col < 0 || no == 0)
@@ -495,7 +516,7 @@ static bool merge_value(task *t, win_state *s, void *v, void *o)
 		c->agg.merge(c->agg.arg, (char *)v + s->o_pay, (char *)o + s->o_pay);
 		break;
 	case WF_REDUCE: {
-		racc *oa = PTR(o, 0);
+		obuf *oa = PTR(o, 0);
 		int64_t ts;
 		if (!oa)
 			break;
@@ -507,7 +528,7 @@ static bool merge_value(task *t, win_state *s, void *v, void *o)
 		/* o's cells point into oa, which stays alive until o is
 		 * deleted, after this returns. */
 		row_decode(c->in[0], oa->data, s->cells2, &ts);
-		return reduce_into(t, s, (racc **)&PTR(v, 0), s->cells2);
+		return reduce_into(t, s, (obuf **)&PTR(v, 0), s->cells2);
 	}
 	case WF_PROCESS:
 		return list_append(t, (blist **)&PTR(v, 0), (blist **)&PTR(o, 0));
@@ -575,9 +596,23 @@ static void fire_window(task *t, win_state *s, skey k, int64_t ns, void *v)
 	int64_t start, end, ts;
 	int rc = 0;
 
-	if (s->kind == WEIR_WIN_COUNT) {
+	if (s->kind == WEIR_WIN_COUNT && s->o_ts) {
 		start = I64(v, s->o_ts);
 		end = sat_add(I64(v, s->o_ts + 8), 1);
+	} else if (s->kind == WEIR_WIN_COUNT) {
+		/* a process function's rows: each encoding starts with its ts */
+		const blist *l = PTR(v, 0);
+		uint32_t len;
+		start = INT64_MAX;
+		end = INT64_MIN;
+		for (uint32_t i = 0; i < blist_len(l); i++) {
+			memcpy(&ts, blist_get(l, i, &len), 8);
+			if (ts < start)
+				start = ts;
+			if (ts > end)
+				end = ts;
+		}
+		end = sat_add(end, 1);
 	} else {
 		start = ns;
 		end = win_end(s, ns, v);
@@ -602,7 +637,7 @@ static void fire_window(task *t, win_state *s, skey k, int64_t ns, void *v)
 		rc = c->agg.result(c->agg.arg, (char *)v + s->o_pay, key, start, end, o);
 		break;
 	case WF_REDUCE: {
-		const racc *a = PTR(v, 0);
+		const obuf *a = PTR(v, 0);
 		if (!a)
 			break;
 		row_decode(c->in[0], a->data, s->cells, &ts);
@@ -714,6 +749,7 @@ static void session_on_timer(task *t, win_state *s, const timer *tm, void *v)
 	I64(v, s->o_armed) = INT64_MAX;
 	if (tm->ts < due) {
 		session_arm(t, s, tm->key, tm->ns, v, due);
+		kv_written(s->wins, v);
 		return;
 	}
 	if (due == fire)
@@ -724,6 +760,7 @@ static void session_on_timer(task *t, win_state *s, const timer *tm, void *v)
 	}
 	I64(v, s->o_due) = clean;
 	session_arm(t, s, tm->key, tm->ns, v, clean);
+	kv_written(s->wins, v);
 }
 
 /* ---- processing-time deadlines ------------------------------------------------ */
@@ -793,7 +830,7 @@ static void fire_dirty(task *t, win_state *s, bool fire)
 static inline void after_add(task *t, win_state *s, skey k, int64_t ns, void *v,
 			     int64_t n0, int64_t end)
 {
-	int64_t n1 = I64(v, s->o_n);
+	int64_t n1 = win_n(s, v);
 	if ((s->tc > 0 && n0 / s->tc != n1 / s->tc) ||
 	    (!s->proc && end - 1 <= t->watermark)) {
 		fire_window(t, s, k, ns, v);
@@ -873,10 +910,10 @@ static inline bool win_add(task *t, win_state *s, int input, skey k, int64_t ns,
 		if (!add_timers(t, s, k, ns, end))
 			return false;
 	}
-	int64_t n0 = I64(v, s->o_n);
+	int64_t n0 = win_n(s, v);
 	if (!add_row(t, s, v, input, b, r))
 		return false;
-	kv_written(s->wins, v);
+	row_logged(s, v, input);
 	after_add(t, s, k, ns, v, n0, end);
 	return true;
 }
@@ -1008,10 +1045,10 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 			task_fail(t, "window '%s': session index out of step", t->node->name);
 			return false;
 		}
-		int64_t n0 = I64(v, s->o_n);
+		int64_t n0 = win_n(s, v);
 		if (!add_row(t, s, v, input, b, r))
 			return false;
-		kv_written(s->wins, v);
+		row_logged(s, v, input);
 		after_add(t, s, k, ms, v, n0, me);
 		return true;
 	}
@@ -1030,7 +1067,7 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 		void *o = kv_get(s->wins, k, os);
 		if (o && !merge_value(t, s, v, o))
 			return false;
-		kv_written(s->wins, v);
+		/* v is logged whole below, once everything changed */
 		if (kv_delete(s->wins, k, os))
 			s->live--;
 		v = kv_get(s->wins, k, ms); /* the delete may have moved it */
@@ -1038,11 +1075,14 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 	I64(v, s->o_end) = me;
 	if (created)
 		I64(v, s->o_armed) = INT64_MAX; /* no timer of its own yet */
-	int64_t n0 = I64(v, s->o_n);
+	int64_t n0 = win_n(s, v);
 	if (!add_row(t, s, v, input, b, r))
 		return false;
+	bool armed = session_timer(t, s, k, ms, v, me);
+	/* whole: its end and timer changed too (lists included: merges and
+	 * new sessions are rarer than records inside a session) */
 	kv_written(s->wins, v);
-	if (!session_timer(t, s, k, ms, v, me))
+	if (!armed)
 		return false;
 	/* the index (its own table: w stayed valid so far) */
 	if (!sidx_replace(t, s, k, i, j, ms, me))
@@ -1124,8 +1164,8 @@ static bool count_add(task *t, win_state *s, int input, skey k,
 			new_window(s);
 		if (!add_row(t, s, v, input, b, r))
 			return false;
-		kv_written(s->wins, v);
-		if (I64(v, s->o_n) == N) {
+		row_logged(s, v, input);
+		if (win_n(s, v) == N) {
 			fire_window(t, s, k, 0, v);
 			free_window(s, k, 0);
 		}
@@ -1146,7 +1186,7 @@ static bool count_add(task *t, win_state *s, int input, skey k,
 			new_window(s);
 		if (!add_row(t, s, v, input, b, r))
 			return false;
-		kv_written(s->wins, v);
+		row_logged(s, v, input);
 	}
 	if (j % S == 0 && (v = kv_get(s->wins, k, j / S))) {
 		fire_window(t, s, k, j / S, v);
@@ -1169,12 +1209,79 @@ static void process_count(task *t, win_state *s, int input, const weir_batch *b)
 	}
 }
 
+/* ---- after a restore ---------------------------------------------------------- */
+
+typedef struct start_ctx {
+	task *t;
+	win_state *s;
+	bool bad;
+} start_ctx;
+
+/* Check a restored window's rows (a context-free decode cannot) and list
+ * it as changed for early firing (see Checkpoints at the top). */
+static int start_window(void *arg, skey k, int64_t ns, void *v)
+{
+	start_ctx *x = arg;
+	win_state *s = x->s;
+	const win_conf *c = s->c;
+	uint32_t len;
+
+	if (s->lists) {
+		for (uint32_t l = 0; l < s->nptr; l++)
+			for (uint32_t i = 0; i < blist_len(PTR(v, l)); i++) {
+				const void *p = blist_get(PTR(v, l), i, &len);
+				if (!row_valid(c->in[l], p, len))
+					x->bad = true;
+			}
+	} else if (c->fn == WF_REDUCE) {
+		const obuf *a = PTR(v, 0);
+		if (a && !row_valid(c->in[0], a->data, a->len))
+			x->bad = true;
+	}
+	if (x->bad)
+		return 1;
+	if (s->o_flags) {
+		I64(v, s->o_flags) = 0; /* as logged: meaningless */
+		mark_dirty(x->t, s, k, ns, v);
+	}
+	return 0;
+}
+
+/*
+ * The first call on the reactor thread (open() asks for an early timer()
+ * so that it comes even without input): windows present now were
+ * restored (open() made the tables empty).  Count them, check them, and
+ * arm the deadlines of processing-time windows and early firing.
+ */
+static void win_start(task *t, win_state *s)
+{
+	start_ctx x = { t, s, false };
+	size_t n = kv_count(s->wins);
+
+	s->started = true;
+	if (!n)
+		return;
+	s->live = n;
+	if (n > s->peak)
+		s->peak = n;
+	if (s->lists || s->c->fn == WF_REDUCE || s->o_flags)
+		kv_foreach(s->wins, start_window, &x);
+	if (x.bad) {
+		task_fail(t, "window '%s': a restored window's rows do not fit the input "
+			  "schema (did the job change since the checkpoint?)", t->node->name);
+		return;
+	}
+	schedule(t, s);
+}
+
 /* ---- the operator ------------------------------------------------------------ */
 
 static void win_process(task *t, int input, weir_batch *b)
 {
 	win_state *s = t->st;
 
+	if (unlikely(!s->started))
+		win_start(t, s);
 	switch (s->kind) {
 	case WEIR_WIN_SESSION:
 		process_session(t, s, input, b);
@@ -1194,6 +1301,8 @@ static void win_watermark(task *t, int64_t wm)
 {
 	win_state *s = t->st;
 
+	if (unlikely(!s->started))
+		win_start(t, s);
 	if (!s->proc && s->kind != WEIR_WIN_COUNT)
 		pop_timers(t, s, wm);
 	if (wm == INT64_MAX) {
@@ -1212,12 +1321,55 @@ static void win_timer(task *t)
 	int64_t now = wall_ms();
 
 	s->sched_ms = INT64_MAX; /* the runtime cleared our deadline */
+	if (unlikely(!s->started))
+		win_start(t, s);
 	if (s->proc)
 		pop_timers(t, s, now);
 	if (s->early_due <= now)
 		fire_dirty(t, s, true);
 	task_flush(t);
 	schedule(t, s);
+}
+
+/*
+ * Operator state: [u8 version = 1][u64 late records dropped], so that the
+ * warning at close counts the job's, not the run's.  With rescaling, new
+ * subtask i adds up the counts of old subtasks s with s % p == i.
+ */
+#define WIN_SNAP_VERSION 1
+
+static int win_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	win_state *s = t->st;
+	uint8_t version = WIN_SNAP_VERSION;
+	(void)id;
+	if (unlikely(!s->started))
+		win_start(t, s);
+	int rc = snap_put(out, &version, 1);
+	return rc ? rc : snap_put_u64(out, s->late_dropped);
+}
+
+/* Restore a late-record counter written as [u8 version][u64 count]. */
+static int restore_late_count(task *t, const op_restore *r, uint64_t *count)
+{
+	for (int i = 0; i < r->n; i++) {
+		const op_blob *b = &r->blobs[i];
+		snap_rd rd = { .p = b->p, .len = b->len };
+		if (b->subtask % t->parallelism != t->subtask)
+			continue;
+		const uint8_t *v = snap_get(&rd, 1);
+		uint64_t n = snap_get_u64(&rd);
+		if (rd.err || *v != WIN_SNAP_VERSION || rd.off != rd.len)
+			return -EINVAL;
+		*count += n;
+	}
+	return 0;
+}
+
+static int win_restore(task *t, const op_restore *r)
+{
+	win_state *s = t->st;
+	return restore_late_count(t, r, &s->late_dropped);
 }
 
 static void win_close(task *t)
@@ -1252,20 +1404,61 @@ static void win_close(task *t)
 	t->st = NULL;
 }
 
-static int win_open(task *t)
+/* ---- configuration of the state ---------------------------------------------- */
+
+/* The session index's codec: [u32 n > 0][n x (i64 start, i64 end)], the
+ * sessions sorted and not overlapping. */
+static size_t sidx_encoded_size(const void *v)
 {
-	const win_conf *c = t->node->conf;
+	return 4 + 16 * (size_t)((const sess_idx *)v)->n;
+}
+
+static void sidx_encode(const void *v, void *out)
+{
+	const sess_idx *x = v;
+	memcpy(out, &x->n, 4);
+	memcpy((char *)out + 4, x->cap ? x->heap : x->in, 16 * (size_t)x->n);
+}
+
+static int sidx_decode(void *v, const void *in, size_t len)
+{
+	sess_idx *x = v;
+	const char *p = (const char *)in + 4;
+	int64_t prev_end = INT64_MIN, w[2];
+	uint32_t n;
+
+	if (len < 4)
+		return -EINVAL;
+	memcpy(&n, in, 4);
+	if (n == 0 || (len - 4) % 16 || (len - 4) / 16 != n)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(w, p + 16 * (size_t)i, 16);
+		if (w[0] >= w[1] || w[0] < prev_end)
+			return -EINVAL;
+		prev_end = w[1];
+	}
+	if (n > SIDX_INLINE) {
+		x->heap = malloc(16 * (size_t)n);
+		if (!x->heap)
+			return -ENOMEM;
+		x->cap = n;
+	}
+	memcpy(x->cap ? x->heap : x->in, p, 16 * (size_t)n);
+	x->n = n;
+	return 0;
+}
+
+/* Everything in win_state that the spec and function decide: parameters
+ * and the value layout (see the top of the file). */
+static void win_plan(win_state *s, const win_conf *c)
+{
 	const weir_window_spec *w = &c->w;
-	win_state *s = calloc(1, sizeof(*s));
 	uint32_t off;
 
-	if (!s)
-		return -ENOMEM;
-	t->st = s;
 	s->c = c;
 	s->kind = w->kind;
 	s->proc = w->time == WEIR_PROCESSING_TIME && w->kind != WEIR_WIN_COUNT;
-	s->late_port = t->nports > 1;
 	s->size = w->size;
 	s->slide = w->kind == WEIR_WIN_SLIDING || w->kind == WEIR_WIN_COUNT
 			   ? (w->slide ? w->slide : w->size) : w->size;
@@ -1279,18 +1472,20 @@ static int win_open(task *t)
 	s->early_due = INT64_MAX;
 	s->sched_ms = INT64_MAX;
 
-	/* the value layout (see the top of the file) */
 	s->nptr = c->fn == WF_JOIN ? 2 : c->fn == WF_REDUCE || c->fn == WF_PROCESS ? 1 : 0;
+	s->lists = c->fn == WF_JOIN || c->fn == WF_PROCESS;
 	off = s->nptr * 8;
-	s->o_n = off;
-	off += 8;
+	if (!s->lists) {
+		s->o_n = off;
+		off += 8;
+	}
 	if (w->kind == WEIR_WIN_SESSION) {
 		s->o_end = off;
 		s->o_due = off + 8;
 		s->o_armed = off + 16;
 		off += 24;
 	}
-	if (w->kind == WEIR_WIN_COUNT) {
+	if (w->kind == WEIR_WIN_COUNT && !s->lists) {
 		s->o_ts = off;
 		off += 16;
 	}
@@ -1304,35 +1499,94 @@ static int win_open(task *t)
 	else if (c->fn == WF_AGG)
 		off += (c->agg.acc_size + 7) & ~7u;
 	s->vsize = off;
+}
 
-	kvtab_conf kc = {
-		.key_type = s->kt, .vsize = s->vsize,
-		.free_value = c->fn == WF_REDUCE ? free_ptr1
-			      : c->fn == WF_PROCESS ? free_list1
-			      : c->fn == WF_JOIN ? free_list2 : NULL,
-	};
-	s->d = kdict_new();
-	if (!s->d || !(s->wins = kv_new(&kc, s->d)))
+/* The table registered as `name` (top of the file); -ENOENT if none. */
+static int win_table(const win_state *s, const char *name, kvtab_conf *kc)
+{
+	*kc = (kvtab_conf){ .key_type = s->kt };
+	if (!strcmp(name, "windows")) {
+		kc->vsize = s->vsize;
+		if (s->c->fn == WF_REDUCE)
+			return obuf_table_conf(kc);
+		if (s->lists) {
+			kc->nlists = (uint8_t)s->nptr;
+			kc->free_value = s->nptr == 2 ? free_list2 : free_list1;
+		}
+		return 0;
+	}
+	if (!strcmp(name, "session-index") && s->kind == WEIR_WIN_SESSION) {
+		kc->vsize = sizeof(sess_idx);
+		kc->free_value = sidx_free;
+		kc->encoded_size = sidx_encoded_size;
+		kc->encode = sidx_encode;
+		kc->decode = sidx_decode;
+		return 0;
+	}
+	if (!strcmp(name, "count-per-key") && s->kind == WEIR_WIN_COUNT &&
+	    s->slide != s->size) {
+		kc->vsize = 8;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int window_table_conf(const lnode *n, const char *name, kvtab_conf *out)
+{
+	win_state s;
+	if (n->ops != &op_window)
+		return -ENOENT;
+	memset(&s, 0, sizeof(s));
+	win_plan(&s, n->conf);
+	return win_table(&s, name, out);
+}
+
+/* Create and register table `name` as *tab. */
+static int win_table_new(task *t, win_state *s, const char *name, kvtab **tab)
+{
+	kvtab_conf kc;
+	int rc = win_table(s, name, &kc);
+	if (rc < 0)
+		return rc;
+	*tab = kv_new(&kc, s->d);
+	if (!*tab)
 		return -ENOMEM;
-	if (w->kind == WEIR_WIN_SESSION) {
-		kvtab_conf ic = { .key_type = s->kt, .vsize = sizeof(sess_idx),
-				  .free_value = sidx_free };
-		if (!(s->sidx = kv_new(&ic, s->d)))
-			return -ENOMEM;
-	}
-	if (w->kind == WEIR_WIN_COUNT && s->slide != s->size) {
-		kvtab_conf cc = { .key_type = s->kt, .vsize = 8 };
-		if (!(s->kcnt = kv_new(&cc, s->d)))
-			return -ENOMEM;
-	}
+	return state_register_table(t, name, *tab);
+}
+
+static int win_open(task *t)
+{
+	win_state *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	t->st = s; /* close() frees what open() got to */
+	win_plan(s, t->node->conf);
+	s->late_port = t->nports > 1;
+	s->d = kdict_new();
+	if (!s->d)
+		return -ENOMEM;
+	rc = win_table_new(t, s, "windows", &s->wins);
+	if (rc == 0 && s->kind == WEIR_WIN_SESSION)
+		rc = win_table_new(t, s, "session-index", &s->sidx);
+	if (rc == 0 && s->kind == WEIR_WIN_COUNT && s->slide != s->size)
+		rc = win_table_new(t, s, "count-per-key", &s->kcnt);
+	if (rc < 0)
+		return rc;
 	if (!(s->tm = tsvc_new(s->d, s->kt, false)))
 		return -ENOMEM;
+	rc = state_register_timers(t, "timers", s->tm);
+	if (rc < 0)
+		return rc;
+	task_set_timer(t, now_ns()); /* win_start soon, also without input */
 	return 0;
 }
 
 const op_ops op_window = {
 	.kind = "window", .open = win_open, .process = win_process,
-	.watermark = win_watermark, .timer = win_timer, .close = win_close,
+	.watermark = win_watermark, .timer = win_timer, .snapshot = win_snapshot,
+	.restore = win_restore, .close = win_close,
 };
 
 /* ---- rows of a window ----------------------------------------------------------- */
@@ -1349,6 +1603,39 @@ bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts)
 		return false;
 	row_decode(r->s, blist_get(r->l, r->i++, &len), cells, ts);
 	return true;
+}
+
+bool row_valid(const weir_schema *s, const void *buf, size_t len)
+{
+	const char *p = buf, *end = p + len;
+	uint32_t n;
+
+	if (len < 8)
+		return false;
+	p += 8; /* event time */
+	for (int c = 0; c < s->ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_STR:
+			if (end - p < 4)
+				return false;
+			memcpy(&n, p, 4);
+			p += 4;
+			if ((size_t)(end - p) < n)
+				return false;
+			p += n;
+			break;
+		case WEIR_BOOL:
+			if (end - p < 1)
+				return false;
+			p++;
+			break;
+		default:
+			if (end - p < 8)
+				return false;
+			p += 8;
+		}
+	}
+	return p == end;
 }
 
 /* ---- building --------------------------------------------------------------------- */

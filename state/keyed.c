@@ -334,6 +334,8 @@ struct kvtab {
 	weir_type key_type;
 	void (*free_value)(void *value);
 	kdict *d;
+	kvtab_conf conf;
+	st_bind *bind;      /* state log of the task, NULL when not logged */
 };
 
 #define KV_MIN_CAP 64
@@ -401,6 +403,7 @@ kvtab *kv_new(const kvtab_conf *c, kdict *d)
 	t->key_type = c->key_type;
 	t->free_value = c->free_value;
 	t->d = d;
+	t->conf = *c;
 	t->slots = kv_slots_new(KV_MIN_CAP, t->slot_size);
 	if (!t->slots) {
 		free(t);
@@ -586,6 +589,107 @@ void kv_written(kvtab *t, void *value)
 		e[E_WRITTEN] = (uint64_t)(value == t->upsert_value
 					  ? t->upsert_now : t->now_ms());
 	t->writes++;
+	if (t->bind)
+		st_log_put(t->bind, t, (skey){ e[E_HASH], e[E_KEY] },
+			   (int64_t)e[E_NS], value);
+}
+
+void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
+		 uint32_t len)
+{
+	uint64_t *e = (uint64_t *)((char *)value - t->voff);
+	if (t->ttl_ms)
+		e[E_WRITTEN] = (uint64_t)(value == t->upsert_value
+					  ? t->upsert_now : t->now_ms());
+	t->writes++;
+	if (t->bind)
+		st_log_append(t->bind, t, (skey){ e[E_HASH], e[E_KEY] },
+			      (int64_t)e[E_NS], list, p, len);
+}
+
+void kv_bind(kvtab *t, st_bind *b) { t->bind = b; }
+st_bind *kv_binding(const kvtab *t) { return t->bind; }
+weir_type kv_key_type(const kvtab *t) { return t->key_type; }
+kdict *kv_dict(const kvtab *t) { return t->d; }
+const kvtab_conf *kv_conf(const kvtab *t) { return &t->conf; }
+
+/* ---- value encoding (state log, snapshots) ------------------------------------------
+ *
+ * Lists layout (conf.nlists > 0): per list [u32 n] then n x ([u32 len]
+ * [bytes]), then the plain rest of the value.
+ */
+
+size_t kv_value_encoded_size(const kvtab *t, const void *value)
+{
+	if (t->conf.encoded_size)
+		return t->conf.encoded_size(value);
+	size_t n = t->vsize;
+	for (unsigned i = 0; i < t->conf.nlists; i++) {
+		const blist *l = ((blist *const *)value)[i];
+		uint32_t c = blist_len(l), len;
+		n += 4 - 8; /* the count replaces the pointer */
+		for (uint32_t k = 0; k < c; k++) {
+			blist_get(l, k, &len);
+			n += 4 + len;
+		}
+	}
+	return n;
+}
+
+void kv_value_encode(const kvtab *t, const void *value, void *out)
+{
+	char *o = out;
+	if (t->conf.encode) {
+		t->conf.encode(value, out);
+		return;
+	}
+	for (unsigned i = 0; i < t->conf.nlists; i++) {
+		const blist *l = ((blist *const *)value)[i];
+		uint32_t c = blist_len(l), len;
+		memcpy(o, &c, 4);
+		o += 4;
+		for (uint32_t k = 0; k < c; k++) {
+			const void *p = blist_get(l, k, &len);
+			memcpy(o, &len, 4);
+			memcpy(o + 4, p, len);
+			o += 4 + len;
+		}
+	}
+	size_t rest = t->vsize - 8u * t->conf.nlists;
+	memcpy(o, (const char *)value + 8u * t->conf.nlists, rest);
+}
+
+int kv_value_decode(const kvtab *t, void *value, const void *in, size_t len)
+{
+	const char *p = in, *end = p + len;
+	if (t->conf.decode)
+		return t->conf.decode(value, in, len);
+	if (t->conf.free_value && !t->conf.nlists)
+		return -EINVAL; /* pointers without a codec: cannot restore */
+	for (unsigned i = 0; i < t->conf.nlists; i++) {
+		blist **l = &((blist **)value)[i];
+		uint32_t c, el;
+		if (end - p < 4)
+			return -EINVAL;
+		memcpy(&c, p, 4);
+		p += 4;
+		for (uint32_t k = 0; k < c; k++) {
+			if (end - p < 4)
+				return -EINVAL;
+			memcpy(&el, p, 4);
+			p += 4;
+			if ((size_t)(end - p) < el)
+				return -EINVAL;
+			if (blist_add(l, p, el) < 0)
+				return -ENOMEM;
+			p += el;
+		}
+	}
+	size_t rest = t->vsize - 8u * t->conf.nlists;
+	if ((size_t)(end - p) != rest)
+		return -EINVAL;
+	memcpy((char *)value + 8u * t->conf.nlists, p, rest);
+	return 0;
 }
 
 bool kv_delete(kvtab *t, skey k, int64_t ns)
@@ -597,6 +701,8 @@ bool kv_delete(kvtab *t, skey k, int64_t ns)
 	uint64_t *e = kv_slot(t, i);
 	/* An expired entry is absent already: reclaim it, record nothing. */
 	bool live = !t->ttl_ms || !kv_expired(t, e, t->now_ms());
+	if (t->bind)
+		st_log_del(t->bind, t, k, ns);
 	kv_release_entry(t, e);
 	kv_remove_at(t, i);
 	if (live)

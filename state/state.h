@@ -97,6 +97,23 @@ typedef struct kvtab_conf {
 	int64_t ttl_ms;              /* > 0: values expire (processing time) */
 	/* Release memory a value points to (lists, maps); NULL if none. */
 	void (*free_value)(void *value);
+	/*
+	 * How a value is written to the state log and snapshots.  By default
+	 * its vsize bytes are its encoding (plain data, no pointers).  A value
+	 * whose first `nlists` 8-byte words are blist pointers is encoded as
+	 * those lists' elements then the remaining plain bytes, and
+	 * kv_appended() logs one appended element instead of the whole value.
+	 * Any other value holding pointers (maps, buffers, strings) gives
+	 * encode/decode: encoded_size(v) bytes written by encode(v, out);
+	 * decode(v, in, len) rebuilds a zeroed value (0 or -EINVAL/-ENOMEM).
+	 */
+	uint8_t nlists;
+	size_t (*encoded_size)(const void *value);
+	void (*encode)(const void *value, void *out);
+	int (*decode)(void *value, const void *in, size_t len);
+	/* Broadcast state: the same entries in every subtask; a restore at any
+	 * parallelism gives each subtask all of them. */
+	bool broadcast;
 } kvtab_conf;
 
 /* A new empty table; keys are interned in d (shared by the subtask's
@@ -116,8 +133,19 @@ void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created);
 /* The one place a change is recorded: `value` (from kv_upsert) was
  * written. */
 void kv_written(kvtab *t, void *value);
+/* Instead of kv_written: element (p, len) was appended with blist_add to
+ * list `list` (< conf.nlists) of `value` (logs the element only). */
+void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
+		 uint32_t len);
 /* Remove (k, ns) if present (freeing its value's memory); true if it was. */
 bool kv_delete(kvtab *t, skey k, int64_t ns);
+
+/* A value's encoding (see kvtab_conf): its size, the bytes, and back into
+ * a zeroed value slot.  decode returns 0 or -EINVAL (malformed), -ENOMEM. */
+size_t kv_value_encoded_size(const kvtab *t, const void *value);
+void kv_value_encode(const kvtab *t, const void *value, void *out);
+int kv_value_decode(const kvtab *t, void *value, const void *in, size_t len);
+const kvtab_conf *kv_conf(const kvtab *t);
 /* Start loading the cache lines (k, ns) will probe (batch prefetch). */
 void kv_prefetch(const kvtab *t, skey k, int64_t ns);
 
@@ -134,6 +162,25 @@ uint64_t kv_writes(const kvtab *t);
 /* Processing-time clock used for TTL (tests set it; default: the wall
  * clock in ms).  Per table. */
 void kv_set_clock(kvtab *t, int64_t (*now_ms)(void));
+
+/* ---- state-log binding (state/checkpoint.c) -------------------------------------
+ *
+ * A table or timer service registered with a task (checkpoint.h) is bound
+ * to the task's state log while the job checkpoints: every change is then
+ * appended to the log of the core that owns the task, by these calls from
+ * kv_written / kv_appended / kv_delete and tsvc_add / tsvc_pop /
+ * tsvc_delete.  Unbound (NULL) structures log nothing.
+ */
+typedef struct st_bind st_bind;
+void kv_bind(kvtab *t, st_bind *b);
+st_bind *kv_binding(const kvtab *t);
+weir_type kv_key_type(const kvtab *t);
+kdict *kv_dict(const kvtab *t);
+void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		const void *value);
+void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		   unsigned list, const void *p, uint32_t len);
+void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns);
 
 /* ---- variable-size values: lists of byte strings and byte-keyed maps --------------- */
 
@@ -211,5 +258,13 @@ bool tsvc_pop(tsvc *s, int64_t upto, timer *out);
 /* Earliest pending ts, or INT64_MAX. */
 int64_t tsvc_next(const tsvc *s);
 size_t tsvc_count(const tsvc *s);
+struct tsvc;
+void tsvc_bind(struct tsvc *s, st_bind *b);
+weir_type tsvc_key_type(const struct tsvc *s);
+kdict *tsvc_dict(const struct tsvc *s);
+void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm);
+/* Every pending timer, in no particular order; fn returns non-zero to
+ * stop.  fn must not add or pop. */
+void tsvc_foreach(tsvc *s, int (*fn)(void *arg, const timer *tm), void *arg);
 
 #endif

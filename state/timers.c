@@ -58,6 +58,7 @@ struct tsvc {
 	kdict *d;
 	weir_type key_type;
 	bool dedup;
+	st_bind *bind;     /* state log, NULL when not logged */
 	tset_slot *set;    /* dedup only */
 	size_t set_mask, set_count;
 	int set_shift;     /* 64 - log2(set capacity) */
@@ -318,6 +319,9 @@ int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns)
 	}
 	key_retain(s->key_type, k);
 	s->live++;
+	if (s->bind)
+		st_log_timer(s->bind, true, s->key_type,
+			     &(timer){ .ts = ts, .ns = ns, .key = k });
 	return 0;
 }
 
@@ -332,6 +336,9 @@ int tsvc_delete(tsvc *s, int64_t ts, skey k, int64_t ns)
 	set_remove_at(s, i);
 	s->live--;
 	purge_top(s);
+	if (s->bind)
+		st_log_timer(s->bind, false, s->key_type,
+			     &(timer){ .ts = ts, .ns = ns, .key = k });
 	return 0;
 }
 
@@ -362,7 +369,35 @@ bool tsvc_pop(tsvc *s, int64_t upto, timer *out)
 	out->ns = e.ns;
 	out->key = e.key; /* the heap's reference passes to the caller */
 	purge_top(s);
+	if (s->bind)
+		st_log_timer(s->bind, false, s->key_type, out);
 	return true;
+}
+
+void tsvc_bind(tsvc *s, st_bind *b) { s->bind = b; }
+weir_type tsvc_key_type(const tsvc *s) { return s->key_type; }
+kdict *tsvc_dict(const tsvc *s) { return s->d; }
+
+/* Is heap or lane entry e pending (not made stale by a delete)? */
+static bool entry_live(tsvc *s, const tentry *e)
+{
+	if (!s->dedup)
+		return true;
+	bool found;
+	size_t i = set_find(s, e->ts, e->key, e->ns, &found);
+	return found && s->set[i].seq == e->seq;
+}
+
+void tsvc_foreach(tsvc *s, int (*fn)(void *arg, const timer *tm), void *arg)
+{
+	for (size_t i = s->lhead; i < s->ltail; i++)
+		if (entry_live(s, &s->lane[i]) &&
+		    fn(arg, &(timer){ s->lane[i].ts, s->lane[i].ns, s->lane[i].key }))
+			return;
+	for (size_t i = 0; i < s->n; i++)
+		if (entry_live(s, &s->heap[i]) &&
+		    fn(arg, &(timer){ s->heap[i].ts, s->heap[i].ns, s->heap[i].key }))
+			return;
 }
 
 int64_t tsvc_next(const tsvc *s)

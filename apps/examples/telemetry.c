@@ -3,8 +3,9 @@
  * Per-host latency percentiles over sliding event-time windows, with an
  * alert file for the windows whose p99 crosses a threshold.
  *
- *   weir run [-p N] telemetry.so --input FILE --output FILE --alerts FILE
+ *   weir run [-p N] telemetry.so --input FILE --output PATH --alerts PATH
  *            --size MS --slide MS --p99-threshold US [--out-of-orderness MS]
+ *            [--rate N]
  *
  * Input: CSV "host,ts,latency_us" (host a string, ts milliseconds since the
  * epoch, latency_us an integer), no header.  Output: one line
@@ -16,7 +17,10 @@
  * p99 > US.  Each window fires once, when the watermark (greatest ts so far
  * - out-of-orderness - 1) reaches window_end - 1; a record that arrives
  * after every window it belongs to fired is dropped (counted as late in
- * --metrics).  Malformed lines are skipped and reported on stderr.
+ * --metrics).  Malformed lines are skipped and reported on stderr.  When
+ * the run takes checkpoints, --output and --alerts name directories of
+ * exactly-once part files (weir_sink_files).  --rate caps the source at N
+ * records/s.
  *
  * Dataflow: CSV source -> assign_watermarks (bounded) -> key_by(host) ->
  * window_process (all of a window's rows at its firing) -> CSV sink, and a
@@ -36,27 +40,33 @@ int weir_job(weir_env *env, int argc, char **argv);
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: weir run [-p N] telemetry.so --input FILE --output FILE --alerts FILE\n"
+		"usage: weir run [-p N] telemetry.so --input FILE --output PATH --alerts PATH\n"
 		"                --size MS --slide MS --p99-threshold US [--out-of-orderness MS]\n"
+		"                [--rate N]\n"
 		"\n"
 		"Per-host p50/p99/max latency over sliding event-time windows, and alerts.\n"
 		"\n"
 		"  --input FILE           CSV 'host,ts,latency_us', no header: host a string,\n"
 		"                         ts milliseconds since the epoch (i64), latency_us\n"
 		"                         an integer (i64)\n"
-		"  --output FILE          CSV 'host,window_start,window_end,count,p50,p99,max',\n"
+		"  --output PATH          CSV 'host,window_start,window_end,count,p50,p99,max',\n"
 		"                         one line per host and window, no header\n"
-		"  --alerts FILE          the output lines whose p99 > US\n"
+		"  --alerts PATH          the output lines whose p99 > US\n"
 		"  --size MS              window length in ms\n"
 		"  --slide MS             a window starts every MS ms (aligned to the epoch)\n"
 		"  --p99-threshold US     alert threshold for p99 (same unit as latency_us)\n"
 		"  --out-of-orderness MS  watermark = greatest ts so far - MS - 1 (default 0);\n"
 		"                         records arriving after their windows fired are dropped\n"
+		"  --rate N               read at most N records per second\n"
 		"  --help                 this help\n"
 		"\n"
 		"Percentiles are exact, nearest rank: pN is the value at 1-based rank\n"
 		"ceil(N/100 * count) of the window's latencies sorted ascending.\n"
-		"Malformed lines are skipped and reported on stderr.\n");
+		"Malformed lines are skipped and reported on stderr.\n"
+		"\n"
+		"When the run takes checkpoints (weir run --checkpoint-dir), --output and\n"
+		"--alerts are directories (created if missing) of files part-<subtask>-<n>,\n"
+		"committed at each checkpoint, so both are exactly-once.\n");
 }
 
 static int parse_i64(const char *flag, const char *s, int64_t min, int64_t *v)
@@ -67,6 +77,21 @@ static int parse_i64(const char *flag, const char *s, int64_t min, int64_t *v)
 	if (errno || end == s || *end || x < min) {
 		fprintf(stderr, "telemetry: %s: '%s' is not an integer >= %lld\n", flag, s,
 			(long long)min);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+/* A rate in records per second, > 0, the whole string. */
+static int parse_rate(const char *s, double *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
+		fprintf(stderr, "telemetry: --rate: '%s' is not a number of records per "
+			"second > 0\n", s);
 		return -1;
 	}
 	*v = x;
@@ -155,6 +180,7 @@ int weir_job(weir_env *env, int argc, char **argv)
 		{ "slide", required_argument, NULL, 'S' },
 		{ "p99-threshold", required_argument, NULL, 't' },
 		{ "out-of-orderness", required_argument, NULL, 'O' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -162,6 +188,7 @@ int weir_job(weir_env *env, int argc, char **argv)
 	static int64_t threshold;
 	const char *input = NULL, *output = NULL, *alerts = NULL;
 	int64_t size = 0, slide = 0, ooo = 0;
+	double rate = 0;
 	bool have_threshold = false;
 	int c;
 
@@ -178,6 +205,7 @@ int weir_job(weir_env *env, int argc, char **argv)
 			have_threshold = true;
 			break;
 		case 'O': bad = parse_i64("--out-of-orderness", optarg, 0, &ooo); break;
+		case 'r': bad = parse_rate(optarg, &rate); break;
 		case 'h': usage(stdout); exit(0);
 		default: bad = 1; break;
 		}
@@ -200,6 +228,8 @@ int weir_job(weir_env *env, int argc, char **argv)
 
 	const weir_schema *schema = weir_schema_parse(env, "host:str,ts:i64,latency_us:i64");
 	weir_stream *rows = weir_source_csv(env, "telemetry", input, schema, false, "ts");
+	if (rate > 0)
+		weir_source_set_rate(rows, rate);
 	weir_stream *malformed = weir_filter(weir_csv_dead_letters(rows), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
@@ -216,8 +246,15 @@ int weir_job(weir_env *env, int argc, char **argv)
 		&w, weir_schema_parse(env, "host:str,window_start:ts,window_end:ts,"
 					   "count:i64,p50:i64,p99:i64,max:i64"),
 		window_percentiles, NULL);
-	weir_sink_csv(stats, "output", output);
-	weir_sink_csv(weir_filter(stats, "p99-over-threshold", over_threshold, &threshold),
-		      "alerts", alerts);
+	weir_stream *over = weir_filter(stats, "p99-over-threshold", over_threshold,
+					&threshold);
+	if (weir_env_checkpointing(env)) {
+		/* Everything the job writes commits with the checkpoints. */
+		weir_sink_files(stats, "output", output);
+		weir_sink_files(over, "alerts", alerts);
+	} else {
+		weir_sink_csv(stats, "output", output);
+		weir_sink_csv(over, "alerts", alerts);
+	}
 	return weir_env_error(env) ? 1 : 0;
 }

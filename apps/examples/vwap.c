@@ -2,8 +2,8 @@
 /*
  * Volume-weighted average price per symbol over tumbling event-time windows.
  *
- *   weir run [-p N] vwap.so --input FILE --output FILE --window-ms W
- *            [--out-of-orderness MS]
+ *   weir run [-p N] vwap.so --input FILE --output PATH --window-ms W
+ *            [--out-of-orderness MS] [--rate N]
  *
  * Input: CSV trades "symbol,ts,price,qty" (symbol a string, ts milliseconds
  * since the epoch, price a float, qty a positive integer), no header.
@@ -14,7 +14,9 @@
  * watermark (greatest ts so far - out-of-orderness - 1) reaches
  * window_end - 1; a trade that arrives after its window fired is dropped
  * (counted as late in --metrics).  Malformed lines and trades with
- * qty <= 0 are skipped and reported on stderr.
+ * qty <= 0 are skipped and reported on stderr.  When the run takes
+ * checkpoints, --output names a directory of exactly-once part files
+ * (weir_sink_files).  --rate caps the source at N records/s.
  *
  * Dataflow: CSV source -> assign_watermarks (bounded) -> filter(qty > 0) ->
  * key_by(symbol) -> window_agg (a user accumulator) -> CSV sink.
@@ -33,23 +35,28 @@ int weir_job(weir_env *env, int argc, char **argv);
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: weir run [-p N] vwap.so --input FILE --output FILE --window-ms W\n"
-		"                [--out-of-orderness MS]\n"
+		"usage: weir run [-p N] vwap.so --input FILE --output PATH --window-ms W\n"
+		"                [--out-of-orderness MS] [--rate N]\n"
 		"\n"
 		"Per-symbol volume-weighted average price over tumbling event-time windows.\n"
 		"\n"
 		"  --input FILE           CSV trades 'symbol,ts,price,qty', no header: symbol\n"
 		"                         a string, ts milliseconds since the epoch (i64),\n"
 		"                         price a float (f64), qty a positive integer (i64)\n"
-		"  --output FILE          CSV 'symbol,window_start,window_end,trades,volume,vwap',\n"
+		"  --output PATH          CSV 'symbol,window_start,window_end,trades,volume,vwap',\n"
 		"                         one line per symbol and window, no header;\n"
 		"                         volume = sum(qty), vwap = sum(price*qty)/sum(qty)\n"
 		"  --window-ms W          window size in ms (windows [k*W, (k+1)*W))\n"
 		"  --out-of-orderness MS  watermark = greatest ts so far - MS - 1 (default 0);\n"
 		"                         trades arriving after their window fired are dropped\n"
+		"  --rate N               read at most N trades per second\n"
 		"  --help                 this help\n"
 		"\n"
-		"Malformed lines and trades with qty <= 0 are skipped and reported on stderr.\n");
+		"Malformed lines and trades with qty <= 0 are skipped and reported on stderr.\n"
+		"\n"
+		"When the run takes checkpoints (weir run --checkpoint-dir), --output is\n"
+		"a directory (created if missing) of files part-<subtask>-<n>, committed at\n"
+		"each checkpoint, so the output is exactly-once.\n");
 }
 
 static int parse_ms(const char *flag, const char *s, int64_t min, int64_t *v)
@@ -60,6 +67,21 @@ static int parse_ms(const char *flag, const char *s, int64_t min, int64_t *v)
 	if (errno || end == s || *end || x < min) {
 		fprintf(stderr, "vwap: %s: '%s' is not a number of milliseconds >= %lld\n",
 			flag, s, (long long)min);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+/* A rate in records per second, > 0, the whole string. */
+static int parse_rate(const char *s, double *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
+		fprintf(stderr, "vwap: --rate: '%s' is not a number of records per "
+			"second > 0\n", s);
 		return -1;
 	}
 	*v = x;
@@ -148,11 +170,13 @@ int weir_job(weir_env *env, int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "window-ms", required_argument, NULL, 'w' },
 		{ "out-of-orderness", required_argument, NULL, 'O' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *input = NULL, *output = NULL;
 	int64_t size = 0, ooo = 0;
+	double rate = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -167,6 +191,12 @@ int weir_job(weir_env *env, int argc, char **argv)
 			break;
 		case 'O':
 			if (parse_ms("--out-of-orderness", optarg, 0, &ooo)) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 'r':
+			if (parse_rate(optarg, &rate)) {
 				usage(stderr);
 				return 2;
 			}
@@ -189,6 +219,8 @@ int weir_job(weir_env *env, int argc, char **argv)
 	const weir_schema *schema =
 		weir_schema_parse(env, "symbol:str,ts:i64,price:f64,qty:i64");
 	weir_stream *trades = weir_source_csv(env, "trades", input, schema, false, "ts");
+	if (rate > 0)
+		weir_source_set_rate(trades, rate);
 	weir_stream *malformed = weir_filter(weir_csv_dead_letters(trades), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
@@ -216,6 +248,9 @@ int weir_job(weir_env *env, int argc, char **argv)
 		weir_schema_parse(env, "symbol:str,window_start:ts,window_end:ts,"
 					"trades:i64,volume:i64,vwap:f64"),
 		&fns);
-	weir_sink_csv(vwap, "output", output);
+	if (weir_env_checkpointing(env))
+		weir_sink_files(vwap, "output", output);
+	else
+		weir_sink_csv(vwap, "output", output);
 	return weir_env_error(env) ? 1 : 0;
 }

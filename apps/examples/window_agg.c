@@ -3,8 +3,9 @@
  * Keyed event-time window aggregates over a CSV file, with out-of-order
  * input, allowed lateness and a late-record file.
  *
- *   weir run [-p N] window_agg.so --input FILE --output FILE --window W
- *            --late-output FILE [--out-of-orderness MS] [--allowed-lateness MS]
+ *   weir run [-p N] window_agg.so --input FILE --output PATH --window W
+ *            --late-output PATH [--out-of-orderness MS] [--allowed-lateness MS]
+ *            [--rate N]
  *
  * Input: CSV lines "key,ts,value" (key a string, ts milliseconds since the
  * epoch, value a signed 64-bit integer), no header.  W is tumbling:SIZE,
@@ -15,12 +16,14 @@
  * each late record it accepts within the allowed lateness (with the updated
  * aggregate).  A record too late for every window it belongs to is written
  * unchanged to the late file.  A malformed line is skipped and reported on
- * stderr with its line number; it does not fail the job.
+ * stderr with its line number; it does not fail the job.  When the run takes
+ * checkpoints, --output and --late-output name directories of exactly-once
+ * part files (weir_sink_files).  --rate caps the source at N records/s.
  *
  * Dataflow: CSV source (parallelism 1) -> assign_watermarks (bounded,
  * chained) -> key_by(key) -> window_aggregate(value) at the job's
  * parallelism -> CSV sink; late side output -> CSV sink; dead letters ->
- * stderr.
+ * stderr.  (With checkpoints: file sinks at the window's parallelism.)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,32 +39,38 @@ int weir_job(weir_env *env, int argc, char **argv);
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: weir run [-p N] window_agg.so --input FILE --output FILE --window W\n"
-		"                --late-output FILE [--out-of-orderness MS] [--allowed-lateness MS]\n"
+		"usage: weir run [-p N] window_agg.so --input FILE --output PATH --window W\n"
+		"                --late-output PATH [--out-of-orderness MS] [--allowed-lateness MS]\n"
+		"                [--rate N]\n"
 		"\n"
 		"Keyed event-time window aggregates (count, sum, min, max of 'value').\n"
 		"\n"
 		"  --input FILE            CSV 'key,ts,value', no header: key a string, ts\n"
 		"                          milliseconds since the epoch (i64), value a signed\n"
 		"                          integer (i64); lines may arrive out of order\n"
-		"  --output FILE           CSV 'key,window_start,window_end,count,sum,min,max',\n"
+		"  --output PATH           CSV 'key,window_start,window_end,count,sum,min,max',\n"
 		"                          one line per window firing, no header\n"
 		"  --window W              tumbling:SIZE, sliding:SIZE:SLIDE or session:GAP\n"
 		"                          (milliseconds; windows are [start, end),\n"
 		"                          aligned to the epoch; a session is [first ts,\n"
 		"                          last ts + GAP), a record GAP or more after it\n"
 		"                          starts a new one)\n"
-		"  --late-output FILE      records too late for every window they belong\n"
+		"  --late-output PATH      records too late for every window they belong\n"
 		"                          to, unchanged ('key,ts,value')\n"
 		"  --out-of-orderness MS   watermark = greatest ts so far - MS - 1 (default 0)\n"
 		"  --allowed-lateness MS   keep a window MS ms of event time after it fired;\n"
 		"                          each late record it accepts fires it again with\n"
 		"                          the updated aggregate (default 0)\n"
+		"  --rate N                read at most N records per second\n"
 		"  --help                  this help\n"
 		"\n"
 		"A window fires when the watermark reaches window_end - 1.  A malformed input\n"
 		"line is skipped and reported on stderr ('window_agg: FILE line N: reason:\n"
-		"text'); the job goes on.\n");
+		"text'); the job goes on.\n"
+		"\n"
+		"When the run takes checkpoints (weir run --checkpoint-dir), --output and\n"
+		"--late-output are directories (created if missing) of files\n"
+		"part-<subtask>-<n>, committed at each checkpoint, so both are exactly-once.\n");
 }
 
 /* A non-negative number of milliseconds, the whole string. */
@@ -73,6 +82,21 @@ static int parse_ms(const char *flag, const char *s, int64_t *v)
 	if (errno || end == s || *end || x < 0) {
 		fprintf(stderr, "window_agg: %s: '%s' is not a number of milliseconds >= 0\n",
 			flag, s);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
+/* A rate in records per second, > 0, the whole string. */
+static int parse_rate(const char *s, double *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
+		fprintf(stderr, "window_agg: --rate: '%s' is not a number of records per "
+			"second > 0\n", s);
 		return -1;
 	}
 	*v = x;
@@ -104,11 +128,13 @@ int weir_job(weir_env *env, int argc, char **argv)
 		{ "late-output", required_argument, NULL, 'l' },
 		{ "out-of-orderness", required_argument, NULL, 'O' },
 		{ "allowed-lateness", required_argument, NULL, 'L' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *input = NULL, *output = NULL, *window = NULL, *late = NULL;
 	int64_t ooo = 0, lateness = 0;
+	double rate = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -125,6 +151,12 @@ int weir_job(weir_env *env, int argc, char **argv)
 			break;
 		case 'L':
 			if (parse_ms("--allowed-lateness", optarg, &lateness)) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 'r':
+			if (parse_rate(optarg, &rate)) {
 				usage(stderr);
 				return 2;
 			}
@@ -162,6 +194,8 @@ int weir_job(weir_env *env, int argc, char **argv)
 	const weir_schema *schema = weir_schema_parse(env, "key:str,ts:i64,value:i64");
 	weir_stream *rows = weir_source_csv(env, "events", input, schema, false, "ts");
 	weir_stream_set_parallelism(rows, 1);
+	if (rate > 0)
+		weir_source_set_rate(rows, rate);
 	weir_stream *malformed = weir_filter(weir_csv_dead_letters(rows), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
@@ -174,7 +208,13 @@ int weir_job(weir_env *env, int argc, char **argv)
 	weir_stream *timed = weir_assign_watermarks(rows, "watermarks", &ws);
 	weir_stream *windows = weir_window_aggregate(weir_key_by(timed, "key"), "window",
 						     &w, "value");
-	weir_sink_csv(windows, "output", output);
-	weir_sink_csv(weir_window_late(windows), "late", late);
+	if (weir_env_checkpointing(env)) {
+		/* Everything the job writes commits with the checkpoints. */
+		weir_sink_files(windows, "output", output);
+		weir_sink_files(weir_window_late(windows), "late", late);
+	} else {
+		weir_sink_csv(windows, "output", output);
+		weir_sink_csv(weir_window_late(windows), "late", late);
+	}
 	return weir_env_error(env) ? 1 : 0;
 }

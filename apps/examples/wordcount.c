@@ -2,15 +2,20 @@
 /*
  * Word count: the first example job.
  *
- *   weir run -p N wordcount.so [--input FILE] [--output FILE]
+ *   weir run -p N wordcount.so [--input FILE] [--output PATH] [--rate N]
  *
  * Writes one line "word,count" per distinct word (final counts, any order).
  * A word is a maximal run of ASCII letters, lower-cased.  Without --input it
- * reads standard input; without --output it writes standard output.
+ * reads standard input; without --output it writes standard output.  When
+ * the run takes checkpoints, --output names a directory of exactly-once
+ * part files (weir_sink_files) instead of one CSV file.  --rate caps the
+ * source at N lines per second.
  *
  * Dataflow: text source (split by byte range) -> tokenize (flat_map,
- * chained) -> key_by(word) hash exchange -> sum(count) -> CSV sink.
+ * chained) -> key_by(word) hash exchange -> sum(count) -> CSV sink (or
+ * file sink).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,14 +87,33 @@ static int tokenize(void *arg, const weir_batch *in, weir_out *out)
 static void usage(FILE *f, const char *self)
 {
 	fprintf(f,
-		"usage: weir run [-p N] %s [--input FILE] [--output FILE]\n"
+		"usage: weir run [-p N] %s [--input FILE] [--output PATH] [--rate N]\n"
 		"\n"
 		"Count words: one line 'word,count' per distinct word (any order).\n"
 		"A word is a maximal run of ASCII letters, lower-cased.\n"
 		"\n"
 		"  --input FILE   text to read (default: standard input)\n"
-		"  --output FILE  CSV to write (default: standard output)\n",
+		"  --output PATH  CSV to write (default: standard output); when the run\n"
+		"                 takes checkpoints (weir run --checkpoint-dir), PATH\n"
+		"                 is a directory (created if missing) of exactly-once\n"
+		"                 files part-<subtask>-<n>, committed at each checkpoint\n"
+		"  --rate N       read at most N lines per second (over all subtasks)\n",
 		self);
+}
+
+/* A rate in records per second, > 0, the whole string. */
+static int parse_rate(const char *s, double *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
+		fprintf(stderr, "wordcount: --rate: '%s' is not a number of records per "
+			"second > 0\n", s);
+		return -1;
+	}
+	*v = x;
+	return 0;
 }
 
 int weir_job(weir_env *env, int argc, char **argv)
@@ -97,10 +121,12 @@ int weir_job(weir_env *env, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "input", required_argument, NULL, 'i' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *input = NULL, *output = NULL;
+	double rate = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "i:o:h", opts, NULL)) != -1) {
@@ -110,6 +136,12 @@ int weir_job(weir_env *env, int argc, char **argv)
 			break;
 		case 'o':
 			output = optarg;
+			break;
+		case 'r':
+			if (parse_rate(optarg, &rate)) {
+				usage(stderr, argv[0]);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout, argv[0]);
@@ -127,10 +159,14 @@ int weir_job(weir_env *env, int argc, char **argv)
 
 	weir_stream *lines = input ? weir_source_text_file(env, "lines", input)
 				   : weir_source_stdin(env, "lines");
+	if (rate > 0)
+		weir_source_set_rate(lines, rate);
 	weir_stream *words = weir_flat_map(lines, "tokenize",
 		weir_schema_parse(env, "word:str,count:i64"), tokenize, NULL);
 	weir_stream *counts = weir_sum(weir_key_by(words, "word"), "count");
-	if (output)
+	if (output && weir_env_checkpointing(env))
+		weir_sink_files(counts, "output", output);
+	else if (output)
 		weir_sink_csv(counts, "output", output);
 	else
 		weir_sink_stdout(counts, "output");

@@ -65,6 +65,18 @@ typedef struct weir_config {
 	bool pin;                 /* pin reactors to CPUs (default true) */
 	bool print_plan;          /* print chains, exchanges and cores */
 	bool print_metrics;       /* print per-operator and per-core metrics */
+	/* Fault tolerance (docs/checkpoints.md).  With checkpoint_dir set the
+	 * job logs its state and, every checkpoint_interval_ms (0 = only
+	 * savepoints), takes a checkpoint there; a run with the same
+	 * directory resumes from its newest complete checkpoint. */
+	const char *checkpoint_dir;
+	int64_t checkpoint_interval_ms;
+	int64_t checkpoint_timeout_ms;   /* abandon after this (default 60000) */
+	int64_t checkpoint_min_pause_ms; /* between the end of one and the next */
+	int checkpoints_retained;        /* complete checkpoints kept (default 2) */
+	const char *savepoint_dir;       /* default target of savepoints */
+	const char *restore_savepoint;   /* start from this savepoint */
+	bool allow_non_restored_state;   /* ignore savepoint state with no operator */
 } weir_config;
 
 /* Create an environment with default configuration.  NULL on ENOMEM. */
@@ -140,6 +152,17 @@ typedef struct weir_generator_conf {
 
 weir_stream *weir_source_generator(weir_env *env, const char *name,
 				   const weir_generator_conf *conf);
+
+/*
+ * Cap a source at `records_per_sec` over all its subtasks (0 = no cap), so
+ * a long run can be watched or interrupted.  Works on every built-in
+ * source.  0, or -EINVAL if s is not a source.
+ */
+int weir_source_set_rate(weir_stream *source, double records_per_sec);
+
+/* True when the job will take checkpoints (the run has a checkpoint
+ * directory): a job then writes through a transactional sink. */
+bool weir_env_checkpointing(const weir_env *env);
 
 /* ---- transformations ---------------------------------------------------- */
 
@@ -225,6 +248,18 @@ int weir_sink_stdout(weir_stream *in, const char *name);
 int weir_sink_csv(weir_stream *in, const char *name, const char *path);
 /* Count and drop. */
 int weir_sink_discard(weir_stream *in, const char *name);
+/*
+ * Exactly-once CSV files in directory `dir` (created if missing), by
+ * two-phase commit: each subtask writes a hidden in-progress file
+ * (".part-<subtask>-<seq>.inprogress"), pre-commits it (flush, fsync) at
+ * every checkpoint barrier, and renames it to "part-<subtask>-<seq>" once
+ * the checkpoint is complete.  On recovery it commits what the checkpoint
+ * had pre-committed and deletes every other in-progress file, so the
+ * visible files hold exactly the output of an uninterrupted run.
+ * Without checkpointing, files are committed at end of input.  Runs at
+ * the input's parallelism.
+ */
+int weir_sink_files(weir_stream *in, const char *name, const char *dir);
 
 /* ---- per-operator settings -------------------------------------------------- */
 

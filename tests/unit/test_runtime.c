@@ -130,12 +130,16 @@ static void coll_watermark(task *t, int64_t wm)
 	s->last_wm = wm;
 }
 
-static void coll_barrier(task *t, int64_t id)
+static int coll_barrier(task *t, int64_t id, snap_buf *out)
 {
 	coll_state *s = t->st;
+	(void)out;
+	if (id == CKPT_FINAL)
+		return 0;
 	if (id != 1)
 		coll_fail(s, "wrong barrier id");
 	s->barriers++;
+	return 0;
 }
 
 static void coll_end(task *t)
@@ -146,7 +150,7 @@ static void coll_end(task *t)
 
 static const op_ops coll_ops = {
 	.kind = "collector", .open = coll_open, .process = coll_process,
-	.watermark = coll_watermark, .barrier = coll_barrier, .end_input = coll_end,
+	.watermark = coll_watermark, .snapshot = coll_barrier, .end_input = coll_end,
 };
 
 static weir_config test_config(void)

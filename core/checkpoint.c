@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The checkpoint protocol (asynchronous barrier snapshotting, as in
+ * Flink): a coordinator on the thread that runs the job triggers
+ * checkpoint n by publishing n in rt->ck_trigger; every source actor
+ * injects barrier n at its next turn (after recording its position); the
+ * barrier flows with the data, is aligned at multi-input actors
+ * (runtime.c), and each task it passes snapshots its operator state
+ * (op_ops.snapshot) and has the store mark its state-log position.  A core
+ * whose tasks all passed n (or ended) asks the store to make its log
+ * durable, and acknowledges n (ck_acked) once it is.  When every core
+ * acknowledged, the coordinator has the store write the manifest and
+ * publishes ck_completed = n; each core then calls op_ops.commit on its
+ * tasks (sinks' second phase).  One checkpoint is in flight at a time; one
+ * that is not acknowledged within the timeout is abandoned, and the
+ * alignment of a newer barrier cancels that of an older one.
+ *
+ * Savepoints are checkpoints a person asks for (runtime_savepoint, from
+ * the control socket or a signal) whose state the store also writes into
+ * a savepoint directory; stop-with-savepoint makes sources stop producing
+ * at its barrier, so the pipeline drains up to it, and ends the job when
+ * it is complete.  When a bounded job ends, the coordinator takes a final
+ * checkpoint of the ended tasks and commits it, so nothing written at end
+ * of input is committed without a checkpoint behind it.
+ *
+ * Storage (logs, manifests, recovery) is the store's (state/checkpoint.c);
+ * this file knows no file format.  Also here: snapshot buffers.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "reactor.h"
+
+int snap_put(snap_buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *q = realloc(b->p, cap);
+		if (!q)
+			return -ENOMEM;
+		b->p = q;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+int snap_put_u64(snap_buf *b, uint64_t v)
+{
+	return snap_put(b, &v, 8);
+}
+
+int snap_put_str(snap_buf *b, const char *s)
+{
+	uint32_t n = (uint32_t)strlen(s);
+	int rc = snap_put(b, &n, 4);
+	return rc ? rc : snap_put(b, s, n);
+}
+
+void snap_free(snap_buf *b)
+{
+	free(b->p);
+	*b = (snap_buf){ 0 };
+}
+
+const void *snap_get(snap_rd *r, size_t n)
+{
+	if (r->err || r->len - r->off < n) {
+		r->err = true;
+		return NULL;
+	}
+	const void *p = r->p + r->off;
+	r->off += n;
+	return p;
+}
+
+uint64_t snap_get_u64(snap_rd *r)
+{
+	uint64_t v = 0;
+	const void *p = snap_get(r, 8);
+	if (p)
+		memcpy(&v, p, 8);
+	return v;
+}
+
+bool snap_get_str(snap_rd *r, char *buf, size_t cap)
+{
+	uint32_t n = 0;
+	const void *p = snap_get(r, 4);
+	if (p)
+		memcpy(&n, p, 4);
+	const char *s = p ? snap_get(r, n) : NULL;
+	if (!s || n + 1 > cap) {
+		r->err = true;
+		return false;
+	}
+	memcpy(buf, s, n);
+	buf[n] = 0;
+	return true;
+}
+
+/* ---- savepoint requests (any thread -> the coordinator) --------------------------- */
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct runtime *rt;     /* the running job that can savepoint */
+	bool pending, taken, done;
+	bool stop;
+	char dir[3072];         /* "" = default */
+	int rc;
+	char msg[4352];
+} spr = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static _Atomic int sp_async;   /* set by a signal handler */
+static _Atomic int sp_waiting; /* a request is pending: lets the
+				* coordinator skip the lock when none is */
+
+void runtime_savepoint_async(void)
+{
+	atomic_store_explicit(&sp_async, 1, memory_order_relaxed);
+}
+
+int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len)
+{
+	int rc;
+	pthread_mutex_lock(&spr.mu);
+	if (!spr.rt) {
+		pthread_mutex_unlock(&spr.mu);
+		snprintf(msg, len, "no job that can take savepoints is running");
+		return -ENOENT;
+	}
+	if (spr.pending) {
+		pthread_mutex_unlock(&spr.mu);
+		snprintf(msg, len, "a savepoint is already being taken");
+		return -EBUSY;
+	}
+	spr.pending = true;
+	atomic_store_explicit(&sp_waiting, 1, memory_order_release);
+	spr.taken = spr.done = false;
+	spr.stop = stop;
+	snprintf(spr.dir, sizeof(spr.dir), "%s", dir ? dir : "");
+	while (!spr.done)
+		pthread_cond_wait(&spr.cv, &spr.mu);
+	rc = spr.rc;
+	snprintf(msg, len, "%s", spr.msg);
+	spr.pending = false;
+	pthread_mutex_unlock(&spr.mu);
+	return rc;
+}
+
+static void sp_reply(int rc, const char *msg)
+{
+	pthread_mutex_lock(&spr.mu);
+	if (spr.pending && spr.taken && !spr.done) {
+		spr.rc = rc;
+		snprintf(spr.msg, sizeof(spr.msg), "%s", msg);
+		spr.done = true;
+		pthread_cond_broadcast(&spr.cv);
+	}
+	pthread_mutex_unlock(&spr.mu);
+}
+
+/* ---- tasks and reactors (reactor threads) -------------------------------------- */
+
+void ckpt_task_barrier(task *t, int64_t id)
+{
+	struct runtime *rt = t->rt;
+	int rc;
+
+	if (id != CKPT_FINAL) {
+		if (id <= t->ck_id)
+			return;
+		t->ck_id = id;
+	}
+	t->ck_watermark = t->watermark;
+	t->snap.len = 0;
+	if (t->ops->snapshot && (rc = t->ops->snapshot(t, id, &t->snap)) < 0) {
+		task_fail(t, "%s: snapshot for checkpoint %lld: %s", t->node->name,
+			  (long long)id, strerror(-rc));
+		return;
+	}
+	if (rt && rt->store && (rc = rt->sops->task_barrier(rt->store, t, id)) < 0)
+		task_fail(t, "%s: checkpoint %lld: state log: %s", t->node->name,
+			  (long long)id, strerror(-rc));
+	if (t->actor)
+		t->actor->r->ck_dirty = true;
+}
+
+void ckpt_actor_ended(actor *a)
+{
+	if (!a->r->rt->store)
+		return;
+	for (int i = 0; i < a->ntasks; i++) {
+		task *t = a->tasks[i];
+		t->ck_final = true;
+		ckpt_task_barrier(t, CKPT_FINAL);
+	}
+	a->r->ck_dirty = true;
+}
+
+bool ckpt_reactor_poll(reactor *r)
+{
+	struct runtime *rt = r->rt;
+	bool did = false;
+
+	if (!rt->store)
+		return false;
+	int64_t trig = atomic_load_explicit(&rt->ck_trigger, memory_order_acquire);
+	if (trig > r->ck_synced) {
+		for (int i = 0; i < r->nactors; i++) {
+			actor *a = r->actors[i];
+			if (a->is_source && !a->ended && a->ck_injected < trig) {
+				/* The source's snapshot (its position) is taken
+				 * as the barrier passes it. */
+				a->ck_injected = trig;
+				task_emit_barrier(a->head, trig);
+				did = true;
+			}
+		}
+		bool all = true;
+		for (int i = 0; i < r->nactors && all; i++)
+			for (int k = 0; k < r->actors[i]->ntasks; k++) {
+				task *t = r->actors[i]->tasks[k];
+				if (t->ck_id < trig && !t->ck_final) {
+					all = false;
+					break;
+				}
+			}
+		if (all) {
+			rt->sops->core_sync(rt->store, r->id, trig);
+			r->ck_synced = trig;
+		}
+	}
+	int64_t d = rt->sops->core_poll(rt->store, r->id);
+	if (d < 0) {
+		if (r->nactors)
+			task_fail(r->actors[0]->head, "checkpoint: state log on core %d: %s",
+				  r->id, strerror((int)-d));
+		else
+			wlog(LOG_ERROR, "checkpoint: state log on core %d: %s", r->id,
+			     strerror((int)-d));
+	} else if (d > atomic_load_explicit(&r->ck_acked, memory_order_relaxed)) {
+		/* Pairs with the coordinator's acquire: the tasks' snapshots
+		 * and log positions written above are visible to it. */
+		atomic_store_explicit(&r->ck_acked, d, memory_order_release);
+	}
+	int64_t comp = atomic_load_explicit(&rt->ck_completed, memory_order_acquire);
+	if (comp > r->ck_notified) {
+		r->ck_notified = comp;
+		for (int i = 0; i < r->nactors; i++)
+			for (int k = 0; k < r->actors[i]->ntasks; k++) {
+				task *t = r->actors[i]->tasks[k];
+				if (t->ops->commit)
+					t->ops->commit(t, comp);
+			}
+		did = true;
+	}
+	r->ck_dirty = false;
+	return did;
+}
+
+/* ---- the coordinator (main thread) ------------------------------------------------ */
+
+typedef struct ckpt_coord {
+	int64_t next_id;
+	int64_t inflight;        /* 0 = none */
+	bool inflight_request;   /* a savepoint somebody waits for */
+	bool inflight_stop;
+	uint64_t started_ns, last_trigger_ns, last_end_ns;
+	int64_t last_completed;
+	char sp_path[4096];
+} ckpt_coord;
+
+int ckpt_start(struct runtime *rt)
+{
+	char err[1024] = "";
+	int64_t next = 1;
+	int rc;
+
+	if (!rt->sops)
+		return 0;
+	rt->coord = calloc(1, sizeof(*rt->coord));
+	if (!rt->coord)
+		return -ENOMEM;
+	rc = rt->sops->start(rt, rt->cfg, &rt->store, &next, err, sizeof(err));
+	if (rc < 0) {
+		snprintf(rt->error, sizeof(rt->error), "%s", err[0] ? err : strerror(-rc));
+		rt->store = NULL;
+		return rc;
+	}
+	/* The store restored each task's input watermark: start its actor's
+	 * inputs there, so a record late before the crash is late after it. */
+	for (int i = 0; i < rt->nactors; i++) {
+		actor *a = rt->actors[i];
+		task *h = a->head;
+		if (a->is_source || h->watermark == INT64_MIN)
+			continue;
+		a->wm = h->watermark;
+		for (int k = 0; k < a->nin; k++)
+			a->in[k]->watermark = h->watermark;
+	}
+	for (int i = 0; i < rt->ntasks; i++) {
+		task *t = rt->tasks[i];
+		if (!t->ops->own_watermarks && t->watermark > t->out_watermark)
+			t->out_watermark = t->watermark;
+	}
+	rt->coord->next_id = next;
+	rt->coord->last_end_ns = rt->coord->last_trigger_ns = now_ns();
+	for (int i = 0; i < rt->nreactors; i++) {
+		rt->reactors[i].ck_synced = next - 1;
+		rt->reactors[i].ck_notified = next - 1;
+		atomic_store(&rt->reactors[i].ck_acked, next - 1);
+	}
+	for (int i = 0; i < rt->nactors; i++)
+		rt->actors[i]->ck_injected = next - 1;
+	for (int i = 0; i < rt->ntasks; i++)
+		rt->tasks[i]->ck_id = next - 1;
+	atomic_store(&rt->ck_trigger, next - 1);
+	atomic_store(&rt->ck_completed, next - 1);
+	rt->coord->last_completed = next - 1;
+	pthread_mutex_lock(&spr.mu);
+	spr.rt = rt;
+	pthread_mutex_unlock(&spr.mu);
+	return 0;
+}
+
+static void wake_all(struct runtime *rt)
+{
+	for (int i = 0; i < rt->nreactors; i++)
+		reactor_wake(&rt->reactors[i]);
+}
+
+static void trigger(struct runtime *rt, int64_t id, bool stop)
+{
+	ckpt_coord *c = rt->coord;
+	c->inflight = id;
+	c->inflight_stop = stop;
+	c->started_ns = c->last_trigger_ns = now_ns();
+	if (stop)
+		atomic_store_explicit(&rt->ck_stop_id, id, memory_order_relaxed);
+	/* Pairs with the reactors' acquire in ckpt_reactor_poll. */
+	atomic_store_explicit(&rt->ck_trigger, id, memory_order_release);
+	wake_all(rt);
+}
+
+static void end_inflight(struct runtime *rt, int rc, const char *msg)
+{
+	ckpt_coord *c = rt->coord;
+	if (c->inflight_request)
+		sp_reply(rc, rc ? msg : c->sp_path);
+	if (rc && c->inflight_stop) /* sources resume */
+		atomic_store_explicit(&rt->ck_stop_id, 0, memory_order_relaxed);
+	c->inflight = 0;
+	c->inflight_request = c->inflight_stop = false;
+	c->last_end_ns = now_ns();
+}
+
+/* Take a pending savepoint request (or the signal's); true if one. */
+static bool take_request(struct runtime *rt, char *dir, size_t len, bool *stop)
+{
+	bool got = false;
+	if (!atomic_load_explicit(&sp_waiting, memory_order_acquire))
+		return false;
+	pthread_mutex_lock(&spr.mu);
+	if (spr.pending && !spr.taken) {
+		spr.taken = true;
+		atomic_store_explicit(&sp_waiting, 0, memory_order_relaxed);
+		snprintf(dir, len, "%s", spr.dir);
+		*stop = spr.stop;
+		got = true;
+	}
+	pthread_mutex_unlock(&spr.mu);
+	(void)rt;
+	return got;
+}
+
+static void savepoint_parent(struct runtime *rt, char *out, size_t len)
+{
+	const weir_config *cfg = rt->cfg;
+	if (cfg->savepoint_dir)
+		snprintf(out, len, "%s", cfg->savepoint_dir);
+	else if (cfg->checkpoint_dir)
+		snprintf(out, len, "%s/savepoints", cfg->checkpoint_dir);
+	else
+		snprintf(out, len, "savepoints");
+}
+
+int ckpt_coordinate(struct runtime *rt)
+{
+	ckpt_coord *c = rt->coord;
+	const weir_config *cfg = rt->cfg;
+	uint64_t now = now_ns();
+	char err[1024], msg[1024];
+
+	if (!rt->store)
+		return 50;
+	if (c->inflight) {
+		bool all = true;
+		for (int i = 0; i < rt->nreactors && all; i++)
+			all = atomic_load_explicit(&rt->reactors[i].ck_acked,
+						   memory_order_acquire) >= c->inflight;
+		if (all) {
+			int64_t id = c->inflight;
+			msg[0] = 0;
+			int rc = rt->sops->complete(rt->store, id, msg, sizeof(msg));
+			if (rc < 0) {
+				wlog(LOG_WARN, "checkpoint %lld failed: %s", (long long)id, msg);
+				rt->sops->abandon(rt->store, id);
+				end_inflight(rt, rc, msg);
+				return 1;
+			}
+			if (msg[0])
+				wlog(LOG_INFO, "%s", msg);
+			c->last_completed = id;
+			bool stop = c->inflight_stop;
+			atomic_store_explicit(&rt->ck_completed, id, memory_order_release);
+			end_inflight(rt, 0, msg);
+			if (stop)
+				atomic_store_explicit(&rt->stop_now, 1, memory_order_release);
+			wake_all(rt);
+			return 1;
+		}
+		int64_t timeout = cfg->checkpoint_timeout_ms > 0 ? cfg->checkpoint_timeout_ms : 60000;
+		if (now - c->started_ns > (uint64_t)timeout * 1000000) {
+			snprintf(msg, sizeof(msg),
+				 "checkpoint %lld expired after %lld ms before every core "
+				 "acknowledged it; abandoned, the job goes on",
+				 (long long)c->inflight, (long long)timeout);
+			wlog(LOG_WARN, "%s", msg);
+			rt->sops->abandon(rt->store, c->inflight);
+			end_inflight(rt, -ETIMEDOUT, msg);
+		}
+		return 1;
+	}
+	char dir[3072];
+	bool stop = false, req = take_request(rt, dir, sizeof(dir), &stop);
+	if (!req && atomic_exchange_explicit(&sp_async, 0, memory_order_relaxed)) {
+		dir[0] = 0;
+		req = true;
+		c->inflight_request = false;
+	} else if (req) {
+		c->inflight_request = true;
+	}
+	if (req) {
+		int64_t id = c->next_id++;
+		char parent[3072];
+		if (dir[0])
+			snprintf(parent, sizeof(parent), "%s", dir);
+		else
+			savepoint_parent(rt, parent, sizeof(parent));
+		snprintf(c->sp_path, sizeof(c->sp_path), "%s/savepoint-%06lld", parent,
+			 (long long)id);
+		err[0] = 0;
+		int rc = rt->sops->begin(rt->store, id, c->sp_path, err, sizeof(err));
+		if (rc < 0) {
+			wlog(LOG_WARN, "savepoint: %s", err);
+			c->inflight = id;
+			end_inflight(rt, rc, err);
+			return 1;
+		}
+		wlog(LOG_INFO, "savepoint %lld triggered into %s%s", (long long)id,
+		     c->sp_path, stop ? " (then stop)" : "");
+		trigger(rt, id, stop);
+		return 1;
+	}
+	int64_t every = cfg->checkpoint_interval_ms;
+	if (!cfg->checkpoint_dir || !cfg->checkpoint_dir[0] || every <= 0)
+		return 5;
+	uint64_t due = c->last_trigger_ns + (uint64_t)every * 1000000;
+	uint64_t pause = c->last_end_ns + (uint64_t)(cfg->checkpoint_min_pause_ms > 0
+						     ? cfg->checkpoint_min_pause_ms : 0) * 1000000;
+	if (pause > due)
+		due = pause;
+	if (now < due) {
+		uint64_t ms = (due - now) / 1000000;
+		return ms < 5 ? (int)ms + 1 : 5;
+	}
+	int64_t id = c->next_id++;
+	err[0] = 0;
+	if (rt->sops->begin(rt->store, id, NULL, err, sizeof(err)) < 0) {
+		wlog(LOG_WARN, "checkpoint %lld: %s", (long long)id, err);
+		c->last_end_ns = c->last_trigger_ns = now;
+		return 5;
+	}
+	trigger(rt, id, false);
+	return 1;
+}
+
+void ckpt_finish(struct runtime *rt, bool job_ended)
+{
+	ckpt_coord *c = rt->coord;
+	char msg[1024] = "";
+
+	pthread_mutex_lock(&spr.mu);
+	if (spr.rt == rt)
+		spr.rt = NULL;
+	if (spr.pending && !spr.taken) { /* asked too late: answer */
+		spr.taken = spr.done = true;
+		spr.rc = -ENOENT;
+		snprintf(spr.msg, sizeof(spr.msg), "the job ended");
+		pthread_cond_broadcast(&spr.cv);
+	}
+	pthread_mutex_unlock(&spr.mu);
+	if (!rt->store) {
+		free(c);
+		rt->coord = NULL;
+		return;
+	}
+	if (c->inflight) {
+		rt->sops->abandon(rt->store, c->inflight);
+		end_inflight(rt, -ECANCELED, "the job ended before the savepoint completed");
+	}
+	if (job_ended && rt->cfg->checkpoint_dir && rt->cfg->checkpoint_dir[0]) {
+		/* Every task ended and took its final snapshot: the final
+		 * checkpoint needs no barrier, only durable logs. */
+		int64_t id = c->next_id++;
+		int rc = rt->sops->begin(rt->store, id, NULL, msg, sizeof(msg));
+		for (int i = 0; rc == 0 && i < rt->nreactors; i++) {
+			rt->sops->core_sync(rt->store, i, id);
+			int64_t d;
+			while ((d = rt->sops->core_poll(rt->store, i)) >= 0 && d < id)
+				usleep(200);
+			if (d < 0)
+				rc = (int)d;
+		}
+		if (rc == 0)
+			rc = rt->sops->complete(rt->store, id, msg, sizeof(msg));
+		if (rc < 0) {
+			wlog(LOG_ERROR, "final checkpoint %lld failed: %s; output written at "
+			     "end of input stays uncommitted", (long long)id,
+			     msg[0] ? msg : strerror(-rc));
+		} else {
+			wlog(LOG_INFO, "%s (final)", msg);
+			c->last_completed = id;
+		}
+	}
+	/* Commit what the last complete checkpoint covers (reactors may not
+	 * have seen it before they stopped; commit is idempotent). */
+	if (c->last_completed > 0)
+		for (int i = 0; i < rt->ntasks; i++) {
+			task *t = rt->tasks[i];
+			if (t->ops->commit)
+				t->ops->commit(t, c->last_completed);
+		}
+	rt->sops->stop(rt->store);
+	rt->store = NULL;
+	free(c);
+	rt->coord = NULL;
+}
+
+int task_sync_fd(task *t, int fd)
+{
+	struct runtime *rt = t->rt;
+	if (rt && rt->store && t->actor)
+		return rt->sops->core_sync_fd(rt->store, task_core(t), fd);
+	return fdatasync(fd) ? -errno : 0;
+}
+
+bool task_checkpointing(const task *t)
+{
+	return t->cfg->checkpoint_dir && t->cfg->checkpoint_dir[0];
+}

@@ -1,0 +1,1810 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Checkpoint storage (see checkpoint.h): per-task registries of keyed
+ * state, the state-log entries their mutations append, materialization,
+ * manifests, recovery and savepoints.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "statelog.h"
+
+/* Messages name paths; one cut short is still a useful message. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+/* ---- registries ------------------------------------------------------------------ */
+
+typedef struct st_task st_task;
+
+struct st_bind {
+	st_task *owner;
+	uint8_t tab;
+};
+
+typedef struct st_reg {
+	char name[48];
+	kvtab *tab;  /* or */
+	tsvc *svc;
+} st_reg;
+
+struct st_task {
+	task *t;
+	int n;
+	st_reg regs[ST_MAX_TABLES];
+	st_bind binds[ST_MAX_TABLES];
+	slog *log;      /* the core's log while logging, else NULL */
+	uint16_t node;  /* manifest index of the operator */
+	uint16_t sub;
+	int err;        /* first logging error (reported at the barrier) */
+	int core;
+	/* checkpoint positions (owner core; the coordinator reads them
+	 * after the core's acknowledgement) */
+	bool has_mat;
+	slog_pos from, to;
+	/* the savepoint in flight */
+	int64_t sp_id;
+	slog_pos sp_from, sp_to;
+};
+
+static void st_task_free(void *p)
+{
+	free(p);
+}
+
+static st_task *st_of(task *t)
+{
+	if (!t->keyed) {
+		st_task *s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		s->t = t;
+		s->sub = (uint16_t)t->subtask;
+		for (int i = 0; i < ST_MAX_TABLES; i++)
+			s->binds[i] = (st_bind){ s, (uint8_t)i };
+		t->keyed = s;
+		t->keyed_free = st_task_free;
+	}
+	return t->keyed;
+}
+
+static int reg_add(task *t, const char *name, kvtab *tab, tsvc *svc)
+{
+	st_task *s = st_of(t);
+	if (!s)
+		return -ENOMEM;
+	if (strlen(name) >= sizeof(s->regs[0].name))
+		return -ENAMETOOLONG;
+	for (int i = 0; i < s->n; i++)
+		if (!strcmp(s->regs[i].name, name))
+			return -EEXIST;
+	if (s->n == ST_MAX_TABLES)
+		return -E2BIG;
+	st_reg *r = &s->regs[s->n++];
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->tab = tab;
+	r->svc = svc;
+	return 0;
+}
+
+int state_register_table(task *t, const char *name, kvtab *tab)
+{
+	return reg_add(t, name, tab, NULL);
+}
+
+int state_register_timers(task *t, const char *name, tsvc *s)
+{
+	return reg_add(t, name, NULL, s);
+}
+
+/* ---- log entries ------------------------------------------------------------------ */
+
+static size_t key_len(weir_type kt, skey k)
+{
+	return kt == WEIR_STR ? ((const kstr *)(uintptr_t)k.v)->len : 8;
+}
+
+static const void *key_bytes(weir_type kt, const skey *k)
+{
+	return kt == WEIR_STR ? ((const kstr *)(uintptr_t)k->v)->data
+			      : (const void *)&k->v;
+}
+
+/* Reserve an entry of task s in log w and fill its header; returns where
+ * the value goes (after the key), or NULL (error recorded in s->err). */
+static char *entry_write(st_task *s, slog *w, uint8_t tab, uint8_t kind,
+			 uint64_t khash, const void *key, size_t klen,
+			 int64_t ns, size_t vlen)
+{
+	char *p = slog_reserve(w, ST_ENTRY_HDR + klen + vlen);
+	if (!p) {
+		if (!s->err)
+			s->err = slog_error(w) ? slog_error(w) : -ENOMEM;
+		return NULL;
+	}
+	uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
+	uint16_t zero = 0;
+	p[0] = (char)kind;
+	p[1] = (char)tab;
+	memcpy(p + 2, &s->node, 2);
+	memcpy(p + 4, &s->sub, 2);
+	memcpy(p + 6, &zero, 2);
+	memcpy(p + 8, &kl, 4);
+	memcpy(p + 12, &vl, 4);
+	memcpy(p + 16, &khash, 8);
+	memcpy(p + 24, &ns, 8);
+	if (klen)
+		memcpy(p + ST_ENTRY_HDR, key, klen);
+	return p + ST_ENTRY_HDR + klen;
+}
+
+static char *entry_begin(st_bind *b, uint8_t kind, weir_type kt, skey k,
+			 int64_t ns, size_t vlen)
+{
+	return entry_write(b->owner, b->owner->log, b->tab, kind, k.hash,
+			   key_bytes(kt, &k), key_len(kt, k), ns, vlen);
+}
+
+void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		const void *value)
+{
+	if (!b->owner->log)
+		return;
+	size_t vlen = kv_value_encoded_size(t, value);
+	char *v = entry_begin(b, ST_PUT, kv_key_type(t), k, ns, vlen);
+	if (v)
+		kv_value_encode(t, value, v);
+}
+
+void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		   unsigned list, const void *p, uint32_t len)
+{
+	if (!b->owner->log)
+		return;
+	char *v = entry_begin(b, ST_APPEND, kv_key_type(t), k, ns, 4 + (size_t)len);
+	if (v) {
+		uint32_t l = list;
+		memcpy(v, &l, 4);
+		memcpy(v + 4, p, len);
+	}
+}
+
+void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns)
+{
+	if (b->owner->log)
+		entry_begin(b, ST_DEL, kv_key_type(t), k, ns, 0);
+}
+
+void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm)
+{
+	if (!b->owner->log)
+		return;
+	char *v = entry_begin(b, add ? ST_TIMER_ADD : ST_TIMER_DEL, kt, tm->key,
+			      tm->ns, 8);
+	if (v)
+		memcpy(v, &tm->ts, 8);
+}
+
+/* ---- materialization: every entry of a task's tables, as PUTs and TIMER+ --------- */
+
+typedef struct dump_ctx {
+	st_task *s;
+	slog *w;
+	uint8_t tab;
+	weir_type kt;
+	const kvtab *t;
+	uint64_t entries;
+} dump_ctx;
+
+static int dump_entry(void *arg, skey k, int64_t ns, void *value)
+{
+	dump_ctx *d = arg;
+	size_t vlen = kv_value_encoded_size(d->t, value);
+	char *v = entry_write(d->s, d->w, d->tab, ST_PUT, k.hash,
+			      key_bytes(d->kt, &k), key_len(d->kt, k), ns, vlen);
+	if (!v)
+		return 1;
+	kv_value_encode(d->t, value, v);
+	d->entries++;
+	return 0;
+}
+
+static int dump_timer(void *arg, const timer *tm)
+{
+	dump_ctx *d = arg;
+	char *v = entry_write(d->s, d->w, d->tab, ST_TIMER_ADD, tm->key.hash,
+			      key_bytes(d->kt, &tm->key), key_len(d->kt, tm->key),
+			      tm->ns, 8);
+	if (!v)
+		return 1;
+	memcpy(v, &tm->ts, 8);
+	d->entries++;
+	return 0;
+}
+
+/* Write a materialization of s into w: [from, to) positions.  0 or -errno. */
+static int materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to)
+{
+	*from = slog_mark(w);
+	if (!entry_write(s, w, 0, ST_MAT, 0, NULL, 0, 0, 0))
+		return s->err;
+	for (int i = 0; i < s->n; i++) {
+		st_reg *r = &s->regs[i];
+		dump_ctx d = { .s = s, .w = w, .tab = (uint8_t)i };
+		if (r->tab) {
+			d.t = r->tab;
+			d.kt = kv_key_type(r->tab);
+			kv_foreach(r->tab, dump_entry, &d);
+		} else {
+			d.kt = tsvc_key_type(r->svc);
+			tsvc_foreach(r->svc, dump_timer, &d);
+		}
+		if (s->err)
+			return s->err;
+	}
+	*to = slog_mark(w);
+	return s->err;
+}
+
+/* ---- the store ---------------------------------------------------------------------- */
+
+#define MAX_PEND 16
+
+typedef struct core_st {
+	slog *log;              /* this run's state log (checkpoint dir) */
+	slog *sp;               /* the savepoint in flight's file */
+	int64_t sp_for;         /* the savepoint id c->sp belongs to */
+	slog *sp_done;          /* handed to the coordinator after the ack */
+	struct { int64_t id; uint64_t lt, st; } pend[MAX_PEND];
+	int npend;
+	int64_t durable;
+	int64_t mat_decided, mat_round;
+	uint64_t bytes_at_mat, mat_size;
+	uint64_t bytes_at_sync; /* published with the acknowledgement */
+	int err;
+	int ntasks;
+	task **tasks;
+} core_st;
+
+struct ckpt_store {
+	runtime *rt;
+	const weir_config *cfg;
+	int ncores;
+	core_st *cores;
+	char dir[2048];         /* checkpoint directory, "" = none */
+	char run_dir[2200];
+	uint64_t run;
+	int nops;
+	char (*uids)[160];      /* per graph node */
+	/* set by begin() on the main thread before the trigger's release;
+	 * read by reactors (relaxed: the trigger orders it) */
+	_Atomic int64_t sp_id;
+	char sp_path[3200];
+	uint64_t begin_ns;
+	uint64_t bytes_prev;    /* log bytes at the previous completion */
+	char job[256];
+};
+
+static core_st *core_of(ckpt_store *s, int core)
+{
+	return &s->cores[core];
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(buf, 0777) && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	if (mkdir(buf, 0777) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
+{
+	st_task *k = st_of(t);
+	core_st *c = core_of(s, k->core);
+	int rc;
+
+	if (!k)
+		return -ENOMEM;
+	if (k->err)
+		return k->err;
+	/* A savepoint: the task's whole state into the savepoint's file. */
+	int64_t spid = atomic_load_explicit(&s->sp_id, memory_order_relaxed);
+	if (id != CKPT_FINAL && id == spid && k->sp_id != id) {
+		if (c->sp && c->sp_for != id) { /* of an abandoned savepoint */
+			slog_close(c->sp);
+			c->sp = NULL;
+		}
+		if (!c->sp) {
+			char prefix[32];
+			snprintf(prefix, sizeof(prefix), "core-%d", k->core);
+			slog_conf sc = { .dir = s->sp_path, .prefix = prefix, .run = s->run,
+					 .core = (uint32_t)k->core, .seg_size = UINT64_MAX / 2,
+					 .eventfd = runtime_core_efd(s->rt, k->core) };
+			if ((rc = slog_open(&sc, &c->sp)) < 0)
+				return rc;
+			c->sp_for = id;
+		}
+		if ((rc = materialize(k, c->sp, &k->sp_from, &k->sp_to)) < 0)
+			return rc;
+		k->sp_id = id;
+	}
+	if (!c->log)
+		return 0;
+	if (id != CKPT_FINAL && c->mat_decided < id) {
+		/* Materialize this core's tasks when the log since the last
+		 * materialization outgrew max(64 MiB, 2 x its size), so
+		 * recovery replays a bounded log. */
+		c->mat_decided = id;
+		uint64_t since = slog_bytes_written(c->log) - c->bytes_at_mat;
+		uint64_t lim = 2 * c->mat_size > (64u << 20) ? 2 * c->mat_size : (64u << 20);
+		if (since > lim) {
+			c->mat_round = id;
+			c->bytes_at_mat = slog_bytes_written(c->log);
+		}
+	}
+	if (!k->has_mat || (id != CKPT_FINAL && c->mat_round == id)) {
+		slog_pos to;
+		uint64_t before = slog_bytes_written(c->log);
+		if ((rc = materialize(k, c->log, &k->from, &to)) < 0)
+			return rc;
+		k->has_mat = true;
+		(void)before;
+	}
+	k->to = slog_mark(c->log);
+	return k->err;
+}
+
+static void st_core_sync(ckpt_store *s, int core, int64_t id)
+{
+	core_st *c = core_of(s, core);
+	/* Tasks that ended before the savepoint's barrier reached them:
+	 * their final state goes into the savepoint now. */
+	int64_t spid = atomic_load_explicit(&s->sp_id, memory_order_relaxed);
+	if (id == spid)
+		for (int i = 0; i < c->ntasks; i++) {
+			task *t = c->tasks[i];
+			st_task *k = t->keyed;
+			if (t->ck_final && k->sp_id != id)
+				st_task_barrier(s, t, id);
+		}
+	if (c->npend == MAX_PEND) { /* cannot happen: one in flight */
+		c->err = -EOVERFLOW;
+		return;
+	}
+	c->pend[c->npend].id = id;
+	c->pend[c->npend].lt = c->log ? slog_sync(c->log) : 0;
+	c->pend[c->npend].st = c->sp && id == spid ? slog_sync(c->sp) : 0;
+	c->npend++;
+	if (c->log)
+		c->bytes_at_sync = slog_bytes_written(c->log);
+}
+
+static int st_core_sync_fd(ckpt_store *s, int core, int fd)
+{
+	core_st *c = core_of(s, core);
+	if (c->log)
+		return slog_add_fd_sync(c->log, fd);
+	return fdatasync(fd) ? -errno : 0;
+}
+
+static int64_t st_core_poll(ckpt_store *s, int core)
+{
+	core_st *c = core_of(s, core);
+	if (c->err)
+		return c->err;
+	if (!c->npend)
+		return c->durable;
+	int e = c->log ? slog_error(c->log) : 0;
+	if (!e && c->sp)
+		e = slog_error(c->sp);
+	if (e)
+		return e;
+	uint64_t dl = c->log ? slog_poll(c->log) : 0;
+	uint64_t ds = c->sp ? slog_poll(c->sp) : 0;
+	while (c->npend && c->pend[0].lt <= dl && c->pend[0].st <= ds) {
+		if (c->pend[0].st) {
+			/* The savepoint's file is durable: hand it over. */
+			c->sp_done = c->sp;
+			c->sp = NULL;
+		}
+		c->durable = c->pend[0].id;
+		memmove(c->pend, c->pend + 1, (size_t)--c->npend * sizeof(c->pend[0]));
+	}
+	return c->durable;
+}
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+static void enc_name(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (; *in && o + 4 < cap; in++) {
+		unsigned char ch = (unsigned char)*in;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' ||
+		    ch == '#')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "%%%02X", ch);
+	}
+	out[o] = 0;
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static bool dec_name(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (; *in; in++) {
+		if (o + 1 >= cap)
+			return false;
+		if (*in == '%') {
+			int a = hexval(in[1]), b = a < 0 ? -1 : hexval(in[2]);
+			if (a < 0 || b < 0)
+				return false;
+			out[o++] = (char)(a * 16 + b);
+			in += 2;
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = 0;
+	return true;
+}
+
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		size_t room = b->cap - b->len;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + (size_t)n + 1)
+			cap *= 2;
+		char *q = realloc(b->p, cap);
+		if (!q) {
+			b->oom = true;
+			return;
+		}
+		b->p = q;
+		b->cap = cap;
+	}
+}
+
+/* The manifest of checkpoint/savepoint id as the tasks left it. */
+static int manifest_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
+{
+	runtime *rt = s->rt;
+	const graph *g = runtime_graph(rt);
+	char name[512];
+
+	sb_printf(b, "weir-manifest 1\nkind %s\nid %" PRId64 "\n",
+		  savepoint ? "savepoint" : "checkpoint", id);
+	enc_name(s->job, name, sizeof(name));
+	sb_printf(b, "job %s\ncreated %" PRId64 "\nrun %" PRIu64 "\n", name, wall_ms(), s->run);
+	sb_printf(b, "max-parallelism %d\ncores %d\n", s->cfg->max_parallelism, s->ncores);
+	for (int n = 0; n < g->nnodes; n++) {
+		/* Table names from the operator's first subtask: every
+		 * subtask registers the same ones. */
+		st_task *k = NULL;
+		int par = 0;
+		for (int i = 0; i < runtime_ntasks(rt); i++) {
+			task *t = runtime_task(rt, i);
+			if (t->node->id != n)
+				continue;
+			par = t->parallelism;
+			if (t->subtask == 0)
+				k = t->keyed;
+		}
+		enc_name(s->uids[n], name, sizeof(name));
+		sb_printf(b, "op %d %d %s %d", n, par, name, k ? k->n : 0);
+		for (int i = 0; k && i < k->n; i++) {
+			enc_name(k->regs[i].name, name, sizeof(name));
+			sb_printf(b, " %s", name);
+		}
+		sb_printf(b, "\n");
+		if (g->nodes[n]->not_replayable)
+			sb_printf(b, "at-least-once %d\n", n);
+	}
+	for (int i = 0; i < runtime_ntasks(rt); i++) {
+		task *t = runtime_task(rt, i);
+		st_task *k = t->keyed;
+		slog_pos f = savepoint ? k->sp_from : k->from;
+		slog_pos to = savepoint ? k->sp_to : k->to;
+		if (!savepoint && !s->dir[0])
+			f = to = (slog_pos){ 0, 0 };
+		sb_printf(b, "task %d %d %d %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+			  " %" PRId64 " %zu ", t->node->id, t->subtask, k->core,
+			  t->ck_final ? 1 : 0, f.seg, f.off, to.seg, to.off,
+			  t->ck_watermark, t->snap.len);
+		if (!t->snap.len)
+			sb_printf(b, "-");
+		for (size_t j = 0; j < t->snap.len; j++)
+			sb_printf(b, "%02x", t->snap.p[j]);
+		sb_printf(b, "\n");
+	}
+	if (b->oom)
+		return -ENOMEM;
+	sb_printf(b, "crc %08x\n", crc32c(0, b->p, b->len));
+	return b->oom ? -ENOMEM : 0;
+}
+
+/* Write file dir/name atomically: tmp, fsync, rename, fsync dir. */
+static int write_atomic(const char *dir, const char *name, const void *p,
+			size_t n, char *err, size_t errlen)
+{
+	char tmp[4200], path[4200];
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", tmp, strerror(e));
+		return -e;
+	}
+	const char *q = p;
+	size_t left = n;
+	while (left) {
+		ssize_t w = write(fd, q, left);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+			close(fd);
+			unlink(tmp);
+			snprintf(err, errlen, "%s: %s", tmp, strerror(e));
+			return -e;
+		}
+		q += w;
+		left -= (size_t)w;
+	}
+	if (fsync(fd)) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		snprintf(err, errlen, "fsync %s: %s", tmp, strerror(e));
+		return -e;
+	}
+	close(fd);
+	if (rename(tmp, path)) {
+		int e = errno;
+		unlink(tmp);
+		snprintf(err, errlen, "rename %s: %s", path, strerror(e));
+		return -e;
+	}
+	return fsync_dir(dir);
+}
+
+static void mf_free_ops(manifest *m)
+{
+	free(m->ops);
+	free(m->at_least_once);
+	for (int i = 0; i < m->ntasks; i++)
+		free(m->tasks[i].blob);
+	free(m->tasks);
+}
+
+void manifest_free(manifest *m)
+{
+	mf_free_ops(m);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Split line into space-separated words (in place); returns the count. */
+static int words(char *line, char **w, int max)
+{
+	int n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(line, " ", &save); t && n < max; t = strtok_r(NULL, " ", &save))
+		w[n++] = t;
+	return n;
+}
+
+static bool num(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || !*s || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool unum(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s == '-' || !*s)
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+int manifest_parse(const char *text, size_t len, manifest *m, char *err,
+		   size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	/* The last line is the checksum of everything before it. */
+	if (len < 2 || text[len - 1] != '\n') {
+		snprintf(err, errlen, "truncated (no final line)");
+		return -EINVAL;
+	}
+	size_t last = len - 1;
+	while (last > 0 && text[last - 1] != '\n')
+		last--;
+	char crcline[64];
+	size_t cl = len - last;
+	if (cl >= sizeof(crcline) || cl < 5 || strncmp(text + last, "crc ", 4)) {
+		snprintf(err, errlen, "truncated: the last line is not the checksum");
+		return -EINVAL;
+	}
+	memcpy(crcline, text + last, cl);
+	crcline[cl - 1] = 0;
+	char *end;
+	unsigned long want = strtoul(crcline + 4, &end, 16);
+	if (*end || strlen(crcline + 4) != 8) {
+		snprintf(err, errlen, "malformed checksum line");
+		return -EINVAL;
+	}
+	uint32_t got = crc32c(0, text, last);
+	if (got != (uint32_t)want) {
+		snprintf(err, errlen, "checksum mismatch (file says %08lx, content is %08x)",
+			 want, got);
+		return -EINVAL;
+	}
+	char *copy = malloc(last + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, text, last);
+	copy[last] = 0;
+	int lineno = 0, rc = -EINVAL, cap_tasks = 0;
+	char *save = NULL;
+	m->version = -1;
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *w[8 + ST_MAX_TABLES] = { "" };
+		int64_t v[12];
+		uint64_t u[4];
+		lineno++;
+		int n = words(line, w, (int)ARRAY_SIZE(w));
+		if (n == 0)
+			goto bad;
+		if (lineno == 1) {
+			if (n != 2 || strcmp(w[0], "weir-manifest") || !num(w[1], 1, 1, v)) {
+				snprintf(err, errlen, "line 1: not a weir manifest of version 1");
+				goto out;
+			}
+			m->version = 1;
+		} else if (!strcmp(w[0], "kind") && n == 2) {
+			if (!strcmp(w[1], "savepoint"))
+				m->savepoint = true;
+			else if (strcmp(w[1], "checkpoint"))
+				goto bad;
+		} else if (!strcmp(w[0], "id") && n == 2) {
+			if (!num(w[1], 1, INT64_MAX - 1, &m->id))
+				goto bad;
+		} else if (!strcmp(w[0], "job") && n == 2) {
+			if (!dec_name(w[1], m->job, sizeof(m->job)))
+				goto bad;
+		} else if (!strcmp(w[0], "created") && n == 2) {
+			if (!num(w[1], 0, INT64_MAX, &m->created_ms))
+				goto bad;
+		} else if (!strcmp(w[0], "run") && n == 2) {
+			if (!unum(w[1], &m->run))
+				goto bad;
+		} else if (!strcmp(w[0], "max-parallelism") && n == 2) {
+			if (!num(w[1], 1, 32768, v))
+				goto bad;
+			m->max_parallelism = (int)v[0];
+		} else if (!strcmp(w[0], "cores") && n == 2) {
+			if (!num(w[1], 1, 4096, v))
+				goto bad;
+			m->ncores = (int)v[0];
+		} else if (!strcmp(w[0], "op") && n >= 5) {
+			if (!num(w[1], m->nops, m->nops, v) || !num(w[2], 0, 32768, v + 1) ||
+			    !num(w[4], 0, ST_MAX_TABLES, v + 2) || n != 5 + v[2] || m->nops >= 65535)
+				goto bad;
+			mf_op *ops = realloc(m->ops, (size_t)(m->nops + 1) * sizeof(*ops));
+			bool *al = realloc(m->at_least_once, (size_t)(m->nops + 1));
+			if (ops)
+				m->ops = ops;
+			if (al)
+				m->at_least_once = al;
+			if (!ops || !al) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			mf_op *o = &m->ops[m->nops];
+			memset(o, 0, sizeof(*o));
+			m->at_least_once[m->nops] = false;
+			o->parallelism = (int)v[1];
+			o->ntables = (int)v[2];
+			if (!dec_name(w[3], o->uid, sizeof(o->uid)))
+				goto bad;
+			for (int i = 0; i < o->ntables; i++)
+				if (!dec_name(w[5 + i], o->tables[i], sizeof(o->tables[i])))
+					goto bad;
+			m->nops++;
+		} else if (!strcmp(w[0], "at-least-once") && n == 2) {
+			if (!num(w[1], 0, m->nops - 1, v))
+				goto bad;
+			m->at_least_once[v[0]] = true;
+		} else if (!strcmp(w[0], "task") && n == 12) {
+			mf_task tk = { 0 };
+			if (!num(w[1], 0, m->nops - 1, v) || !num(w[2], 0, 32767, v + 1) ||
+			    !num(w[3], 0, 4095, v + 2) || !num(w[4], 0, 1, v + 3) ||
+			    !unum(w[5], u) || !unum(w[6], u + 1) || !unum(w[7], u + 2) ||
+			    !unum(w[8], u + 3) || !num(w[9], INT64_MIN, INT64_MAX, v + 4) ||
+			    !num(w[10], 0, 1 << 30, v + 5))
+				goto bad;
+			tk.op = (int)v[0];
+			tk.sub = (int)v[1];
+			tk.core = (int)v[2];
+			tk.final = v[3] != 0;
+			tk.from_seg = u[0];
+			tk.from_off = u[1];
+			tk.to_seg = u[2];
+			tk.to_off = u[3];
+			tk.watermark = v[4];
+			tk.blob_len = (size_t)v[5];
+			if (tk.sub >= m->ops[tk.op].parallelism)
+				goto bad;
+			if (tk.blob_len) {
+				if (strlen(w[11]) != 2 * tk.blob_len)
+					goto bad;
+				tk.blob = malloc(tk.blob_len);
+				if (!tk.blob) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				for (size_t i = 0; i < tk.blob_len; i++) {
+					int a = hexval(w[11][2 * i]), b = hexval(w[11][2 * i + 1]);
+					if (a < 0 || b < 0) {
+						free(tk.blob);
+						goto bad;
+					}
+					tk.blob[i] = (uint8_t)(a * 16 + b);
+				}
+			} else if (strcmp(w[11], "-")) {
+				goto bad;
+			}
+			if (m->ntasks == cap_tasks) {
+				cap_tasks = cap_tasks ? cap_tasks * 2 : 16;
+				mf_task *nt = realloc(m->tasks, (size_t)cap_tasks * sizeof(*nt));
+				if (!nt) {
+					free(tk.blob);
+					rc = -ENOMEM;
+					goto out;
+				}
+				m->tasks = nt;
+			}
+			m->tasks[m->ntasks++] = tk;
+		} else {
+			goto bad;
+		}
+		continue;
+bad:
+		snprintf(err, errlen, "line %d: malformed '%s' record", lineno, w[0]);
+		goto out;
+	}
+	if (m->version != 1 || !m->id || !m->max_parallelism || !m->ncores) {
+		snprintf(err, errlen, "incomplete (missing version, id, max-parallelism or cores)");
+		goto out;
+	}
+	for (int i = 0; i < m->ntasks; i++)
+		if (m->tasks[i].core >= m->ncores) {
+			snprintf(err, errlen, "task on core %d of %d", m->tasks[i].core, m->ncores);
+			goto out;
+		}
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) || st.st_size > (64 << 20)) {
+		close(fd);
+		return -EFBIG;
+	}
+	char *p = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (p && got < (size_t)st.st_size) {
+		ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	if (!p)
+		return -ENOMEM;
+	p[got] = 0;
+	*out = p;
+	*len = got;
+	return 0;
+}
+
+/* ---- recovery ---------------------------------------------------------------------- */
+
+typedef struct tmr_op {
+	uint32_t task;      /* index in runtime tasks */
+	uint8_t reg;
+	int8_t delta;       /* +1 add, -1 delete */
+	uint32_t klen;
+	int64_t ts, ns;
+	uint64_t khash, seq;
+	char *key;          /* klen bytes, owned */
+} tmr_op;
+
+typedef struct rctx {
+	ckpt_store *s;
+	runtime *rt;
+	const manifest *m;
+	char logdir[3300];
+	int *op_map;                 /* manifest op -> graph node, -1 */
+	int (*tab_map)[ST_MAX_TABLES];
+	int *node_par;               /* graph node -> parallelism */
+	task ***by_node;             /* graph node -> its tasks by subtask */
+	tmr_op *tmr;
+	size_t ntmr, cap_tmr;
+	uint64_t entries;
+	char *err;
+	size_t errlen;
+} rctx;
+
+static int task_index(runtime *rt, task *t)
+{
+	for (int i = 0; i < runtime_ntasks(rt); i++)
+		if (runtime_task(rt, i) == t)
+			return i;
+	return -1;
+}
+
+static skey make_key(kdict *d, weir_type kt, uint64_t khash, const char *kp,
+		     uint32_t klen, bool *ok)
+{
+	*ok = true;
+	if (kt == WEIR_STR) {
+		weir_value v = { .str = { kp, klen } };
+		skey k = key_from_value(d, kt, v);
+		if (!k.v || k.hash != khash) {
+			if (k.v)
+				key_done(d, kt, k);
+			*ok = false;
+		}
+		return k;
+	}
+	skey k = { .hash = khash, .v = 0 };
+	if (klen != 8)
+		*ok = false;
+	else
+		memcpy(&k.v, kp, 8);
+	return k;
+}
+
+/* Apply one entry to registered structure r of target task t. */
+static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
+		 const char *kp, uint32_t klen, int64_t ns, const char *vp,
+		 uint32_t vlen)
+{
+	st_task *k = t->keyed;
+	st_reg *r = &k->regs[reg];
+	if (kind == ST_TIMER_ADD || kind == ST_TIMER_DEL) {
+		if (!r->svc || vlen != 8)
+			return -EINVAL;
+		if (c->ntmr == c->cap_tmr) {
+			size_t cap = c->cap_tmr ? c->cap_tmr * 2 : 1024;
+			tmr_op *n = realloc(c->tmr, cap * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			c->tmr = n;
+			c->cap_tmr = cap;
+		}
+		tmr_op *o = &c->tmr[c->ntmr];
+		*o = (tmr_op){ .task = (uint32_t)task_index(c->rt, t), .reg = (uint8_t)reg,
+			       .delta = kind == ST_TIMER_ADD ? 1 : -1, .klen = klen,
+			       .ns = ns, .khash = khash, .seq = c->ntmr };
+		memcpy(&o->ts, vp, 8);
+		o->key = malloc(klen ? klen : 1);
+		if (!o->key)
+			return -ENOMEM;
+		memcpy(o->key, kp, klen);
+		c->ntmr++;
+		return 0;
+	}
+	if (!r->tab)
+		return -EINVAL;
+	kvtab *tab = r->tab;
+	const kvtab_conf *conf = kv_conf(tab);
+	weir_type kt = kv_key_type(tab);
+	kdict *d = kv_dict(tab);
+	bool ok;
+	skey key = make_key(d, kt, khash, kp, klen, &ok);
+	if (!ok)
+		return -EINVAL;
+	int rc = 0;
+	bool created;
+	void *v;
+	switch (kind) {
+	case ST_PUT:
+		v = kv_upsert(tab, key, ns, &created);
+		if (!v) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (!created && conf->free_value)
+			conf->free_value(v);
+		memset(v, 0, conf->vsize);
+		rc = kv_value_decode(tab, v, vp, vlen);
+		if (rc < 0)
+			kv_delete(tab, key, ns);
+		break;
+	case ST_APPEND: {
+		uint32_t list;
+		if (vlen < 4 || (memcpy(&list, vp, 4), list >= conf->nlists)) {
+			rc = -EINVAL;
+			break;
+		}
+		v = kv_upsert(tab, key, ns, &created);
+		if (!v) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = blist_add(&((blist **)v)[list], vp + 4, vlen - 4);
+		break;
+	}
+	case ST_DEL:
+		kv_delete(tab, key, ns);
+		break;
+	default:
+		rc = -EINVAL;
+	}
+	key_done(d, kt, key);
+	return rc;
+}
+
+/* Read the entries task w of the manifest wrote (its range of its core's
+ * log); with `do_apply` apply them, else only check them. */
+static int scan_task(rctx *c, const mf_task *w, bool do_apply)
+{
+	const manifest *m = c->m;
+	char prefix[32];
+	slog_reader *rd = NULL;
+	slog_pos from = { w->from_seg, w->from_off }, to = { w->to_seg, w->to_off };
+
+	if (!from.off && !to.off)
+		return 0; /* nothing logged (no checkpoint directory) */
+	snprintf(prefix, sizeof(prefix), "core-%d", w->core);
+	int rc = slog_reader_open(c->logdir, prefix, from, to, &rd, c->err, c->errlen);
+	if (rc < 0)
+		return rc;
+	const void *fp;
+	size_t fn;
+	while ((rc = slog_next(rd, &fp, &fn, c->err, c->errlen)) > 0) {
+		const char *p = fp, *end = p + fn;
+		while (p < end) {
+			if (end - p < ST_ENTRY_HDR)
+				goto bad;
+			uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
+			uint16_t node, sub;
+			uint32_t klen, vlen;
+			uint64_t khash;
+			int64_t ns;
+			memcpy(&node, p + 2, 2);
+			memcpy(&sub, p + 4, 2);
+			memcpy(&klen, p + 8, 4);
+			memcpy(&vlen, p + 12, 4);
+			memcpy(&khash, p + 16, 8);
+			memcpy(&ns, p + 24, 8);
+			if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen ||
+			    kind < ST_PUT || kind > ST_MAT || node >= m->nops)
+				goto bad;
+			const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
+			p = vp + vlen;
+			if (node != w->op || sub != w->sub || kind == ST_MAT)
+				continue;
+			if (tab >= m->ops[node].ntables)
+				goto bad;
+			c->entries++;
+			if (!do_apply)
+				continue;
+			int gn = c->op_map[node], reg = gn < 0 ? -1 : c->tab_map[node][tab];
+			if (reg < 0)
+				continue; /* state the job no longer has (allowed) */
+			int par = c->node_par[gn];
+			task **tasks = c->by_node[gn];
+			st_task *k0 = tasks[0]->keyed;
+			bool bcast = k0->regs[reg].tab && kv_conf(k0->regs[reg].tab)->broadcast;
+			if (bcast) {
+				if (sub != 0)
+					continue; /* the same in every old subtask */
+				for (int i = 0; i < par; i++)
+					if ((rc = apply(c, tasks[i], reg, kind, khash, kp, klen,
+							ns, vp, vlen)) < 0)
+						goto fail;
+				continue;
+			}
+			uint64_t kg = khash % (uint64_t)m->max_parallelism;
+			int tgt = (int)(kg * (uint64_t)par / (uint64_t)m->max_parallelism);
+			if ((rc = apply(c, tasks[tgt], reg, kind, khash, kp, klen, ns, vp,
+					vlen)) < 0)
+				goto fail;
+		}
+	}
+	slog_reader_close(rd);
+	return rc;
+bad:
+	snprintf(c->err, c->errlen, "%s/%s: malformed state-log entry of operator '%s'",
+		 c->logdir, prefix, m->ops[w->op].uid);
+	slog_reader_close(rd);
+	return -EBADMSG;
+fail:
+	snprintf(c->err, c->errlen, "%s/%s: cannot restore an entry of '%s' (%s): %s",
+		 c->logdir, prefix, m->ops[w->op].uid, m->ops[w->op].tables[0],
+		 rc == -EINVAL ? "value or key does not decode for this operator"
+			       : strerror(-rc));
+	slog_reader_close(rd);
+	return rc;
+}
+
+static int tmr_cmp(const void *a, const void *b)
+{
+	const tmr_op *x = a, *y = b;
+#define CMP(f) if (x->f != y->f) return x->f < y->f ? -1 : 1
+	CMP(task);
+	CMP(reg);
+	CMP(ts);
+	CMP(ns);
+	CMP(khash);
+	CMP(klen);
+	int k = memcmp(x->key, y->key, x->klen);
+	if (k)
+		return k;
+	CMP(seq);
+	return 0;
+#undef CMP
+}
+
+static int tmr_order(const void *a, const void *b)
+{
+	const tmr_op *x = a, *y = b;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static bool same_timer(const tmr_op *x, const tmr_op *y)
+{
+	return x->task == y->task && x->reg == y->reg && x->ts == y->ts &&
+	       x->ns == y->ns && x->khash == y->khash && x->klen == y->klen &&
+	       !memcmp(x->key, y->key, x->klen);
+}
+
+/* Net the timer adds and deletes and add the survivors, in time order. */
+static int restore_timers(rctx *c)
+{
+	tmr_op *keep = malloc((c->ntmr ? c->ntmr : 1) * sizeof(*keep));
+	size_t n = 0;
+	int rc = 0;
+	if (!keep)
+		return -ENOMEM;
+	if (c->ntmr)
+		qsort(c->tmr, c->ntmr, sizeof(*c->tmr), tmr_cmp);
+	for (size_t i = 0; i < c->ntmr;) {
+		size_t j = i;
+		int net = 0;
+		while (j < c->ntmr && same_timer(&c->tmr[i], &c->tmr[j]))
+			net += c->tmr[j++].delta;
+		for (size_t k = j; k > i && net > 0; k--)
+			if (c->tmr[k - 1].delta > 0) {
+				keep[n++] = c->tmr[k - 1];
+				net--;
+			}
+		i = j;
+	}
+	if (n)
+		qsort(keep, n, sizeof(*keep), tmr_order);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		task *t = runtime_task(c->rt, (int)keep[i].task);
+		tsvc *svc = ((st_task *)t->keyed)->regs[keep[i].reg].svc;
+		weir_type kt = tsvc_key_type(svc);
+		bool ok;
+		skey k = make_key(tsvc_dict(svc), kt, keep[i].khash, keep[i].key,
+				  keep[i].klen, &ok);
+		if (!ok) {
+			rc = -EINVAL;
+			break;
+		}
+		rc = tsvc_add(svc, keep[i].ts, k, keep[i].ns);
+		key_done(tsvc_dict(svc), kt, k);
+	}
+	free(keep);
+	return rc;
+}
+
+static void rctx_free(rctx *c)
+{
+	for (size_t i = 0; i < c->ntmr; i++)
+		free(c->tmr[i].key);
+	free(c->tmr);
+	free(c->op_map);
+	free(c->tab_map);
+	free(c->node_par);
+	if (c->by_node)
+		for (int n = 0; n < runtime_graph(c->rt)->nnodes; n++)
+			free(c->by_node[n]);
+	free(c->by_node);
+}
+
+/* Map the manifest's operators and tables onto the job's.  0 or -errno. */
+static int map_job(rctx *c, bool allow_missing)
+{
+	const manifest *m = c->m;
+	const graph *g = runtime_graph(c->rt);
+	c->op_map = malloc((size_t)m->nops * sizeof(int));
+	c->tab_map = malloc((size_t)m->nops * sizeof(*c->tab_map));
+	c->node_par = calloc((size_t)g->nnodes, sizeof(int));
+	c->by_node = calloc((size_t)g->nnodes, sizeof(task **));
+	if (!c->op_map || !c->tab_map || !c->node_par || !c->by_node)
+		return -ENOMEM;
+	for (int i = 0; i < runtime_ntasks(c->rt); i++) {
+		task *t = runtime_task(c->rt, i);
+		int n = t->node->id;
+		if (!c->by_node[n]) {
+			c->by_node[n] = calloc((size_t)t->parallelism, sizeof(task *));
+			if (!c->by_node[n])
+				return -ENOMEM;
+			c->node_par[n] = t->parallelism;
+		}
+		c->by_node[n][t->subtask] = t;
+	}
+	if (m->max_parallelism != c->s->cfg->max_parallelism) {
+		snprintf(c->err, c->errlen,
+			 "it was taken with max parallelism (key groups) %d, the job has %d: "
+			 "keyed state cannot be redistributed; run with --max-parallelism %d",
+			 m->max_parallelism, c->s->cfg->max_parallelism, m->max_parallelism);
+		return -EINVAL;
+	}
+	for (int o = 0; o < m->nops; o++) {
+		c->op_map[o] = -1;
+		for (int t = 0; t < ST_MAX_TABLES; t++)
+			c->tab_map[o][t] = -1;
+		for (int n = 0; n < g->nnodes; n++)
+			if (!strcmp(c->s->uids[n], m->ops[o].uid))
+				c->op_map[o] = n;
+		bool has_blob = false;
+		for (int i = 0; i < m->ntasks; i++)
+			if (m->tasks[i].op == o && m->tasks[i].blob_len)
+				has_blob = true;
+		int n = c->op_map[o];
+		if (n < 0) {
+			if ((m->ops[o].ntables || has_blob) && !allow_missing) {
+				snprintf(c->err, c->errlen,
+					 "it has state of operator '%s', which the job does not "
+					 "have (rename it back, or pass --allow-non-restored-state "
+					 "to drop that state)", m->ops[o].uid);
+				return -EINVAL;
+			}
+			continue;
+		}
+		st_task *k = c->by_node[n] ? c->by_node[n][0]->keyed : NULL;
+		for (int t = 0; t < m->ops[o].ntables; t++) {
+			for (int r = 0; k && r < k->n; r++)
+				if (!strcmp(k->regs[r].name, m->ops[o].tables[t]))
+					c->tab_map[o][t] = r;
+			if (c->tab_map[o][t] < 0 && !allow_missing) {
+				snprintf(c->err, c->errlen,
+					 "operator '%s' has no state named '%s' in this job "
+					 "(pass --allow-non-restored-state to drop it)",
+					 m->ops[o].uid, m->ops[o].tables[t]);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Restore the job from manifest m (files under logdir).  0, or -errno with
+ * the reason in err; on failure nothing was applied when `checked` is
+ * false... so verify first: a corrupt file is found before any change. */
+static int restore_from(ckpt_store *s, const manifest *m, const char *logdir,
+			char *err, size_t errlen)
+{
+	rctx c = { .s = s, .rt = s->rt, .m = m, .err = err, .errlen = errlen };
+	int rc;
+	snprintf(c.logdir, sizeof(c.logdir), "%s", logdir);
+	if ((rc = map_job(&c, s->cfg->allow_non_restored_state)) < 0)
+		goto out;
+	/* Pass 1: read and check everything; nothing is changed yet, so a
+	 * corrupt checkpoint leaves the job free to try an older one. */
+	for (int i = 0; i < m->ntasks; i++)
+		if ((rc = scan_task(&c, &m->tasks[i], false)) < 0)
+			goto out;
+	/* Pass 2: apply. */
+	c.entries = 0;
+	for (int i = 0; i < m->ntasks; i++)
+		if ((rc = scan_task(&c, &m->tasks[i], true)) < 0)
+			goto out;
+	if ((rc = restore_timers(&c)) < 0) {
+		snprintf(err, errlen, "restoring timers: %s", strerror(-rc));
+		goto out;
+	}
+	/* Operator state and watermarks, per new task, from every old
+	 * subtask of its operator. */
+	for (int o = 0; o < m->nops; o++) {
+		int n = c.op_map[o];
+		if (n < 0 || !c.by_node[n])
+			continue;
+		op_blob *blobs = calloc((size_t)m->ops[o].parallelism + 1, sizeof(*blobs));
+		if (!blobs) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		int nb = 0;
+		bool any = false;
+		int64_t wm = INT64_MAX;
+		for (int i = 0; i < m->ntasks; i++) {
+			const mf_task *w = &m->tasks[i];
+			if (w->op != o)
+				continue;
+			if (nb < m->ops[o].parallelism)
+				blobs[nb++] = (op_blob){ w->sub, w->blob, w->blob_len };
+			any |= w->blob_len > 0;
+			if (w->watermark < wm)
+				wm = w->watermark;
+		}
+		for (int sub = 0; sub < c.node_par[n]; sub++) {
+			task *t = c.by_node[n][sub];
+			if (wm != INT64_MAX && wm > t->watermark)
+				t->watermark = wm;
+			if (!any)
+				continue;
+			if (!t->ops->restore) {
+				wlog(LOG_WARN, "operator '%s' has state in %s %lld but cannot "
+				     "restore it", t->node->name,
+				     m->savepoint ? "savepoint" : "checkpoint", (long long)m->id);
+				continue;
+			}
+			op_restore r = { .old_parallelism = m->ops[o].parallelism, .n = nb,
+					 .blobs = blobs, .savepoint = m->savepoint };
+			if ((rc = t->ops->restore(t, &r)) < 0) {
+				snprintf(err, errlen, "operator '%s' subtask %d: restoring its "
+					 "state: %s", t->node->name, sub, strerror(-rc));
+				free(blobs);
+				goto out;
+			}
+		}
+		free(blobs);
+	}
+	rc = 0;
+out:
+	rctx_free(&c);
+	return rc;
+}
+
+/* ---- the store's life ------------------------------------------------------------- */
+
+static int cmp_desc(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x > y ? -1 : x < y;
+}
+
+/* Checkpoint ids with a manifest in dir, newest first; *n of them. */
+static int64_t *list_manifests(const char *dir, int *n)
+{
+	DIR *d = opendir(dir);
+	int64_t *ids = NULL;
+	int cap = 0;
+	*n = 0;
+	if (!d)
+		return NULL;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long long id;
+		char tail[16];
+		if (sscanf(e->d_name, "chk-%lld.manifes%1s", &id, tail) != 2 ||
+		    strcmp(tail, "t") || id <= 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			int64_t *q = realloc(ids, (size_t)cap * sizeof(*q));
+			if (!q)
+				break;
+			ids = q;
+		}
+		ids[(*n)++] = id;
+	}
+	closedir(d);
+	if (ids)
+		qsort(ids, (size_t)*n, sizeof(*ids), cmp_desc);
+	return ids;
+}
+
+static uint64_t max_run(const char *dir)
+{
+	DIR *d = opendir(dir);
+	uint64_t r = 0;
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		unsigned long long x;
+		if (sscanf(e->d_name, "run-%llu", &x) == 1 && x > r)
+			r = x;
+	}
+	closedir(d);
+	return r;
+}
+
+static int load_manifest(const char *path, manifest *m, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = read_file(path, &text, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	char why[512];
+	rc = manifest_parse(text, len, m, why, sizeof(why));
+	free(text);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", path, why);
+	return rc;
+}
+
+static void describe(const manifest *m, const char *where, char *out, size_t len)
+{
+	time_t secs = (time_t)(m->created_ms / 1000);
+	struct tm tm;
+	char when[64];
+	localtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(out, len, "%s %lld (%s, taken %s, parallelism of its operators up to %d)",
+		 m->savepoint ? "savepoint" : "checkpoint", (long long)m->id, where, when,
+		 m->ops ? m->ops[0].parallelism : 0);
+}
+
+static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
+		    int64_t *next_id, char *err, size_t errlen)
+{
+	ckpt_store *s = calloc(1, sizeof(*s));
+	const graph *g = runtime_graph(rt);
+	int rc = -ENOMEM;
+	int64_t maxid = 0;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->rt = rt;
+	s->cfg = cfg;
+	s->ncores = runtime_ncores(rt);
+	snprintf(s->job, sizeof(s->job), "%s", runtime_job(rt) ? runtime_job(rt) : "job");
+	s->cores = calloc((size_t)s->ncores, sizeof(core_st));
+	s->uids = calloc((size_t)g->nnodes + 1, sizeof(*s->uids));
+	if (!s->cores || !s->uids)
+		goto fail;
+	/* Operator identity: its name, "#k" for its k-th repetition. */
+	for (int n = 0; n < g->nnodes; n++) {
+		int dup = 0;
+		for (int p = 0; p < n; p++)
+			dup += !strcmp(g->nodes[p]->name, g->nodes[n]->name);
+		if (dup)
+			snprintf(s->uids[n], sizeof(s->uids[n]), "%.140s#%d", g->nodes[n]->name, dup + 1);
+		else
+			snprintf(s->uids[n], sizeof(s->uids[n]), "%.150s", g->nodes[n]->name);
+	}
+	for (int i = 0; i < runtime_ntasks(rt); i++) {
+		task *t = runtime_task(rt, i);
+		st_task *k = st_of(t);
+		if (!k)
+			goto fail;
+		k->node = (uint16_t)t->node->id;
+		k->core = task_core(t);
+		core_st *c = &s->cores[k->core];
+		task **nt = realloc(c->tasks, (size_t)(c->ntasks + 1) * sizeof(*nt));
+		if (!nt)
+			goto fail;
+		c->tasks = nt;
+		c->tasks[c->ntasks++] = t;
+	}
+	if (cfg->checkpoint_dir && cfg->checkpoint_dir[0]) {
+		snprintf(s->dir, sizeof(s->dir), "%s", cfg->checkpoint_dir);
+		if ((rc = mkdir_p(s->dir)) < 0) {
+			snprintf(err, errlen, "checkpoint directory %s: %s", s->dir, strerror(-rc));
+			goto fail;
+		}
+	}
+	/* Recovery. */
+	if (cfg->restore_savepoint) {
+		manifest m;
+		char path[4200], why[2048];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s", cfg->restore_savepoint);
+		if (!stat(path, &st) && S_ISDIR(st.st_mode))
+			snprintf(path, sizeof(path), "%s/_metadata", cfg->restore_savepoint);
+		rc = load_manifest(path, &m, why, sizeof(why));
+		if (rc == 0) {
+			char dir[4200];
+			snprintf(dir, sizeof(dir), "%s", path);
+			char *slash = strrchr(dir, '/');
+			if (slash)
+				*slash = 0;
+			else
+				snprintf(dir, sizeof(dir), ".");
+			rc = restore_from(s, &m, dir, why, sizeof(why));
+			if (rc == 0) {
+				char d[512];
+				describe(&m, dir, d, sizeof(d));
+				fprintf(stderr, "weir: restored from %s\n", d);
+				maxid = m.id;
+			}
+		}
+		manifest_free(&m);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot restore savepoint %s: %s",
+				 cfg->restore_savepoint, why);
+			goto fail;
+		}
+	} else if (s->dir[0]) {
+		int n;
+		int64_t *ids = list_manifests(s->dir, &n);
+		char reasons[2048] = "";
+		size_t rl = 0;
+		bool done = false;
+		for (int i = 0; i < n && !done; i++) {
+			char path[4200], why[1024];
+			manifest m;
+			if (ids[i] > maxid)
+				maxid = ids[i];
+			snprintf(path, sizeof(path), "%s/chk-%010lld.manifest", s->dir, (long long)ids[i]);
+			rc = load_manifest(path, &m, why, sizeof(why));
+			if (rc == 0) {
+				char logdir[4200];
+				snprintf(logdir, sizeof(logdir), "%s/run-%06llu", s->dir,
+					 (unsigned long long)m.run);
+				rc = restore_from(s, &m, logdir, why, sizeof(why));
+				if (rc == 0) {
+					char d[512];
+					describe(&m, s->dir, d, sizeof(d));
+					fprintf(stderr, "weir: resuming from %s\n", d);
+					done = true;
+				} else if (rc == -EINVAL && strstr(why, "the job")) {
+					manifest_free(&m);
+					free(ids);
+					snprintf(err, errlen, "cannot resume from %s: %s", path, why);
+					goto fail;
+				}
+			}
+			manifest_free(&m);
+			if (!done) {
+				fprintf(stderr, "weir: checkpoint %lld is not usable: %s\n",
+					(long long)ids[i], why);
+				rl += (size_t)snprintf(reasons + rl, rl < sizeof(reasons) ? sizeof(reasons) - rl : 0,
+						       "%s checkpoint %lld: %s", rl ? ";" : "",
+						       (long long)ids[i], why);
+				if (rl >= sizeof(reasons))
+					rl = sizeof(reasons) - 1;
+			}
+		}
+		free(ids);
+		if (n > 0 && !done) {
+			snprintf(err, errlen, "no checkpoint in %s can be restored (%s); "
+				 "refusing to start over silently: move the directory away "
+				 "to start from scratch", s->dir, reasons);
+			rc = -EBADMSG;
+			goto fail;
+		}
+		if (!n)
+			fprintf(stderr, "weir: no checkpoint in %s yet: starting from the "
+				"beginning\n", s->dir);
+	}
+	/* Logging for this run. */
+	if (s->dir[0]) {
+		s->run = max_run(s->dir) + 1;
+		snprintf(s->run_dir, sizeof(s->run_dir), "%s/run-%06llu", s->dir,
+			 (unsigned long long)s->run);
+		if ((rc = mkdir_p(s->run_dir)) < 0 || (rc = fsync_dir(s->dir)) < 0) {
+			snprintf(err, errlen, "%s: %s", s->run_dir, strerror(-rc));
+			goto fail;
+		}
+		for (int c = 0; c < s->ncores; c++) {
+			char prefix[32];
+			snprintf(prefix, sizeof(prefix), "core-%d", c);
+			slog_conf sc = { .dir = s->run_dir, .prefix = prefix, .run = s->run,
+					 .core = (uint32_t)c, .eventfd = runtime_core_efd(rt, c) };
+			if ((rc = slog_open(&sc, &s->cores[c].log)) < 0) {
+				snprintf(err, errlen, "state log %s/%s: %s", s->run_dir, prefix,
+					 strerror(-rc));
+				goto fail;
+			}
+		}
+		for (int i = 0; i < runtime_ntasks(rt); i++) {
+			st_task *k = runtime_task(rt, i)->keyed;
+			k->log = s->cores[k->core].log;
+			for (int r = 0; r < k->n; r++) {
+				if (k->regs[r].tab)
+					kv_bind(k->regs[r].tab, &k->binds[r]);
+				else
+					tsvc_bind(k->regs[r].svc, &k->binds[r]);
+			}
+		}
+		for (int n = 0; n < g->nnodes; n++)
+			if (g->nodes[n]->not_replayable)
+				fprintf(stderr, "weir: source '%s' cannot replay its input: "
+					"the job is at-least-once for it, not exactly-once\n",
+					g->nodes[n]->name);
+		int n;
+		int64_t *ids = list_manifests(s->dir, &n);
+		if (n && ids[0] > maxid)
+			maxid = ids[0];
+		free(ids);
+	}
+	*next_id = maxid + 1;
+	*out = s;
+	return 0;
+fail:
+	checkpoint_store_ops.stop(s);
+	return rc < 0 ? rc : -ENOMEM;
+}
+
+static int st_begin(ckpt_store *s, int64_t id, const char *sp_dir, char *err,
+		    size_t errlen)
+{
+	s->begin_ns = now_ns();
+	if (!sp_dir)
+		return 0;
+	struct stat st;
+	char meta[3400];
+	snprintf(meta, sizeof(meta), "%s/_metadata", sp_dir);
+	if (!stat(meta, &st)) {
+		snprintf(err, errlen, "%s already holds a savepoint", sp_dir);
+		return -EEXIST;
+	}
+	int rc = mkdir_p(sp_dir);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", sp_dir, strerror(-rc));
+		return rc;
+	}
+	snprintf(s->sp_path, sizeof(s->sp_path), "%s", sp_dir);
+	atomic_store_explicit(&s->sp_id, id, memory_order_relaxed);
+	return 0;
+}
+
+/* Delete manifests beyond the retained count, then the log segments and
+ * runs that no retained manifest needs. */
+static void retain(ckpt_store *s)
+{
+	int n, keep = s->cfg->checkpoints_retained > 0 ? s->cfg->checkpoints_retained : 2;
+	int64_t *ids = list_manifests(s->dir, &n);
+	uint64_t *minseg = calloc((size_t)s->ncores, sizeof(uint64_t));
+	uint64_t *runs = calloc((size_t)keep + 1, sizeof(uint64_t));
+	int nruns = 0;
+	if (!minseg || !runs)
+		goto out;
+	for (int c = 0; c < s->ncores; c++)
+		minseg[c] = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		char path[4200], why[256];
+		snprintf(path, sizeof(path), "%s/chk-%010lld.manifest", s->dir, (long long)ids[i]);
+		if (i >= keep) {
+			unlink(path);
+			continue;
+		}
+		manifest m;
+		if (load_manifest(path, &m, why, sizeof(why)) == 0) {
+			if (nruns >= 0)
+				runs[nruns++] = m.run;
+			if (m.run == s->run)
+				for (int t = 0; t < m.ntasks; t++)
+					if (m.tasks[t].core < s->ncores &&
+					    (m.tasks[t].from_off || m.tasks[t].to_off) &&
+					    m.tasks[t].from_seg < minseg[m.tasks[t].core])
+						minseg[m.tasks[t].core] = m.tasks[t].from_seg;
+		} else {
+			/* keep what an unreadable retained manifest may need */
+			nruns = -1;
+		}
+		manifest_free(&m);
+	}
+	if (nruns < 0)
+		goto out;
+	for (int c = 0; c < s->ncores; c++)
+		if (minseg[c] != UINT64_MAX) {
+			char prefix[32];
+			snprintf(prefix, sizeof(prefix), "core-%d", c);
+			slog_truncate_before(s->run_dir, prefix, minseg[c]);
+		}
+	/* Runs of earlier attempts no retained manifest points at. */
+	DIR *d = opendir(s->dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		unsigned long long r;
+		if (sscanf(e->d_name, "run-%llu", &r) != 1 || r == s->run)
+			continue;
+		bool used = false;
+		for (int i = 0; i < nruns; i++)
+			used |= runs[i] == r;
+		if (used)
+			continue;
+		char rd[4200];
+		snprintf(rd, sizeof(rd), "%s/%s", s->dir, e->d_name);
+		DIR *dd = opendir(rd);
+		struct dirent *f;
+		while (dd && (f = readdir(dd))) {
+			char fp[4500];
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(fp, sizeof(fp), "%s/%s", rd, f->d_name);
+			unlink(fp);
+		}
+		if (dd)
+			closedir(dd);
+		rmdir(rd);
+	}
+	if (d)
+		closedir(d);
+out:
+	free(ids);
+	free(minseg);
+	free(runs);
+}
+
+static int st_complete(ckpt_store *s, int64_t id, char *msg, size_t msglen)
+{
+	bool sp = id == atomic_load_explicit(&s->sp_id, memory_order_relaxed);
+	sbuf b = { 0 };
+	char err[1024] = "", name[64];
+	int rc = 0;
+	uint64_t bytes = 0;
+
+	for (int c = 0; c < s->ncores; c++)
+		bytes += s->cores[c].bytes_at_sync;
+	uint64_t delta = bytes - s->bytes_prev;
+	if (s->dir[0]) {
+		if ((rc = manifest_text(s, id, false, &b)) < 0) {
+			snprintf(msg, msglen, "manifest: %s", strerror(-rc));
+			goto out;
+		}
+		snprintf(name, sizeof(name), "chk-%010lld.manifest", (long long)id);
+		if ((rc = write_atomic(s->dir, name, b.p, b.len, err, sizeof(err))) < 0) {
+			snprintf(msg, msglen, "manifest: %s", err);
+			goto out;
+		}
+		s->bytes_prev = bytes;
+	}
+	if (sp) {
+		for (int c = 0; c < s->ncores; c++)
+			if (s->cores[c].sp_done) {
+				int e = slog_close(s->cores[c].sp_done);
+				s->cores[c].sp_done = NULL;
+				if (e < 0 && !rc)
+					rc = e;
+			}
+		b.len = 0;
+		if (!rc && (rc = manifest_text(s, id, true, &b)) == 0)
+			rc = write_atomic(s->sp_path, "_metadata", b.p, b.len, err, sizeof(err));
+		if (rc < 0) {
+			snprintf(msg, msglen, "savepoint %s: %s", s->sp_path,
+				 err[0] ? err : strerror(-rc));
+			goto out;
+		}
+		snprintf(msg, msglen, "savepoint %lld complete: %s", (long long)id, s->sp_path);
+	} else {
+		double ms = (now_ns() - s->begin_ns) / 1e6;
+		snprintf(msg, msglen, "checkpoint %lld complete in %.1f ms: %.2f MiB of "
+			 "state log written since the previous one", (long long)id, ms,
+			 delta / 1048576.0);
+	}
+	if (s->dir[0])
+		retain(s);
+out:
+	free(b.p);
+	return rc;
+}
+
+static void st_abandon(ckpt_store *s, int64_t id)
+{
+	(void)s;
+	(void)id;
+	/* The log positions of an abandoned checkpoint are simply never
+	 * referenced; a savepoint's partial files stay (its _metadata is
+	 * never written, so it cannot be restored). */
+}
+
+static void st_stop(ckpt_store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < runtime_ntasks(s->rt); i++) {
+		st_task *k = runtime_task(s->rt, i)->keyed;
+		if (k)
+			k->log = NULL;
+	}
+	for (int c = 0; s->cores && c < s->ncores; c++) {
+		core_st *cs = &s->cores[c];
+		if (cs->log)
+			slog_close(cs->log);
+		if (cs->sp)
+			slog_close(cs->sp);
+		if (cs->sp_done)
+			slog_close(cs->sp_done);
+		free(cs->tasks);
+	}
+	free(s->cores);
+	free(s->uids);
+	free(s);
+}
+
+const ckpt_store_ops checkpoint_store_ops = {
+	.start = st_start,
+	.begin = st_begin,
+	.task_barrier = st_task_barrier,
+	.core_sync = st_core_sync,
+	.core_sync_fd = st_core_sync_fd,
+	.core_poll = st_core_poll,
+	.complete = st_complete,
+	.abandon = st_abandon,
+	.stop = st_stop,
+};

@@ -1,0 +1,1086 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * State logs over io_uring (the format and the contract are drawn in
+ * statelog.h): the per-core writer, its segment files and sync tickets, the
+ * reader used at recovery, and CRC32C.
+ *
+ * Writer.  `nbufs` page-aligned buffers, registered with the ring when the
+ * memlock limit allows (else plain writes of the same buffers), are filled
+ * one at a time; slog_reserve() hands out room in the current buffer's open
+ * frame.  A buffer is submitted when an entry does not fit, at slog_sync()
+ * and at a segment boundary; its last page is completed with a padding frame
+ * first, so every write covers whole pages at a page-aligned offset, the
+ * next buffer starts on the next page, and a page written once is never
+ * written again.  Buffers are reused round robin; the writer waits for the
+ * disk only when the next one is still in flight.
+ *
+ *   buffer:  [frame][frame]...[open frame: hdr | entry entry ...]    free
+ *            ^cur                                          ^wp      ^cur+lim
+ *
+ * A new segment starts when the file offset of the next buffer passes
+ * seg_size; its 4096-byte header is the first page of that buffer (so it
+ * costs no extra write), except for the first segment, whose header is
+ * written synchronously by slog_open() to probe O_DIRECT.  The old segment's
+ * fd is fdatasynced with the next ticket and closed when that completes.
+ *
+ * Tickets.  slog_sync() queues fdatasyncs (segment, old segments, fds of
+ * slog_add_fd_sync) and an fsync of the directory when a segment was
+ * created.  The first of them carries IOSQE_IO_DRAIN: it starts only once
+ * every write submitted before it completed, and io_uring starts no later
+ * request before it completes, so the others are ordered after the writes
+ * too and run in parallel.  A ticket is durable when its operations
+ * completed and every earlier ticket is durable; a ring of TICKETS pending
+ * tickets counts the operations left.
+ *
+ * Threads: a slog is touched only by the core that owns it (or the main
+ * thread once the reactors stopped); a reader by the thread that opened it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#ifdef __SSE4_2__
+#include <nmmintrin.h>
+#endif
+
+#include "statelog.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "state log headers are written in host order: little-endian only"
+#endif
+
+#define FRAME_HDR 8u
+#define DEF_BUF (1u << 20)
+#define DEF_NBUFS 4
+#define DEF_SEG (64ull << 20)
+#define MAX_BUF (1u << 30)
+#define MAX_NBUFS 256
+/* Frame lengths are 31 bits (bit 31 flags padding). */
+#define MAX_ENTRY ((size_t)0x7fffffffu - 2 * SLOG_PAGE)
+#define TICKETS 64u /* pending tickets; slog_sync() waits when full */
+#define READ_AHEAD (256u << 10)
+
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+#define ALIGN_PAGE(x) (((x) + SLOG_PAGE - 1) & ~(uint64_t)(SLOG_PAGE - 1))
+
+/* ---- CRC32C --------------------------------------------------------------- */
+
+#ifndef __SSE4_2__
+/* Reflected Castagnoli polynomial 0x82f63b78, one byte at a time. */
+static const uint32_t crc_tab[256] = {
+	0x00000000, 0xf26b8303, 0xe13b70f7, 0x1350f3f4, 0xc79a971f, 0x35f1141c,
+	0x26a1e7e8, 0xd4ca64eb, 0x8ad958cf, 0x78b2dbcc, 0x6be22838, 0x9989ab3b,
+	0x4d43cfd0, 0xbf284cd3, 0xac78bf27, 0x5e133c24, 0x105ec76f, 0xe235446c,
+	0xf165b798, 0x030e349b, 0xd7c45070, 0x25afd373, 0x36ff2087, 0xc494a384,
+	0x9a879fa0, 0x68ec1ca3, 0x7bbcef57, 0x89d76c54, 0x5d1d08bf, 0xaf768bbc,
+	0xbc267848, 0x4e4dfb4b, 0x20bd8ede, 0xd2d60ddd, 0xc186fe29, 0x33ed7d2a,
+	0xe72719c1, 0x154c9ac2, 0x061c6936, 0xf477ea35, 0xaa64d611, 0x580f5512,
+	0x4b5fa6e6, 0xb93425e5, 0x6dfe410e, 0x9f95c20d, 0x8cc531f9, 0x7eaeb2fa,
+	0x30e349b1, 0xc288cab2, 0xd1d83946, 0x23b3ba45, 0xf779deae, 0x05125dad,
+	0x1642ae59, 0xe4292d5a, 0xba3a117e, 0x4851927d, 0x5b016189, 0xa96ae28a,
+	0x7da08661, 0x8fcb0562, 0x9c9bf696, 0x6ef07595, 0x417b1dbc, 0xb3109ebf,
+	0xa0406d4b, 0x522bee48, 0x86e18aa3, 0x748a09a0, 0x67dafa54, 0x95b17957,
+	0xcba24573, 0x39c9c670, 0x2a993584, 0xd8f2b687, 0x0c38d26c, 0xfe53516f,
+	0xed03a29b, 0x1f682198, 0x5125dad3, 0xa34e59d0, 0xb01eaa24, 0x42752927,
+	0x96bf4dcc, 0x64d4cecf, 0x77843d3b, 0x85efbe38, 0xdbfc821c, 0x2997011f,
+	0x3ac7f2eb, 0xc8ac71e8, 0x1c661503, 0xee0d9600, 0xfd5d65f4, 0x0f36e6f7,
+	0x61c69362, 0x93ad1061, 0x80fde395, 0x72966096, 0xa65c047d, 0x5437877e,
+	0x4767748a, 0xb50cf789, 0xeb1fcbad, 0x197448ae, 0x0a24bb5a, 0xf84f3859,
+	0x2c855cb2, 0xdeeedfb1, 0xcdbe2c45, 0x3fd5af46, 0x7198540d, 0x83f3d70e,
+	0x90a324fa, 0x62c8a7f9, 0xb602c312, 0x44694011, 0x5739b3e5, 0xa55230e6,
+	0xfb410cc2, 0x092a8fc1, 0x1a7a7c35, 0xe811ff36, 0x3cdb9bdd, 0xceb018de,
+	0xdde0eb2a, 0x2f8b6829, 0x82f63b78, 0x709db87b, 0x63cd4b8f, 0x91a6c88c,
+	0x456cac67, 0xb7072f64, 0xa457dc90, 0x563c5f93, 0x082f63b7, 0xfa44e0b4,
+	0xe9141340, 0x1b7f9043, 0xcfb5f4a8, 0x3dde77ab, 0x2e8e845f, 0xdce5075c,
+	0x92a8fc17, 0x60c37f14, 0x73938ce0, 0x81f80fe3, 0x55326b08, 0xa759e80b,
+	0xb4091bff, 0x466298fc, 0x1871a4d8, 0xea1a27db, 0xf94ad42f, 0x0b21572c,
+	0xdfeb33c7, 0x2d80b0c4, 0x3ed04330, 0xccbbc033, 0xa24bb5a6, 0x502036a5,
+	0x4370c551, 0xb11b4652, 0x65d122b9, 0x97baa1ba, 0x84ea524e, 0x7681d14d,
+	0x2892ed69, 0xdaf96e6a, 0xc9a99d9e, 0x3bc21e9d, 0xef087a76, 0x1d63f975,
+	0x0e330a81, 0xfc588982, 0xb21572c9, 0x407ef1ca, 0x532e023e, 0xa145813d,
+	0x758fe5d6, 0x87e466d5, 0x94b49521, 0x66df1622, 0x38cc2a06, 0xcaa7a905,
+	0xd9f75af1, 0x2b9cd9f2, 0xff56bd19, 0x0d3d3e1a, 0x1e6dcdee, 0xec064eed,
+	0xc38d26c4, 0x31e6a5c7, 0x22b65633, 0xd0ddd530, 0x0417b1db, 0xf67c32d8,
+	0xe52cc12c, 0x1747422f, 0x49547e0b, 0xbb3ffd08, 0xa86f0efc, 0x5a048dff,
+	0x8ecee914, 0x7ca56a17, 0x6ff599e3, 0x9d9e1ae0, 0xd3d3e1ab, 0x21b862a8,
+	0x32e8915c, 0xc083125f, 0x144976b4, 0xe622f5b7, 0xf5720643, 0x07198540,
+	0x590ab964, 0xab613a67, 0xb831c993, 0x4a5a4a90, 0x9e902e7b, 0x6cfbad78,
+	0x7fab5e8c, 0x8dc0dd8f, 0xe330a81a, 0x115b2b19, 0x020bd8ed, 0xf0605bee,
+	0x24aa3f05, 0xd6c1bc06, 0xc5914ff2, 0x37faccf1, 0x69e9f0d5, 0x9b8273d6,
+	0x88d28022, 0x7ab90321, 0xae7367ca, 0x5c18e4c9, 0x4f48173d, 0xbd23943e,
+	0xf36e6f75, 0x0105ec76, 0x12551f82, 0xe03e9c81, 0x34f4f86a, 0xc69f7b69,
+	0xd5cf889d, 0x27a40b9e, 0x79b737ba, 0x8bdcb4b9, 0x988c474d, 0x6ae7c44e,
+	0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351,
+};
+#endif
+
+#ifdef __SSE4_2__
+/*
+ * Three streams of CRC_LANE bytes at once hide the crc32 instruction's
+ * latency (3 cycles, one issued per cycle).  A register value c followed
+ * by k bytes becomes c * x^(8k) mod P xor crc-of-the-bytes-from-0, so the
+ * streams combine as c0 * x^(16L) ^ c1 * x^(8L) ^ c2 (reflected bit order,
+ * constants computed for L = CRC_LANE).
+ */
+#define CRC_LANE 8192
+#define CRC_X8L 0x28461564u  /* x^(8 * CRC_LANE) mod P */
+#define CRC_X16L 0xbf455269u /* x^(16 * CRC_LANE) mod P */
+
+/* a * b mod P, reflected (x^0 is bit 31). */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+	for (; m && a; m >>= 1) {
+		if (a & m) {
+			p ^= b;
+			a ^= m;
+		}
+		b = b & 1 ? (b >> 1) ^ 0x82f63b78u : b >> 1;
+	}
+	return p;
+}
+#endif
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint32_t c = ~crc;
+#ifdef __SSE4_2__
+	uint64_t c64;
+	while (n && ((uintptr_t)s & 7)) {
+		c = _mm_crc32_u8(c, *s++);
+		n--;
+	}
+	c64 = c;
+	while (n >= 3 * CRC_LANE) {
+		uint64_t c1 = 0, c2 = 0;
+		for (size_t i = 0; i < CRC_LANE; i += 8) {
+			uint64_t w0, w1, w2;
+			memcpy(&w0, s + i, 8);
+			memcpy(&w1, s + CRC_LANE + i, 8);
+			memcpy(&w2, s + 2 * CRC_LANE + i, 8);
+			c64 = _mm_crc32_u64(c64, w0);
+			c1 = _mm_crc32_u64(c1, w1);
+			c2 = _mm_crc32_u64(c2, w2);
+		}
+		c64 = crc_mulmod(CRC_X16L, (uint32_t)c64) ^ crc_mulmod(CRC_X8L, (uint32_t)c1) ^
+		      (uint32_t)c2;
+		s += 3 * CRC_LANE;
+		n -= 3 * CRC_LANE;
+	}
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		c64 = _mm_crc32_u64(c64, w);
+		s += 8;
+		n -= 8;
+	}
+	c = (uint32_t)c64;
+	while (n--)
+		c = _mm_crc32_u8(c, *s++);
+#else
+	while (n--)
+		c = crc_tab[(c ^ *s++) & 0xff] ^ (c >> 8);
+#endif
+	return ~c;
+}
+
+/* ---- the writer ------------------------------------------------------------ */
+
+/* user_data of a request: kind in bits 0-1, buffer / big write / ticket slot
+ * index in bits 2-31, fd + 1 to close once done in bits 32-63 (0: none). */
+enum { OP_WRITE = 0, OP_BIG = 1, OP_FSYNC = 2 };
+#define UD(kind, idx, fd1) \
+	((uint64_t)(kind) | (uint64_t)(idx) << 2 | (uint64_t)(uint32_t)(fd1) << 32)
+
+typedef struct sbuf {
+	char *mem;
+	size_t len; /* bytes in flight; 0 = free */
+} sbuf;
+
+typedef struct big_io { /* a temporary buffer of one oversized entry */
+	char *mem;  /* NULL = free slot */
+	size_t len;
+} big_io;
+
+typedef struct fdvec {
+	int *v;
+	int n, cap;
+} fdvec;
+
+/* Owned by the core that owns the log (see the file comment). */
+struct slog {
+	/* The reserve fast path: room is (bytes left in the open frame's
+	 * buffer) + 1, or 0 when no frame is open or after an error, so that
+	 * one comparison decides. */
+	size_t room;
+	char *wp;          /* where the next entry goes */
+	char *cur;         /* buffer being filled; NULL = none taken yet */
+	size_t lim;        /* frames may use cur[0, lim) */
+	char *frame;       /* header of the open frame, NULL = none */
+	int cur_idx;       /* index in bufs, -1 = a big temporary buffer */
+	uint64_t cur_base; /* file offset of cur[0] */
+	int err;           /* sticky: first failed write, sync or submit */
+
+	uint64_t seg;      /* current segment */
+	int fd;            /* its file */
+	int dirfd;
+	bool direct;       /* files are O_DIRECT */
+	bool fixed;        /* buffers are registered */
+	bool written;      /* writes submitted since the last sync */
+	bool dir_dirty;    /* a segment was created since the last sync */
+	bool ring_dead;    /* submit failed: requests may never complete */
+	uint64_t next_off; /* file offset of the next buffer */
+	uint64_t seg_size;
+	size_t buf_size;
+	int nbufs, next_buf;
+	sbuf *bufs;
+	big_io *bigs;
+	int nbigs;
+	int inflight;      /* requests submitted and not reaped */
+	fdvec fds;         /* slog_add_fd_sync() since the last sync */
+	fdvec old;         /* earlier segments: fdatasync, then close */
+	uint32_t left[TICKETS]; /* operations left of ticket t, at t % TICKETS */
+	uint64_t last_ticket, durable;
+	uint64_t bytes;
+	uint64_t run;
+	uint32_t core;
+	char *name;        /* scratch for segment file names */
+	size_t namecap;
+	char *prefix;
+	struct io_uring ring;
+};
+
+static void fail(slog *l, int rc)
+{
+	if (!l->err)
+		l->err = rc < 0 ? rc : -EIO;
+	l->room = 0;
+}
+
+static int fdvec_push(fdvec *v, int fd)
+{
+	if (v->n == v->cap) {
+		int cap = v->cap ? 2 * v->cap : 8;
+		int *p = realloc(v->v, (size_t)cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		v->v = p;
+		v->cap = cap;
+	}
+	v->v[v->n++] = fd;
+	return 0;
+}
+
+static const char *seg_name(char *buf, size_t cap, const char *prefix, uint64_t seg)
+{
+	int k = snprintf(buf, cap, "%s-%08llu.seg", prefix, (unsigned long long)seg);
+	return k < 0 || (size_t)k >= cap ? NULL : buf;
+}
+
+static void seg_header(char *page, uint32_t core, uint64_t seg, uint64_t run)
+{
+	uint32_t version = SLOG_VERSION;
+	memset(page, 0, SLOG_PAGE);
+	memcpy(page, SLOG_MAGIC, 8);
+	memcpy(page + 8, &version, 4);
+	memcpy(page + 12, &core, 4);
+	memcpy(page + 16, &seg, 8);
+	memcpy(page + 24, &run, 8);
+	uint32_t crc = crc32c(0, page, 32);
+	memcpy(page + 32, &crc, 4);
+}
+
+/* Create (or truncate) segment `seg`; the fd or -errno.  Falls back to
+ * buffered I/O for good when the file system refuses O_DIRECT. */
+static int seg_create(slog *l, uint64_t seg)
+{
+	const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+	const char *name = seg_name(l->name, l->namecap, l->prefix, seg);
+	int fd = -1;
+
+	if (!name)
+		return -ENAMETOOLONG;
+	if (l->direct) {
+		fd = openat(l->dirfd, name, flags | O_DIRECT, 0644);
+		if (fd < 0 && errno != EINVAL)
+			return -errno;
+		if (fd < 0)
+			l->direct = false;
+	}
+	if (fd < 0 && (fd = openat(l->dirfd, name, flags, 0644)) < 0)
+		return -errno;
+	return fd;
+}
+
+static struct io_uring_sqe *get_sqe(slog *l);
+
+static void ring_submit(slog *l)
+{
+	int rc;
+	while ((rc = io_uring_submit(&l->ring)) < 0) {
+		if (rc == -EINTR)
+			continue;
+		l->ring_dead = true;
+		fail(l, rc);
+		return;
+	}
+}
+
+static struct io_uring_sqe *get_sqe(slog *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	if (!sqe) {
+		ring_submit(l); /* the SQ is full: hand it to the kernel */
+		sqe = io_uring_get_sqe(&l->ring);
+		if (!sqe)
+			fail(l, -EBUSY);
+	}
+	return sqe;
+}
+
+/* Durable tickets advance in order, and never past a failed write: a
+ * later fsync succeeds even when the data it should cover was lost. */
+static void advance(slog *l)
+{
+	while (!l->err && l->durable < l->last_ticket &&
+	       !l->left[(l->durable + 1) % TICKETS])
+		l->durable++;
+}
+
+static void complete(slog *l, uint64_t ud, int res)
+{
+	uint32_t idx = (uint32_t)(ud >> 2) & 0x3fffffffu;
+	int fd = (int)(ud >> 32) - 1;
+
+	l->inflight--;
+	switch (ud & 3) {
+	case OP_WRITE:
+		if (res < 0 || (size_t)res != l->bufs[idx].len)
+			fail(l, res < 0 ? res : -EIO); /* short write: -EIO */
+		l->bufs[idx].len = 0;
+		break;
+	case OP_BIG:
+		if (res < 0 || (size_t)res != l->bigs[idx].len)
+			fail(l, res < 0 ? res : -EIO);
+		free(l->bigs[idx].mem);
+		l->bigs[idx].mem = NULL;
+		break;
+	default:
+		if (res < 0)
+			fail(l, res);
+		if (fd >= 0)
+			close(fd);
+		l->left[idx % TICKETS]--;
+	}
+}
+
+/* Reap what completed; with `block`, wait for at least one completion
+ * (callers make sure one is outstanding).  0 or -errno of the wait. */
+static int reap(slog *l, bool block)
+{
+	struct io_uring_cqe *cqe;
+	int rc;
+
+	if (block) {
+		while ((rc = io_uring_wait_cqe(&l->ring, &cqe)) == -EINTR)
+			;
+		if (rc < 0) {
+			l->ring_dead = true;
+			fail(l, rc);
+			return rc;
+		}
+	}
+	while (io_uring_peek_cqe(&l->ring, &cqe) == 0) {
+		complete(l, io_uring_cqe_get_data64(cqe), cqe->res);
+		io_uring_cqe_seen(&l->ring, cqe);
+	}
+	advance(l);
+	return 0;
+}
+
+static void frame_close(slog *l)
+{
+	char *h = l->frame;
+	size_t len = (size_t)(l->wp - h) - FRAME_HDR;
+	uint32_t hdr[2] = { (uint32_t)len, crc32c(0, h + FRAME_HDR, len) };
+	char *end = l->cur + ALIGN8((size_t)(l->wp - l->cur));
+
+	memcpy(h, hdr, FRAME_HDR);
+	memset(l->wp, 0, (size_t)(end - l->wp));
+	l->wp = end;
+	l->frame = NULL;
+	l->room = 0;
+}
+
+/* Complete the last page of cur with a padding frame (its payload zeros). */
+static void pad_page(slog *l)
+{
+	size_t pos = (size_t)(l->wp - l->cur);
+	size_t r = (size_t)(ALIGN_PAGE(pos) - pos); /* 0 or >= 8: pos is 8-aligned */
+	if (!r)
+		return;
+	memset(l->wp + FRAME_HDR, 0, r - FRAME_HDR);
+	uint32_t hdr[2] = { (uint32_t)(r - FRAME_HDR) | SLOG_PAD_FLAG,
+			    crc32c(0, l->wp + FRAME_HDR, r - FRAME_HDR) };
+	memcpy(l->wp, hdr, FRAME_HDR);
+	l->wp += r;
+}
+
+static int big_slot(slog *l)
+{
+	for (int i = 0; i < l->nbigs; i++)
+		if (!l->bigs[i].mem)
+			return i;
+	int old = l->nbigs, n = old ? 2 * old : 4;
+	big_io *b = realloc(l->bigs, (size_t)n * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	memset(b + old, 0, (size_t)(n - old) * sizeof(*b));
+	l->bigs = b;
+	l->nbigs = n;
+	return old;
+}
+
+/* Close the frame, pad the last page and write the current buffer (it
+ * must hold something). */
+static void submit_cur(slog *l)
+{
+	struct io_uring_sqe *sqe;
+	size_t len;
+	int k = 0;
+
+	if (l->frame)
+		frame_close(l);
+	pad_page(l);
+	len = (size_t)(l->wp - l->cur);
+	if (l->cur_idx < 0 && (k = big_slot(l)) < 0) {
+		fail(l, k);
+		goto drop;
+	}
+	if (!(sqe = get_sqe(l)))
+		goto drop;
+	if (l->cur_idx >= 0) {
+		l->bufs[l->cur_idx].len = len;
+		if (l->fixed)
+			io_uring_prep_write_fixed(sqe, l->fd, l->cur, (unsigned)len,
+						  l->cur_base, l->cur_idx);
+		else
+			io_uring_prep_write(sqe, l->fd, l->cur, (unsigned)len, l->cur_base);
+		io_uring_sqe_set_data64(sqe, UD(OP_WRITE, l->cur_idx, 0));
+	} else {
+		l->bigs[k] = (big_io){ l->cur, len }; /* freed at its completion */
+		io_uring_prep_write(sqe, l->fd, l->cur, (unsigned)len, l->cur_base);
+		io_uring_sqe_set_data64(sqe, UD(OP_BIG, k, 0));
+	}
+	l->inflight++;
+	l->written = true;
+	l->bytes += len;
+	l->next_off = l->cur_base + len;
+	l->cur = l->wp = NULL;
+	l->lim = 0;
+	ring_submit(l);
+	return;
+drop:
+	if (l->cur_idx < 0)
+		free(l->cur);
+	l->cur = l->wp = NULL;
+	l->lim = 0;
+}
+
+/* Take the next buffer (waiting while it is in flight); start a new
+ * segment in it when the current one is full.  0 or -errno (sticky). */
+static int acquire(slog *l)
+{
+	int i = l->next_buf;
+
+	while (l->bufs[i].len && !l->err)
+		reap(l, true);
+	if (l->err)
+		return l->err;
+	if (l->next_off >= l->seg_size) {
+		int fd = seg_create(l, l->seg + 1), rc;
+		if (fd < 0) {
+			fail(l, fd);
+			return fd;
+		}
+		if ((rc = fdvec_push(&l->old, l->fd)) < 0) {
+			close(fd);
+			fail(l, rc);
+			return rc;
+		}
+		l->fd = fd;
+		l->seg++;
+		l->dir_dirty = true;
+		l->next_off = 0;
+	}
+	l->next_buf = (i + 1) % l->nbufs;
+	l->cur_idx = i;
+	l->cur = l->wp = l->bufs[i].mem;
+	l->lim = l->buf_size;
+	l->cur_base = l->next_off;
+	if (l->next_off == 0) {
+		seg_header(l->cur, l->core, l->seg, l->run);
+		l->wp += SLOG_PAGE;
+	}
+	return 0;
+}
+
+static void *frame_open(slog *l, size_t n)
+{
+	l->frame = l->wp;
+	l->wp += FRAME_HDR + n;
+	l->room = l->lim - (size_t)(l->wp - l->cur) + 1;
+	return l->frame + FRAME_HDR;
+}
+
+/* An entry larger than a fresh buffer: a frame of its own in a temporary
+ * buffer that replaces the fresh one (whose header page, if any, it
+ * copies) and is written at the next reserve, mark or sync. */
+static void *reserve_big(slog *l, size_t n)
+{
+	size_t pos = (size_t)(l->wp - l->cur);
+	size_t cap = ALIGN_PAGE(pos + FRAME_HDR + n);
+	void *m;
+
+	if (posix_memalign(&m, SLOG_PAGE, cap))
+		return NULL; /* ENOMEM, not sticky: the fresh buffer stays */
+	memcpy(m, l->cur, pos);
+	l->next_buf = l->cur_idx; /* give the fresh buffer back */
+	l->cur_idx = -1;
+	l->cur = m;
+	l->wp = l->cur + pos;
+	l->lim = pos + FRAME_HDR + n;
+	return frame_open(l, n);
+}
+
+static void *reserve_slow(slog *l, size_t n)
+{
+	if (l->err || n > MAX_ENTRY)
+		return NULL;
+	if (l->cur) {
+		/* a big buffer takes one frame; lim - pos could underflow there */
+		if (!l->frame && l->cur_idx >= 0 &&
+		    FRAME_HDR + n <= l->lim - (size_t)(l->wp - l->cur))
+			return frame_open(l, n);
+		submit_cur(l);
+		if (l->err)
+			return NULL;
+	}
+	if (acquire(l) < 0)
+		return NULL;
+	if (FRAME_HDR + n <= l->lim - (size_t)(l->wp - l->cur))
+		return frame_open(l, n);
+	return reserve_big(l, n);
+}
+
+void *slog_reserve(slog *l, size_t n)
+{
+	if (__builtin_expect(n < l->room, 1)) {
+		char *p = l->wp;
+		l->wp = p + n;
+		l->room -= n;
+		return p;
+	}
+	return reserve_slow(l, n);
+}
+
+slog_pos slog_mark(slog *l)
+{
+	if (l->frame)
+		frame_close(l);
+	if (!l->cur)
+		return (slog_pos){ l->seg, l->next_off };
+	return (slog_pos){ l->seg, l->cur_base + (uint64_t)(l->wp - l->cur) };
+}
+
+int slog_add_fd_sync(slog *l, int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	return fdvec_push(&l->fds, fd);
+}
+
+/* Queue an fdatasync (or fsync) of fd for ticket t; the first one of a
+ * ticket drains the writes before it.  Closes fd afterwards if `own`. */
+static void sync_op(slog *l, int fd, uint64_t t, bool datasync, bool own,
+		    bool *first)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	if (!sqe) {
+		if (own)
+			close(fd);
+		return;
+	}
+	io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+	if (*first)
+		io_uring_sqe_set_flags(sqe, IOSQE_IO_DRAIN);
+	*first = false;
+	io_uring_sqe_set_data64(sqe, UD(OP_FSYNC, t % TICKETS, own ? fd + 1 : 0));
+	l->left[t % TICKETS]++;
+	l->inflight++;
+}
+
+uint64_t slog_sync(slog *l)
+{
+	bool first = true;
+	uint64_t t;
+
+	if (!l->err && l->cur && l->wp != l->cur)
+		submit_cur(l);
+	while (!l->err && l->last_ticket - l->durable >= TICKETS)
+		reap(l, true); /* a full ring of pending tickets: backpressure */
+	t = ++l->last_ticket;
+	if (l->err)
+		return t; /* never durable; slog_wait() says why */
+	l->left[t % TICKETS] = 0;
+	if (l->written)
+		sync_op(l, l->fd, t, true, false, &first);
+	for (int i = 0; i < l->old.n; i++)
+		sync_op(l, l->old.v[i], t, true, true, &first);
+	/* fdatasync of a directory need not commit its new entries. */
+	if (l->dir_dirty)
+		sync_op(l, l->dirfd, t, false, false, &first);
+	for (int i = 0; i < l->fds.n; i++)
+		sync_op(l, l->fds.v[i], t, true, false, &first);
+	l->old.n = l->fds.n = 0;
+	l->written = l->dir_dirty = false;
+	if (!first)
+		ring_submit(l);
+	advance(l);
+	return t;
+}
+
+uint64_t slog_poll(slog *l)
+{
+	reap(l, false);
+	return l->durable;
+}
+
+int slog_wait(slog *l, uint64_t ticket)
+{
+	if (ticket > l->last_ticket)
+		return -EINVAL;
+	reap(l, false);
+	while (l->durable < ticket) {
+		if (l->err)
+			return l->err;
+		if (!l->inflight)
+			return -EIO; /* nothing can make it durable (a bug) */
+		reap(l, true);
+	}
+	return 0;
+}
+
+int slog_error(const slog *l)
+{
+	return l->err;
+}
+
+uint64_t slog_bytes_written(const slog *l)
+{
+	return l->bytes;
+}
+
+static void slog_free(slog *l)
+{
+	if (l->cur && l->cur_idx < 0)
+		free(l->cur);
+	for (int i = 0; i < l->nbigs; i++)
+		free(l->bigs[i].mem);
+	free(l->bigs);
+	if (l->bufs)
+		for (int i = 0; i < l->nbufs; i++)
+			free(l->bufs[i].mem);
+	free(l->bufs);
+	free(l->fds.v);
+	free(l->old.v);
+	free(l->name);
+	free(l->prefix);
+	free(l);
+}
+
+int slog_close(slog *l)
+{
+	int rc;
+
+	if (!l)
+		return 0;
+	if (!l->err)
+		slog_wait(l, slog_sync(l));
+	/* The kernel may still read the buffers: reap everything first. */
+	while (l->inflight > 0 && !l->ring_dead)
+		reap(l, true);
+	rc = l->err;
+	io_uring_queue_exit(&l->ring);
+	for (int i = 0; i < l->old.n; i++)
+		close(l->old.v[i]);
+	if (l->fd >= 0)
+		close(l->fd);
+	close(l->dirfd);
+	slog_free(l);
+	return rc;
+}
+
+int slog_open(const slog_conf *c, slog **out)
+{
+	struct io_uring_params p;
+	struct iovec *iov = NULL;
+	slog *l;
+	int rc;
+	bool ring = false;
+
+	*out = NULL;
+	if (!c->dir || !c->prefix || (c->buf_size && (c->buf_size % SLOG_PAGE ||
+	    c->buf_size < 2 * SLOG_PAGE || c->buf_size > MAX_BUF)) ||
+	    c->nbufs < 0 || c->nbufs > MAX_NBUFS)
+		return -EINVAL;
+	if (!(l = calloc(1, sizeof(*l))))
+		return -ENOMEM;
+	l->fd = l->dirfd = -1;
+	l->buf_size = c->buf_size ? c->buf_size : DEF_BUF;
+	l->nbufs = c->nbufs ? c->nbufs : DEF_NBUFS;
+	l->seg_size = c->seg_size ? c->seg_size : DEF_SEG;
+	l->seg = c->first_seg;
+	l->core = c->core;
+	l->run = c->run;
+	l->direct = !c->no_direct;
+	l->namecap = strlen(c->prefix) + 32;
+	rc = -ENOMEM;
+	if (!(l->prefix = strdup(c->prefix)) || !(l->name = malloc(l->namecap)) ||
+	    !(l->bufs = calloc((size_t)l->nbufs, sizeof(*l->bufs))) ||
+	    !(iov = calloc((size_t)l->nbufs, sizeof(*iov))))
+		goto fail;
+	for (int i = 0; i < l->nbufs; i++) {
+		void *m;
+		if (posix_memalign(&m, SLOG_PAGE, l->buf_size))
+			goto fail;
+		l->bufs[i].mem = m;
+		iov[i] = (struct iovec){ m, l->buf_size };
+	}
+	if ((l->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	unsigned depth = 64;
+	while (depth < 4u * (unsigned)l->nbufs)
+		depth *= 2;
+	p.cq_entries = 8 * depth;
+	if ((rc = io_uring_queue_init_params(depth, &l->ring, &p)) < 0)
+		goto fail;
+	ring = true;
+	/* Registered buffers count against RLIMIT_MEMLOCK (8 MiB by default,
+	 * not enough for a log per core): plain writes when refused. */
+	l->fixed = io_uring_register_buffers(&l->ring, iov, (unsigned)l->nbufs) == 0;
+	if (c->eventfd >= 0 && (rc = io_uring_register_eventfd(&l->ring, c->eventfd)) < 0)
+		goto fail;
+
+	/* The first segment, its header written now: the first write tells
+	 * whether the file system takes O_DIRECT. */
+	seg_header(l->bufs[0].mem, l->core, l->seg, l->run);
+	for (;;) {
+		ssize_t w;
+		if ((rc = l->fd = seg_create(l, l->seg)) < 0)
+			goto fail;
+		while ((w = pwrite(l->fd, l->bufs[0].mem, SLOG_PAGE, 0)) < 0 && errno == EINTR)
+			;
+		if (w == SLOG_PAGE)
+			break;
+		rc = w < 0 ? -errno : -EIO;
+		close(l->fd);
+		l->fd = -1;
+		if (rc != -EINVAL || !l->direct)
+			goto fail;
+		l->direct = false;
+	}
+	l->bytes = SLOG_PAGE;
+	l->next_off = SLOG_PAGE;
+	l->dir_dirty = true;
+	free(iov);
+	*out = l;
+	return 0;
+fail:
+	if (ring)
+		io_uring_queue_exit(&l->ring);
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->dirfd >= 0)
+		close(l->dirfd);
+	free(iov);
+	slog_free(l);
+	return rc;
+}
+
+int slog_truncate_before(const char *dir, const char *prefix, uint64_t seg)
+{
+	size_t pl = strlen(prefix);
+	struct dirent *e;
+	int n = 0, rc = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		const char *s = e->d_name, *q;
+		uint64_t v = 0;
+		if (strncmp(s, prefix, pl) || s[pl] != '-')
+			continue;
+		for (q = s + pl + 1; *q >= '0' && *q <= '9' && v < UINT64_MAX / 10; q++)
+			v = v * 10 + (uint64_t)(*q - '0');
+		if (q - (s + pl + 1) < 8 || strcmp(q, ".seg") || v >= seg)
+			continue;
+		if (unlinkat(dirfd(d), s, 0) < 0) {
+			if (!rc && errno != ENOENT)
+				rc = -errno;
+			continue;
+		}
+		n++;
+	}
+	closedir(d);
+	return rc ? rc : n;
+}
+
+/* ---- the reader ------------------------------------------------------------ */
+
+/* Owned by the thread that opened it. */
+struct slog_reader {
+	int dirfd;
+	int fd;           /* current segment, -1 = none */
+	uint64_t fsize;   /* its size */
+	slog_pos cur, to;
+	char *buf;        /* window of file bytes [wbase, wbase + wlen) */
+	size_t cap, wlen;
+	uint64_t wbase;
+	char *prefix;
+	char dir[PATH_MAX];
+	char path[PATH_MAX]; /* of the current segment, for messages */
+};
+
+__attribute__((format(printf, 4, 5)))
+static int rfail(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static int rseg_open(slog_reader *r, uint64_t seg, char *err, size_t errlen)
+{
+	char name[PATH_MAX], h[40];
+	struct stat st;
+	ssize_t got;
+	uint32_t version, crc;
+	uint64_t hseg;
+
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	r->wlen = 0;
+	if (!seg_name(name, sizeof(name), r->prefix, seg) ||
+	    snprintf(r->path, sizeof(r->path), "%s/%s", r->dir, name) >= (int)sizeof(r->path))
+		return rfail(-ENAMETOOLONG, err, errlen, "%s/%s: name too long", r->dir,
+			     r->prefix);
+	if ((r->fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+		int e = errno;
+		return rfail(-e, err, errlen, "%s: %s", r->path,
+			     e == ENOENT ? "segment file missing" : strerror(e));
+	}
+	if (fstat(r->fd, &st) < 0)
+		return rfail(-EIO, err, errlen, "%s: %s", r->path, strerror(errno));
+	r->fsize = (uint64_t)st.st_size;
+	if (r->fsize < SLOG_PAGE)
+		return rfail(-ENODATA, err, errlen,
+			     "%s: %llu bytes, shorter than the %u-byte segment header", r->path,
+			     (unsigned long long)r->fsize, SLOG_PAGE);
+	while ((got = pread(r->fd, h, sizeof(h), 0)) < 0 && errno == EINTR)
+		;
+	if (got != (ssize_t)sizeof(h))
+		return rfail(-EIO, err, errlen, "%s: reading the header: %s", r->path,
+			     got < 0 ? strerror(errno) : "short read");
+	memcpy(&crc, h + 32, 4);
+	memcpy(&version, h + 8, 4);
+	memcpy(&hseg, h + 16, 8);
+	if (crc32c(0, h, 32) != crc)
+		return rfail(-EBADMSG, err, errlen,
+			     "%s: offset 0: segment header checksum mismatch", r->path);
+	if (memcmp(h, SLOG_MAGIC, 8))
+		return rfail(-EBADMSG, err, errlen, "%s: offset 0: not a state-log segment",
+			     r->path);
+	if (version != SLOG_VERSION)
+		return rfail(-EBADMSG, err, errlen, "%s: offset 8: segment version %u, not %u",
+			     r->path, version, SLOG_VERSION);
+	if (hseg != seg)
+		return rfail(-EBADMSG, err, errlen,
+			     "%s: offset 16: header says segment %llu", r->path,
+			     (unsigned long long)hseg);
+	r->cur = (slog_pos){ seg, r->cur.seg == seg ? r->cur.off : SLOG_PAGE };
+	return 0;
+}
+
+/* Make file bytes [off, off + n) of the current segment readable at *p;
+ * the caller checked off + n <= limit (file size, or `to` in its segment).
+ * Reads ahead up to limit.  0 or -EIO. */
+static int rget(slog_reader *r, uint64_t off, size_t n, uint64_t limit,
+		const char **p, char *err, size_t errlen)
+{
+	if (off >= r->wbase && off + n <= r->wbase + r->wlen) {
+		*p = r->buf + (off - r->wbase);
+		return 0;
+	}
+	size_t want = n > READ_AHEAD ? n : READ_AHEAD;
+	if (want > limit - off)
+		want = (size_t)(limit - off); /* >= n */
+	if (want > r->cap) {
+		char *b = realloc(r->buf, want);
+		if (!b)
+			return rfail(-ENOMEM, err, errlen, "%s: no memory for a %zu-byte frame",
+				     r->path, n);
+		r->buf = b;
+		r->cap = want;
+	}
+	r->wbase = off;
+	r->wlen = 0;
+	while (r->wlen < want) {
+		ssize_t got = pread(r->fd, r->buf + r->wlen, want - r->wlen,
+				    (off_t)(off + r->wlen));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 || (got == 0 && r->wlen < n)) {
+			const char *why = got < 0 ? strerror(errno) : "file shrank";
+			r->wlen = 0;
+			return rfail(-EIO, err, errlen, "%s: offset %llu: read failed: %s",
+				     r->path, (unsigned long long)off, why);
+		}
+		if (got == 0)
+			break;
+		r->wlen += (size_t)got;
+	}
+	*p = r->buf;
+	return 0;
+}
+
+int slog_reader_open(const char *dir, const char *prefix, slog_pos from,
+		     slog_pos to, slog_reader **out, char *err, size_t errlen)
+{
+	slog_reader *r;
+	int rc;
+
+	*out = NULL;
+	if (from.off < SLOG_PAGE || to.off < SLOG_PAGE || slog_pos_cmp(from, to) > 0)
+		return rfail(-EINVAL, err, errlen,
+			     "%s/%s: bad range %llu:%llu .. %llu:%llu", dir, prefix,
+			     (unsigned long long)from.seg, (unsigned long long)from.off,
+			     (unsigned long long)to.seg, (unsigned long long)to.off);
+	if (!(r = calloc(1, sizeof(*r))) || !(r->prefix = strdup(prefix))) {
+		free(r);
+		return rfail(-ENOMEM, err, errlen, "%s/%s: no memory", dir, prefix);
+	}
+	r->fd = r->dirfd = -1;
+	r->cur = from;
+	r->to = to;
+	snprintf(r->dir, sizeof(r->dir), "%s", dir);
+	if ((r->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		rc = rfail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if ((rc = rseg_open(r, from.seg, err, errlen)) < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	slog_reader_close(r);
+	return rc;
+}
+
+int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errlen)
+{
+	for (;;) {
+		uint64_t off = r->cur.off;
+		bool last = r->cur.seg == r->to.seg;
+		uint64_t limit = last && r->to.off < r->fsize ? r->to.off : r->fsize;
+		uint32_t h[2] = { 0, 0 };
+		const char *q;
+		int rc;
+
+		if (slog_pos_cmp(r->cur, r->to) >= 0)
+			return 0;
+		if (last && off + FRAME_HDR > r->to.off)
+			return rfail(-EBADMSG, err, errlen,
+				     "%s: offset %llu: end position %llu is not on a frame boundary",
+				     r->path, (unsigned long long)off,
+				     (unsigned long long)r->to.off);
+		if (off + FRAME_HDR <= r->fsize) {
+			if ((rc = rget(r, off, FRAME_HDR, limit, &q, err, errlen)) < 0)
+				return rc;
+			memcpy(h, q, FRAME_HDR);
+		}
+		if (!h[0] && !h[1]) { /* end of file, or never-written bytes */
+			if (!last) {
+				if ((rc = rseg_open(r, r->cur.seg + 1, err, errlen)) < 0)
+					return rc;
+				continue;
+			}
+			return rfail(-ENODATA, err, errlen,
+				     "%s: offset %llu: the log ends (%s) before offset %llu",
+				     r->path, (unsigned long long)off,
+				     off + FRAME_HDR > r->fsize ? "end of file" : "zero frame header",
+				     (unsigned long long)r->to.off);
+		}
+		uint64_t len = h[0] & ~SLOG_PAD_FLAG;
+		uint64_t end = off + FRAME_HDR + ALIGN8(len);
+		if (len > r->fsize - off - FRAME_HDR)
+			return rfail(-ENODATA, err, errlen,
+				     "%s: offset %llu: frame of %llu bytes runs past the end of "
+				     "the file (%llu bytes): torn write",
+				     r->path, (unsigned long long)off, (unsigned long long)len,
+				     (unsigned long long)r->fsize);
+		if (last && end > r->to.off)
+			return rfail(-EBADMSG, err, errlen,
+				     "%s: offset %llu: frame of %llu bytes crosses the end "
+				     "position %llu",
+				     r->path, (unsigned long long)off, (unsigned long long)len,
+				     (unsigned long long)r->to.off);
+		if ((rc = rget(r, off + FRAME_HDR, (size_t)len, limit, &q, err, errlen)) < 0)
+			return rc;
+		if (crc32c(0, q, (size_t)len) != h[1])
+			return rfail(-EBADMSG, err, errlen,
+				     "%s: offset %llu: checksum mismatch in a frame of %llu bytes",
+				     r->path, (unsigned long long)off, (unsigned long long)len);
+		r->cur.off = end;
+		if (h[0] & SLOG_PAD_FLAG)
+			continue;
+		*p = q;
+		*n = (size_t)len;
+		return 1;
+	}
+}
+
+void slog_reader_close(slog_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	if (r->dirfd >= 0)
+		close(r->dirfd);
+	free(r->buf);
+	free(r->prefix);
+	free(r);
+}

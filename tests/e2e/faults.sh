@@ -1,0 +1,125 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Fault tests in the style of Flink's end-to-end tests: a windowed job
+# (window_agg.so) and a keyed running aggregate (wordcount.so) run with
+# checkpoints every 100-500 ms and a rate cap, are killed with SIGKILL at
+# random moments (WEIR_FAULT_KILLS times each, default 10; the seeds are
+# printed), restarted with the same arguments each time, and finally run to
+# the end.  Their committed output must equal that of an uninterrupted run
+# row for row (no row lost, none duplicated), and every word's running count
+# must go 1, 2, 3, ... in the committed files (no update lost or repeated).
+. "$(dirname "$0")/lib.sh"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+require_tools python3
+KILLS="${WEIR_FAULT_KILLS:-10}"
+SEED="${WEIR_FAULT_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}"
+echo "# seed $SEED (rerun with WEIR_FAULT_SEED=$SEED)"
+python3 "$HERE/gen_events.py" events 11 60000 > "$TMP/ev.csv"
+python3 - "$TMP/words.txt" <<'PY'
+import random, sys
+r = random.Random(5)
+words = ["w%03d" % i for i in range(300)]
+with open(sys.argv[1], "w") as f:
+    for _ in range(30000):
+        f.write(" ".join(r.choice(words) for _ in range(r.randint(1, 9))) + "\n")
+PY
+
+# rnd N: R = a pseudo-random number in [0, N) from the seed (an LCG).
+state=$SEED
+rnd() {
+	state=$(( (state * 1103515245 + 12345) % 2147483648 ))
+	R=$(( (state / 65536) % $1 ))
+}
+
+# killer NAME ARGS...: run, SIGKILL after a random delay, KILLS times; then
+# run to completion.  Prints what happened.
+killer() {
+	name="$1"
+	shift
+	k=0
+	tries=0
+	while [ "$k" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
+		tries=$((tries + 1))
+		rnd 401
+		interval=$((100 + R))
+		rnd 900
+		delay_ms=$((150 + R))
+		"$WEIR" run --no-progress --checkpoint-interval "$interval" "$@" \
+			> "$TMP/$name.out" 2> "$TMP/$name.err" &
+		pid=$!
+		sleep "$(awk "BEGIN { print $delay_ms / 1000 }")"
+		if kill -9 "$pid" 2> /dev/null; then
+			wait "$pid" 2> /dev/null || true
+			k=$((k + 1))
+			echo "# $name: kill $k after ${delay_ms} ms (checkpoints every ${interval} ms)"
+		else
+			wait "$pid" 2> /dev/null || true
+			echo "# $name: ended before the kill at ${delay_ms} ms"
+		fi
+	done
+	[ "$k" -ge "$KILLS" ] || echo "# $name: only $k kills landed"
+	"$WEIR" run --no-progress --checkpoint-interval 200 "$@" > "$TMP/$name.out" 2> "$TMP/$name.err" || {
+		cat "$TMP/$name.err"
+		return 1
+	}
+	grep -h "resuming\|not usable" "$TMP/$name.err" | sed 's/^/# /' || true
+}
+
+# ---- window_agg -------------------------------------------------------------
+WARGS="--input $TMP/ev.csv --window tumbling:1000 --out-of-orderness 500 --allowed-lateness 0"
+"$WEIR" run --no-progress -p 2 --checkpoint-dir "$TMP/wref.ck" \
+	"$EXAMPLES/window_agg.so" $WARGS --output "$TMP/wref" --late-output "$TMP/wref.late" 2> "$TMP/wref.err" ||
+	{ cat "$TMP/wref.err"; not_ok "uninterrupted window_agg run"; }
+python3 "$HERE/fault_check.py" rows "$TMP/wref" > "$TMP/wref.rows"
+python3 "$HERE/fault_check.py" rows "$TMP/wref.late" > "$TMP/wref.late.rows"
+[ -s "$TMP/wref.rows" ] && ok "uninterrupted window_agg: $(wc -l < "$TMP/wref.rows") windows" ||
+	not_ok "uninterrupted window_agg wrote nothing"
+
+if killer window -p 2 --checkpoint-dir "$TMP/w.ck" "$EXAMPLES/window_agg.so" $WARGS \
+	--output "$TMP/w" --late-output "$TMP/w.late" --rate 10000; then
+	python3 "$HERE/fault_check.py" rows "$TMP/w" > "$TMP/w.rows"
+	python3 "$HERE/fault_check.py" rows "$TMP/w.late" > "$TMP/w.late.rows"
+	if cmp -s "$TMP/wref.rows" "$TMP/w.rows" && cmp -s "$TMP/wref.late.rows" "$TMP/w.late.rows"; then
+		ok "window_agg after $KILLS kills: committed output equals the uninterrupted run"
+	else
+		diff "$TMP/wref.rows" "$TMP/w.rows" | head -10
+		diff "$TMP/wref.late.rows" "$TMP/w.late.rows" | head -5
+		not_ok "window_agg after $KILLS kills: output differs (seed $SEED)"
+	fi
+	if ls -a "$TMP/w" | grep -q '^\.part-'; then
+		not_ok "window_agg: in-progress files left after the final run"
+	else
+		ok "window_agg: no in-progress files left"
+	fi
+else
+	not_ok "window_agg final run failed (seed $SEED)"
+fi
+
+# ---- wordcount (keyed running count) -----------------------------------------
+"$WEIR" run --no-progress -p 2 --mode streaming --checkpoint-dir "$TMP/cref.ck" \
+	"$EXAMPLES/wordcount.so" --input "$TMP/words.txt" --output "$TMP/cref" 2> "$TMP/cref.err" ||
+	{ cat "$TMP/cref.err"; not_ok "uninterrupted wordcount run"; }
+python3 "$HERE/fault_check.py" sequence "$TMP/cref" > "$TMP/cref.final" &&
+	ok "uninterrupted wordcount: per-word sequences 1, 2, 3, ..." ||
+	not_ok "uninterrupted wordcount: sequence check"
+ref_wordcount "$TMP/words.txt" > "$TMP/words.ref"
+cmp -s "$TMP/words.ref" "$TMP/cref.final" && ok "uninterrupted wordcount: final counts right" ||
+	not_ok "uninterrupted wordcount: final counts differ from the reference"
+
+if killer count -p 2 --mode streaming --checkpoint-dir "$TMP/c.ck" "$EXAMPLES/wordcount.so" \
+	--input "$TMP/words.txt" --output "$TMP/c" --rate 3000; then
+	if python3 "$HERE/fault_check.py" sequence "$TMP/c" > "$TMP/c.final"; then
+		ok "wordcount after $KILLS kills: every word's counts go 1, 2, 3, ..."
+	else
+		not_ok "wordcount after $KILLS kills: a count was lost or repeated (seed $SEED)"
+	fi
+	cmp -s "$TMP/words.ref" "$TMP/c.final" && ok "wordcount after $KILLS kills: final counts right" ||
+		not_ok "wordcount after $KILLS kills: final counts differ (seed $SEED)"
+	python3 "$HERE/fault_check.py" rows "$TMP/c" > "$TMP/c.rows"
+	python3 "$HERE/fault_check.py" rows "$TMP/cref" > "$TMP/cref.rows"
+	cmp -s "$TMP/cref.rows" "$TMP/c.rows" && ok "wordcount after $KILLS kills: same rows as uninterrupted" ||
+		not_ok "wordcount after $KILLS kills: rows differ (seed $SEED)"
+else
+	not_ok "wordcount final run failed (seed $SEED)"
+fi
+finish
