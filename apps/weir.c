@@ -35,6 +35,9 @@
 
 #include <weir/weir.h>
 
+/* Messages name paths; one cut short is still a useful message. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 /* From core/: logging level and cancellation (exported by libweir). */
 int log_parse_level(const char *s);
 void log_set_level(int level);

@@ -36,6 +36,9 @@
 #include "core.h"
 #include "reactor.h"
 
+/* Messages name paths; one cut short is still a useful message. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 int snap_put(snap_buf *b, const void *p, size_t n)
 {
 	if (b->len + n > b->cap) {
