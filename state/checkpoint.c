@@ -982,6 +982,8 @@ static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
 	skey key = make_key(d, kt, khash, kp, klen, &ok);
 	if (!ok)
 		return -EINVAL;
+	/* Hold the key: a DEL may drop the table's last reference. */
+	key_retain(kt, key);
 	int rc = 0;
 	bool created;
 	void *v;
@@ -1019,7 +1021,7 @@ static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
 	default:
 		rc = -EINVAL;
 	}
-	key_done(d, kt, key);
+	key_release(d, kt, key);
 	return rc;
 }
 

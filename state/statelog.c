@@ -11,8 +11,8 @@
  * and at a segment boundary; its last page is completed with a padding frame
  * first, so every write covers whole pages at a page-aligned offset, the
  * next buffer starts on the next page, and a page written once is never
- * written again.  Buffers are reused round robin; the writer waits for the
- * disk only when the next one is still in flight.
+ * written again.  Buffers are reused oldest first; the writer waits for the
+ * disk only when all of them are in flight.
  *
  *   buffer:  [frame][frame]...[open frame: hdr | entry entry ...]    free
  *            ^cur                                          ^wp      ^cur+lim
@@ -31,6 +31,18 @@
  * too and run in parallel.  A ticket is durable when its operations
  * completed and every earlier ticket is durable; a ring of TICKETS pending
  * tickets counts the operations left.
+ *
+ * Reader.  pread into a window of up to READ_AHEAD bytes (larger for a
+ * larger frame) that never extends past the end position or the file, so a
+ * hostile length costs at most the file's size.  A zero frame header or
+ * the end of the file ends a segment; when the end position lies in a later
+ * segment, reading goes on at offset 4096 of the next one.  (So bytes lost
+ * at the tail of a segment that is not the last one are not noticed: the
+ * format has no end-of-segment record.)
+ *
+ * Not done: the O_DIRECT fallback happens at open (the first write is
+ * synchronous); a file system that takes O_DIRECT for that page but
+ * refuses later writes sets the sticky error instead.
  *
  * Threads: a slog is touched only by the core that owns it (or the main
  * thread once the reactors stopped); a reader by the thread that opened it.
@@ -498,14 +510,21 @@ drop:
 	l->lim = 0;
 }
 
-/* Take the next buffer (waiting while it is in flight); start a new
- * segment in it when the current one is full.  0 or -errno (sticky). */
+/* Take a free buffer, the oldest first (waiting while all are in
+ * flight); start a new segment in it when the current one is full.  0 or
+ * -errno (sticky). */
 static int acquire(slog *l)
 {
-	int i = l->next_buf;
+	int i = -1;
 
-	while (l->bufs[i].len && !l->err)
+	while (!l->err) {
+		for (int k = 0; k < l->nbufs && i < 0; k++)
+			if (!l->bufs[(l->next_buf + k) % l->nbufs].len)
+				i = (l->next_buf + k) % l->nbufs;
+		if (i >= 0)
+			break;
 		reap(l, true);
+	}
 	if (l->err)
 		return l->err;
 	if (l->next_off >= l->seg_size) {
@@ -564,7 +583,8 @@ static void *reserve_big(slog *l, size_t n)
 	return frame_open(l, n);
 }
 
-static void *reserve_slow(slog *l, size_t n)
+/* Out of line: the fast path in slog_reserve() then needs no stack frame. */
+__attribute__((noinline)) static void *reserve_slow(slog *l, size_t n)
 {
 	if (l->err || n > MAX_ENTRY)
 		return NULL;
