@@ -1544,8 +1544,8 @@ static int ij_restore(task *t, const op_restore *r)
 	for (int i = 0; i < r->n; i++) {
 		const op_blob *b = &r->blobs[i];
 		snap_rd rd = { .p = b->p, .len = b->len };
-		if (b->subtask % t->parallelism != t->subtask)
-			continue;
+		if (b->subtask % t->parallelism != t->subtask || !b->len)
+			continue; /* not ours, or written without this state */
 		const uint8_t *v = snap_get(&rd, 1);
 		uint64_t n = snap_get_u64(&rd);
 		if (rd.err || *v != IJ_SNAP_VERSION || rd.off != rd.len)

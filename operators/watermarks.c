@@ -207,8 +207,8 @@ static int wm_restore(task *t, const op_restore *r)
 		const op_blob *b = &r->blobs[i];
 		snap_rd rd = { .p = b->p, .len = b->len };
 		int64_t x[3];
-		if (!rescaled && b->subtask != t->subtask)
-			continue;
+		if ((!rescaled && b->subtask != t->subtask) || !b->len)
+			continue; /* not ours, or written without this state */
 		const uint8_t *version = snap_get(&rd, 1);
 		for (int k = 0; k < 3; k++)
 			x[k] = (int64_t)snap_get_u64(&rd);

@@ -1355,8 +1355,8 @@ static int restore_late_count(task *t, const op_restore *r, uint64_t *count)
 	for (int i = 0; i < r->n; i++) {
 		const op_blob *b = &r->blobs[i];
 		snap_rd rd = { .p = b->p, .len = b->len };
-		if (b->subtask % t->parallelism != t->subtask)
-			continue;
+		if (b->subtask % t->parallelism != t->subtask || !b->len)
+			continue; /* not ours, or written without this state */
 		const uint8_t *v = snap_get(&rd, 1);
 		uint64_t n = snap_get_u64(&rd);
 		if (rd.err || *v != WIN_SNAP_VERSION || rd.off != rd.len)

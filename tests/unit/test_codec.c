@@ -1023,6 +1023,13 @@ Test(codec, watermark_clock_same_parallelism_own_rescaled_minimum)
 	wm_expect(&t, INT64_MIN, INT64_MIN, INT64_MIN);
 	t.ops->close(&t);
 
+	/* an empty blob (written without this state) restores nothing */
+	blobs[1].len = 0;
+	wm_task(&t, n, 1, 3);
+	cr_assert_eq(t.ops->restore(&t, &r), 0);
+	wm_expect(&t, INT64_MIN, INT64_MIN, INT64_MIN);
+	t.ops->close(&t);
+
 	/* malformed blobs */
 	blobs[1].len = 24;
 	wm_task(&t, n, 1, 3);
