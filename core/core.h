@@ -474,6 +474,9 @@ typedef struct ckpt_store_ops {
 	/* Core: reap I/O; the highest id durable on core (0 = none).  A
 	 * negative value is a failed write (-errno). */
 	int64_t (*core_poll)(ckpt_store *s, int core);
+	/* Core, as its reactor thread exits: wait for the core's I/O in
+	 * flight (io_uring cancels what an exiting thread submitted). */
+	void (*core_quiesce)(ckpt_store *s, int core);
 	/* Main: every core acknowledged id: write its manifest (and the
 	 * savepoint's metadata).  A line for the user goes into msg.  0 or
 	 * -errno (the checkpoint is abandoned, the job goes on). */

@@ -828,6 +828,8 @@ static void *reactor_main(void *arg)
 		park(r, timeout_ns);
 		idle_spins = 0;
 	}
+	if (rt->store)
+		rt->sops->core_quiesce(rt->store, r->id);
 	pool_reclaim(pool_current());
 	pool_bind_thread(NULL, 0);
 	atomic_fetch_add_explicit(&rt->reactors_exited, 1, memory_order_release);

@@ -365,16 +365,19 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		uint64_t lim = 2 * c->mat_size > (64u << 20) ? 2 * c->mat_size : (64u << 20);
 		if (since > lim) {
 			c->mat_round = id;
+			c->mat_size = 0;
 			c->bytes_at_mat = slog_bytes_written(c->log);
 		}
 	}
 	if (!k->has_mat || (id != CKPT_FINAL && c->mat_round == id)) {
 		slog_pos to;
-		uint64_t before = slog_bytes_written(c->log);
 		if ((rc = materialize(k, c->log, &k->from, &to)) < 0)
 			return rc;
 		k->has_mat = true;
-		(void)before;
+		/* The size of this round's materializations (a segment
+		 * change only makes the estimate low). */
+		if (to.seg == k->from.seg)
+			c->mat_size += to.off - k->from.off;
 	}
 	k->to = slog_mark(c->log);
 	return k->err;
@@ -437,6 +440,22 @@ static int64_t st_core_poll(ckpt_store *s, int core)
 		memmove(c->pend, c->pend + 1, (size_t)--c->npend * sizeof(c->pend[0]));
 	}
 	return c->durable;
+}
+
+/*
+ * io_uring runs a request that had to wait (a drained fsync, a write
+ * punted to a worker) in the context of the thread that submitted it, and
+ * cancels it if that thread has exited: the final checkpoint, synced from
+ * the main thread, would find the core's last writes failed (-ECANCELED,
+ * -EFAULT).  So a reactor leaves only once its log's I/O completed.
+ */
+static void st_core_quiesce(ckpt_store *s, int core)
+{
+	core_st *c = core_of(s, core);
+	if (c->log)
+		slog_wait(c->log, slog_sync(c->log));
+	if (c->sp)
+		slog_wait(c->sp, slog_sync(c->sp));
 }
 
 /* ---- manifests ------------------------------------------------------------------ */
@@ -1806,6 +1825,7 @@ const ckpt_store_ops checkpoint_store_ops = {
 	.core_sync = st_core_sync,
 	.core_sync_fd = st_core_sync_fd,
 	.core_poll = st_core_poll,
+	.core_quiesce = st_core_quiesce,
 	.complete = st_complete,
 	.abandon = st_abandon,
 	.stop = st_stop,
