@@ -25,6 +25,7 @@ static struct {
 	long wm_calls;
 	int64_t last_wm;
 	int64_t wm_before_eoi;  /* highest watermark below INT64_MAX */
+	int64_t wm_at_done;     /* watermark when the busy input's last row arrived */
 	bool regressed;
 } rec;
 
@@ -291,8 +292,10 @@ static void done_process(task *t, int input, weir_batch *b)
 {
 	(void)input;
 	for (uint32_t r = 0; r < b->rows; r++)
-		if (weir_col_i64(b, 0)[r] == 5000 * 1000)
+		if (weir_col_i64(b, 0)[r] == 5000 * 1000) {
+			rec.wm_at_done = rec.last_wm;
 			atomic_store(&other_done, 1);
+		}
 	rec_process(t, input, b);
 }
 
@@ -335,5 +338,8 @@ Test(time, without_idleness_a_silent_input_holds_back_the_watermark)
 {
 	idle_case(0);
 	cr_assert_eq(rec.rows, 5002);
-	cr_assert(rec.wm_before_eoi <= 5, "watermark %ld", (long)rec.wm_before_eoi);
+	/* Checked while the quiet input is still open: once it ends (after
+	 * this row), the busy input's last watermark may still be in flight
+	 * and legitimately raise the minimum before end of input. */
+	cr_assert(rec.wm_at_done <= 5, "watermark %ld", (long)rec.wm_at_done);
 }
