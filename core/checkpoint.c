@@ -295,7 +295,10 @@ int ckpt_start(struct runtime *rt)
 	rt->coord = calloc(1, sizeof(*rt->coord));
 	if (!rt->coord)
 		return -ENOMEM;
+	uint64_t t0 = now_ns();
 	rc = rt->sops->start(rt, rt->cfg, &rt->store, &next, err, sizeof(err));
+	if (rt->stats)
+		rt->stats->restore_ms = (double)(now_ns() - t0) / 1e6;
 	if (rc < 0) {
 		snprintf(rt->error, sizeof(rt->error), "%s", err[0] ? err : strerror(-rc));
 		rt->store = NULL;
@@ -356,9 +359,23 @@ static void trigger(struct runtime *rt, int64_t id, bool stop)
 	wake_all(rt);
 }
 
+static void count_completed(struct runtime *rt, uint64_t started_ns)
+{
+	weir_checkpoint_stats *st = rt->stats;
+	if (!st)
+		return;
+	double ms = (double)(now_ns() - started_ns) / 1e6;
+	st->completed++;
+	st->total_ms += ms;
+	if (ms > st->max_ms)
+		st->max_ms = ms;
+}
+
 static void end_inflight(struct runtime *rt, int rc, const char *msg)
 {
 	ckpt_coord *c = rt->coord;
+	if (rc && rt->stats)
+		rt->stats->failed++;
 	if (c->inflight_request)
 		sp_reply(rc, rc ? msg : c->sp_path);
 	if (rc && c->inflight_stop) /* sources resume */
@@ -424,6 +441,7 @@ int ckpt_coordinate(struct runtime *rt)
 			}
 			if (msg[0])
 				wlog(LOG_INFO, "%s", msg);
+			count_completed(rt, c->started_ns);
 			c->last_completed = id;
 			bool stop = c->inflight_stop;
 			atomic_store_explicit(&rt->ck_completed, id, memory_order_release);
@@ -527,6 +545,7 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 		/* Every task ended and took its final snapshot: the final
 		 * checkpoint needs no barrier, only durable logs. */
 		int64_t id = c->next_id++;
+		uint64_t t0 = now_ns();
 		int rc = rt->sops->begin(rt->store, id, NULL, msg, sizeof(msg));
 		for (int i = 0; rc == 0 && i < rt->nreactors; i++) {
 			rt->sops->core_sync(rt->store, i, id);
@@ -544,6 +563,7 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 			     msg[0] ? msg : strerror(-rc));
 		} else {
 			wlog(LOG_INFO, "%s (final)", msg);
+			count_completed(rt, t0);
 			c->last_completed = id;
 		}
 	}
@@ -555,6 +575,8 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 			if (t->ops->commit)
 				t->ops->commit(t, c->last_completed);
 		}
+	if (rt->stats)
+		rt->sops->stats(rt->store, rt->stats);
 	rt->sops->stop(rt->store);
 	rt->store = NULL;
 	free(c);

@@ -483,6 +483,9 @@ typedef struct ckpt_store_ops {
 	int (*complete)(ckpt_store *s, int64_t id, char *msg, size_t msglen);
 	/* Main: id timed out or failed; forget it. */
 	void (*abandon)(ckpt_store *s, int64_t id);
+	/* Main, after the reactors stopped: add the store's figures (bytes
+	 * read and written, materializations) to st. */
+	void (*stats)(ckpt_store *s, weir_checkpoint_stats *st);
 	/* Main, after the reactors stopped: close the logs, free s. */
 	void (*stop)(ckpt_store *s);
 } ckpt_store_ops;
@@ -499,6 +502,8 @@ typedef struct run_hooks {
 	bool print_metrics;
 	/* Checkpoint storage (state/); NULL: the job cannot checkpoint. */
 	const ckpt_store_ops *store;
+	/* Filled with what checkpointing did (may be NULL). */
+	weir_checkpoint_stats *stats;
 } run_hooks;
 int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		const run_hooks *hooks);

@@ -148,6 +148,7 @@ struct runtime
 	_Atomic int reactors_idle;  /* reactors with every actor finished */
 	_Atomic int reactors_exited;
 	struct ckpt_coord *coord;   /* main thread only */
+	weir_checkpoint_stats *stats; /* main thread only; may be NULL */
 	const char *job;
 };
 

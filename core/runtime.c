@@ -1350,6 +1350,9 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	}
 	atomic_store(&rt->failed, 0);
 	rt->sops = hooks ? hooks->store : NULL;
+	rt->stats = hooks ? hooks->stats : NULL;
+	if (rt->stats)
+		*rt->stats = (weir_checkpoint_stats){ 0 };
 	if ((err = ckpt_start(rt)) < 0) {
 		wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
 		goto close;

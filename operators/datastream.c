@@ -37,6 +37,7 @@ struct weir_env {
 	bool any_unbounded;
 	bool prepared;  /* combiners added for the runtime mode */
 	bool executed;
+	weir_checkpoint_stats stats; /* of the run */
 };
 
 /* Record the first build error (env_error, declared in ops.h). */
@@ -871,7 +872,8 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 	run_hooks hooks = { .progress_ms = progress_ms,
 			    .print_plan = env->cfg.print_plan,
 			    .print_metrics = env->cfg.print_metrics,
-			    .store = &checkpoint_store_ops };
+			    .store = &checkpoint_store_ops,
+			    .stats = &env->stats };
 	int err;
 
 	if (env->executed) {
@@ -883,6 +885,14 @@ int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 		return err;
 	env->executed = true;
 	return runtime_run(&env->g, &cfg, job_name, &hooks);
+}
+
+int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out)
+{
+	if (!env || !env->executed)
+		return -EINVAL;
+	*out = env->stats;
+	return 0;
 }
 
 int env_describe_plan(weir_env *env, char *buf, size_t len)

@@ -200,7 +200,7 @@ typedef struct dump_ctx {
 	uint8_t tab;
 	weir_type kt;
 	const kvtab *t;
-	uint64_t entries;
+	uint64_t entries, bytes;
 } dump_ctx;
 
 static int dump_entry(void *arg, skey k, int64_t ns, void *value)
@@ -213,6 +213,7 @@ static int dump_entry(void *arg, skey k, int64_t ns, void *value)
 		return 1;
 	kv_value_encode(d->t, value, v);
 	d->entries++;
+	d->bytes += ST_ENTRY_HDR + key_len(d->kt, k) + vlen;
 	return 0;
 }
 
@@ -226,15 +227,25 @@ static int dump_timer(void *arg, const timer *tm)
 		return 1;
 	memcpy(v, &tm->ts, 8);
 	d->entries++;
+	d->bytes += ST_ENTRY_HDR + key_len(d->kt, tm->key) + 8;
 	return 0;
 }
 
-/* Write a materialization of s into w: [from, to) positions.  0 or -errno. */
-static int materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to)
+/* Write a materialization of s into w: [from, to) positions; adds the
+ * entry bytes to *bytes.  0 or -errno. */
+static int materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to,
+		       uint64_t *bytes)
 {
 	*from = slog_mark(w);
-	if (!entry_write(s, w, 0, ST_MAT, 0, NULL, 0, 0, 0))
+	/* The MAT entry says how many entries follow per registration, so a
+	 * restore can size the tables once. */
+	char *cnt = entry_write(s, w, 0, ST_MAT, 0, NULL, 0, 0, 8 * (size_t)s->n);
+	if (!cnt)
 		return s->err;
+	for (int i = 0; i < s->n; i++) {
+		uint64_t n = s->regs[i].tab ? kv_count(s->regs[i].tab) : tsvc_count(s->regs[i].svc);
+		memcpy(cnt + 8 * i, &n, 8);
+	}
 	for (int i = 0; i < s->n; i++) {
 		st_reg *r = &s->regs[i];
 		dump_ctx d = { .s = s, .w = w, .tab = (uint8_t)i };
@@ -246,6 +257,7 @@ static int materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to)
 			d.kt = tsvc_key_type(r->svc);
 			tsvc_foreach(r->svc, dump_timer, &d);
 		}
+		*bytes += d.bytes;
 		if (s->err)
 			return s->err;
 	}
@@ -268,6 +280,9 @@ typedef struct core_st {
 	int64_t mat_decided, mat_round;
 	uint64_t bytes_at_mat, mat_size;
 	uint64_t bytes_at_sync; /* published with the acknowledgement */
+	/* statistics (read by the main thread after the reactors stopped) */
+	uint64_t mats, mat_bytes, mat_max_ns, mat_acc_ns;
+	int64_t mat_acc_id;
 	int err;
 	int ntasks;
 	task **tasks;
@@ -289,6 +304,8 @@ struct ckpt_store {
 	char sp_path[3200];
 	uint64_t begin_ns;
 	uint64_t bytes_prev;    /* log bytes at the previous completion */
+	int64_t restored_id;
+	uint64_t restore_bytes;
 	char job[256];
 };
 
@@ -350,7 +367,8 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 				return rc;
 			c->sp_for = id;
 		}
-		if ((rc = materialize(k, c->sp, &k->sp_from, &k->sp_to)) < 0)
+		uint64_t spb = 0;
+		if ((rc = materialize(k, c->sp, &k->sp_from, &k->sp_to, &spb)) < 0)
 			return rc;
 		k->sp_id = id;
 	}
@@ -371,13 +389,21 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 	}
 	if (!k->has_mat || (id != CKPT_FINAL && c->mat_round == id)) {
 		slog_pos to;
-		if ((rc = materialize(k, c->log, &k->from, &to)) < 0)
+		uint64_t t0 = now_ns(), mb = 0;
+		if ((rc = materialize(k, c->log, &k->from, &to, &mb)) < 0)
 			return rc;
 		k->has_mat = true;
-		/* The size of this round's materializations (a segment
-		 * change only makes the estimate low). */
-		if (to.seg == k->from.seg)
-			c->mat_size += to.off - k->from.off;
+		/* A core's pause to materialize at barrier id: all its tasks. */
+		if (c->mat_acc_id != id) {
+			c->mat_acc_id = id;
+			c->mat_acc_ns = 0;
+		}
+		c->mat_acc_ns += now_ns() - t0;
+		if (c->mat_acc_ns > c->mat_max_ns)
+			c->mat_max_ns = c->mat_acc_ns;
+		c->mats++;
+		c->mat_bytes += mb;
+		c->mat_size += mb; /* this round's, over the core's tasks */
 	}
 	k->to = slog_mark(c->log);
 	return k->err;
@@ -926,7 +952,8 @@ typedef struct rctx {
 	task ***by_node;             /* graph node -> its tasks by subtask */
 	tmr_op *tmr;
 	size_t ntmr, cap_tmr;
-	uint64_t entries;
+	int **mt_of;                 /* manifest op, old subtask -> manifest task */
+	uint64_t *reserved;          /* runtime task * ST_MAX_TABLES + reg */
 	char *err;
 	size_t errlen;
 } rctx;
@@ -1044,18 +1071,66 @@ static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
 	return rc;
 }
 
-/* Read the entries task w of the manifest wrote (its range of its core's
- * log); with `do_apply` apply them, else only check them. */
-static int scan_task(rctx *c, const mf_task *w, bool do_apply)
+/* Key groups [lo, hi) of subtask `sub` of `par` (the exchange's routing:
+ * key group kg goes to kg * par / maxp). */
+static void kg_range(int sub, int par, int maxp, uint64_t *lo, uint64_t *hi)
+{
+	*lo = ((uint64_t)sub * (uint64_t)maxp + (uint64_t)par - 1) / (uint64_t)par;
+	*hi = ((uint64_t)(sub + 1) * (uint64_t)maxp + (uint64_t)par - 1) / (uint64_t)par;
+}
+
+/* A materialization of manifest task w starts with these entry counts:
+ * size the tables that will receive its entries once, instead of growing
+ * them step by step.  Best effort (a failure to reserve is no error). */
+static void reserve_for(rctx *c, const mf_task *w, const char *vp, uint32_t vlen)
+{
+	const manifest *m = c->m;
+	int gn = c->op_map[w->op];
+	if (gn < 0 || !c->by_node[gn])
+		return;
+	int newp = c->node_par[gn], maxp = m->max_parallelism;
+	uint64_t lo, hi;
+	kg_range(w->sub, m->ops[w->op].parallelism, maxp, &lo, &hi);
+	for (int tab = 0; tab < (int)(vlen / 8) && tab < m->ops[w->op].ntables; tab++) {
+		int reg = c->tab_map[w->op][tab];
+		uint64_t n;
+		memcpy(&n, vp + 8 * tab, 8);
+		if (reg < 0 || !n)
+			continue;
+		for (int sub = 0; sub < newp; sub++) {
+			task *t = c->by_node[gn][sub];
+			kvtab *tab_ = ((st_task *)t->keyed)->regs[reg].tab;
+			if (!tab_)
+				continue;
+			uint64_t share, nlo, nhi;
+			if (kv_conf(tab_)->broadcast) {
+				share = w->sub == 0 ? n : 0;
+			} else {
+				kg_range(sub, newp, maxp, &nlo, &nhi);
+				uint64_t a = lo > nlo ? lo : nlo, b = hi < nhi ? hi : nhi;
+				share = b > a && hi > lo ? n * (b - a) / (hi - lo) : 0;
+			}
+			if (!share)
+				continue;
+			uint64_t *acc = &c->reserved[(size_t)task_index(c->rt, t) * ST_MAX_TABLES + reg];
+			*acc += share;
+			kv_reserve(tab_, *acc);
+			if (kv_key_type(tab_) == WEIR_STR)
+				kdict_reserve(kv_dict(tab_), kdict_count(kv_dict(tab_)) + share);
+		}
+	}
+}
+
+/* Apply the entries of the manifest's tasks that lie in [from, to) of
+ * core's log.  0 or -errno (message in c->err). */
+static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 {
 	const manifest *m = c->m;
 	char prefix[32];
 	slog_reader *rd = NULL;
-	slog_pos from = { w->from_seg, w->from_off }, to = { w->to_seg, w->to_off };
+	const mf_task *w = NULL;
 
-	if (!from.off && !to.off)
-		return 0; /* nothing logged (no checkpoint directory) */
-	snprintf(prefix, sizeof(prefix), "core-%d", w->core);
+	snprintf(prefix, sizeof(prefix), "core-%d", core);
 	int rc = slog_reader_open(c->logdir, prefix, from, to, &rd, c->err, c->errlen);
 	if (rc < 0)
 		return rc;
@@ -1063,6 +1138,8 @@ static int scan_task(rctx *c, const mf_task *w, bool do_apply)
 	size_t fn;
 	while ((rc = slog_next(rd, &fp, &fn, c->err, c->errlen)) > 0) {
 		const char *p = fp, *end = p + fn;
+		slog_pos pos = slog_reader_frame_pos(rd);
+		c->s->restore_bytes += fn + 8;
 		while (p < end) {
 			if (end - p < ST_ENTRY_HDR)
 				goto bad;
@@ -1078,17 +1155,25 @@ static int scan_task(rctx *c, const mf_task *w, bool do_apply)
 			memcpy(&khash, p + 16, 8);
 			memcpy(&ns, p + 24, 8);
 			if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen ||
-			    kind < ST_PUT || kind > ST_MAT || node >= m->nops)
+			    kind < ST_PUT || kind > ST_MAT || node >= m->nops ||
+			    sub >= m->ops[node].parallelism)
 				goto bad;
 			const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
 			p = vp + vlen;
-			if (node != w->op || sub != w->sub || kind == ST_MAT)
+			int wi = c->mt_of[node][sub];
+			if (wi < 0)
+				continue; /* a task the checkpoint does not cover */
+			w = &m->tasks[wi];
+			if (w->core != core ||
+			    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0 ||
+			    slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0)
+				continue; /* before its materialization, or after its barrier */
+			if (kind == ST_MAT) {
+				reserve_for(c, w, vp, vlen);
 				continue;
+			}
 			if (tab >= m->ops[node].ntables)
 				goto bad;
-			c->entries++;
-			if (!do_apply)
-				continue;
 			int gn = c->op_map[node], reg = gn < 0 ? -1 : c->tab_map[node][tab];
 			if (reg < 0)
 				continue; /* state the job no longer has (allowed) */
@@ -1115,8 +1200,9 @@ static int scan_task(rctx *c, const mf_task *w, bool do_apply)
 	slog_reader_close(rd);
 	return rc;
 bad:
-	snprintf(c->err, c->errlen, "%s/%s: malformed state-log entry of operator '%s'",
-		 c->logdir, prefix, m->ops[w->op].uid);
+	snprintf(c->err, c->errlen, "%s/%s: malformed state-log entry%s%s%s", c->logdir,
+		 prefix, w ? " after one of operator '" : "", w ? m->ops[w->op].uid : "",
+		 w ? "'" : "");
 	slog_reader_close(rd);
 	return -EBADMSG;
 fail:
@@ -1126,6 +1212,60 @@ fail:
 			       : strerror(-rc));
 	slog_reader_close(rd);
 	return rc;
+}
+
+typedef struct log_range {
+	slog_pos from, to;
+} log_range;
+
+static int range_cmp(const void *a, const void *b)
+{
+	return slog_pos_cmp(((const log_range *)a)->from, ((const log_range *)b)->from);
+}
+
+/*
+ * Read core's log once: the ranges of the manifest's tasks on that core
+ * overlap (their materializations interleave), so they are merged and each
+ * merged stretch is read once, every entry going to the task whose range
+ * holds it.  0 or -errno.
+ */
+static int scan_core(rctx *c, int core)
+{
+	const manifest *m = c->m;
+	log_range *r = malloc(((size_t)m->ntasks + 1) * sizeof(*r));
+	int n = 0, rc = 0;
+	if (!r)
+		return -ENOMEM;
+	for (int i = 0; i < m->ntasks; i++) {
+		const mf_task *w = &m->tasks[i];
+		if (w->core != core || (!w->from_off && !w->to_off))
+			continue; /* nothing logged (no checkpoint directory) */
+		r[n++] = (log_range){ { w->from_seg, w->from_off }, { w->to_seg, w->to_off } };
+	}
+	qsort(r, (size_t)n, sizeof(*r), range_cmp);
+	for (int i = 0; i < n && rc == 0;) {
+		log_range u = r[i++];
+		while (i < n && slog_pos_cmp(r[i].from, u.to) <= 0) {
+			if (slog_pos_cmp(r[i].to, u.to) > 0)
+				u.to = r[i].to;
+			i++;
+		}
+		if (slog_pos_cmp(u.from, u.to) < 0)
+			rc = scan_range(c, core, u.from, u.to);
+	}
+	free(r);
+	return rc;
+}
+
+/* Undo what a failed restore applied: empty every registered table. */
+static void reset_tables(rctx *c)
+{
+	for (int i = 0; i < runtime_ntasks(c->rt); i++) {
+		st_task *k = runtime_task(c->rt, i)->keyed;
+		for (int r = 0; k && r < k->n; r++)
+			if (k->regs[r].tab)
+				kv_clear_all(k->regs[r].tab);
+	}
 }
 
 static int tmr_cmp(const void *a, const void *b)
@@ -1208,6 +1348,11 @@ static void rctx_free(rctx *c)
 	for (size_t i = 0; i < c->ntmr; i++)
 		free(c->tmr[i].key);
 	free(c->tmr);
+	if (c->mt_of)
+		for (int o = 0; o < c->m->nops; o++)
+			free(c->mt_of[o]);
+	free(c->mt_of);
+	free(c->reserved);
 	free(c->op_map);
 	free(c->tab_map);
 	free(c->node_par);
@@ -1296,16 +1441,39 @@ static int restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 	snprintf(c.logdir, sizeof(c.logdir), "%s", logdir);
 	if ((rc = map_job(&c, s->cfg->allow_non_restored_state)) < 0)
 		goto out;
-	/* Pass 1: read and check everything; nothing is changed yet, so a
-	 * corrupt checkpoint leaves the job free to try an older one. */
-	for (int i = 0; i < m->ntasks; i++)
-		if ((rc = scan_task(&c, &m->tasks[i], false)) < 0)
+	/* Which manifest task wrote what (node, subtask) says, and a sizing
+	 * accumulator per table. */
+	c.mt_of = calloc((size_t)m->nops, sizeof(*c.mt_of));
+	c.reserved = calloc((size_t)runtime_ntasks(c.rt) * ST_MAX_TABLES + 1, sizeof(uint64_t));
+	if (!c.mt_of || !c.reserved) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (int o = 0; o < m->nops; o++) {
+		if (!(c.mt_of[o] = malloc(((size_t)m->ops[o].parallelism + 1) * sizeof(int)))) {
+			rc = -ENOMEM;
 			goto out;
-	/* Pass 2: apply. */
-	c.entries = 0;
+		}
+		for (int sub = 0; sub <= m->ops[o].parallelism; sub++)
+			c.mt_of[o][sub] = -1;
+	}
 	for (int i = 0; i < m->ntasks; i++)
-		if ((rc = scan_task(&c, &m->tasks[i], true)) < 0)
+		if (m->tasks[i].sub < m->ops[m->tasks[i].op].parallelism)
+			c.mt_of[m->tasks[i].op][m->tasks[i].sub] = i;
+	/* One pass per core's log: check each frame and apply its entries.
+	 * Timers and operator state are applied only once everything was
+	 * read; a bad checksum, a truncated or missing segment found midway
+	 * empties the tables again, so a corrupt checkpoint leaves the job
+	 * free to try an older one as if nothing had been loaded. */
+	int ncores = 0;
+	for (int i = 0; i < m->ntasks; i++)
+		if (m->tasks[i].core >= ncores)
+			ncores = m->tasks[i].core + 1;
+	for (int core = 0; core < ncores; core++)
+		if ((rc = scan_core(&c, core)) < 0) {
+			reset_tables(&c);
 			goto out;
+		}
 	if ((rc = restore_timers(&c)) < 0) {
 		snprintf(err, errlen, "restoring timers: %s", strerror(-rc));
 		goto out;
@@ -1420,6 +1588,7 @@ static uint64_t max_run(const char *dir)
 
 static int load_manifest(const char *path, manifest *m, char *err, size_t errlen)
 {
+	*m = (manifest){ 0 }; /* manifest_free works whatever happens */
 	char *text = NULL;
 	size_t len = 0;
 	int rc = read_file(path, &text, &len);
@@ -1442,9 +1611,13 @@ static void describe(const manifest *m, const char *where, char *out, size_t len
 	char when[64];
 	localtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	int par = 0;
+	for (int i = 0; i < m->nops; i++)
+		if (m->ops[i].parallelism > par)
+			par = m->ops[i].parallelism;
 	snprintf(out, len, "%s %lld (%s, taken %s, parallelism of its operators up to %d)",
 		 m->savepoint ? "savepoint" : "checkpoint", (long long)m->id, where, when,
-		 m->ops ? m->ops[0].parallelism : 0);
+		 par);
 }
 
 static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
@@ -1514,12 +1687,21 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 				*slash = 0;
 			else
 				snprintf(dir, sizeof(dir), ".");
-			rc = restore_from(s, &m, dir, why, sizeof(why));
+			/* A retained checkpoint's manifest works too (as Flink's
+			 * "run -s <checkpoint>"): its logs are in its run folder. */
+			char logdir[4300];
+			if (m.savepoint)
+				snprintf(logdir, sizeof(logdir), "%s", dir);
+			else
+				snprintf(logdir, sizeof(logdir), "%s/run-%06llu", dir,
+					 (unsigned long long)m.run);
+			rc = restore_from(s, &m, logdir, why, sizeof(why));
 			if (rc == 0) {
 				char d[512];
 				describe(&m, dir, d, sizeof(d));
 				fprintf(stderr, "weir: restored from %s\n", d);
 				maxid = m.id;
+				s->restored_id = m.id;
 			}
 		}
 		manifest_free(&m);
@@ -1551,6 +1733,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 					describe(&m, s->dir, d, sizeof(d));
 					fprintf(stderr, "weir: resuming from %s\n", d);
 					done = true;
+					s->restored_id = m.id;
 				} else if (rc == -EINVAL && strstr(why, "the job")) {
 					manifest_free(&m);
 					free(ids);
@@ -1794,6 +1977,21 @@ static void st_abandon(ckpt_store *s, int64_t id)
 	 * never written, so it cannot be restored). */
 }
 
+static void st_stats(ckpt_store *s, weir_checkpoint_stats *st)
+{
+	st->restored_id = s->restored_id;
+	st->restore_bytes = s->restore_bytes;
+	for (int c = 0; c < s->ncores; c++) {
+		core_st *cs = &s->cores[c];
+		if (cs->log)
+			st->log_bytes += slog_bytes_written(cs->log);
+		st->materializations += cs->mats;
+		st->materialized_bytes += cs->mat_bytes;
+		if (cs->mat_max_ns / 1e6 > st->max_materialize_ms)
+			st->max_materialize_ms = cs->mat_max_ns / 1e6;
+	}
+}
+
 static void st_stop(ckpt_store *s)
 {
 	if (!s)
@@ -1828,5 +2026,6 @@ const ckpt_store_ops checkpoint_store_ops = {
 	.core_quiesce = st_core_quiesce,
 	.complete = st_complete,
 	.abandon = st_abandon,
+	.stats = st_stats,
 	.stop = st_stop,
 };

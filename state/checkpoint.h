@@ -31,7 +31,10 @@
  *   DEL      no value
  *   TIMER+   / TIMER-   ns = timer namespace, value = i64 timestamp
  *   MAT      a materialization of (node, sub) starts: replay from here
- *            resets nothing (it is always a replay's first entry)
+ *            resets nothing (it is always a replay's first entry);
+ *            value = u64 entries that follow, per registration (in tab
+ *            order), so a restore sizes its tables once (empty in logs
+ *            written before this was added)
  *
  * `node` is the operator's index in the run's manifest, `sub` the writing
  * subtask, `tab` the registration index within the task (tables and timer

@@ -18,9 +18,16 @@
  * is a bijection with hash_mix64(0) = 0, so a fixed-width key with hash 0
  * is the cell 0, and 1 is never a kstr pointer.  So a probe reads only the
  * slot it compares, and a lookup of a key that is present usually costs one
- * cache miss, which kv_prefetch() starts early.  The home slot is the top
- * bits of khash ^ ns * phi: top bits, because the low bits of the hash pick
- * the key group and so are nearly constant within one subtask.
+ * cache miss, which kv_prefetch() starts early.  The home slot is taken
+ * from bits 32 and up of (khash ^ ns * phi) * MIX, masked to the capacity:
+ * not the low bits of the hash, which pick the key group and so are nearly
+ * constant within one subtask; and not its top bits either, because then
+ * a table's slot order is the hash order, and inserting the entries of a
+ * big table in that order (a restore replaying a materialization, which is
+ * written in slot order) into a small growing one piles them all into one
+ * cluster: quadratic, minutes for a few million keys.  Masking makes slot
+ * order at one capacity cycle through every slot at a smaller one.  (The
+ * same holds for the dictionary of string keys.)
  *
  * With a TTL, each kv_upsert also examines two slots at a cursor that
  * sweeps the table and deletes expired entries there, so state of keys that
@@ -43,6 +50,13 @@
 #include "state.h"
 
 #define PHI 0x9e3779b97f4a7c15ULL
+#define MIX 0xff51afd7ed558ccdULL
+
+/* Slot bits of a hash (see the top of the file); capacities < 2^32. */
+static inline size_t home_bits(uint64_t h)
+{
+	return (size_t)((h * MIX) >> 32);
+}
 
 static inline int log2_u64(uint64_t x)
 {
@@ -86,7 +100,6 @@ typedef struct kd_slot {
 struct kdict {
 	kd_slot *slots;
 	size_t mask;
-	int shift; /* 64 - log2(capacity) */
 	size_t count;
 };
 
@@ -94,7 +107,7 @@ struct kdict {
 
 static inline size_t kd_home(const kdict *d, uint64_t h)
 {
-	return (size_t)(h >> d->shift);
+	return home_bits(h) & d->mask;
 }
 
 kdict *kdict_new(void)
@@ -108,7 +121,6 @@ kdict *kdict_new(void)
 		return NULL;
 	}
 	d->mask = KD_MIN_CAP - 1;
-	d->shift = 64 - log2_u64(KD_MIN_CAP);
 	return d;
 }
 
@@ -128,9 +140,8 @@ size_t kdict_count(const kdict *d)
 	return d->count;
 }
 
-static bool kd_grow(kdict *d)
+static bool kd_resize(kdict *d, size_t ncap)
 {
-	size_t ncap = (d->mask + 1) * 2;
 	kd_slot *n = calloc(ncap, sizeof(kd_slot));
 	if (!n)
 		return false;
@@ -138,7 +149,6 @@ static bool kd_grow(kdict *d)
 	size_t ocap = d->mask + 1;
 	d->slots = n;
 	d->mask = ncap - 1;
-	d->shift--;
 	for (size_t i = 0; i < ocap; i++) {
 		if (!old[i].s)
 			continue;
@@ -149,6 +159,21 @@ static bool kd_grow(kdict *d)
 	}
 	free(old);
 	return true;
+}
+
+static bool kd_grow(kdict *d)
+{
+	return kd_resize(d, (d->mask + 1) * 2);
+}
+
+int kdict_reserve(kdict *d, size_t n)
+{
+	size_t cap = d->mask + 1;
+	while (cap / 4 * 3 < n)
+		cap *= 2;
+	if (cap == d->mask + 1)
+		return 0;
+	return kd_resize(d, cap) ? 0 : -ENOMEM;
 }
 
 /* The interned copy of bytes p[0..len), created with refs 0 if absent;
@@ -316,7 +341,6 @@ struct kvtab {
 	/* hot: read by every lookup */
 	char *slots;
 	size_t mask;
-	int shift;          /* 64 - log2(capacity) */
 	uint32_t slot_size; /* bytes per slot, a multiple of 8 */
 	uint32_t voff;      /* offset of the value in a slot: 24 or 32 */
 	int64_t ttl_ms;
@@ -361,7 +385,7 @@ static inline uint64_t *kv_slot(const kvtab *t, size_t i)
 
 static inline size_t kv_home(const kvtab *t, uint64_t khash, int64_t ns)
 {
-	return (size_t)((khash ^ ((uint64_t)ns * PHI)) >> t->shift);
+	return home_bits(khash ^ ((uint64_t)ns * PHI)) & t->mask;
 }
 
 static inline bool kv_empty(const uint64_t *e)
@@ -410,7 +434,6 @@ kvtab *kv_new(const kvtab_conf *c, kdict *d)
 		return NULL;
 	}
 	t->mask = KV_MIN_CAP - 1;
-	t->shift = 64 - log2_u64(KV_MIN_CAP);
 	t->grow_at = KV_MIN_CAP / 4 * 3;
 	return t;
 }
@@ -422,6 +445,20 @@ static void kv_release_entry(kvtab *t, uint64_t *e)
 		t->free_value((char *)e + t->voff);
 	skey k = { .hash = e[E_HASH], .v = e[E_KEY] };
 	key_release(t->d, t->key_type, k);
+}
+
+void kv_clear_all(kvtab *t)
+{
+	for (size_t i = 0; i <= t->mask; i++) {
+		uint64_t *e = kv_slot(t, i);
+		if (!kv_empty(e)) {
+			kv_release_entry(t, e);
+			kv_clear(e);
+		}
+	}
+	t->count = 0;
+	t->cursor = 0;
+	t->upsert_value = NULL;
 }
 
 void kv_free(kvtab *t)
@@ -457,15 +494,15 @@ static void kv_remove_at(kvtab *t, size_t i)
 	t->count--;
 }
 
-static bool kv_grow(kvtab *t)
+/* Rehash into ncap slots (a power of two that holds count at 3/4 load). */
+static bool kv_resize(kvtab *t, size_t ncap)
 {
-	size_t ocap = t->mask + 1, ncap = ocap * 2;
+	size_t ocap = t->mask + 1;
 	char *n = kv_slots_new(ncap, t->slot_size), *old = t->slots;
 	if (!n)
 		return false;
 	t->slots = n;
 	t->mask = ncap - 1;
-	t->shift--;
 	t->grow_at = ncap / 4 * 3;
 	t->cursor = 0;
 	t->upsert_value = NULL;
@@ -480,6 +517,21 @@ static bool kv_grow(kvtab *t)
 	}
 	free(old);
 	return true;
+}
+
+static bool kv_grow(kvtab *t)
+{
+	return kv_resize(t, (t->mask + 1) * 2);
+}
+
+int kv_reserve(kvtab *t, size_t n)
+{
+	size_t cap = t->mask + 1;
+	while (cap / 4 * 3 < n)
+		cap *= 2;
+	if (cap == t->mask + 1)
+		return 0;
+	return kv_resize(t, cap) ? 0 : -ENOMEM;
 }
 
 /* Index of (k, ns), or of the empty slot ending its probe sequence. */

@@ -64,6 +64,8 @@ kdict *kdict_new(void);
 /* Free the dictionary; all its strings must have been released. */
 void kdict_free(kdict *d);
 size_t kdict_count(const kdict *d);
+/* Make room for n interned strings without growing.  0 or -ENOMEM. */
+int kdict_reserve(kdict *d, size_t n);
 
 /*
  * The key of cell (col, row) of b, whose type is `type`.  Hash as
@@ -120,6 +122,8 @@ typedef struct kvtab_conf {
  * tables and timers).  NULL on ENOMEM. */
 kvtab *kv_new(const kvtab_conf *c, kdict *d);
 void kv_free(kvtab *t);
+/* Delete every entry (not logged: a failed restore starting over). */
+void kv_clear_all(kvtab *t);
 
 /* The value of (k, ns), or NULL.  An expired value reads as NULL. */
 void *kv_get(kvtab *t, skey k, int64_t ns);
@@ -155,6 +159,9 @@ void kv_foreach(kvtab *t,
 		int (*fn)(void *arg, skey k, int64_t ns, void *value),
 		void *arg);
 size_t kv_count(const kvtab *t);
+/* Make room for n entries without growing (a restore that knows the
+ * size).  0 or -ENOMEM. */
+int kv_reserve(kvtab *t, size_t n);
 /* Bytes the table holds (slots, control bytes; not list/map contents). */
 size_t kv_memsize(const kvtab *t);
 /* Mutations recorded by kv_written/kv_delete so far. */

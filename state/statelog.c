@@ -881,6 +881,7 @@ struct slog_reader {
 	int fd;           /* current segment, -1 = none */
 	uint64_t fsize;   /* its size */
 	slog_pos cur, to;
+	slog_pos frame;   /* where the frame slog_next returned last starts */
 	char *buf;        /* window of file bytes [wbase, wbase + wlen) */
 	size_t cap, wlen;
 	uint64_t wbase;
@@ -1083,6 +1084,7 @@ int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errle
 			return rfail(-EBADMSG, err, errlen,
 				     "%s: offset %llu: checksum mismatch in a frame of %llu bytes",
 				     r->path, (unsigned long long)off, (unsigned long long)len);
+		r->frame = r->cur;
 		r->cur.off = end;
 		if (h[0] & SLOG_PAD_FLAG)
 			continue;
@@ -1090,6 +1092,11 @@ int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errle
 		*n = (size_t)len;
 		return 1;
 	}
+}
+
+slog_pos slog_reader_frame_pos(const slog_reader *r)
+{
+	return r->frame;
 }
 
 void slog_reader_close(slog_reader *r)

@@ -151,6 +151,9 @@ int slog_reader_open(const char *dir, const char *prefix, slog_pos from,
  */
 int slog_next(slog_reader *r, const void **p, size_t *n, char *err,
 	      size_t errlen);
+/* Where the frame slog_next() returned last starts (positions from
+ * slog_mark() are frame starts, so this says which marks enclose it). */
+slog_pos slog_reader_frame_pos(const slog_reader *r);
 void slog_reader_close(slog_reader *r);
 
 #endif

@@ -93,6 +93,28 @@ const char *weir_env_error(const weir_env *env);
  */
 int weir_env_execute(weir_env *env, const char *job_name, int progress_ms);
 
+/*
+ * What checkpointing did in the run of weir_env_execute (all zero when the
+ * job did not checkpoint).  Durations are wall-clock milliseconds.
+ */
+typedef struct weir_checkpoint_stats {
+	int64_t restored_id;        /* checkpoint or savepoint restored; 0 = none */
+	double restore_ms;          /* reading, checking and applying it */
+	uint64_t restore_bytes;     /* bytes of the state-log ranges restored */
+	uint64_t completed;         /* checkpoints and savepoints completed,
+				     * the final checkpoint included */
+	uint64_t failed;            /* abandoned: timed out or failed */
+	double max_ms, total_ms;    /* trigger to manifest written, completed ones */
+	uint64_t log_bytes;         /* state-log bytes written in this run */
+	uint64_t materializations;  /* task materializations written */
+	uint64_t materialized_bytes;
+	double max_materialize_ms;  /* longest pause of a core to materialize */
+} weir_checkpoint_stats;
+
+/* The statistics of env's run (after weir_env_execute returned).  0, or
+ * -EINVAL if env has not run. */
+int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out);
+
 /* ---- schemas --------------------------------------------------------- */
 
 /*

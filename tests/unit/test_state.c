@@ -877,3 +877,51 @@ Test(rows, encode_decode_stage_every_type)
 	cr_assert_eq(pos, at);
 	tb_free(t);
 }
+
+/* A restore replays a materialization, which lists a table in slot order,
+ * into a fresh table that grows as it goes.  When the home slot was the
+ * hash's top bits, slot order was hash order and every insert probed one
+ * ever-growing cluster: hours for a million keys (this test's timeout
+ * catches that); it must take well under a second. */
+static int copy_entry(void *arg, skey k, int64_t ns, void *value)
+{
+	kvtab *dst = arg;
+	bool created;
+	int64_t *v = kv_upsert(dst, k, ns, &created);
+	cr_assert(v && created);
+	memcpy(v, value, 16);
+	return 0;
+}
+
+Test(state, slot_order_reinsertion_stays_linear)
+{
+	kdict *d = kdict_new();
+	kvtab_conf c = { .key_type = WEIR_I64, .vsize = 16 };
+	kvtab *a = kv_new(&c, d), *b = kv_new(&c, d);
+	const int n = 1000000;
+	for (int i = 0; i < n; i++) {
+		weir_value v = { .i64 = i };
+		skey k = key_from_value(d, WEIR_I64, v);
+		bool created;
+		int64_t *acc = kv_upsert(a, k, 0, &created);
+		acc[0] = i;
+		acc[1] = -i;
+	}
+	kv_foreach(a, copy_entry, b);
+	cr_assert_eq(kv_count(b), (size_t)n);
+	for (int i = 0; i < n; i += 997) {
+		weir_value v = { .i64 = i };
+		int64_t *acc = kv_get(b, key_from_value(d, WEIR_I64, v), 0);
+		cr_assert(acc && acc[0] == i && acc[1] == -i);
+	}
+	/* Sizing once ahead gives the same table. */
+	kvtab *r = kv_new(&c, d);
+	cr_assert_eq(kv_reserve(r, (size_t)n), 0);
+	size_t cap = kv_memsize(r);
+	kv_foreach(a, copy_entry, r);
+	cr_assert_eq(kv_memsize(r), cap, "a reserved table grew");
+	kv_free(r);
+	kv_free(b);
+	kv_free(a);
+	kdict_free(d);
+}
