@@ -106,10 +106,15 @@ static void usage_run(FILE *f)
 		"      --checkpoint-timeout MS    abandon a checkpoint after MS ms (60000)\n"
 		"      --checkpoint-min-pause MS  at least MS ms between checkpoints (0)\n"
 		"      --checkpoints-retained N   complete checkpoints kept (2)\n"
+		"      --unaligned-checkpoints    barriers overtake queued data, which\n"
+		"                                 joins the checkpoint: checkpoints\n"
+		"                                 complete under backpressure (restore\n"
+		"                                 at the same -p; savepoints stay aligned)\n"
 		"      --savepoint-dir DIR        where savepoints go by default\n"
 		"                                 (DIR/savepoint-<id>; default\n"
 		"                                 <checkpoint-dir>/savepoints)\n"
-		"      --from-savepoint PATH      start from a savepoint, at any -p\n"
+		"      --from-savepoint PATH      start from a savepoint, at any -p (or\n"
+		"                                 from a retained checkpoint's manifest)\n"
 		"      --allow-non-restored-state skip savepoint state no operator claims\n"
 		"  -h, --help              this help\n"
 		"\n"
@@ -444,7 +449,7 @@ enum {
 	OPT_CORES = 256, OPT_MODE, OPT_IDLE, OPT_BATCH, OPT_TIMEOUT, OPT_CREDITS,
 	OPT_MAXP, OPT_NOCHAIN, OPT_NOPIN, OPT_PROGRESS, OPT_NOPROGRESS,
 	OPT_METRICS, OPT_PLAN, OPT_LOG, OPT_CKDIR, OPT_CKINT, OPT_CKTIMEOUT,
-	OPT_CKPAUSE, OPT_CKRETAIN, OPT_SPDIR, OPT_FROMSP, OPT_ALLOWNR,
+	OPT_CKPAUSE, OPT_CKRETAIN, OPT_SPDIR, OPT_FROMSP, OPT_ALLOWNR, OPT_UNALIGNED,
 };
 
 static int cmd_run(int argc, char **argv)
@@ -473,6 +478,7 @@ static int cmd_run(int argc, char **argv)
 		{ "savepoint-dir", required_argument, NULL, OPT_SPDIR },
 		{ "from-savepoint", required_argument, NULL, OPT_FROMSP },
 		{ "allow-non-restored-state", no_argument, NULL, OPT_ALLOWNR },
+		{ "unaligned-checkpoints", no_argument, NULL, OPT_UNALIGNED },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -616,6 +622,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case OPT_ALLOWNR:
 			cfg->allow_non_restored_state = true;
+			break;
+		case OPT_UNALIGNED:
+			cfg->checkpoint_unaligned = true;
 			break;
 		case 'h':
 			usage_run(stdout);

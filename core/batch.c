@@ -521,3 +521,229 @@ void batch_compact(weir_batch *b, const uint8_t *keep)
 	}
 	b->rows = w;
 }
+
+/* ---- the batch codec --------------------------------------------------------------
+ *
+ * A batch as bytes, for the in-flight data of unaligned checkpoints (and,
+ * later, the network).  Little-endian, every section padded to 8 bytes:
+ *
+ *   +------------+------------+----------------------+---------+
+ *   | u32 rows   | u32 ncols  | u8 type[ncols], pad  | i64 ts  |  ts[rows]
+ *   +------------+------------+----------------------+---------+
+ *   then per column, in schema order:
+ *     i64, f64, ts   8 bytes x rows
+ *     bool           1 byte x rows (0 or 1), pad
+ *     str            u32 len[rows], pad, then the bytes of every cell in
+ *                    row order, pad
+ *
+ * Only the bytes the cells reference are written (a heap may hold more).
+ * The encoding is canonical: the decoder refuses non-zero padding and bool
+ * bytes other than 0 and 1, so what decodes encodes back to the same bytes.
+ */
+
+#define PAD8(x) (((x) + 7) & ~(size_t)7)
+
+size_t batch_encoded_size(const weir_batch *b)
+{
+	const weir_schema *s = b->schema;
+	size_t n = 8 + PAD8((size_t)s->ncols) + (size_t)b->rows * 8;
+	for (int c = 0; c < s->ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_BOOL:
+			n += PAD8(b->rows);
+			break;
+		case WEIR_STR: {
+			size_t bytes = 0;
+			const weir_str *v = b->cols[c];
+			for (uint32_t r = 0; r < b->rows; r++)
+				bytes += v[r].len;
+			n += PAD8((size_t)b->rows * 4) + PAD8(bytes);
+			break;
+		}
+		default:
+			n += (size_t)b->rows * 8;
+		}
+	}
+	return n;
+}
+
+void batch_encode(const weir_batch *b, void *out)
+{
+	const weir_schema *s = b->schema;
+	char *p = out;
+	uint32_t rows = b->rows, ncols = (uint32_t)s->ncols;
+
+	memcpy(p, &rows, 4);
+	memcpy(p + 4, &ncols, 4);
+	p += 8;
+	memset(p, 0, PAD8(ncols));
+	for (uint32_t c = 0; c < ncols; c++)
+		p[c] = (char)s->fields[c].type;
+	p += PAD8(ncols);
+	memcpy(p, b->ts, (size_t)rows * 8);
+	p += (size_t)rows * 8;
+	for (uint32_t c = 0; c < ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_BOOL:
+			memset(p, 0, PAD8(rows));
+			memcpy(p, b->cols[c], rows);
+			p += PAD8(rows);
+			break;
+		case WEIR_STR: {
+			const weir_str *v = b->cols[c];
+			size_t bytes = 0;
+			memset(p, 0, PAD8((size_t)rows * 4));
+			for (uint32_t r = 0; r < rows; r++)
+				memcpy(p + 4 * (size_t)r, &v[r].len, 4);
+			p += PAD8((size_t)rows * 4);
+			for (uint32_t r = 0; r < rows; r++) {
+				memcpy(p + bytes, b->heap + v[r].off, v[r].len);
+				bytes += v[r].len;
+			}
+			memset(p + bytes, 0, PAD8(bytes) - bytes);
+			p += PAD8(bytes);
+			break;
+		}
+		default:
+			memcpy(p, b->cols[c], (size_t)rows * 8);
+			p += (size_t)rows * 8;
+		}
+	}
+}
+
+/* An empty batch of `s` with room for exactly `rows` rows and `heap` heap
+ * bytes, pooled when it fits a block. */
+static weir_batch *batch_alloc_exact(const weir_schema *s, uint32_t rows, size_t heap)
+{
+	pool *p = cur_pool;
+	size_t fixed = fixed_size(s, rows);
+	if (rows <= p->batch_rows && fixed + heap <= p->block_size) {
+		weir_batch *b = batch_alloc(s, heap);
+		if (b->capacity >= rows && b->heap_cap >= heap)
+			return b;
+		batch_release(b);
+	}
+	size_t sz = round64(fixed + heap);
+	weir_batch *b = aligned_alloc(CACHELINE, sz);
+	if (!b)
+		return NULL;
+	layout(b, s, rows, sz);
+	b->flags = BATCH_JUMBO;
+	b->owner = (uint16_t)p->core;
+	p->outstanding++;
+	p->allocated++;
+	return b;
+}
+
+static bool zeros(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int batch_decode(const weir_schema *s, const void *in, size_t n, weir_batch **out)
+{
+	const char *p = in, *end = p + n;
+	uint32_t rows, ncols;
+	size_t heap = 0;
+
+	*out = NULL;
+	if (n < 8)
+		return -EBADMSG;
+	memcpy(&rows, p, 4);
+	memcpy(&ncols, p + 4, 4);
+	if (ncols != (uint32_t)s->ncols || rows > (1u << 24))
+		return -EBADMSG;
+	p += 8;
+	if ((size_t)(end - p) < PAD8(ncols))
+		return -EBADMSG;
+	for (uint32_t c = 0; c < ncols; c++)
+		if ((weir_type)(uint8_t)p[c] != s->fields[c].type)
+			return -EBADMSG;
+	if (!zeros(p + ncols, PAD8(ncols) - ncols))
+		return -EBADMSG;
+	p += PAD8(ncols);
+	/* First pass: check every length, add up the string bytes. */
+	const char *q = p;
+	if ((size_t)(end - q) < (size_t)rows * 8)
+		return -EBADMSG;
+	q += (size_t)rows * 8;
+	for (uint32_t c = 0; c < ncols; c++) {
+		size_t need;
+		switch (s->fields[c].type) {
+		case WEIR_BOOL:
+			need = PAD8(rows);
+			if ((size_t)(end - q) < need || !zeros(q + rows, need - rows))
+				return -EBADMSG;
+			for (uint32_t r = 0; r < rows; r++)
+				if ((uint8_t)q[r] > 1)
+					return -EBADMSG;
+			break;
+		case WEIR_STR: {
+			size_t lens = (size_t)rows * 4;
+			if ((size_t)(end - q) < PAD8(lens) || !zeros(q + lens, PAD8(lens) - lens))
+				return -EBADMSG;
+			size_t bytes = 0;
+			for (uint32_t r = 0; r < rows; r++) {
+				uint32_t len;
+				memcpy(&len, q + 4 * (size_t)r, 4);
+				bytes += len;
+			}
+			q += PAD8(lens);
+			if (bytes > UINT32_MAX / 2)
+				return -EBADMSG;
+			heap += bytes;
+			need = PAD8(bytes);
+			if ((size_t)(end - q) < need || !zeros(q + bytes, need - bytes))
+				return -EBADMSG;
+			break;
+		}
+		default:
+			need = (size_t)rows * 8;
+		}
+		if ((size_t)(end - q) < need)
+			return -EBADMSG;
+		q += need;
+	}
+	if (q != end || heap > UINT32_MAX / 2)
+		return -EBADMSG;
+	weir_batch *b = batch_alloc_exact(s, rows, heap);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b->ts, p, (size_t)rows * 8);
+	p += (size_t)rows * 8;
+	for (uint32_t c = 0; c < ncols; c++) {
+		switch (s->fields[c].type) {
+		case WEIR_BOOL: {
+			memcpy(b->cols[c], p, rows);
+			p += PAD8(rows);
+			break;
+		}
+		case WEIR_STR: {
+			weir_str *v = b->cols[c];
+			const char *lens = p, *bytes;
+			p += PAD8((size_t)rows * 4);
+			bytes = p;
+			size_t total = 0;
+			for (uint32_t r = 0; r < rows; r++) {
+				uint32_t len;
+				memcpy(&len, lens + 4 * (size_t)r, 4);
+				memcpy(b->heap + b->heap_used, bytes + total, len);
+				v[r] = (weir_str){ b->heap_used, len };
+				b->heap_used += len;
+				total += len;
+			}
+			p += PAD8(total);
+			break;
+		}
+		default:
+			memcpy(b->cols[c], p, (size_t)rows * 8);
+			p += (size_t)rows * 8;
+		}
+	}
+	b->rows = rows;
+	*out = b;
+	return 0;
+}

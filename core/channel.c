@@ -65,6 +65,7 @@ static bool try_push(channel *c, const elem *e)
 	tsan_release(c);
 	if (!ck_ring_enqueue_spsc_elem(&c->ring, c->slots, (elem *)e))
 		return false;
+	c->pushed++;
 	if (e->kind == ELEM_DATA)
 		c->sent++;
 	reactor_notify(c->consumer);
@@ -117,11 +118,27 @@ bool channel_pop(channel *c, elem *e)
 	if (!ck_ring_dequeue_spsc_elem(&c->ring, c->slots, e))
 		return false;
 	tsan_acquire(c);
+	c->popped++;
 	/* A control element frees ring space but returns no credit: tell a
 	 * producer that may be parked behind a full ring.  (Data elements
 	 * notify in channel_consumed, once processed.) */
 	if (e->kind != ELEM_DATA)
 		reactor_notify(c->producer);
+	return true;
+}
+
+bool channel_peek(channel *c, uint64_t k, elem *e)
+{
+	/* As ck_ring's single-consumer dequeue, without moving c_head: the
+	 * load fence after reading p_tail pairs with the producer's store
+	 * fence before publishing it (ck_ring_enqueue_spsc). */
+	unsigned int head = c->ring.c_head;
+	unsigned int tail = ck_pr_load_uint(&c->ring.p_tail);
+	if ((uint64_t)(tail - head) <= k)
+		return false;
+	ck_pr_fence_load();
+	tsan_acquire(c);
+	*e = c->slots[(head + (unsigned int)k) & c->ring.mask];
 	return true;
 }
 

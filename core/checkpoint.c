@@ -211,6 +211,167 @@ void ckpt_actor_ended(actor *a)
 	a->r->ck_dirty = true;
 }
 
+/* ---- unaligned checkpoints (reactor threads) ---------------------------------------
+ *
+ * An unaligned barrier does not travel through the ring: the producer
+ * logs what its queue holds for the channel (elements it emitted before
+ * the barrier that have not entered the ring), then announces the barrier
+ * on the channel with the number of elements it pushed before it
+ * (ckpt_announce).  The consumer, at its first announcement of checkpoint
+ * n, takes its snapshot at once and forwards the barrier the same way
+ * (ua_begin): whatever its inputs hold is not waited for.  Instead, for
+ * each input channel it logs the elements it had not processed yet that
+ * precede that channel's barrier -- by peeking into the ring once the
+ * channel's announcement is visible, and by logging what it pops before
+ * then (ckpt_capture_popped) -- plus the channel's watermark and
+ * idleness.  The core acknowledges n once every task passed it and every
+ * actor has captured its inputs; a restore puts the logged elements back
+ * into their channels (state/checkpoint.c), so every element is processed
+ * exactly once: before the snapshot, or after the restore.
+ */
+
+static bool capturable(uint32_t kind)
+{
+	return kind == ELEM_DATA || kind == ELEM_WATERMARK || kind == ELEM_IDLE;
+}
+
+static void log_inflight(task *t, int core, int64_t id, const channel *c,
+			 uint64_t key, const elem *e)
+{
+	struct runtime *rt = t->rt;
+	int rc = rt->sops->channel_state(rt->store, core, id, c, key, e);
+	if (rc < 0)
+		task_fail(t, "%s: checkpoint %lld: logging in-flight data: %s", t->node->name,
+			  (long long)id, strerror(-rc));
+}
+
+void ckpt_announce(task *t, channel *c, int64_t id)
+{
+	if (!t->rt->store)
+		return;
+	for (uint32_t k = 0; k < c->pend_len; k++) {
+		const elem *e = &c->pend[(c->pend_head + k) % c->pend_cap];
+		if (capturable(e->kind))
+			log_inflight(t, task_core(t), id, c, 2 * (c->pushed + k) + 1, e);
+	}
+	atomic_store_explicit(&c->ann_seq, c->pushed, memory_order_relaxed);
+	/* Pairs with the consumer's acquire in ua_poll/ckpt_capture_popped:
+	 * elements [0, ann_seq) are in the ring by then. */
+	atomic_store_explicit(&c->ann_id, id, memory_order_release);
+	reactor_notify(c->consumer);
+}
+
+/* c's announcement of c->cap_id is visible: log the ring's elements up to
+ * it (they stay in the ring, to be processed as usual). */
+static void capture_rest(actor *a, channel *c)
+{
+	uint64_t end = atomic_load_explicit(&c->ann_seq, memory_order_relaxed);
+	c->cap_end = end;
+	for (uint64_t seq = c->popped; seq < end; seq++) {
+		elem e;
+		if (!channel_peek(c, seq - c->popped, &e))
+			break; /* cannot happen: announced elements are in the ring */
+		if (capturable(e.kind))
+			log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, &e);
+	}
+	c->cap_done = true;
+}
+
+void ckpt_capture_popped(actor *a, channel *c, const elem *e)
+{
+	uint64_t seq = c->popped - 1;
+	struct runtime *rt = a->r->rt;
+	if (c->cap_id < atomic_load_explicit(&rt->ck_trigger, memory_order_relaxed)) {
+		c->cap_done = true; /* that checkpoint was abandoned */
+		return;
+	}
+	if (atomic_load_explicit(&c->ann_id, memory_order_acquire) == c->cap_id) {
+		uint64_t end = atomic_load_explicit(&c->ann_seq, memory_order_relaxed);
+		if (seq < end && capturable(e->kind))
+			log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, e);
+		capture_rest(a, c);
+		return;
+	}
+	if (e->kind == ELEM_EOI) {
+		c->cap_done = true;
+		return;
+	}
+	if (capturable(e->kind))
+		log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, e);
+}
+
+/* The first announcement of unaligned checkpoint id reached actor a. */
+static void ua_begin(actor *a, int64_t id)
+{
+	if (a->aligned) { /* an older aligned checkpoint: abandoned */
+		for (int i = 0; i < a->nin; i++)
+			a->in[i]->aligned = 0;
+		a->aligned = 0;
+	}
+	a->barrier = id;
+	a->ua_id = id;
+	for (int i = 0; i < a->nin; i++) {
+		channel *c = a->in[i];
+		c->cap_id = id;
+		c->cap_end = UINT64_MAX;
+		c->cap_done = c->ended != 0;
+		if (c->ended)
+			continue;
+		/* The channel's own state, restored ahead of its elements. */
+		if (c->watermark != INT64_MIN)
+			log_inflight(a->head, a->r->id, id, c, 2 * c->popped,
+				     &(elem){ .kind = ELEM_WATERMARK, .value = c->watermark });
+		if (c->idle)
+			log_inflight(a->head, a->r->id, id, c, 2 * c->popped,
+				     &(elem){ .kind = ELEM_IDLE, .value = 1 });
+	}
+	task_emit_barrier(a->head, id); /* snapshot the chain, forward */
+}
+
+void ckpt_announced(actor *a, channel *c)
+{
+	int64_t id = atomic_load_explicit(&c->ann_id, memory_order_acquire);
+	if (id > a->barrier && ckpt_unaligned(a->r->rt, id) && !a->ended)
+		ua_begin(a, id);
+}
+
+/* Unaligned checkpoint id is in flight: start it at actors that got its
+ * first announcement, capture what announced channels hold. */
+static bool ua_poll(reactor *r, int64_t id)
+{
+	bool did = false;
+	for (int i = 0; i < r->nactors; i++) {
+		actor *a = r->actors[i];
+		if (a->is_source || a->ended)
+			continue;
+		if (a->barrier < id)
+			for (int k = 0; k < a->nin; k++)
+				if (atomic_load_explicit(&a->in[k]->ann_id, memory_order_acquire) == id) {
+					ua_begin(a, id);
+					did = true;
+					break;
+				}
+		if (a->ua_id != id)
+			continue;
+		bool all = true;
+		for (int k = 0; k < a->nin; k++) {
+			channel *c = a->in[k];
+			if (c->cap_done)
+				continue;
+			if (c->ended) {
+				c->cap_done = true;
+			} else if (atomic_load_explicit(&c->ann_id, memory_order_acquire) == id) {
+				capture_rest(a, c);
+				did = true;
+			} else {
+				all = false;
+			}
+		}
+		a->ua_capturing = !all;
+	}
+	return did;
+}
+
 bool ckpt_reactor_poll(reactor *r)
 {
 	struct runtime *rt = r->rt;
@@ -220,6 +381,8 @@ bool ckpt_reactor_poll(reactor *r)
 		return false;
 	int64_t trig = atomic_load_explicit(&rt->ck_trigger, memory_order_acquire);
 	if (trig > r->ck_synced) {
+		if (ckpt_unaligned(rt, trig))
+			did |= ua_poll(r, trig);
 		for (int i = 0; i < r->nactors; i++) {
 			actor *a = r->actors[i];
 			if (a->is_source && !a->ended && a->ck_injected < trig) {
@@ -231,7 +394,10 @@ bool ckpt_reactor_poll(reactor *r)
 			}
 		}
 		bool all = true;
-		for (int i = 0; i < r->nactors && all; i++)
+		for (int i = 0; i < r->nactors && all; i++) {
+			if (r->actors[i]->ua_id == trig && r->actors[i]->ua_capturing &&
+			    !r->actors[i]->ended)
+				all = false;
 			for (int k = 0; k < r->actors[i]->ntasks; k++) {
 				task *t = r->actors[i]->tasks[k];
 				if (t->ck_id < trig && !t->ck_final) {
@@ -239,6 +405,7 @@ bool ckpt_reactor_poll(reactor *r)
 					break;
 				}
 			}
+		}
 		if (all) {
 			rt->sops->core_sync(rt->store, r->id, trig);
 			r->ck_synced = trig;
@@ -346,7 +513,7 @@ static void wake_all(struct runtime *rt)
 		reactor_wake(&rt->reactors[i]);
 }
 
-static void trigger(struct runtime *rt, int64_t id, bool stop)
+static void trigger(struct runtime *rt, int64_t id, bool stop, bool savepoint)
 {
 	ckpt_coord *c = rt->coord;
 	c->inflight = id;
@@ -354,6 +521,11 @@ static void trigger(struct runtime *rt, int64_t id, bool stop)
 	c->started_ns = c->last_trigger_ns = now_ns();
 	if (stop)
 		atomic_store_explicit(&rt->ck_stop_id, id, memory_order_relaxed);
+	/* Savepoints are always aligned (portable, rescalable: no in-flight
+	 * data), as in Flink. */
+	atomic_store_explicit(&rt->ck_unaligned,
+			      rt->cfg->checkpoint_unaligned && !savepoint ? id : 0,
+			      memory_order_relaxed);
 	/* Pairs with the reactors' acquire in ckpt_reactor_poll. */
 	atomic_store_explicit(&rt->ck_trigger, id, memory_order_release);
 	wake_all(rt);
@@ -491,7 +663,7 @@ int ckpt_coordinate(struct runtime *rt)
 		}
 		wlog(LOG_INFO, "savepoint %lld triggered into %s%s", (long long)id,
 		     c->sp_path, stop ? " (then stop)" : "");
-		trigger(rt, id, stop);
+		trigger(rt, id, stop, true);
 		return 1;
 	}
 	int64_t every = cfg->checkpoint_interval_ms;
@@ -513,7 +685,7 @@ int ckpt_coordinate(struct runtime *rt)
 		c->last_end_ns = c->last_trigger_ns = now;
 		return 5;
 	}
-	trigger(rt, id, false);
+	trigger(rt, id, false, false);
 	return 1;
 }
 

@@ -129,6 +129,16 @@ size_t batch_row_heap(const weir_batch *b, uint32_t row);
 weir_batch *batch_slice_copy(const weir_batch *src, uint32_t from, uint32_t n);
 /* Keep only rows with keep[i] != 0, in place (caller holds it exclusively). */
 void batch_compact(weir_batch *b, const uint8_t *keep);
+/*
+ * A batch as bytes (format drawn in batch.c): the in-flight data of
+ * unaligned checkpoints.  batch_decode() checks every length against n and
+ * the column types against schema s, and makes a batch from the calling
+ * thread's pool (a jumbo one if it does not fit a block): 0, -EBADMSG when
+ * the bytes are not such a batch of s, or -ENOMEM.  *out is NULL on error.
+ */
+size_t batch_encoded_size(const weir_batch *b);
+void batch_encode(const weir_batch *b, void *out);
+int batch_decode(const weir_schema *s, const void *p, size_t n, weir_batch **out);
 
 /* ---- stream elements and channels ------------------------------------------ */
 
@@ -163,8 +173,14 @@ struct reactor;
 typedef struct channel {
 	ck_ring_t ring; /* cache-line separated producer/consumer indices */
 	elem *slots;
+	/* Which edge of the job graph this is (set when planned; read-only
+	 * afterwards): unaligned checkpoints file its in-flight elements
+	 * under it. */
+	int src_node, src_sub, src_port, dst_node, dst_sub;
+	struct actor *src_actor;
 	/* producer core only */
 	uint64_t sent;
+	uint64_t pushed;       /* elements that entered the ring, any kind */
 	elem *pend;
 	uint32_t pend_head, pend_len, pend_cap;
 	uint32_t credits;
@@ -176,9 +192,22 @@ typedef struct channel {
 	uint32_t idle;         /* producer said its stream is idle */
 	int64_t watermark;
 	uint64_t consumed_local;
+	uint64_t popped;       /* elements taken from the ring, any kind */
+	int64_t cap_id;        /* unaligned checkpoint whose in-flight data
+				* this channel is capturing (0: none) */
+	uint64_t cap_end;      /* ... up to this element (UINT64_MAX: not
+				* announced yet, capture what is popped) */
+	bool cap_done;
 	/* written by consumer (release), read by producer (acquire) */
 	_Alignas(CACHELINE) uint64_t consumed;
 	char pad_[CACHELINE - sizeof(uint64_t)];
+	/* An unaligned barrier overtaking the ring: the producer stores
+	 * ann_seq (relaxed), then ann_id (release); the consumer loads
+	 * ann_id (acquire), then ann_seq.  Elements [0, ann_seq) of the
+	 * channel precede barrier ann_id. */
+	_Alignas(CACHELINE) _Atomic int64_t ann_id;
+	_Atomic uint64_t ann_seq;
+	char pad2_[CACHELINE - 2 * sizeof(uint64_t)];
 } channel;
 
 channel *channel_new(uint32_t credits, struct reactor *producer,
@@ -191,6 +220,9 @@ bool channel_flush_pending(channel *c);
 static inline bool channel_blocked(const channel *c) { return c->pend_len != 0; }
 /* Consumer: take the next element; false if none. */
 bool channel_pop(channel *c, elem *e);
+/* Consumer: copy the element k places after the next one to pop without
+ * taking it; false if the ring holds no such element yet. */
+bool channel_peek(channel *c, uint64_t k, elem *e);
 /* Consumer: a data element has been processed: return its credit. */
 void channel_consumed(channel *c);
 
@@ -441,6 +473,19 @@ const char *runtime_job(const runtime *rt);
 int task_core(const task *t);
 /* The eventfd core `core` sleeps on when parked (for io_uring). */
 int runtime_core_efd(const runtime *rt, int core);
+/* The channels between subtasks (restoring unaligned checkpoints). */
+int runtime_nchannels(const runtime *rt);
+channel *runtime_channel(const runtime *rt, int i);
+/*
+ * Before the job runs (main thread): put e into channel c ahead of
+ * everything its producer will send -- in-flight data of an unaligned
+ * checkpoint.  The producer then sends nothing new until it got through.
+ * Takes over e's batch.
+ */
+void runtime_restore_element(runtime *rt, channel *c, elem e);
+/* Before the job runs (main thread): make and release batches as the
+ * core of channel c's producer does; NULL unbinds. */
+void runtime_bind_pool(runtime *rt, const channel *c);
 
 /*
  * Checkpoint storage, implemented in state/ (checkpoint.c) and handed to
@@ -469,6 +514,17 @@ typedef struct ckpt_store_ops {
 	/* Core: every task of core passed id or ended: make the core's log
 	 * durable up to here. */
 	void (*core_sync)(ckpt_store *s, int core, int64_t id);
+	/*
+	 * Core: an element of channel c is in flight across unaligned
+	 * checkpoint id (it precedes the barrier, but the consumer had not
+	 * processed it when it took its snapshot): log it so that a restore
+	 * puts it back into the channel.  `key` orders a channel's elements:
+	 * 2 * (its number among the elements pushed into the channel) + 1;
+	 * 2 * n for the channel's own state (watermark, idleness) taken when
+	 * the consumer had popped n elements.  0 or -errno.
+	 */
+	int (*channel_state)(ckpt_store *s, int core, int64_t id, const channel *c,
+			     uint64_t key, const elem *e);
 	/* Core: an fd to sync with the core's next core_sync (sinks). */
 	int (*core_sync_fd)(ckpt_store *s, int core, int fd);
 	/* Core: reap I/O; the highest id durable on core (0 = none).  A

@@ -118,6 +118,8 @@ typedef struct actor {
 	int aligned;      /* channels holding back for a barrier */
 	int64_t barrier;
 	int64_t ck_injected; /* source: last barrier it injected */
+	int64_t ua_id;       /* unaligned checkpoint it took its snapshot for */
+	bool ua_capturing;   /* ... and still captures in-flight inputs */
 	bool stopped;     /* source: stopped by stop-with-savepoint */
 } actor;
 
@@ -144,6 +146,9 @@ struct runtime
 				     * the barrier sources inject next */
 	_Atomic int64_t ck_completed; /* main (release) -> reactors: commit */
 	_Atomic int64_t ck_stop_id;   /* sources stop after injecting this */
+	_Atomic int64_t ck_unaligned; /* = ck_trigger when that checkpoint is
+				       * unaligned, else 0 (ordered by the
+				       * trigger's release) */
 	_Atomic int stop_now;       /* main: the job stopped (savepoint) */
 	_Atomic int reactors_idle;  /* reactors with every actor finished */
 	_Atomic int reactors_exited;
@@ -158,6 +163,21 @@ struct runtime
 void ckpt_task_barrier(task *t, int64_t id);
 /* Actor a ended: take its tasks' final snapshots. */
 void ckpt_actor_ended(actor *a);
+/* Is barrier id of an unaligned checkpoint?  Reactor threads. */
+static inline bool ckpt_unaligned(struct runtime *rt, int64_t id)
+{
+	return id == atomic_load_explicit(&rt->ck_unaligned, memory_order_relaxed);
+}
+/* Task t forwards unaligned barrier id on channel c: log what c's producer
+ * queue holds ahead of it, and announce it to the consumer. */
+void ckpt_announce(task *t, channel *c, int64_t id);
+/* Before actor a pops from c: c's producer announced an unaligned barrier
+ * a has not seen (c->ann_id > a->barrier): start that checkpoint at a now,
+ * before a takes an element that follows the barrier. */
+void ckpt_announced(actor *a, channel *c);
+/* Actor a popped e from c while c captures in-flight data (c->cap_id set,
+ * !c->cap_done): log it if it precedes the barrier. */
+void ckpt_capture_popped(actor *a, channel *c, const elem *e);
 /* Reactor loop: inject barriers, acknowledge, deliver commits.  True if
  * it did work. */
 bool ckpt_reactor_poll(reactor *r);

@@ -60,6 +60,20 @@ const graph *runtime_graph(const runtime *rt) { return rt->g; }
 const char *runtime_job(const runtime *rt) { return rt->job; }
 int task_core(const task *t) { return t->actor->r->id; }
 int runtime_core_efd(const runtime *rt, int core) { return rt->reactors[core].efd; }
+int runtime_nchannels(const runtime *rt) { return rt->nchannels; }
+channel *runtime_channel(const runtime *rt, int i) { return rt->channels[i]; }
+
+void runtime_restore_element(runtime *rt, channel *c, elem e)
+{
+	(void)rt;
+	if (!channel_push(c, e))
+		c->src_actor->blocked = true;
+}
+
+void runtime_bind_pool(runtime *rt, const channel *c)
+{
+	pool_bind_thread(c ? rt->pools : NULL, c ? c->producer->id : 0);
+}
 
 bool task_blocked(const task *t)
 {
@@ -251,6 +265,12 @@ static void task_forward_control(task *t, uint32_t kind, int64_t v,
 				continue;
 			}
 			outlet_flush(o);
+			if (kind == ELEM_BARRIER && ckpt_unaligned(t->rt, v)) {
+				/* The barrier overtakes what the channel holds. */
+				for (int c = 0; c < o->nch; c++)
+					ckpt_announce(t, o->ch[c], v);
+				continue;
+			}
 			for (int c = 0; c < o->nch; c++)
 				channel_send(t, o->ch[c],
 					     (elem){ .kind = kind, .value = v });
@@ -626,8 +646,17 @@ static bool actor_run(actor *a, const weir_config *cfg)
 				elem e;
 				if (c->aligned || c->ended)
 					continue;
+				/* An unaligned barrier announced on c is taken
+				 * before anything that follows it.  (Pairs with
+				 * the release in ckpt_announce.) */
+				if (unlikely(cfg->checkpoint_unaligned) &&
+				    atomic_load_explicit(&c->ann_id, memory_order_acquire) >
+					    a->barrier)
+					ckpt_announced(a, c);
 				if (channel_pop(c, &e)) {
 					a->rr = i + 1;
+					if (unlikely(c->cap_id && !c->cap_done))
+						ckpt_capture_popped(a, c, &e);
 					actor_on_elem(a, c, &e);
 					if (cfg->buffer_timeout_us == 0)
 						actor_flush_due(a, UINT64_MAX, 0);
@@ -1062,6 +1091,12 @@ static int plan(struct runtime *rt)
 				if (!c)
 					return -ENOMEM;
 				c->dst_input = ed->dst_input;
+				c->src_node = ed->src;
+				c->src_sub = s;
+				c->src_port = ed->src_port;
+				c->dst_node = ed->dst;
+				c->dst_sub = first + k;
+				c->src_actor = src->actor;
 				o->ch[k] = c;
 				PUSH(rt->channels, rt->nchannels, rt->cap_channels, c);
 				PUSH(da->in, da->nin, da->cap_in, c);

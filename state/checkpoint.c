@@ -280,7 +280,12 @@ typedef struct core_st {
 	int64_t mat_decided, mat_round;
 	uint64_t bytes_at_mat, mat_size;
 	uint64_t bytes_at_sync; /* published with the acknowledgement */
+	/* in-flight data of the unaligned checkpoint inf_id: [inf_from,
+	 * inf_to) of the log (inf_to set by core_sync) */
+	int64_t inf_id;
+	slog_pos inf_from, inf_to;
 	/* statistics (read by the main thread after the reactors stopped) */
+	uint64_t inflight_bytes;
 	uint64_t mats, mat_bytes, mat_max_ns, mat_acc_ns;
 	int64_t mat_acc_id;
 	int err;
@@ -409,9 +414,49 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 	return k->err;
 }
 
+static int st_channel_state(ckpt_store *s, int core, int64_t id, const channel *ch,
+			    uint64_t key, const elem *e)
+{
+	core_st *c = core_of(s, core);
+	if (!c->log)
+		return 0; /* no checkpoint directory: nothing to restore from */
+	if (c->inf_id != id) {
+		c->inf_id = id;
+		c->inf_from = slog_mark(c->log);
+		c->inf_to = (slog_pos){ 0, 0 };
+	}
+	size_t vlen = 1 + (e->kind == ELEM_DATA ? batch_encoded_size(e->batch) : 8);
+	char *p = slog_reserve(c->log, ST_ENTRY_HDR + 8 + vlen);
+	if (!p)
+		return slog_error(c->log) ? slog_error(c->log) : -ENOMEM;
+	uint16_t node = (uint16_t)ch->dst_node, sub = (uint16_t)ch->dst_sub;
+	uint16_t src = (uint16_t)ch->src_sub;
+	uint32_t kl = 8, vl = (uint32_t)vlen;
+	uint64_t from = (uint64_t)ch->src_node | (uint64_t)ch->src_port << 16;
+	p[0] = ST_CHAN;
+	p[1] = (char)ch->dst_input;
+	memcpy(p + 2, &node, 2);
+	memcpy(p + 4, &sub, 2);
+	memcpy(p + 6, &src, 2);
+	memcpy(p + 8, &kl, 4);
+	memcpy(p + 12, &vl, 4);
+	memcpy(p + 16, &from, 8);
+	memcpy(p + 24, &id, 8);
+	memcpy(p + 32, &key, 8);
+	p[40] = (char)e->kind;
+	if (e->kind == ELEM_DATA)
+		batch_encode(e->batch, p + 41);
+	else
+		memcpy(p + 41, &e->value, 8);
+	c->inflight_bytes += ST_ENTRY_HDR + 8 + vlen;
+	return 0;
+}
+
 static void st_core_sync(ckpt_store *s, int core, int64_t id)
 {
 	core_st *c = core_of(s, core);
+	if (c->log && c->inf_id == id)
+		c->inf_to = slog_mark(c->log);
 	/* Tasks that ended before the savepoint's barrier reached them:
 	 * their final state goes into the savepoint now. */
 	int64_t spid = atomic_load_explicit(&s->sp_id, memory_order_relaxed);
@@ -620,6 +665,13 @@ static int manifest_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 			sb_printf(b, "%02x", t->snap.p[j]);
 		sb_printf(b, "\n");
 	}
+	for (int c = 0; !savepoint && s->dir[0] && c < s->ncores; c++) {
+		core_st *cs = &s->cores[c];
+		if (cs->inf_id == id && cs->inf_to.off)
+			sb_printf(b, "inflight %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+				  c, cs->inf_from.seg, cs->inf_from.off, cs->inf_to.seg,
+				  cs->inf_to.off);
+	}
 	if (b->oom)
 		return -ENOMEM;
 	sb_printf(b, "crc %08x\n", crc32c(0, b->p, b->len));
@@ -679,6 +731,7 @@ static void mf_free_ops(manifest *m)
 	for (int i = 0; i < m->ntasks; i++)
 		free(m->tasks[i].blob);
 	free(m->tasks);
+	free(m->inflight);
 }
 
 void manifest_free(manifest *m)
@@ -829,6 +882,20 @@ int manifest_parse(const char *text, size_t len, manifest *m, char *err,
 			if (!num(w[1], 0, m->nops - 1, v))
 				goto bad;
 			m->at_least_once[v[0]] = true;
+		} else if (!strcmp(w[0], "inflight") && n == 6) {
+			mf_inflight f;
+			if (!num(w[1], 0, 4095, v) || !unum(w[2], u) || !unum(w[3], u + 1) ||
+			    !unum(w[4], u + 2) || !unum(w[5], u + 3) || u[1] < SLOG_PAGE ||
+			    u[3] < SLOG_PAGE)
+				goto bad;
+			f = (mf_inflight){ (int)v[0], u[0], u[1], u[2], u[3] };
+			mf_inflight *ni = realloc(m->inflight, (size_t)(m->ninflight + 1) * sizeof(*ni));
+			if (!ni) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			m->inflight = ni;
+			m->inflight[m->ninflight++] = f;
 		} else if (!strcmp(w[0], "task") && n == 12) {
 			mf_task tk = { 0 };
 			if (!num(w[1], 0, m->nops - 1, v) || !num(w[2], 0, 32767, v + 1) ||
@@ -896,6 +963,13 @@ bad:
 			snprintf(err, errlen, "task on core %d of %d", m->tasks[i].core, m->ncores);
 			goto out;
 		}
+	for (int i = 0; i < m->ninflight; i++)
+		if (m->inflight[i].core >= m->ncores || m->savepoint) {
+			snprintf(err, errlen, "in-flight data on core %d of %d%s",
+				 m->inflight[i].core, m->ncores,
+				 m->savepoint ? " in a savepoint" : "");
+			goto out;
+		}
 	rc = 0;
 out:
 	free(copy);
@@ -954,6 +1028,8 @@ typedef struct rctx {
 	size_t ntmr, cap_tmr;
 	int **mt_of;                 /* manifest op, old subtask -> manifest task */
 	uint64_t *reserved;          /* runtime task * ST_MAX_TABLES + reg */
+	struct inflight_el *els;     /* in-flight data to inject, sorted */
+	size_t nels;
 	char *err;
 	size_t errlen;
 } rctx;
@@ -1155,11 +1231,13 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			memcpy(&khash, p + 16, 8);
 			memcpy(&ns, p + 24, 8);
 			if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen ||
-			    kind < ST_PUT || kind > ST_MAT || node >= m->nops ||
+			    kind < ST_PUT || kind > ST_CHAN || node >= m->nops ||
 			    sub >= m->ops[node].parallelism)
 				goto bad;
 			const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
 			p = vp + vlen;
+			if (kind == ST_CHAN)
+				continue; /* in-flight data: restore_inflight */
 			int wi = c->mt_of[node][sub];
 			if (wi < 0)
 				continue; /* a task the checkpoint does not cover */
@@ -1343,6 +1421,9 @@ static int restore_timers(rctx *c)
 	return rc;
 }
 
+struct inflight_el;
+static void els_free(runtime *rt, struct inflight_el *els, size_t n);
+
 static void rctx_free(rctx *c)
 {
 	for (size_t i = 0; i < c->ntmr; i++)
@@ -1353,6 +1434,8 @@ static void rctx_free(rctx *c)
 			free(c->mt_of[o]);
 	free(c->mt_of);
 	free(c->reserved);
+	if (c->els)
+		els_free(c->rt, c->els, c->nels);
 	free(c->op_map);
 	free(c->tab_map);
 	free(c->node_par);
@@ -1430,6 +1513,213 @@ static int map_job(rctx *c, bool allow_missing)
 	return 0;
 }
 
+/* ---- in-flight data of unaligned checkpoints ---------------------------------------- */
+
+typedef struct inflight_el {
+	int ch;             /* runtime channel index */
+	uint64_t key;       /* order within the channel */
+	uint64_t ord;       /* order in the log: ties */
+	uint32_t kind;
+	int64_t value;
+	weir_batch *batch;  /* ELEM_DATA: decoded, owned */
+} inflight_el;
+
+static int el_cmp(const void *a, const void *b)
+{
+	const inflight_el *x = a, *y = b;
+	if (x->ch != y->ch)
+		return x->ch < y->ch ? -1 : 1;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+static int find_channel(runtime *rt, int gsrc, int ssub, int port, int gdst, int dsub,
+			int input)
+{
+	for (int i = 0; i < runtime_nchannels(rt); i++) {
+		const channel *ch = runtime_channel(rt, i);
+		if (ch->src_node == gsrc && ch->src_sub == ssub && ch->src_port == port &&
+		    ch->dst_node == gdst && ch->dst_sub == dsub && ch->dst_input == input)
+			return i;
+	}
+	return -1;
+}
+
+static void els_free(runtime *rt, inflight_el *els, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (els[i].batch) {
+			runtime_bind_pool(rt, runtime_channel(rt, els[i].ch));
+			batch_release(els[i].batch);
+		}
+	runtime_bind_pool(rt, NULL);
+	free(els);
+}
+
+/*
+ * The in-flight data of unaligned checkpoint m, to be put back into the
+ * channels it was in, in order, ahead of anything new: read every CHAN
+ * entry of m's id in its inflight ranges and check it all (the edge
+ * exists, at the same parallelism; batches decode) into c->els, sorted.
+ * 0 or -errno (err).
+ */
+static int load_inflight(rctx *c)
+{
+	const manifest *m = c->m;
+	runtime *rt = c->rt;
+	inflight_el *els = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t ord = 0;
+	int rc = 0;
+
+	for (int i = 0; i < m->ninflight && rc == 0; i++) {
+		const mf_inflight *f = &m->inflight[i];
+		char prefix[32];
+		slog_reader *rd = NULL;
+		snprintf(prefix, sizeof(prefix), "core-%d", f->core);
+		rc = slog_reader_open(c->logdir, prefix, (slog_pos){ f->from_seg, f->from_off },
+				      (slog_pos){ f->to_seg, f->to_off }, &rd, c->err, c->errlen);
+		const void *fp;
+		size_t fn;
+		while (rc == 0 && (rc = slog_next(rd, &fp, &fn, c->err, c->errlen)) > 0) {
+			rc = 0;
+			const char *p = fp, *end = p + fn;
+			while (p < end && rc == 0) {
+				if (end - p < ST_ENTRY_HDR)
+					goto bad;
+				uint8_t kind = (uint8_t)p[0], input = (uint8_t)p[1];
+				uint16_t node, sub, ssub;
+				uint32_t klen, vlen;
+				uint64_t from, key;
+				int64_t id;
+				memcpy(&node, p + 2, 2);
+				memcpy(&sub, p + 4, 2);
+				memcpy(&ssub, p + 6, 2);
+				memcpy(&klen, p + 8, 4);
+				memcpy(&vlen, p + 12, 4);
+				memcpy(&from, p + 16, 8);
+				memcpy(&id, p + 24, 8);
+				if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen)
+					goto bad;
+				const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
+				p = vp + vlen;
+				if (kind != ST_CHAN || id != m->id)
+					continue;
+				int snode = (int)(from & 0xffff), port = (int)(from >> 16 & 0xffff);
+				if (klen != 8 || vlen < 9 || node >= m->nops || snode >= m->nops ||
+				    sub >= m->ops[node].parallelism ||
+				    ssub >= m->ops[snode].parallelism || port >= NODE_MAX_PORTS ||
+				    (from >> 32) != 0)
+					goto bad;
+				uint8_t ek = (uint8_t)vp[0];
+				if (ek != ELEM_DATA && ek != ELEM_WATERMARK && ek != ELEM_IDLE)
+					goto bad;
+				if (ek != ELEM_DATA && vlen != 9)
+					goto bad;
+				memcpy(&key, kp, 8);
+				int gd = c->op_map[node], gs = c->op_map[snode];
+				if (gd < 0 || gs < 0) {
+					if (c->s->cfg->allow_non_restored_state)
+						continue;
+					snprintf(c->err, c->errlen,
+						 "it holds in-flight data between operators '%s' and '%s', "
+						 "which the job does not have (pass "
+						 "--allow-non-restored-state to drop it)",
+						 m->ops[snode].uid, m->ops[node].uid);
+					rc = -EINVAL;
+					break;
+				}
+				if (c->node_par[gd] != m->ops[node].parallelism ||
+				    c->node_par[gs] != m->ops[snode].parallelism) {
+					snprintf(c->err, c->errlen,
+						 "it is an unaligned checkpoint holding in-flight data "
+						 "between '%s' (parallelism %d) and '%s' (%d), which "
+						 "the job runs at %d and %d: restore it at the same "
+						 "parallelism, or rescale from a savepoint (always "
+						 "aligned)", m->ops[snode].uid, m->ops[snode].parallelism,
+						 m->ops[node].uid, m->ops[node].parallelism,
+						 c->node_par[gs], c->node_par[gd]);
+					rc = -EINVAL;
+					break;
+				}
+				int ch = find_channel(rt, gs, ssub, port, gd, sub, input);
+				if (ch < 0) {
+					snprintf(c->err, c->errlen,
+						 "it holds in-flight data of an edge from '%s' to '%s' "
+						 "that the job does not have", m->ops[snode].uid,
+						 m->ops[node].uid);
+					rc = -EINVAL;
+					break;
+				}
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 64;
+					inflight_el *ne = realloc(els, nc * sizeof(*ne));
+					if (!ne) {
+						rc = -ENOMEM;
+						break;
+					}
+					els = ne;
+					cap = nc;
+				}
+				inflight_el *el = &els[n];
+				*el = (inflight_el){ .ch = ch, .key = key, .ord = ord++, .kind = ek };
+				if (ek == ELEM_DATA) {
+					const channel *chan = runtime_channel(rt, ch);
+					const weir_schema *schema = runtime_graph(rt)->nodes[gs]->schema[port];
+					runtime_bind_pool(rt, chan);
+					int d = schema ? batch_decode(schema, vp + 1, vlen - 1, &el->batch)
+						       : -EBADMSG;
+					runtime_bind_pool(rt, NULL);
+					if (d < 0) {
+						snprintf(c->err, c->errlen,
+							 "%s/%s: in-flight batch from '%s' to '%s' does not "
+							 "decode: %s", c->logdir, prefix,
+							 m->ops[snode].uid, m->ops[node].uid,
+							 d == -EBADMSG ? "malformed" : strerror(-d));
+						rc = d;
+						break;
+					}
+				} else {
+					memcpy(&el->value, vp + 1, 8);
+				}
+				n++;
+			}
+			continue;
+bad:
+			snprintf(c->err, c->errlen, "%s/%s: malformed in-flight entry", c->logdir,
+				 prefix);
+			rc = -EBADMSG;
+		}
+		slog_reader_close(rd);
+	}
+	if (rc < 0) {
+		els_free(rt, els, n);
+		return rc;
+	}
+	if (n)
+		qsort(els, n, sizeof(*els), el_cmp);
+	c->els = els;
+	c->nels = n;
+	return 0;
+}
+
+/* Put the elements load_inflight() read into their channels (cannot
+ * fail). */
+static void inject_inflight(rctx *c)
+{
+	for (size_t i = 0; i < c->nels; i++) {
+		inflight_el *el = &c->els[i];
+		elem e = { .kind = el->kind };
+		if (el->kind == ELEM_DATA)
+			e.batch = el->batch; /* taken over */
+		else
+			e.value = el->value;
+		el->batch = NULL;
+		runtime_restore_element(c->rt, runtime_channel(c->rt, el->ch), e);
+	}
+}
+
 /* Restore the job from manifest m (files under logdir).  0, or -errno with
  * the reason in err; on failure nothing was applied when `checked` is
  * false... so verify first: a corrupt file is found before any change. */
@@ -1476,6 +1766,12 @@ static int restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 		}
 	if ((rc = restore_timers(&c)) < 0) {
 		snprintf(err, errlen, "restoring timers: %s", strerror(-rc));
+		goto out;
+	}
+	/* In-flight data of an unaligned checkpoint: read and checked before
+	 * any operator restores its state (a sink's restore commits files). */
+	if ((rc = load_inflight(&c)) < 0) {
+		reset_tables(&c);
 		goto out;
 	}
 	/* Operator state and watermarks, per new task, from every old
@@ -1525,6 +1821,9 @@ static int restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 		}
 		free(blobs);
 	}
+	/* Last, as nothing can fail after it: in-flight data back into the
+	 * channels. */
+	inject_inflight(&c);
 	rc = 0;
 out:
 	rctx_free(&c);
@@ -1987,6 +2286,7 @@ static void st_stats(ckpt_store *s, weir_checkpoint_stats *st)
 			st->log_bytes += slog_bytes_written(cs->log);
 		st->materializations += cs->mats;
 		st->materialized_bytes += cs->mat_bytes;
+		st->inflight_bytes += cs->inflight_bytes;
 		if (cs->mat_max_ns / 1e6 > st->max_materialize_ms)
 			st->max_materialize_ms = cs->mat_max_ns / 1e6;
 	}
@@ -2021,6 +2321,7 @@ const ckpt_store_ops checkpoint_store_ops = {
 	.begin = st_begin,
 	.task_barrier = st_task_barrier,
 	.core_sync = st_core_sync,
+	.channel_state = st_channel_state,
 	.core_sync_fd = st_core_sync_fd,
 	.core_poll = st_core_poll,
 	.core_quiesce = st_core_quiesce,

@@ -35,6 +35,12 @@
  *            value = u64 entries that follow, per registration (in tab
  *            order), so a restore sizes its tables once (empty in logs
  *            written before this was added)
+ *   CHAN     an element in flight across an unaligned checkpoint: node
+ *            and sub are the consumer's, tab its input, the spare u16 the
+ *            producer's subtask, khash = producer node | port << 16, ns =
+ *            the checkpoint id, key = u64 order within the channel (see
+ *            ckpt_store_ops.channel_state), value = u8 element kind, then
+ *            an i64 (watermark, idleness) or the encoded batch (batch.c)
  *
  * `node` is the operator's index in the run's manifest, `sub` the writing
  * subtask, `tab` the registration index within the task (tables and timer
@@ -53,6 +59,7 @@ enum st_entry_kind {
 	ST_TIMER_ADD = 4,
 	ST_TIMER_DEL = 5,
 	ST_MAT = 6,
+	ST_CHAN = 7,
 };
 
 #define ST_ENTRY_HDR 32
@@ -85,6 +92,9 @@ extern const ckpt_store_ops checkpoint_store_ops;
  *   at-least-once <op index>   a source that cannot replay
  *   task <op> <subtask> <core> <final 0|1> <from seg> <from off> <to seg>
  *        <to off> <watermark> <blob length> <blob hex | ->
+ *   inflight <core> <from seg> <from off> <to seg> <to off>
+ *                              unaligned checkpoints: CHAN entries of this
+ *                              checkpoint lie in that range of core's log
  *   crc <crc32c of every byte before this line, 8 hex digits>
  *
  * A task's keyed state is the entries it wrote in its core's log between
@@ -107,6 +117,11 @@ typedef struct mf_task {
 	uint8_t *blob;
 } mf_task;
 
+typedef struct mf_inflight {
+	int core;
+	uint64_t from_seg, from_off, to_seg, to_off;
+} mf_inflight;
+
 typedef struct manifest {
 	int version;
 	bool savepoint;
@@ -121,6 +136,8 @@ typedef struct manifest {
 	bool *at_least_once;  /* per op */
 	int ntasks;
 	mf_task *tasks;
+	int ninflight;
+	mf_inflight *inflight;
 } manifest;
 
 /* Parse manifest text; 0 or -EINVAL with the line and problem in err.

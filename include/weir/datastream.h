@@ -74,6 +74,12 @@ typedef struct weir_config {
 	int64_t checkpoint_timeout_ms;   /* abandon after this (default 60000) */
 	int64_t checkpoint_min_pause_ms; /* between the end of one and the next */
 	int checkpoints_retained;        /* complete checkpoints kept (default 2) */
+	/* Unaligned checkpoints: a barrier overtakes the data queued in
+	 * channels, which becomes part of the checkpoint, so checkpoints
+	 * complete quickly under backpressure.  Savepoints stay aligned.  A
+	 * checkpoint that holds in-flight data restores at the same
+	 * parallelism only. */
+	bool checkpoint_unaligned;
 	const char *savepoint_dir;       /* default target of savepoints */
 	const char *restore_savepoint;   /* start from this savepoint */
 	bool allow_non_restored_state;   /* ignore savepoint state with no operator */
@@ -109,6 +115,8 @@ typedef struct weir_checkpoint_stats {
 	uint64_t materializations;  /* task materializations written */
 	uint64_t materialized_bytes;
 	double max_materialize_ms;  /* longest pause of a core to materialize */
+	uint64_t inflight_bytes;    /* in-flight data logged by unaligned
+				     * checkpoints */
 } weir_checkpoint_stats;
 
 /* The statistics of env's run (after weir_env_execute returned).  0, or

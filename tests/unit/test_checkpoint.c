@@ -321,3 +321,115 @@ Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
 			cr_assert_neq(rc, 0, "a savepoint with state of a missing operator loaded");
 	}
 }
+
+/* ---- unaligned checkpoints ------------------------------------------------------------
+ *
+ * The same running count behind a slow operator: 64-row batches from a
+ * generator capped at 200 000 rows/s, an operator that takes 1 ms per batch
+ * (at most 128 000 rows/s over two subtasks), 128 credits per channel.  The
+ * channels into the slow operator fill up (backpressure), and an aligned
+ * barrier waits behind ~128 queued batches on each of two inputs (~260
+ * ms).  With a 100 ms timeout, aligned checkpoints expire; unaligned ones
+ * overtake the queues, which become part of the checkpoint, and complete.
+ * Cancelled and resumed several times, the committed output is still
+ * exactly once.
+ */
+
+static void slow(void *arg, const weir_batch *in, uint8_t *keep)
+{
+	(void)arg;
+	memset(keep, 1, in->rows);
+	usleep(1000);
+}
+
+static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const char *out)
+{
+	weir_env *env = env_p(p, 64);
+	weir_config *cfg = weir_env_config(env);
+	cfg->mode = WEIR_MODE_STREAMING;
+	cfg->checkpoint_dir = ck;
+	cfg->channel_credits = 128;
+	cfg->checkpoint_interval_ms = 50;
+	cfg->checkpoint_timeout_ms = 100;
+	cfg->checkpoint_unaligned = unaligned;
+	weir_generator_conf g = { .count = N, .seed = 42, .keys = K, .rate = 200000 };
+	weir_stream *s = weir_source_generator(env, "gen", &g);
+	weir_stream *k = weir_filter(weir_key_by(s, "key"), "slow", slow, NULL);
+	weir_stream *c = weir_count(weir_key_by(k, "key"));
+	cr_assert_eq(weir_sink_files(c, "out", out), 0, "%s", weir_env_error(env));
+	return env;
+}
+
+static weir_checkpoint_stats run_stats(weir_env *env)
+{
+	weir_checkpoint_stats st;
+	cr_assert_null(weir_env_error(env), "%s", weir_env_error(env));
+	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
+	cr_assert_eq(weir_env_checkpoint_stats(env, &st), 0);
+	weir_env_free(env);
+	return st;
+}
+
+Test(checkpoint, unaligned_checkpoints_complete_under_backpressure, .init = testenv_mkdir,
+     .fini = testenv_rmdir)
+{
+	weir_checkpoint_stats al = run_stats(slow_count_job(2, path("ck-a"), false, path("out-a")));
+	check_counts(path("out-a"), 42);
+	weir_checkpoint_stats un = run_stats(slow_count_job(2, path("ck-u"), true, path("out-u")));
+	check_counts(path("out-u"), 42);
+	cr_log_info("aligned: %llu completed, %llu expired; unaligned: %llu completed, "
+		    "%llu expired, %llu bytes in flight",
+		    (unsigned long long)al.completed, (unsigned long long)al.failed,
+		    (unsigned long long)un.completed, (unsigned long long)un.failed,
+		    (unsigned long long)un.inflight_bytes);
+	cr_assert_geq(al.failed, 5, "aligned checkpoints did not expire: no backpressure?");
+	cr_assert_leq(un.failed * 5, al.failed);
+	cr_assert_gt(un.completed, al.completed);
+	cr_assert_gt(un.inflight_bytes, 0);
+	cr_assert_eq(al.inflight_bytes, 0);
+}
+
+Test(checkpoint, unaligned_recovers_exactly_once_after_cancelled_runs, .init = testenv_mkdir,
+     .fini = testenv_rmdir)
+{
+	for (int i = 0; i < 5; i++) {
+		pthread_t th;
+		weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+		weir_env_config(env)->checkpoint_timeout_ms = 2000;
+		pthread_create(&th, NULL, cancel_after, (void *)(long)(200 + 70 * i));
+		int rc = weir_env_execute(env, "test", 0);
+		pthread_join(th, NULL);
+		weir_checkpoint_stats st;
+		weir_env_checkpoint_stats(env, &st);
+		weir_env_free(env);
+		cr_assert(rc == 0 || rc == -ECANCELED, "rc %d", rc);
+		cr_log_info("run %d: restored %lld, %llu completed, %llu bytes in flight", i,
+			    (long long)st.restored_id, (unsigned long long)st.completed,
+			    (unsigned long long)st.inflight_bytes);
+	}
+	run_ok(slow_count_job(2, path("ck"), true, path("out")));
+	check_counts(path("out"), 42);
+}
+
+Test(checkpoint, unaligned_checkpoint_with_inflight_data_refuses_rescaling,
+     .init = testenv_mkdir, .fini = testenv_rmdir)
+{
+	pthread_t th;
+	weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+	weir_env_config(env)->checkpoint_timeout_ms = 2000;
+	pthread_create(&th, NULL, cancel_after, (void *)300L);
+	int rc = weir_env_execute(env, "test", 0);
+	pthread_join(th, NULL);
+	weir_checkpoint_stats st;
+	weir_env_checkpoint_stats(env, &st);
+	weir_env_free(env);
+	cr_assert_eq(rc, -ECANCELED);
+	cr_assert_gt(st.inflight_bytes, 0);
+	env = slow_count_job(3, path("ck"), true, path("out"));
+	cr_assert_neq(weir_env_execute(env, "test", 0), 0,
+		      "an unaligned checkpoint restored at another parallelism");
+	weir_env_free(env);
+	/* At the same parallelism it resumes and completes exactly once. */
+	run_ok(slow_count_job(2, path("ck"), true, path("out")));
+	check_counts(path("out"), 42);
+}
