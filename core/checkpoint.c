@@ -180,14 +180,18 @@ void ckpt_task_barrier(task *t, int64_t id)
 	struct runtime *rt = t->rt;
 	int rc;
 
+	snap_buf *snap = &t->final_snap;
 	if (id != CKPT_FINAL) {
 		if (id <= t->ck_id)
 			return;
 		t->ck_id = id;
+		t->ck_watermark = t->watermark;
+		snap = &t->snap;
+	} else {
+		t->final_watermark = t->watermark;
 	}
-	t->ck_watermark = t->watermark;
-	t->snap.len = 0;
-	if (t->ops->snapshot && (rc = t->ops->snapshot(t, id, &t->snap)) < 0) {
+	snap->len = 0;
+	if (t->ops->snapshot && (rc = t->ops->snapshot(t, id, snap)) < 0) {
 		task_fail(t, "%s: snapshot for checkpoint %lld: %s", t->node->name,
 			  (long long)id, strerror(-rc));
 		return;

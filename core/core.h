@@ -406,9 +406,13 @@ struct task {
 	void *keyed;            /* state/: the task's registered tables */
 	void (*keyed_free)(void *keyed);
 	int64_t ck_id;          /* last barrier the task passed (0 = none) */
-	bool ck_final;          /* `snap` is its final snapshot (it ended) */
 	snap_buf snap;          /* operator state written at ck_id */
 	int64_t ck_watermark;   /* its input watermark at ck_id */
+	/* When the task ended: its final snapshot, kept apart from ck_id's,
+	 * which the coordinator may still be writing into a manifest. */
+	bool ck_final;
+	snap_buf final_snap;
+	int64_t final_watermark;
 };
 
 /* Emit a batch on `port` (takes ownership of b). Reactor thread. */

@@ -1251,6 +1251,7 @@ static void runtime_free(struct runtime *rt)
 			free(t->emit[p]);
 		}
 		snap_free(&t->snap);
+		snap_free(&t->final_snap);
 		if (t->keyed_free)
 			t->keyed_free(t->keyed);
 		free(t);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,7 +49,8 @@ struct st_task {
 	/* checkpoint positions (owner core; the coordinator reads them
 	 * after the core's acknowledgement) */
 	bool has_mat;
-	slog_pos from, to;
+	slog_pos from, to;      /* at the task's checkpoint t->ck_id */
+	slog_pos final_to;      /* when it ended */
 	/* the savepoint in flight */
 	int64_t sp_id;
 	slog_pos sp_from, sp_to;
@@ -311,6 +313,7 @@ struct ckpt_store {
 	uint64_t bytes_prev;    /* log bytes at the previous completion */
 	int64_t restored_id;
 	uint64_t restore_bytes;
+	int lock_fd;            /* flock of <dir>/.lock, -1 = none */
 	char job[256];
 };
 
@@ -345,17 +348,11 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
+/* Savepoint id: task k's whole state into the savepoint's file (once).
+ * 0 or -errno. */
+static int sp_materialize(ckpt_store *s, st_task *k, core_st *c, int64_t id)
 {
-	st_task *k = st_of(t);
-	core_st *c = core_of(s, k->core);
 	int rc;
-
-	if (!k)
-		return -ENOMEM;
-	if (k->err)
-		return k->err;
-	/* A savepoint: the task's whole state into the savepoint's file. */
 	int64_t spid = atomic_load_explicit(&s->sp_id, memory_order_relaxed);
 	if (id != CKPT_FINAL && id == spid && k->sp_id != id) {
 		if (c->sp && c->sp_for != id) { /* of an abandoned savepoint */
@@ -377,6 +374,21 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 			return rc;
 		k->sp_id = id;
 	}
+	return 0;
+}
+
+static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
+{
+	st_task *k = st_of(t);
+	core_st *c = core_of(s, k->core);
+	int rc;
+
+	if (!k)
+		return -ENOMEM;
+	if (k->err)
+		return k->err;
+	if ((rc = sp_materialize(s, k, c, id)) < 0)
+		return rc;
 	if (!c->log)
 		return 0;
 	if (id != CKPT_FINAL && c->mat_decided < id) {
@@ -410,7 +422,10 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		c->mat_bytes += mb;
 		c->mat_size += mb; /* this round's, over the core's tasks */
 	}
-	k->to = slog_mark(c->log);
+	if (id == CKPT_FINAL)
+		k->final_to = slog_mark(c->log);
+	else
+		k->to = slog_mark(c->log);
 	return k->err;
 }
 
@@ -464,8 +479,9 @@ static void st_core_sync(ckpt_store *s, int core, int64_t id)
 		for (int i = 0; i < c->ntasks; i++) {
 			task *t = c->tasks[i];
 			st_task *k = t->keyed;
-			if (t->ck_final && k->sp_id != id)
-				st_task_barrier(s, t, id);
+			int e;
+			if (t->ck_final && k->sp_id != id && (e = sp_materialize(s, k, c, id)) < 0)
+				c->err = e;
 		}
 	if (c->npend == MAX_PEND) { /* cannot happen: one in flight */
 		c->err = -EOVERFLOW;
@@ -651,18 +667,23 @@ static int manifest_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 	for (int i = 0; i < runtime_ntasks(rt); i++) {
 		task *t = runtime_task(rt, i);
 		st_task *k = t->keyed;
+		/* The task passed barrier id, or ended before it did: then its
+		 * final snapshot.  (Not ck_final first: the task may be ending
+		 * right now, after it passed id.) */
+		bool at_id = t->ck_id == id;
+		const snap_buf *snap = at_id ? &t->snap : &t->final_snap;
 		slog_pos f = savepoint ? k->sp_from : k->from;
-		slog_pos to = savepoint ? k->sp_to : k->to;
+		slog_pos to = savepoint ? k->sp_to : at_id ? k->to : k->final_to;
 		if (!savepoint && !s->dir[0])
 			f = to = (slog_pos){ 0, 0 };
 		sb_printf(b, "task %d %d %d %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
 			  " %" PRId64 " %zu ", t->node->id, t->subtask, k->core,
-			  t->ck_final ? 1 : 0, f.seg, f.off, to.seg, to.off,
-			  t->ck_watermark, t->snap.len);
-		if (!t->snap.len)
+			  at_id ? 0 : 1, f.seg, f.off, to.seg, to.off,
+			  at_id ? t->ck_watermark : t->final_watermark, snap->len);
+		if (!snap->len)
 			sb_printf(b, "-");
-		for (size_t j = 0; j < t->snap.len; j++)
-			sb_printf(b, "%02x", t->snap.p[j]);
+		for (size_t j = 0; j < snap->len; j++)
+			sb_printf(b, "%02x", snap->p[j]);
 		sb_printf(b, "\n");
 	}
 	for (int c = 0; !savepoint && s->dir[0] && c < s->ncores; c++) {
@@ -1932,6 +1953,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		return -ENOMEM;
 	s->rt = rt;
 	s->cfg = cfg;
+	s->lock_fd = -1;
 	s->ncores = runtime_ncores(rt);
 	snprintf(s->job, sizeof(s->job), "%s", runtime_job(rt) ? runtime_job(rt) : "job");
 	s->cores = calloc((size_t)s->ncores, sizeof(core_st));
@@ -1966,6 +1988,19 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		snprintf(s->dir, sizeof(s->dir), "%s", cfg->checkpoint_dir);
 		if ((rc = mkdir_p(s->dir)) < 0) {
 			snprintf(err, errlen, "checkpoint directory %s: %s", s->dir, strerror(-rc));
+			goto fail;
+		}
+		/* One run per directory: two would interleave their runs and
+		 * delete each other's logs.  The lock goes with the process,
+		 * however it ends (SIGKILL included). */
+		char lock[2200];
+		snprintf(lock, sizeof(lock), "%s/.lock", s->dir);
+		s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "checkpoint directory %s %s", s->dir,
+				 rc == -EWOULDBLOCK ? "is in use by another running job"
+						    : strerror(-rc));
 			goto fail;
 		}
 	}
@@ -2313,6 +2348,8 @@ static void st_stop(ckpt_store *s)
 	}
 	free(s->cores);
 	free(s->uids);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
 	free(s);
 }
 
