@@ -47,14 +47,17 @@
  * Threads: a slog is touched only by the core that owns it (or the main
  * thread once the reactors stopped); a reader by the thread that opened it.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -80,7 +83,12 @@
 /* Frame lengths are 31 bits (bit 31 flags padding). */
 #define MAX_ENTRY ((size_t)0x7fffffffu - 2 * SLOG_PAGE)
 #define TICKETS 64u /* pending tickets; slog_sync() waits when full */
-#define READ_AHEAD (256u << 10)
+/* Reader: RD_SLOTS chunks of RD_CHUNK bytes in flight (4 x 4 MiB: the
+ * disk's sequential bandwidth with O_DIRECT, see perf/bench_statelog), in
+ * a region aligned for transparent huge pages. */
+#define RD_CHUNK (4u << 20)
+#define RD_SLOTS 4
+#define RD_ALIGN (2u << 20)
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 #define ALIGN_PAGE(x) (((x) + SLOG_PAGE - 1) & ~(uint64_t)(SLOG_PAGE - 1))
@@ -875,16 +883,52 @@ int slog_truncate_before(const char *dir, const char *prefix, uint64_t seg)
 
 /* ---- the reader ------------------------------------------------------------ */
 
-/* Owned by the thread that opened it. */
+/* One chunk of read-ahead: file bytes [off, off + want) of the current
+ * segment, read into its slot of the reader's region. */
+typedef struct rchunk {
+	uint64_t off; /* file offset of the slot's first byte */
+	size_t want;  /* bytes up to the reader's limit */
+	size_t got;   /* bytes read so far (short: the file ended) */
+	int err;      /* -errno of a failed read, 0 */
+	bool busy;    /* a read of it is in flight */
+} rchunk;
+
+/*
+ * Owned by the thread that opened it: a reader runs on that one thread
+ * (its ring is not shared; debug builds assert the owner).
+ *
+ * Read-ahead of the current segment covers file bytes [base, lim): chunk j
+ * is [base + j * csize, base + (j + 1) * csize) and lives in slot
+ * j % nslots of `mem`.  Chunks [head, next) are read or in flight; the
+ * frame slog_next() returned last lies in them, from chunk head on, so
+ * slots before head are free and refill() hands them the next chunks.
+ */
 struct slog_reader {
 	int dirfd;
 	int fd;           /* current segment, -1 = none */
-	uint64_t fsize;   /* its size */
+	bool direct;      /* fd is O_DIRECT; later segments try it too */
+	bool ring_dead;   /* a submit or wait failed: requests may be lost */
+	bool fixed;       /* mem is registered with the ring */
+	uint64_t fsize;   /* size of the current segment when opened */
 	slog_pos cur, to;
 	slog_pos frame;   /* where the frame slog_next returned last starts */
-	char *buf;        /* window of file bytes [wbase, wbase + wlen) */
-	size_t cap, wlen;
-	uint64_t wbase;
+
+	uint64_t base, lim;
+	uint64_t head, next, nchunks;
+	size_t csize;     /* bytes per chunk, a multiple of SLOG_PAGE */
+	int nslots;       /* slots in use, <= RD_SLOTS */
+	int inflight;     /* reads submitted and not reaped */
+	rchunk slot[RD_SLOTS];
+	char *mem;        /* the slots side by side, RD_ALIGN-aligned when large */
+	size_t memsize;
+	char *scratch;    /* a frame whose chunks are not side by side in mem */
+	size_t scap;
+	char *page;       /* page-aligned: the first segment's header */
+	struct io_uring ring;
+	bool ring_ok;
+#ifndef NDEBUG
+	pthread_t owner;
+#endif
 	char *prefix;
 	char dir[PATH_MAX];
 	char path[PATH_MAX]; /* of the current segment, for messages */
@@ -902,24 +946,299 @@ static int rfail(int rc, char *err, size_t errlen, const char *fmt, ...)
 	return rc;
 }
 
+/* Submit, or give up on the ring for good: every read in flight fails
+ * with rc (the caller sees -EIO naming the offset). */
+static void rsubmit(slog_reader *r)
+{
+	int rc;
+	while ((rc = io_uring_submit(&r->ring)) == -EINTR)
+		;
+	if (rc >= 0)
+		return;
+	r->ring_dead = true;
+	for (int s = 0; s < r->nslots; s++)
+		if (r->slot[s].busy) {
+			r->slot[s].busy = false;
+			r->slot[s].err = rc;
+		}
+}
+
+/* Queue a read of the rest of slot s's chunk (not submitted yet).  With
+ * O_DIRECT the length is rounded up to a page: the read stops at the end
+ * of the file, and no further than lim's page. */
+static void rqueue(slog_reader *r, int s)
+{
+	rchunk *c = &r->slot[s];
+	char *dst = r->mem + (size_t)s * r->csize + c->got;
+	size_t len = (r->direct ? (size_t)ALIGN_PAGE(c->want) : c->want) - c->got;
+	struct io_uring_sqe *sqe;
+
+	c->busy = true;
+	if (r->ring_dead || !(sqe = io_uring_get_sqe(&r->ring))) {
+		/* no SQE with at most RD_SLOTS reads in a ring of 2 * RD_SLOTS:
+		 * a bug, reported as a failed read */
+		c->busy = false;
+		c->err = r->ring_dead ? -EIO : -EBUSY;
+		return;
+	}
+	if (r->fixed)
+		io_uring_prep_read_fixed(sqe, r->fd, dst, (unsigned)len, c->off + c->got, 0);
+	else
+		io_uring_prep_read(sqe, r->fd, dst, (unsigned)len, c->off + c->got);
+	io_uring_sqe_set_data64(sqe, (uint64_t)s);
+	r->inflight++;
+}
+
+static void rreap(slog_reader *r);
+
+/* Start reads of the chunks from `next` on into the free slots. */
+static void refill(slog_reader *r)
+{
+	bool queued = false;
+
+	while (r->next < r->nchunks && r->next < r->head + (uint64_t)r->nslots) {
+		int s = (int)(r->next % (uint64_t)r->nslots);
+		rchunk *c = &r->slot[s];
+		while (c->busy) /* its chunk is before head, so done with */
+			rreap(r);
+		c->off = r->base + r->next * r->csize;
+		c->want = (size_t)(r->lim - c->off < r->csize ? r->lim - c->off : r->csize);
+		c->got = 0;
+		c->err = 0;
+		rqueue(r, s);
+		r->next++;
+		queued = true;
+	}
+	if (queued && !r->ring_dead)
+		rsubmit(r);
+}
+
+static void rcomplete(slog_reader *r, int s, int res)
+{
+	rchunk *c = &r->slot[s];
+
+	r->inflight--;
+	if (res == -EAGAIN || res == -EINTR) {
+		rqueue(r, s);
+		return;
+	}
+	if (res <= 0) { /* 0: the end of the file (it shrank) */
+		c->err = res;
+		c->busy = false;
+		return;
+	}
+	c->got += (size_t)res;
+	/* Short: go on after it, except after an O_DIRECT read ending
+	 * inside a page (only the end of the file does that). */
+	if (c->got < c->want && (!r->direct || c->got % SLOG_PAGE == 0))
+		rqueue(r, s);
+	else
+		c->busy = false;
+}
+
+/* Wait for at least one completion and take in all that are there. */
+static void rreap(slog_reader *r)
+{
+	struct io_uring_cqe *cqe;
+	bool again = false;
+	int rc;
+
+	while ((rc = io_uring_wait_cqe(&r->ring, &cqe)) == -EINTR)
+		;
+	if (rc < 0) {
+		r->ring_dead = true;
+		for (int s = 0; s < r->nslots; s++)
+			if (r->slot[s].busy) {
+				r->slot[s].busy = false;
+				r->slot[s].err = rc;
+			}
+		return;
+	}
+	do {
+		int s = (int)io_uring_cqe_get_data64(cqe);
+		int before = r->inflight;
+		rcomplete(r, s, cqe->res);
+		again |= r->inflight == before; /* queued again */
+		io_uring_cqe_seen(&r->ring, cqe);
+	} while (io_uring_peek_cqe(&r->ring, &cqe) == 0);
+	if (again && !r->ring_dead)
+		rsubmit(r);
+}
+
+/* Wait until no read is in flight (their slots are reused, or freed). */
+static void rdrain(slog_reader *r)
+{
+	while (r->inflight > 0 && !r->ring_dead)
+		rreap(r);
+}
+
+/* Wait for chunk j and check that it holds file bytes up to `end`; `off`
+ * is the start of what the caller asked for, for the message.  0 or
+ * -EIO. */
+static int rchunk_ready(slog_reader *r, uint64_t j, uint64_t end, uint64_t off,
+			char *err, size_t errlen)
+{
+	rchunk *c = &r->slot[j % (uint64_t)r->nslots];
+
+	assert(j >= r->head && j < r->next && c->off == r->base + j * r->csize);
+	while (c->busy)
+		rreap(r);
+	if (c->err < 0 || c->off + c->got < end)
+		return rfail(-EIO, err, errlen, "%s: offset %llu: read failed: %s", r->path,
+			     (unsigned long long)off,
+			     c->err < 0 ? strerror(-c->err) : "file shrank");
+	return 0;
+}
+
+/* Make file bytes [off, off + n) of the current segment readable at *p
+ * (valid until the next call); the caller checked base <= off and
+ * off + n <= lim.  Bytes before off are done with: their slots take the
+ * next chunks.  0, -EIO or -ENOMEM. */
+static int rget(slog_reader *r, uint64_t off, size_t n, const char **p, char *err,
+		size_t errlen)
+{
+	uint64_t j0, j1, ns = (uint64_t)r->nslots;
+	int rc;
+
+	if (!n) {
+		*p = "";
+		return 0;
+	}
+	assert(off >= r->base && off + n <= r->lim);
+	j0 = (off - r->base) / r->csize;
+	j1 = (off + n - 1 - r->base) / r->csize;
+	if (j0 > r->head)
+		r->head = j0;
+	refill(r);
+	if (j1 - j0 < ns && j0 % ns <= j1 % ns) { /* side by side in mem */
+		for (uint64_t j = j0; j <= j1; j++)
+			if ((rc = rchunk_ready(r, j, off + n, off, err, errlen)) < 0)
+				return rc;
+		*p = r->mem + (size_t)(j0 % ns) * r->csize + (size_t)(off - r->base - j0 * r->csize);
+		return 0;
+	}
+	/* Wrapping around mem, or larger than it: copy chunk by chunk, each
+	 * slot taking the next chunk as soon as it is copied.  n is at most
+	 * the file's size (the caller checked the frame's length). */
+	if (n > r->scap) {
+		char *b = realloc(r->scratch, n);
+		if (!b)
+			return rfail(-ENOMEM, err, errlen, "%s: no memory for a %zu-byte frame",
+				     r->path, n);
+		r->scratch = b;
+		r->scap = n;
+	}
+	for (uint64_t j = j0; j <= j1; j++) {
+		uint64_t cs = r->base + j * r->csize, ce = cs + r->csize;
+		uint64_t a = off > cs ? off : cs, b = off + n < ce ? off + n : ce;
+		if ((rc = rchunk_ready(r, j, b, off, err, errlen)) < 0)
+			return rc;
+		memcpy(r->scratch + (a - off), r->mem + (size_t)(j % ns) * r->csize + (a - cs),
+		       (size_t)(b - a));
+		if (j < j1) {
+			r->head = j + 1;
+			refill(r);
+		}
+	}
+	*p = r->scratch;
+	return 0;
+}
+
+/* Read-ahead of the current segment from file offset `start` (rounded
+ * down to a page) up to the file's size, or `to` in its segment; the
+ * region grows to what that needs, at most RD_SLOTS chunks of RD_CHUNK
+ * bytes (never more than the bytes to read, rounded up to pages).  Starts
+ * the first reads.  0 or -ENOMEM. */
+static int rstart(slog_reader *r, uint64_t start, char *err, size_t errlen)
+{
+	bool last = r->cur.seg == r->to.seg;
+	uint64_t lim = last && r->to.off < r->fsize ? r->to.off : r->fsize;
+	uint64_t span, n;
+
+	assert(!r->inflight);
+	r->base = start & ~(uint64_t)(SLOG_PAGE - 1);
+	r->lim = lim;
+	r->head = r->next = r->nchunks = 0;
+	if (lim <= start)
+		return 0; /* nothing to read here */
+	span = lim - r->base;
+	n = (span + RD_CHUNK - 1) / RD_CHUNK;
+	r->nslots = n < RD_SLOTS ? (int)n : RD_SLOTS;
+	r->csize = n > RD_SLOTS ? RD_CHUNK
+				: (size_t)ALIGN_PAGE((span + (uint64_t)r->nslots - 1) /
+						     (uint64_t)r->nslots);
+	if ((size_t)r->nslots * r->csize > r->memsize) {
+		size_t size = (size_t)r->nslots * r->csize;
+		void *m;
+		if (r->fixed)
+			io_uring_unregister_buffers(&r->ring);
+		r->fixed = false;
+		free(r->mem);
+		r->mem = NULL;
+		r->memsize = 0;
+		if (posix_memalign(&m, size >= RD_ALIGN ? RD_ALIGN : SLOG_PAGE, size))
+			return rfail(-ENOMEM, err, errlen, "%s: no memory for %zu bytes of read-ahead",
+				     r->path, size);
+		/* Huge pages: a 4 MiB read into 4 KiB pages has 1024
+		 * segments, split by the device's segment limit. */
+		if (size >= RD_ALIGN)
+			madvise(m, size, MADV_HUGEPAGE);
+		r->mem = m;
+		r->memsize = size;
+	}
+	r->nchunks = (span + r->csize - 1) / r->csize;
+	refill(r);
+	return 0;
+}
+
+/* Open segment `seg` for reading, O_DIRECT when r->direct (and the file
+ * system takes it).  fd or -errno. */
+static int ropen_seg(slog_reader *r, const char *name)
+{
+	int fd = -1;
+	if (r->direct) {
+		fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC | O_DIRECT);
+		if (fd < 0 && errno != EINVAL)
+			return -errno;
+		if (fd < 0)
+			r->direct = false;
+	}
+	if (fd < 0 && (fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	return fd;
+}
+
+/*
+ * Make segment `seg` current and start reading it.  The first segment's
+ * header is read synchronously into an aligned page: that read tells
+ * whether the file system takes O_DIRECT (buffered for good if not, as
+ * the writer does).  A later segment's header comes with its first chunk
+ * of read-ahead.
+ */
 static int rseg_open(slog_reader *r, uint64_t seg, char *err, size_t errlen)
 {
-	char name[PATH_MAX], h[40];
+	char name[PATH_MAX];
+	const char *h;
 	struct stat st;
-	ssize_t got;
 	uint32_t version, crc;
 	uint64_t hseg;
+	bool first = r->fd < 0;
+	int rc;
 
+	rdrain(r); /* reads of the previous segment: their slots are reused */
+	if (r->ring_dead)
+		return rfail(-EIO, err, errlen, "%s: read failed: io_uring broke down", r->path);
+	r->head = r->next = r->nchunks = 0;
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
-	r->wlen = 0;
 	if (!seg_name(name, sizeof(name), r->prefix, seg) ||
 	    snprintf(r->path, sizeof(r->path), "%s/%s", r->dir, name) >= (int)sizeof(r->path))
 		return rfail(-ENAMETOOLONG, err, errlen, "%s/%s: name too long", r->dir,
 			     r->prefix);
-	if ((r->fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
-		int e = errno;
+	if ((r->fd = ropen_seg(r, name)) < 0) {
+		int e = -r->fd;
+		r->fd = -1;
 		return rfail(-e, err, errlen, "%s: %s", r->path,
 			     e == ENOENT ? "segment file missing" : strerror(e));
 	}
@@ -930,11 +1249,34 @@ static int rseg_open(slog_reader *r, uint64_t seg, char *err, size_t errlen)
 		return rfail(-ENODATA, err, errlen,
 			     "%s: %llu bytes, shorter than the %u-byte segment header", r->path,
 			     (unsigned long long)r->fsize, SLOG_PAGE);
-	while ((got = pread(r->fd, h, sizeof(h), 0)) < 0 && errno == EINTR)
-		;
-	if (got != (ssize_t)sizeof(h))
-		return rfail(-EIO, err, errlen, "%s: reading the header: %s", r->path,
-			     got < 0 ? strerror(errno) : "short read");
+	r->cur = (slog_pos){ seg, r->cur.seg == seg ? r->cur.off : SLOG_PAGE };
+	if (first) {
+		ssize_t got;
+		for (;;) {
+			while ((got = pread(r->fd, r->page, SLOG_PAGE, 0)) < 0 && errno == EINTR)
+				;
+			if (got >= 0 || errno != EINVAL || !r->direct)
+				break;
+			/* O_DIRECT accepted at open, refused at read */
+			close(r->fd);
+			r->direct = false;
+			if ((r->fd = ropen_seg(r, name)) < 0) {
+				int e = -r->fd;
+				r->fd = -1;
+				return rfail(-EIO, err, errlen, "%s: %s", r->path, strerror(e));
+			}
+		}
+		if (got != (ssize_t)SLOG_PAGE)
+			return rfail(-EIO, err, errlen, "%s: reading the header: %s", r->path,
+				     got < 0 ? strerror(errno) : "short read");
+		h = r->page;
+		if ((rc = rstart(r, r->cur.off, err, errlen)) < 0)
+			return rc;
+	} else {
+		if ((rc = rstart(r, 0, err, errlen)) < 0 ||
+		    (rc = rget(r, 0, 40, &h, err, errlen)) < 0)
+			return rc;
+	}
 	memcpy(&crc, h + 32, 4);
 	memcpy(&version, h + 8, 4);
 	memcpy(&hseg, h + 16, 8);
@@ -951,49 +1293,6 @@ static int rseg_open(slog_reader *r, uint64_t seg, char *err, size_t errlen)
 		return rfail(-EBADMSG, err, errlen,
 			     "%s: offset 16: header says segment %llu", r->path,
 			     (unsigned long long)hseg);
-	r->cur = (slog_pos){ seg, r->cur.seg == seg ? r->cur.off : SLOG_PAGE };
-	return 0;
-}
-
-/* Make file bytes [off, off + n) of the current segment readable at *p;
- * the caller checked off + n <= limit (file size, or `to` in its segment).
- * Reads ahead up to limit.  0 or -EIO. */
-static int rget(slog_reader *r, uint64_t off, size_t n, uint64_t limit,
-		const char **p, char *err, size_t errlen)
-{
-	if (off >= r->wbase && off + n <= r->wbase + r->wlen) {
-		*p = r->buf + (off - r->wbase);
-		return 0;
-	}
-	size_t want = n > READ_AHEAD ? n : READ_AHEAD;
-	if (want > limit - off)
-		want = (size_t)(limit - off); /* >= n */
-	if (want > r->cap) {
-		char *b = realloc(r->buf, want);
-		if (!b)
-			return rfail(-ENOMEM, err, errlen, "%s: no memory for a %zu-byte frame",
-				     r->path, n);
-		r->buf = b;
-		r->cap = want;
-	}
-	r->wbase = off;
-	r->wlen = 0;
-	while (r->wlen < want) {
-		ssize_t got = pread(r->fd, r->buf + r->wlen, want - r->wlen,
-				    (off_t)(off + r->wlen));
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0 || (got == 0 && r->wlen < n)) {
-			const char *why = got < 0 ? strerror(errno) : "file shrank";
-			r->wlen = 0;
-			return rfail(-EIO, err, errlen, "%s: offset %llu: read failed: %s",
-				     r->path, (unsigned long long)off, why);
-		}
-		if (got == 0)
-			break;
-		r->wlen += (size_t)got;
-	}
-	*p = r->buf;
 	return 0;
 }
 
@@ -1001,6 +1300,7 @@ int slog_reader_open(const char *dir, const char *prefix, slog_pos from,
 		     slog_pos to, slog_reader **out, char *err, size_t errlen)
 {
 	slog_reader *r;
+	void *page = NULL;
 	int rc;
 
 	*out = NULL;
@@ -1009,14 +1309,29 @@ int slog_reader_open(const char *dir, const char *prefix, slog_pos from,
 			     "%s/%s: bad range %llu:%llu .. %llu:%llu", dir, prefix,
 			     (unsigned long long)from.seg, (unsigned long long)from.off,
 			     (unsigned long long)to.seg, (unsigned long long)to.off);
-	if (!(r = calloc(1, sizeof(*r))) || !(r->prefix = strdup(prefix))) {
+	if (!(r = calloc(1, sizeof(*r))) || !(r->prefix = strdup(prefix)) ||
+	    posix_memalign(&page, SLOG_PAGE, SLOG_PAGE)) {
+		if (r)
+			free(r->prefix);
 		free(r);
 		return rfail(-ENOMEM, err, errlen, "%s/%s: no memory", dir, prefix);
 	}
+	r->page = page;
 	r->fd = r->dirfd = -1;
+	r->direct = true;
 	r->cur = from;
 	r->to = to;
+#ifndef NDEBUG
+	r->owner = pthread_self();
+#endif
 	snprintf(r->dir, sizeof(r->dir), "%s", dir);
+	/* Reads in flight: at most RD_SLOTS, each queued again at most once
+	 * before it is reaped. */
+	if ((rc = io_uring_queue_init(2 * RD_SLOTS, &r->ring, 0)) < 0) {
+		rfail(rc, err, errlen, "%s/%s: io_uring: %s", dir, prefix, strerror(-rc));
+		goto fail;
+	}
+	r->ring_ok = true;
 	if ((r->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		rc = rfail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
@@ -1032,10 +1347,10 @@ fail:
 
 int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errlen)
 {
+	assert(pthread_equal(r->owner, pthread_self()));
 	for (;;) {
 		uint64_t off = r->cur.off;
 		bool last = r->cur.seg == r->to.seg;
-		uint64_t limit = last && r->to.off < r->fsize ? r->to.off : r->fsize;
 		uint32_t h[2] = { 0, 0 };
 		const char *q;
 		int rc;
@@ -1048,7 +1363,7 @@ int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errle
 				     r->path, (unsigned long long)off,
 				     (unsigned long long)r->to.off);
 		if (off + FRAME_HDR <= r->fsize) {
-			if ((rc = rget(r, off, FRAME_HDR, limit, &q, err, errlen)) < 0)
+			if ((rc = rget(r, off, FRAME_HDR, &q, err, errlen)) < 0)
 				return rc;
 			memcpy(h, q, FRAME_HDR);
 		}
@@ -1078,7 +1393,7 @@ int slog_next(slog_reader *r, const void **p, size_t *n, char *err, size_t errle
 				     "position %llu",
 				     r->path, (unsigned long long)off, (unsigned long long)len,
 				     (unsigned long long)r->to.off);
-		if ((rc = rget(r, off + FRAME_HDR, (size_t)len, limit, &q, err, errlen)) < 0)
+		if ((rc = rget(r, off + FRAME_HDR, (size_t)len, &q, err, errlen)) < 0)
 			return rc;
 		if (crc32c(0, q, (size_t)len) != h[1])
 			return rfail(-EBADMSG, err, errlen,
@@ -1103,11 +1418,21 @@ void slog_reader_close(slog_reader *r)
 {
 	if (!r)
 		return;
+	assert(pthread_equal(r->owner, pthread_self()));
+	if (r->ring_ok) {
+		rdrain(r); /* the kernel writes into mem until its reads are reaped */
+		io_uring_queue_exit(&r->ring);
+	}
 	if (r->fd >= 0)
 		close(r->fd);
 	if (r->dirfd >= 0)
 		close(r->dirfd);
-	free(r->buf);
+	/* After a failed submit or wait, a read may still be in flight: mem
+	 * is left to it (never seen in practice). */
+	if (!r->ring_dead)
+		free(r->mem);
+	free(r->scratch);
+	free(r->page);
 	free(r->prefix);
 	free(r);
 }
