@@ -136,7 +136,10 @@ typedef struct slog_reader slog_reader;
 /*
  * Read the frames of log `prefix` in dir from position `from` up to `to`
  * (both frame boundaries, as returned by slog_mark()).  0 or -errno with a
- * message in err naming the file and what is wrong.
+ * message in err naming the file and what is wrong.  The reader reads
+ * ahead (O_DIRECT where the file system takes it) through an io_uring of
+ * its own, into up to 20 MiB that it holds until slog_reader_close(); it
+ * is used and closed on the thread that opened it, and by no other.
  */
 int slog_reader_open(const char *dir, const char *prefix, slog_pos from,
 		     slog_pos to, slog_reader **out, char *err, size_t errlen);

@@ -4,16 +4,20 @@
  * buffers and segments read back between marks, sync tickets, O_DIRECT and
  * buffered files, the reader's errors on damaged logs (torn write, zeroed
  * tail, flipped bytes, missing segment), truncation of old segments and
- * syncing foreign fds.
+ * syncing foreign fds; the reader's read-ahead (frames straddling its
+ * chunks, ranges ending mid-segment and at a segment's end, a file
+ * shrinking under it, O_DIRECT and the buffered fallback).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -677,4 +681,256 @@ Test(statelog, truncate_before, .init = testenv_mkdir, .fini = testenv_rmdir)
 	cr_assert_eq(slog_truncate_before("/nonexistent/weir", "x", 1), -ENOENT);
 	free(got.p);
 	free(s.exp.p);
+}
+
+/* ---- the reader's read-ahead ---------------------------------------------- */
+
+/* The reader reads 4 MiB chunks into 5 slots (RD_CHUNK, RD_SLOTS in
+ * statelog.c): these logs are large enough that frames straddle chunk
+ * boundaries, side by side in its region, wrapping around it, and longer
+ * than all of it. */
+#define CHUNK (4u << 20)
+
+typedef struct mlog {
+	slog_pos m[2048];
+	size_t at[2048];
+	int nm;
+	bytes exp;
+} mlog;
+
+static void mlog_mark(mlog *g, slog *l)
+{
+	cr_assert_lt(g->nm, 2048);
+	g->m[g->nm] = slog_mark(l);
+	g->at[g->nm++] = g->exp.n;
+}
+
+/* ~55 MiB of entries of many sizes (0 B .. 300 KiB, one of 5 MiB: more
+ * than a chunk, one of 23 MiB: more than all the slots), frames ended at
+ * random marks. */
+static void write_many_sizes(const char *prefix, uint64_t seg_size, bool no_direct, mlog *g)
+{
+	slog *l = open_log(prefix, 0, seg_size, no_direct);
+	memset(g, 0, sizeof(*g));
+	mlog_mark(g, l);
+	for (int i = 0; i < 600; i++) {
+		size_t len;
+		switch (rnd() % 4) {
+		case 0: len = rnd() % 64; break;
+		case 1: len = rnd() % 4096; break;
+		case 2: len = rnd() % 65536; break;
+		default: len = rnd() % (300 << 10);
+		}
+		if (i == 100)
+			len = 5u << 20;
+		if (i == 400)
+			len = 23u << 20;
+		put_entry(l, &g->exp, len);
+		if (rnd() % 3 == 0)
+			mlog_mark(g, l);
+	}
+	mlog_mark(g, l);
+	cr_assert_eq(slog_close(l), 0);
+	cr_assert_gt(g->exp.n, 12 * CHUNK);
+}
+
+/* Every range between consecutive marks, the whole log, and random
+ * ranges (starting anywhere in a chunk) read back exactly. */
+static void check_many_sizes(const char *prefix, const mlog *g)
+{
+	for (int k = 0; k + 1 < g->nm; k++)
+		check_range(prefix, g->m[k], g->m[k + 1], &g->exp, g->at[k], g->at[k + 1]);
+	check_range(prefix, g->m[0], g->m[g->nm - 1], &g->exp, 0, g->exp.n);
+	for (int t = 0; t < 30; t++) {
+		int a = (int)(rnd() % (uint64_t)g->nm), b = (int)(rnd() % (uint64_t)g->nm);
+		if (a > b) {
+			int x = a;
+			a = b;
+			b = x;
+		}
+		check_range(prefix, g->m[a], g->m[b], &g->exp, g->at[a], g->at[b]);
+	}
+}
+
+/* Open a reader on [from, to), take one frame, and return the open flags
+ * of the segment file it reads. */
+static long reader_fd_flags(const char *prefix, slog_pos from, slog_pos to)
+{
+	char err[512] = "";
+	slog_reader *r = NULL;
+	const void *p;
+	size_t n;
+	cr_assert_eq(slog_reader_open(testenv_dir, prefix, from, to, &r, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_eq(slog_next(r, &p, &n, err, sizeof(err)), 1, "%s", err);
+	long fl = seg_fd_flags(seg_path(prefix, from.seg));
+	slog_reader_close(r);
+	cr_assert_geq(fl, 0, "the reader's segment fd not found");
+	return fl;
+}
+
+Test(statelog_reader, frames_straddle_chunks_o_direct, .init = testenv_mkdir,
+     .fini = testenv_rmdir, .timeout = 240)
+{
+	mlog *g = calloc(1, sizeof(*g));
+	if (!direct_works())
+		cr_skip_test("%s does not take O_DIRECT", testenv_dir);
+	write_many_sizes("sd", 0, false, g); /* one segment of 64 MiB */
+	cr_assert_eq(g->m[g->nm - 1].seg, 0);
+	long fl = reader_fd_flags("sd", g->m[0], g->m[g->nm - 1]);
+	cr_assert(fl & O_DIRECT, "the reader does not use O_DIRECT (flags %lo)", fl);
+	check_many_sizes("sd", g);
+	free(g->exp.p);
+	free(g);
+}
+
+/* Segments of 20 MiB: ranges that end at a segment's exact end (the file's
+ * size, a frame boundary) and go on from there read the log in two parts
+ * that make it whole; reading up to the next segment's first frame is the
+ * same as up to the segment's end. */
+Test(statelog_reader, range_ends_at_segment_end, .init = testenv_mkdir,
+     .fini = testenv_rmdir, .timeout = 240)
+{
+	mlog *g = calloc(1, sizeof(*g));
+	char err[512] = "";
+	write_many_sizes("se", 20u << 20, false, g);
+	slog_pos first = g->m[0], last = g->m[g->nm - 1];
+	cr_assert_geq(last.seg, 2);
+	check_many_sizes("se", g);
+	for (uint64_t s = 0; s < last.seg; s++) {
+		long sz = file_size(seg_path("se", s));
+		cr_assert_gt(sz, 20 << 20);
+		slog_pos end = { s, (uint64_t)sz }, next = { s + 1, SLOG_PAGE };
+		bytes a = { 0 }, b = { 0 }, c = { 0 };
+		cr_assert_eq(read_range("se", first, end, &a, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(read_range("se", end, last, &b, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(read_range("se", first, next, &c, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(a.n + b.n, g->exp.n, "segment %llu: %zu + %zu bytes, wrote %zu",
+			     (unsigned long long)s, a.n, b.n, g->exp.n);
+		cr_assert(!memcmp(a.p, g->exp.p, a.n) && !memcmp(b.p, g->exp.p + a.n, b.n));
+		cr_assert(c.n == a.n && !memcmp(c.p, a.p, a.n));
+		free(a.p);
+		free(b.p);
+		free(c.p);
+	}
+	free(g->exp.p);
+	free(g);
+}
+
+/* Bytes this process had fetched from block devices (O_DIRECT reads
+ * count; page cache hits and tmpfs do not), or -1. */
+static long long io_read_bytes(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char line[128];
+	long long v = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "read_bytes:", 11))
+			v = atoll(line + 11);
+	fclose(f);
+	return v;
+}
+
+/* A range that ends early in a large segment: read exactly, and with
+ * O_DIRECT no further than its end's page (not a whole read-ahead). */
+Test(statelog_reader, range_ends_mid_segment, .init = testenv_mkdir,
+     .fini = testenv_rmdir, .timeout = 240)
+{
+	mlog *g = calloc(1, sizeof(*g));
+	int k = 1;
+	write_many_sizes("sm", 0, false, g);
+	while (k < g->nm - 1 && g->m[k].off < 3 * CHUNK / 4)
+		k++;
+	slog_pos to = g->m[k];
+	cr_assert(to.seg == 0 && to.off < 2 * CHUNK, "mark %d at %llu", k,
+		  (unsigned long long)to.off);
+	long long r0 = io_read_bytes();
+	check_range("sm", g->m[0], to, &g->exp, 0, g->at[k]);
+	long long r1 = io_read_bytes();
+	if (r0 >= 0 && r1 >= 0 && direct_works()) {
+		/* the header's page, then [4096, to's page) */
+		long long want = (long long)((to.off + SLOG_PAGE - 1) / SLOG_PAGE * SLOG_PAGE);
+		cr_assert_leq(r1 - r0, want + (256 << 10), "read %lld bytes for a range of %lld",
+			      r1 - r0, want);
+	}
+	/* from inside the log to mid-segment */
+	check_range("sm", g->m[k / 2], to, &g->exp, g->at[k / 2], g->at[k]);
+	free(g->exp.p);
+	free(g);
+}
+
+/* The file shrinks while the reader reads ahead: the frames it returns
+ * are right, then -EIO naming the file, the offset and why. */
+Test(statelog_reader, file_truncated_during_read_ahead, .init = testenv_mkdir,
+     .fini = testenv_rmdir, .timeout = 240)
+{
+	mlog *g = calloc(1, sizeof(*g));
+	char err[512] = "";
+	bytes got = { 0 };
+	slog_reader *r = NULL;
+	const void *p;
+	size_t n;
+	int rc;
+	write_many_sizes("tr", 0, false, g);
+	const char *f = seg_path("tr", 0);
+	cr_assert_gt(file_size(f), 40 << 20);
+	cr_assert_eq(slog_reader_open(testenv_dir, "tr", g->m[0], g->m[g->nm - 1], &r, err,
+				      sizeof(err)), 0, "%s", err);
+	cr_assert_eq(slog_next(r, &p, &n, err, sizeof(err)), 1, "%s", err);
+	bytes_put(&got, p, n);
+	/* past the read-ahead in flight, inside a page */
+	cr_assert_eq(truncate(f, (off_t)(5 * CHUNK + 100)), 0);
+	while ((rc = slog_next(r, &p, &n, err, sizeof(err))) > 0)
+		bytes_put(&got, p, n);
+	slog_reader_close(r);
+	cr_assert_eq(rc, -EIO, "%d %s", rc, err);
+	cr_assert_not_null(strstr(err, f), "%s", err);
+	cr_assert_not_null(strstr(err, "offset "), "%s", err);
+	cr_assert_not_null(strstr(err, "file shrank"), "%s", err);
+	cr_assert_leq(got.n, 5 * CHUNK + 100);
+	cr_assert(!memcmp(got.p, g->exp.p, got.n), "bytes before the cut differ");
+	free(got.p);
+	free(g->exp.p);
+	free(g);
+}
+
+/* Buffered reads where the file system refuses O_DIRECT (as tmpfs did
+ * before Linux 6.6; ramfs still does): the test directory becomes a ramfs
+ * mount in a mount namespace of this test process alone.  Needs
+ * CAP_SYS_ADMIN: skipped without. */
+Test(statelog_reader, buffered_fallback, .init = testenv_mkdir, .fini = testenv_rmdir,
+     .timeout = 240)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("weir-test", testenv_dir, "ramfs", 0, NULL) < 0)
+		cr_skip_test("cannot mount a ramfs (needs CAP_SYS_ADMIN): %s", strerror(errno));
+	cr_assert(!direct_works(), "ramfs takes O_DIRECT?");
+	mlog *g = calloc(1, sizeof(*g));
+	write_many_sizes("bf", 20u << 20, false, g); /* the writer falls back too */
+	long fl = reader_fd_flags("bf", g->m[0], g->m[g->nm - 1]);
+	cr_assert(!(fl & O_DIRECT), "O_DIRECT on ramfs? (flags %lo)", fl);
+	check_many_sizes("bf", g);
+	/* damage still reads as before: a flipped byte in segment 1 */
+	slog_pos s1 = { 1, SLOG_PAGE };
+	int k = 0;
+	while (slog_pos_cmp(g->m[k], s1) < 0)
+		k++;
+	char c, err[512] = "";
+	bytes got = { 0 };
+	int fd = open(seg_path("bf", 1), O_RDWR);
+	cr_assert_eq(pread(fd, &c, 1, (off_t)SLOG_PAGE + 20), 1);
+	c ^= 1;
+	cr_assert_eq(pwrite(fd, &c, 1, (off_t)SLOG_PAGE + 20), 1);
+	close(fd);
+	cr_assert_eq(read_range("bf", g->m[0], g->m[g->nm - 1], &got, err, sizeof(err)), -EBADMSG,
+		     "%s", err);
+	cr_assert_not_null(strstr(err, seg_path("bf", 1)), "%s", err);
+	cr_assert_leq(got.n, g->at[k]);
+	cr_assert(!memcmp(got.p, g->exp.p, got.n));
+	free(got.p);
+	free(g->exp.p);
+	free(g);
+	cr_assert_eq(umount2(testenv_dir, MNT_DETACH), 0);
 }
