@@ -787,27 +787,51 @@ void kv_written(kvtab *t, void *value)
 		bit_set(t->dirty, kv_index(t, e));
 }
 
+/*
+ * Dirty entries are far apart in a big table (the skewed workload of
+ * perf/bench_checkpoint changes ~4% of 16 M keys per second): each one
+ * was a cache and TLB miss, 100-130 ns per entry flushed, 67 ns when 30%
+ * are dirty.  So each is prefetched FLUSH_AHEAD set bits before it is
+ * logged: 45-75 ns and 38 ns (this VM is noisy), mostly st_log_put.
+ */
+#define FLUSH_AHEAD 16
+
 size_t kv_flush_dirty(kvtab *t)
 {
 	uint64_t *dirty = t->dirty;
-	size_t n = 0;
+	size_t q[FLUSH_AHEAD], head = 0, len = 0, n = 0;
 	if (!dirty)
 		return 0;
-	for (size_t w = 0; w < (t->mask + 1) / 64; w++) {
-		uint64_t m = dirty[w];
-		if (!m)
-			continue;
-		dirty[w] = 0;
-		for (; m; m &= m - 1) {
-			uint64_t *e = kv_slot(t, w * 64 + (size_t)__builtin_ctzll(m));
+	for (size_t w = 0;; w++) {
+		bool end = w == (t->mask + 1) / 64;
+		uint64_t m = end ? 0 : dirty[w];
+		if (!end)
+			dirty[w] = 0;
+		/* queue this word's entries, logging the oldest queued ones;
+		 * at the end, log what is left */
+		while (m || (end && len)) {
+			if (m) {
+				size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+				const char *p = (const char *)kv_slot(t, i);
+				m &= m - 1;
+				__builtin_prefetch(p, 0, 3);
+				__builtin_prefetch(p + t->slot_size - 1, 0, 3);
+				q[(head + len++) % FLUSH_AHEAD] = i;
+				if (len < FLUSH_AHEAD)
+					continue;
+			}
+			uint64_t *e = kv_slot(t, q[head]);
+			head = (head + 1) % FLUSH_AHEAD;
+			len--;
 			assert(!kv_empty(e)); /* a set bit names an entry */
 			if (kv_empty(e))
 				continue;
 			kv_flush_one(t, e);
 			n++;
 		}
+		if (end)
+			return n;
 	}
-	return n;
 }
 
 void kv_dirty_forget(kvtab *t)
