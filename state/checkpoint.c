@@ -40,6 +40,11 @@ typedef struct st_task st_task;
 struct st_bind {
 	st_task *owner;
 	uint8_t tab;
+	/* A table with fixed-width keys whose values are their vsize bytes
+	 * (no codec, no lists): st_log_put copies them without asking the
+	 * table (a barrier's flush logs millions). */
+	bool plain;
+	uint32_t vsize;
 };
 
 typedef struct st_reg {
@@ -81,7 +86,7 @@ static st_task *st_of(task *t)
 		s->t = t;
 		s->sub = (uint16_t)t->subtask;
 		for (int i = 0; i < ST_MAX_TABLES; i++)
-			s->binds[i] = (st_bind){ s, (uint8_t)i };
+			s->binds[i] = (st_bind){ .owner = s, .tab = (uint8_t)i };
 		t->keyed = s;
 		t->keyed_free = st_task_free;
 	}
@@ -124,6 +129,10 @@ int state_bind_log(task *t, struct slog *log)
 		return -ENOMEM;
 	k->log = log;
 	for (int r = 0; r < k->n; r++) {
+		const kvtab_conf *c = k->regs[r].tab ? kv_conf(k->regs[r].tab) : NULL;
+		k->binds[r].plain = c && c->key_type != WEIR_STR && !c->nlists &&
+				    !c->encoded_size && !c->encode;
+		k->binds[r].vsize = c ? c->vsize : 0;
 		if (!k->regs[r].tab)
 			tsvc_bind(k->regs[r].svc, log ? &k->binds[r] : NULL);
 		else if (kv_bind(k->regs[r].tab, log ? &k->binds[r] : NULL) < 0)
@@ -183,8 +192,15 @@ static char *entry_begin(st_bind *b, uint8_t kind, weir_type kt, skey k,
 void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
 		const void *value)
 {
-	if (!b->owner->log)
+	st_task *s = b->owner;
+	if (!s->log)
 		return;
+	if (b->plain) {
+		char *v = entry_write(s, s->log, b->tab, ST_PUT, k.hash, &k.v, 8, ns, b->vsize);
+		if (v)
+			memcpy(v, value, b->vsize);
+		return;
+	}
 	size_t vlen = kv_value_encoded_size(t, value);
 	char *v = entry_begin(b, ST_PUT, kv_key_type(t), k, ns, vlen);
 	if (v)

@@ -47,13 +47,16 @@
  * with the value as it is then.  A hot key updated a million times between
  * two checkpoints thus costs one entry instead of a million (a running sum
  * over 4 M keys wrote ~56 bytes per record, ~400 MB/s, which cost a third
- * of its throughput); kv_written costs a multiply and an OR.  The bit
- * follows its entry wherever the entry goes: kv_remove_at moves it with a
- * backward-shifted entry and clears the emptied slot's, kv_resize moves
- * every set bit to its entry's new slot (rather than flushing first: a key
- * written again after the growth would then cost two entries), and
- * kv_clear_all clears them all.  So a set bit always names a live entry
- * written since the last flush, and every such entry has its bit.
+ * of its throughput).  kv_written costs a multiply and an OR, and
+ * kv_prefetch fetches the bit's word with the slot (on 4 M keys, where the
+ * bitmap is 1 MiB: 0-6 ns per update with that prefetch, 6-30 without).
+ * The bit follows its entry wherever the entry goes: kv_remove_at moves it
+ * with a backward-shifted entry and clears the emptied slot's, kv_resize
+ * moves every set bit to its entry's new slot (rather than flushing first:
+ * a key written again after the growth would then cost two entries), and
+ * kv_clear_all clears them all.  So a set bit always names an entry
+ * (perhaps expired) written since the last flush, and every such entry
+ * has its bit.
  *
  * Why a log with deferred PUTs still replays to the state at the barrier.
  * Within one checkpoint interval, DEL (kv_delete), APPEND (kv_appended) and
@@ -1012,7 +1015,8 @@ size_t kv_count(const kvtab *t)
 
 size_t kv_memsize(const kvtab *t)
 {
-	return sizeof(*t) + (t->mask + 1) * (size_t)t->slot_size;
+	return sizeof(*t) + (t->mask + 1) * (size_t)t->slot_size +
+	       (t->dirty ? (t->mask + 1) / 8 : 0);
 }
 
 uint64_t kv_writes(const kvtab *t)

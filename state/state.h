@@ -171,7 +171,8 @@ size_t kv_count(const kvtab *t);
 /* Make room for n entries without growing (a restore that knows the
  * size).  0 or -ENOMEM. */
 int kv_reserve(kvtab *t, size_t n);
-/* Bytes the table holds (slots, control bytes; not list/map contents). */
+/* Bytes the table holds (slots, control bytes, the dirty bitmap of a bound
+ * table; not list/map contents). */
 size_t kv_memsize(const kvtab *t);
 /* Mutations recorded by kv_written/kv_delete so far. */
 uint64_t kv_writes(const kvtab *t);
