@@ -327,6 +327,8 @@ typedef struct core_st {
 	/* statistics (read by the main thread after the reactors stopped) */
 	uint64_t mats, mat_bytes, mat_max_ns, mat_acc_ns;
 	int64_t mat_acc_id;
+	uint64_t flush_max_ns, flush_acc_ns;
+	int64_t flush_acc_id;
 	int err;
 	int ntasks;
 	task **tasks;
@@ -464,7 +466,16 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 	} else {
 		/* Before the mark: the range up to it must hold them (the
 		 * final barrier, CKPT_FINAL, too: nothing changes after it). */
+		uint64_t t0 = now_ns();
 		flush_dirty(k);
+		/* A core's pause at barrier id: all its tasks. */
+		if (c->flush_acc_id != id) {
+			c->flush_acc_id = id;
+			c->flush_acc_ns = 0;
+		}
+		c->flush_acc_ns += now_ns() - t0;
+		if (c->flush_acc_ns > c->flush_max_ns)
+			c->flush_max_ns = c->flush_acc_ns;
 	}
 	k->to = slog_mark(c->log);
 	return k->err;
@@ -2048,6 +2059,8 @@ static void st_stats(ckpt_store *s, weir_checkpoint_stats *st)
 		st->materialized_bytes += cs->mat_bytes;
 		if (cs->mat_max_ns / 1e6 > st->max_materialize_ms)
 			st->max_materialize_ms = cs->mat_max_ns / 1e6;
+		if (cs->flush_max_ns / 1e6 > st->max_flush_ms)
+			st->max_flush_ms = cs->flush_max_ns / 1e6;
 	}
 }
 

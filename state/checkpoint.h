@@ -14,10 +14,10 @@
  * A registered structure is logged while the job checkpoints, materialized
  * into checkpoints and savepoints, and restored (by key group, so at any
  * parallelism) before the job runs.  A table's PUTs are logged at the
- * barriers, one per changed entry (kv_flush_dirty); its other entries as
- * they happen.  Names must be unique within the
- * operator and stable across versions of a job: a savepoint finds state by
- * (operator name, table name).
+ * barriers, one per changed entry (kv_flush_dirty), its other entries as
+ * they happen.  Names must be unique within the operator and stable
+ * across versions of a job: a savepoint finds state by (operator name,
+ * table name).
  *
  * State-log entries (the payload of log frames, see statelog.h), each
  *

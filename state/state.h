@@ -139,9 +139,9 @@ void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created);
 /*
  * The one place a change is recorded: `value` (from kv_upsert or kv_get,
  * still valid) was written.  In a bound table this only marks the entry
- * dirty (a few ns, no I/O): the store logs its whole value at the next
- * checkpoint barrier (kv_flush_dirty), so the value must stay as it
- * should be restored until then or be written again.
+ * dirty (a few ns, no I/O): the store logs the whole value as it is at
+ * the next checkpoint barrier (kv_flush_dirty), later changes made
+ * without a kv_written included.
  */
 void kv_written(kvtab *t, void *value);
 /* Instead of kv_written: element (p, len) was appended with blist_add to

@@ -109,6 +109,9 @@ typedef struct weir_checkpoint_stats {
 	uint64_t materializations;  /* task materializations written */
 	uint64_t materialized_bytes;
 	double max_materialize_ms;  /* longest pause of a core to materialize */
+	double max_flush_ms;        /* longest pause of a core at a barrier to
+				     * log the values changed since the
+				     * previous one */
 } weir_checkpoint_stats;
 
 /* The statistics of env's run (after weir_env_execute returned).  0, or
