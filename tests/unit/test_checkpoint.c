@@ -7,7 +7,10 @@
  * running count goes 1, 2, 3, ...), savepoints with stop and restore at
  * another parallelism (1 -> 4, 4 -> 2), abandoned checkpoints (timeout),
  * and corrupt or missing state-log segments (detected; the job falls back
- * to the previous checkpoint).
+ * to the previous checkpoint).  Dirty tracking (PUTs deferred to the
+ * barrier): tables driven against a real log and replayed after every
+ * flush, and a job restored at a checkpoint and at its end compared with
+ * the state its operator saw at those barriers.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
