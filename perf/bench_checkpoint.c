@@ -14,7 +14,14 @@
  *                      with checkpoints every second (state log on), and
  *                      their ratio (target >= 0.95), best of 2 (quick) or 3
  *                      runs each, alternating; bytes written per
- *                      checkpoint, the longest materialization pause
+ *                      checkpoint, the longest materialization pause and
+ *                      the longest pause to log the values changed since
+ *                      the previous checkpoint.
+ *                      Twice: keys_distribution "uniform" (every key
+ *                      equally likely, the generator's default) and
+ *                      "skewed" (90% of the records go to 1% of the keys,
+ *                      the rest uniformly to all of them), on the same
+ *                      state
  *   checkpoint_recovery  a restart from the last checkpoint of that run:
  *                      time to restore, bytes of log read, their rate
  *                      against the disk's read bandwidth (target >= 0.5),
@@ -112,6 +119,40 @@ static void count_process(task *t, int input, weir_batch *b)
 
 static const op_ops op_count = { .kind = "count-output", .process = count_process };
 
+static inline uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * The generator's default schema and columns, but 90% of the rows go to
+ * the first 1% of the keys (hot) and the rest uniformly to all of them:
+ * the same state, a much smaller set of keys changed between checkpoints.
+ * arg: the int64_t number of keys.
+ */
+static void skewed_fill(void *arg, uint64_t seed, uint64_t first, uint32_t n,
+			weir_batch *b)
+{
+	uint64_t keys = (uint64_t)*(const int64_t *)arg;
+	uint64_t hot = keys / 100 ? keys / 100 : 1;
+	int64_t *seq = weir_col_i64(b, 0), *key = weir_col_i64(b, 1),
+		*val = weir_col_i64(b, 2);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t id = first + i;
+		uint64_t r = splitmix64(seed ^ (id * 0xd1b54a32d192ed03ULL));
+		uint64_t r2 = splitmix64(r);
+		/* (r2 >> 32) < 0.9 * 2^32: 90% of the rows */
+		uint64_t range = (r2 >> 32) < 3865470566u ? hot : keys;
+		seq[i] = (int64_t)id;
+		key[i] = (int64_t)(((r >> 32) * range) >> 32);
+		val[i] = (int64_t)(((r2 & 0xffffffffu) * 1000) >> 32);
+		b->ts[i] = (int64_t)id;
+	}
+}
+
 typedef struct run_conf {
 	uint64_t rows;          /* stop after this many output rows */
 	const char *savepoint;  /* stop with a savepoint written here, else cancel */
@@ -119,6 +160,7 @@ typedef struct run_conf {
 	const char *checkpoint_dir;
 	int64_t interval_ms;
 	const char *restore;    /* a savepoint, or NULL */
+	bool skewed;            /* keys from skewed_fill, else uniform */
 } run_conf;
 
 typedef struct run_out {
@@ -172,6 +214,13 @@ static void run(const run_conf *rc, run_out *out)
 	cfg->checkpoints_retained = 1;
 	cfg->restore_savepoint = rc->restore;
 	weir_generator_conf g = { .count = 0, .seed = 7, .keys = rc->keys };
+	if (rc->skewed) {
+		/* The default schema, so the state and the savepoint are the
+		 * same as the uniform runs'. */
+		g.schema = weir_schema_parse(env, "seq:i64,key:i64,value:i64");
+		g.fill = skewed_fill;
+		g.arg = (void *)&rc->keys;
+	}
 	weir_stream *s = weir_sum(weir_key_by(weir_source_generator(env, "gen", &g), "key"),
 				  "value");
 	weir_stream *sink = stream_add_op(&s, 1, "count-output", "count-output", &op_count,
@@ -223,11 +272,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	char dir[4096], d1[4200], sp[4200], cmd[8600];
+	char dir[4096], d1[4200], d2[4200], sp[4200], cmd[8600];
 	snprintf(dir, sizeof(dir), "%s/bench-checkpoint-XXXXXX", base);
 	if (!mkdtemp(dir))
 		die(dir, -errno);
 	snprintf(d1, sizeof(d1), "%s/measured", dir);
+	snprintf(d2, sizeof(d2), "%s/measured-skewed", dir);
 	snprintf(sp, sizeof(sp), "%s/savepoint", dir);
 	log_set_level(LOG_WARN);
 
@@ -245,36 +295,44 @@ int main(int argc, char **argv)
 	run(&(run_conf){ .rows = (uint64_t)keys * 3, .keys = keys, .savepoint = sp }, &o0);
 
 	/* 2. `more` records on top of that state, without checkpointing and
-	 * with checkpoints every second. */
-	/* Alternating, best of `reps` each: this VM's figures vary. */
-	double b_rate = 0, c_rate = 0;
-	for (int r = 0; r < reps; r++) {
-		run_out o;
-		run(&(run_conf){ .rows = more, .keys = keys, .restore = sp_path }, &o);
-		if (rate(&o) > b_rate)
-			b_rate = rate(&o), base_run = o;
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d1);
-		if (system(cmd) != 0)
-			die(d1, -EIO);
-		run(&(run_conf){ .rows = more, .keys = keys, .restore = sp_path,
-				 .checkpoint_dir = d1, .interval_ms = 1000 }, &o);
-		if (rate(&o) > c_rate)
-			c_rate = rate(&o), ck_run = o;
+	 * with checkpoints every second; uniform keys (into d1, whose last
+	 * checkpoint step 3 recovers from), then skewed ones (into d2). */
+	for (int skewed = 0; skewed < 2; skewed++) {
+		const char *ckd = skewed ? d2 : d1;
+		/* Alternating, best of `reps` each: this VM's figures vary. */
+		double b_rate = 0, c_rate = 0;
+		for (int r = 0; r < reps; r++) {
+			run_out o;
+			run(&(run_conf){ .rows = more, .keys = keys, .restore = sp_path,
+					 .skewed = skewed }, &o);
+			if (rate(&o) > b_rate)
+				b_rate = rate(&o), base_run = o;
+			snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ckd);
+			if (system(cmd) != 0)
+				die(ckd, -EIO);
+			run(&(run_conf){ .rows = more, .keys = keys, .restore = sp_path,
+					 .checkpoint_dir = ckd, .interval_ms = 1000,
+					 .skewed = skewed }, &o);
+			if (rate(&o) > c_rate)
+				c_rate = rate(&o), ck_run = o;
+		}
+		uint64_t nck = ck_run.st.completed;
+		printf("{\"bench\":\"checkpoint_overhead\",\"keys_distribution\":\"%s\","
+		       "\"cores\":1,\"keys\":%lld,"
+		       "\"state_bytes\":%llu,\"records\":%llu,"
+		       "\"records_per_s_no_checkpoints\":%.0f,\"records_per_s_checkpoints_1s\":%.0f,"
+		       "\"ratio\":%.3f,\"target_ratio\":0.95,\"checkpoints\":%llu,"
+		       "\"log_bytes_per_checkpoint\":%.0f,\"materializations\":%llu,"
+		       "\"max_materialize_pause_ms\":%.1f,\"max_flush_pause_ms\":%.1f,"
+		       "\"max_checkpoint_ms\":%.1f,\"mean_checkpoint_ms\":%.1f}\n",
+		       skewed ? "skewed" : "uniform",
+		       (long long)keys, (unsigned long long)base_run.st.restore_bytes,
+		       (unsigned long long)ck_run.rows, b_rate, c_rate, c_rate / b_rate,
+		       (unsigned long long)nck, nck ? (double)ck_run.st.log_bytes / (double)nck : 0,
+		       (unsigned long long)ck_run.st.materializations, ck_run.st.max_materialize_ms,
+		       ck_run.st.max_flush_ms, ck_run.st.max_ms, nck ? ck_run.st.total_ms / (double)nck : 0);
+		fflush(stdout);
 	}
-	uint64_t nck = ck_run.st.completed;
-	printf("{\"bench\":\"checkpoint_overhead\",\"cores\":1,\"keys\":%lld,"
-	       "\"state_bytes\":%llu,\"records\":%llu,"
-	       "\"records_per_s_no_checkpoints\":%.0f,\"records_per_s_checkpoints_1s\":%.0f,"
-	       "\"ratio\":%.3f,\"target_ratio\":0.95,\"checkpoints\":%llu,"
-	       "\"log_bytes_per_checkpoint\":%.0f,\"materializations\":%llu,"
-	       "\"max_materialize_pause_ms\":%.1f,\"max_checkpoint_ms\":%.1f,"
-	       "\"mean_checkpoint_ms\":%.1f}\n",
-	       (long long)keys, (unsigned long long)base_run.st.restore_bytes,
-	       (unsigned long long)ck_run.rows, b_rate, c_rate, c_rate / b_rate,
-	       (unsigned long long)nck, nck ? (double)ck_run.st.log_bytes / (double)nck : 0,
-	       (unsigned long long)ck_run.st.materializations, ck_run.st.max_materialize_ms,
-	       ck_run.st.max_ms, nck ? ck_run.st.total_ms / (double)nck : 0);
-	fflush(stdout);
 
 	/* 3. Recovery: resume the measured run's directory (it was
 	 * cancelled, so from its last periodic checkpoint). */

@@ -13,9 +13,11 @@
  *
  * A registered structure is logged while the job checkpoints, materialized
  * into checkpoints and savepoints, and restored (by key group, so at any
- * parallelism) before the job runs.  Names must be unique within the
- * operator and stable across versions of a job: a savepoint finds state by
- * (operator name, table name).
+ * parallelism) before the job runs.  A table's PUTs are logged at the
+ * barriers, one per changed entry (kv_flush_dirty), its other entries as
+ * they happen.  Names must be unique within the operator and stable
+ * across versions of a job: a savepoint finds state by (operator name,
+ * table name).
  *
  * State-log entries (the payload of log frames, see statelog.h), each
  *
@@ -26,7 +28,9 @@
  *   then klen key bytes (8 for fixed-width keys, the string for str keys)
  *   then vlen value bytes.  32-byte header, little-endian, unaligned.
  *
- *   PUT      value = the table's encoding of the whole value
+ *   PUT      value = the table's encoding of the whole value (written at
+ *            the barrier after the change, with the value then: see
+ *            state.h kv_written and keyed.c "Dirty tracking")
  *   APPEND   value = u32 list, then the appended element
  *   DEL      no value
  *   TIMER+   / TIMER-   ns = timer namespace, value = i64 timestamp
@@ -69,6 +73,15 @@ enum st_entry_kind {
  * 0, -EEXIST (name taken), -ENOMEM, -E2BIG (too many). */
 int state_register_table(task *t, const char *name, kvtab *tab);
 int state_register_timers(task *t, const char *name, tsvc *s);
+/*
+ * Log task t's registered state into `log` (NULL: log nothing): bind its
+ * tables and timer services.  The store does it for every task when a run
+ * starts logging (after the restore); a test may drive registered tables
+ * against a log of its own, calling kv_flush_dirty() where a barrier
+ * would.  Owner core (or main before the job runs).  0 or -ENOMEM.
+ */
+struct slog;
+int state_bind_log(task *t, struct slog *log);
 
 /* The storage implementation handed to the runtime (core.h ckpt_store). */
 extern const ckpt_store_ops checkpoint_store_ops;

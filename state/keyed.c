@@ -38,6 +38,65 @@
  * maximum load a key costs 1.33 to 2.67 slots, e.g. with vsize 16 and 1 M
  * keys 2^21 slots of 40 bytes, 84 bytes per key.  Arrays of 2 MiB or more
  * are asked to be backed by transparent huge pages.
+ *
+ * Dirty tracking.  A table bound to a state log (kv_bind) does not log a
+ * PUT per kv_written: it sets the slot's bit in a bitmap (one bit per slot,
+ * 1/(8 * slot size) of the slots' memory), and kv_flush_dirty(), which the
+ * store calls at every checkpoint barrier before it marks the task's log
+ * position (state/checkpoint.c), logs one PUT per set bit, in slot order,
+ * with the value as it is then.  A hot key updated a million times between
+ * two checkpoints thus costs one entry instead of a million (a running sum
+ * over 4 M keys wrote ~56 bytes per record, ~400 MB/s, which cost a third
+ * of its throughput).  kv_written costs a multiply and an OR, and
+ * kv_prefetch fetches the bit's word with the slot (on 4 M keys, where the
+ * bitmap is 1 MiB: 0-6 ns per update with that prefetch, 6-30 without).
+ * The bit follows its entry wherever the entry goes: kv_remove_at moves it
+ * with a backward-shifted entry and clears the emptied slot's, kv_resize
+ * moves every set bit to its entry's new slot (rather than flushing first:
+ * a key written again after the growth would then cost two entries), and
+ * kv_clear_all clears them all.  So a set bit always names an entry
+ * (perhaps expired) written since the last flush, and every such entry
+ * has its bit.
+ *
+ * Why a log with deferred PUTs still replays to the state at the barrier.
+ * Within one checkpoint interval, DEL (kv_delete), APPEND (kv_appended) and
+ * the timer entries are still logged at once, so they precede the
+ * interval's deferred PUTs; recovery replays a task's range [its
+ * materialization, its barrier mark) in log order.  Take a key:
+ *
+ *   - bit set at the barrier: its entry exists and the PUT carries its
+ *     whole value as it is at the barrier, after every DEL or APPEND of
+ *     the key this interval, so replaying [..., DEL/APPEND..., PUT] leaves
+ *     exactly that value (a PUT replaces the whole value, lists included);
+ *   - deleted after it became dirty (kv_delete): its entry and bit are
+ *     gone, its DEL is in the log after any earlier entry of the key; if it
+ *     was created again, the new entry has its own bit, and [DEL, PUT] or
+ *     [DEL, APPEND...] rebuilds it;
+ *   - bit clear: no kv_written since the last flush, so the log already
+ *     holds its value (earlier PUTs, a materialization, and this
+ *     interval's APPENDs, which are the only changes since);
+ *   - swept by the TTL sweep while dirty: kv_sweep logs its PUT before it
+ *     removes it, as kv_written did before (a sweep logs no DEL, so an
+ *     expired key comes back at a restore, with fresh TTL, as it always
+ *     did: see docs/checkpoints.md "Recovery"), instead of leaving the log
+ *     with an older value of the key or none.
+ *
+ * Every mutation path, and why it is covered: kv_upsert of a new key
+ * writes a zeroed value that is logged only once the caller's kv_written /
+ * kv_appended records it (as before); its expired-entry restart rewrites
+ * the value in place, in the same slot, and the caller's kv_written sets
+ * that slot's bit (a restart without one logs the restarted value if the
+ * bit was already set, the value at the barrier either way); kv_upsert's
+ * growth and kv_reserve go through kv_resize (bits move); kv_upsert's
+ * sweep through kv_sweep (above); kv_written sets the bit; kv_appended
+ * logs its APPEND at once; kv_delete logs its DEL at once and kv_remove_at
+ * clears the bit; kv_clear_all (not logged, a failed restore starting
+ * over) clears the bitmap; restore (apply in checkpoint.c) writes values
+ * without kv_written into tables that are not bound yet (kv_bind comes
+ * after it), and the first barrier of a run materializes them.  A caller
+ * that changes a value without kv_written (the window operator's early-
+ * firing flag) is logged with the value's next PUT, as before, or at the
+ * barrier if the entry is dirty anyway.
  */
 #include <assert.h>
 #include <errno.h>
@@ -353,8 +412,16 @@ struct kvtab {
 	 * returned, so the kv_written that follows needs no second read */
 	int64_t upsert_now;
 	void *upsert_value;
-	uint64_t writes;
+	/* Dirty bits (bound tables only, else NULL): bit i of word i / 64 is
+	 * slot i's, see the top of the file.  Slot index of a slot's byte
+	 * offset without a division: slot_size = odd << slot_shift, and
+	 * slot_inv * odd = 1 mod 2^64, so offset / slot_size is
+	 * (offset >> slot_shift) * slot_inv, exact for multiples. */
+	uint64_t *dirty;
+	uint64_t slot_inv;
+	uint32_t slot_shift;
 	uint32_t vsize;
+	uint64_t writes;
 	weir_type key_type;
 	void (*free_value)(void *value);
 	kdict *d;
@@ -404,6 +471,43 @@ static inline bool kv_expired(const kvtab *t, const uint64_t *e, int64_t now)
 	return now - (int64_t)e[E_WRITTEN] >= t->ttl_ms;
 }
 
+/* ---- dirty bits ---- */
+
+static inline size_t kv_index(const kvtab *t, const uint64_t *e)
+{
+	size_t off = (size_t)((const char *)e - t->slots);
+	size_t i = (size_t)(((uint64_t)off >> t->slot_shift) * t->slot_inv);
+	assert(i <= t->mask && i * t->slot_size == off);
+	return i;
+}
+
+static inline bool bit_get(const uint64_t *b, size_t i)
+{
+	return (b[i >> 6] >> (i & 63)) & 1;
+}
+
+static inline void bit_set(uint64_t *b, size_t i)
+{
+	b[i >> 6] |= 1ull << (i & 63);
+}
+
+static inline void bit_clear(uint64_t *b, size_t i)
+{
+	b[i >> 6] &= ~(1ull << (i & 63));
+}
+
+/* A bitmap for cap slots (a power of two >= KV_MIN_CAP), all clear. */
+static uint64_t *dirty_new(size_t cap)
+{
+	return calloc(cap / 64, sizeof(uint64_t));
+}
+
+static void dirty_clear_all(kvtab *t)
+{
+	if (t->dirty)
+		memset(t->dirty, 0, (t->mask + 1) / 64 * sizeof(uint64_t));
+}
+
 static char *kv_slots_new(size_t cap, size_t slot_size)
 {
 	char *s = slots_alloc(cap, slot_size);
@@ -428,6 +532,13 @@ kvtab *kv_new(const kvtab_conf *c, kdict *d)
 	t->free_value = c->free_value;
 	t->d = d;
 	t->conf = *c;
+	/* the inverse of slot_size's odd part, by Newton's iteration (each
+	 * step doubles the correct low bits: 3 -> 6 -> ... -> 96) */
+	t->slot_shift = (uint32_t)__builtin_ctz(t->slot_size);
+	uint64_t odd = t->slot_size >> t->slot_shift, inv = odd;
+	for (int i = 0; i < 5; i++)
+		inv *= 2 - odd * inv;
+	t->slot_inv = inv;
 	t->slots = kv_slots_new(KV_MIN_CAP, t->slot_size);
 	if (!t->slots) {
 		free(t);
@@ -459,6 +570,7 @@ void kv_clear_all(kvtab *t)
 	t->count = 0;
 	t->cursor = 0;
 	t->upsert_value = NULL;
+	dirty_clear_all(t); /* no entry left to log */
 }
 
 void kv_free(kvtab *t)
@@ -471,13 +583,16 @@ void kv_free(kvtab *t)
 			kv_release_entry(t, e);
 	}
 	free(t->slots);
+	free(t->dirty);
 	free(t);
 }
 
 /* Empty slot i, shifting later entries of its cluster back (the entry's
- * memory must have been released). */
+ * memory must have been released).  A shifted entry takes its dirty bit
+ * along; the removed entry's bit goes (its DEL, if any, is logged). */
 static void kv_remove_at(kvtab *t, size_t i)
 {
+	uint64_t *dirty = t->dirty;
 	t->upsert_value = NULL;
 	for (size_t j = i;;) {
 		j = (j + 1) & t->mask;
@@ -487,21 +602,36 @@ static void kv_remove_at(kvtab *t, size_t i)
 		size_t home = kv_home(t, e[E_HASH], (int64_t)e[E_NS]);
 		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
 			memcpy(kv_slot(t, i), e, t->slot_size);
+			if (dirty) {
+				if (bit_get(dirty, j))
+					bit_set(dirty, i);
+				else
+					bit_clear(dirty, i);
+			}
 			i = j;
 		}
 	}
 	kv_clear(kv_slot(t, i));
+	if (dirty)
+		bit_clear(dirty, i);
 	t->count--;
 }
 
-/* Rehash into ncap slots (a power of two that holds count at 3/4 load). */
+/* Rehash into ncap slots (a power of two that holds count at 3/4 load).
+ * Dirty bits move with their entries. */
 static bool kv_resize(kvtab *t, size_t ncap)
 {
 	size_t ocap = t->mask + 1;
 	char *n = kv_slots_new(ncap, t->slot_size), *old = t->slots;
+	uint64_t *nd = NULL, *od = t->dirty;
 	if (!n)
 		return false;
+	if (od && !(nd = dirty_new(ncap))) {
+		free(n);
+		return false;
+	}
 	t->slots = n;
+	t->dirty = nd;
 	t->mask = ncap - 1;
 	t->grow_at = ncap / 4 * 3;
 	t->cursor = 0;
@@ -514,8 +644,11 @@ static bool kv_resize(kvtab *t, size_t ncap)
 		while (!kv_empty(kv_slot(t, j)))
 			j = (j + 1) & t->mask;
 		memcpy(kv_slot(t, j), e, t->slot_size);
+		if (od && bit_get(od, i))
+			bit_set(nd, j);
 	}
 	free(old);
+	free(od);
 	return true;
 }
 
@@ -567,6 +700,13 @@ void *kv_get(kvtab *t, skey k, int64_t ns)
 	return (char *)e + t->voff;
 }
 
+/* Log the PUT of entry e now (the caller clears its dirty bit). */
+static void kv_flush_one(kvtab *t, uint64_t *e)
+{
+	st_log_put(t->bind, t, (skey){ e[E_HASH], e[E_KEY] }, (int64_t)e[E_NS],
+		   (char *)e + t->voff);
+}
+
 /* Delete expired entries among the next two slots of the sweep. */
 static void kv_sweep(kvtab *t, int64_t now)
 {
@@ -577,6 +717,11 @@ static void kv_sweep(kvtab *t, int64_t now)
 		size_t i = t->cursor;
 		uint64_t *e = kv_slot(t, i);
 		if (!kv_empty(e) && kv_expired(t, e, now)) {
+			/* A sweep logs no DEL: log what kv_written deferred
+			 * (see the top of the file); kv_remove_at clears the
+			 * bit. */
+			if (t->dirty && bit_get(t->dirty, i))
+				kv_flush_one(t, e);
 			kv_release_entry(t, e);
 			/* slot i now holds a shifted entry or is empty:
 			 * look at it again next time */
@@ -641,9 +786,60 @@ void kv_written(kvtab *t, void *value)
 		e[E_WRITTEN] = (uint64_t)(value == t->upsert_value
 					  ? t->upsert_now : t->now_ms());
 	t->writes++;
-	if (t->bind)
-		st_log_put(t->bind, t, (skey){ e[E_HASH], e[E_KEY] },
-			   (int64_t)e[E_NS], value);
+	if (t->dirty) /* logged by the next kv_flush_dirty */
+		bit_set(t->dirty, kv_index(t, e));
+}
+
+/*
+ * Dirty entries are far apart in a big table (the skewed workload of
+ * perf/bench_checkpoint changes ~4% of 16 M keys per second): each one
+ * was a cache and TLB miss, 100-130 ns per entry flushed, 67 ns when 30%
+ * are dirty.  So each is prefetched FLUSH_AHEAD set bits before it is
+ * logged: 45-75 ns and 38 ns (this VM is noisy), mostly st_log_put.
+ */
+#define FLUSH_AHEAD 16
+
+size_t kv_flush_dirty(kvtab *t)
+{
+	uint64_t *dirty = t->dirty;
+	size_t q[FLUSH_AHEAD], head = 0, len = 0, n = 0;
+	if (!dirty)
+		return 0;
+	for (size_t w = 0;; w++) {
+		bool end = w == (t->mask + 1) / 64;
+		uint64_t m = end ? 0 : dirty[w];
+		if (!end)
+			dirty[w] = 0;
+		/* queue this word's entries, logging the oldest queued ones;
+		 * at the end, log what is left */
+		while (m || (end && len)) {
+			if (m) {
+				size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+				const char *p = (const char *)kv_slot(t, i);
+				m &= m - 1;
+				__builtin_prefetch(p, 0, 3);
+				__builtin_prefetch(p + t->slot_size - 1, 0, 3);
+				q[(head + len++) % FLUSH_AHEAD] = i;
+				if (len < FLUSH_AHEAD)
+					continue;
+			}
+			uint64_t *e = kv_slot(t, q[head]);
+			head = (head + 1) % FLUSH_AHEAD;
+			len--;
+			assert(!kv_empty(e)); /* a set bit names an entry */
+			if (kv_empty(e))
+				continue;
+			kv_flush_one(t, e);
+			n++;
+		}
+		if (end)
+			return n;
+	}
+}
+
+void kv_dirty_forget(kvtab *t)
+{
+	dirty_clear_all(t);
 }
 
 void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
@@ -659,7 +855,18 @@ void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
 			      (int64_t)e[E_NS], list, p, len);
 }
 
-void kv_bind(kvtab *t, st_bind *b) { t->bind = b; }
+int kv_bind(kvtab *t, st_bind *b)
+{
+	if (b && !t->dirty && !(t->dirty = dirty_new(t->mask + 1)))
+		return -ENOMEM;
+	if (!b) {
+		free(t->dirty);
+		t->dirty = NULL;
+	}
+	t->bind = b;
+	return 0;
+}
+
 st_bind *kv_binding(const kvtab *t) { return t->bind; }
 weir_type kv_key_type(const kvtab *t) { return t->key_type; }
 kdict *kv_dict(const kvtab *t) { return t->d; }
@@ -772,11 +979,17 @@ bool kv_delete(kvtab *t, skey k, int64_t ns)
  */
 void kv_prefetch(const kvtab *t, skey k, int64_t ns)
 {
-	const char *p = (const char *)kv_slot(t, kv_home(t, k.hash, ns));
+	size_t i = kv_home(t, k.hash, ns);
+	const char *p = (const char *)kv_slot(t, i);
 	/* The slot's words and its value, which may be on the next line;
 	 * for writing, as kv_upsert usually writes the value. */
 	__builtin_prefetch(p, 1, 3);
 	__builtin_prefetch(p + t->slot_size - 1, 1, 3);
+	/* and the word of its dirty bit, which kv_written sets: the bitmap
+	 * of a big table is beyond L2 too (a running sum over 4 M keys spent
+	 * 11% of its time waiting for it) */
+	if (t->dirty)
+		__builtin_prefetch(&t->dirty[i >> 6], 1, 3);
 }
 
 void kv_foreach(kvtab *t,
@@ -802,7 +1015,8 @@ size_t kv_count(const kvtab *t)
 
 size_t kv_memsize(const kvtab *t)
 {
-	return sizeof(*t) + (t->mask + 1) * (size_t)t->slot_size;
+	return sizeof(*t) + (t->mask + 1) * (size_t)t->slot_size +
+	       (t->dirty ? (t->mask + 1) / 8 : 0);
 }
 
 uint64_t kv_writes(const kvtab *t)

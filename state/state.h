@@ -21,10 +21,12 @@
  * pointer and give the table a free function.
  *
  * The one write path.  Every mutation of a table goes through kv_upsert /
- * kv_written / kv_delete (and of a timer service through tsvc_add /
- * tsvc_delete / tsvc_pop).  kv_written() is where a changed value is
- * recorded: today it stamps the TTL and counts the write; the fault
- * tolerance work appends the record to the core's state log there.
+ * kv_written / kv_appended / kv_delete (and of a timer service through
+ * tsvc_add / tsvc_delete / tsvc_pop).  kv_written() is where a changed
+ * value is recorded: it stamps the TTL, counts the write and, in a table
+ * bound to a state log, marks the entry dirty; its PUT is logged once per
+ * checkpoint, at the barrier (kv_flush_dirty), with the value as it is
+ * then, however often it changed (see keyed.c, "Dirty tracking").
  *
  * Entry layout in a kvtab (8-byte aligned, `vsize` rounded up to 8):
  *
@@ -134,14 +136,21 @@ void *kv_get(kvtab *t, skey k, int64_t ns);
  * until the next kv_upsert or kv_delete on it.
  */
 void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created);
-/* The one place a change is recorded: `value` (from kv_upsert) was
- * written. */
+/*
+ * The one place a change is recorded: `value` (from kv_upsert or kv_get,
+ * still valid) was written.  In a bound table this only marks the entry
+ * dirty (a few ns, no I/O): the store logs the whole value as it is at
+ * the next checkpoint barrier (kv_flush_dirty), later changes made
+ * without a kv_written included.
+ */
 void kv_written(kvtab *t, void *value);
 /* Instead of kv_written: element (p, len) was appended with blist_add to
- * list `list` (< conf.nlists) of `value` (logs the element only). */
+ * list `list` (< conf.nlists) of `value` (logs the element only, at
+ * once). */
 void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
 		 uint32_t len);
-/* Remove (k, ns) if present (freeing its value's memory); true if it was. */
+/* Remove (k, ns) if present (freeing its value's memory); true if it was.
+ * A bound table logs the DEL at once. */
 bool kv_delete(kvtab *t, skey k, int64_t ns);
 
 /* A value's encoding (see kvtab_conf): its size, the bytes, and back into
@@ -162,7 +171,8 @@ size_t kv_count(const kvtab *t);
 /* Make room for n entries without growing (a restore that knows the
  * size).  0 or -ENOMEM. */
 int kv_reserve(kvtab *t, size_t n);
-/* Bytes the table holds (slots, control bytes; not list/map contents). */
+/* Bytes the table holds (slots, control bytes, the dirty bitmap of a bound
+ * table; not list/map contents). */
 size_t kv_memsize(const kvtab *t);
 /* Mutations recorded by kv_written/kv_delete so far. */
 uint64_t kv_writes(const kvtab *t);
@@ -174,12 +184,29 @@ void kv_set_clock(kvtab *t, int64_t (*now_ms)(void));
  *
  * A table or timer service registered with a task (checkpoint.h) is bound
  * to the task's state log while the job checkpoints: every change is then
- * appended to the log of the core that owns the task, by these calls from
- * kv_written / kv_appended / kv_delete and tsvc_add / tsvc_pop /
- * tsvc_delete.  Unbound (NULL) structures log nothing.
+ * appended to the log of the core that owns the task, by these calls.
+ * kv_appended / kv_delete and tsvc_add / tsvc_pop / tsvc_delete append
+ * their entry at once; kv_written only marks its entry dirty, and
+ * kv_flush_dirty appends one PUT per dirty entry (write amplification: an
+ * entry per changed key per checkpoint, not per change).  Unbound (NULL)
+ * structures log nothing.
  */
 typedef struct st_bind st_bind;
-void kv_bind(kvtab *t, st_bind *b);
+/* Bind t to b (NULL: unbind, forgetting changes not flushed yet).  Binding
+ * allocates the dirty bitmap: 0 or -ENOMEM.  Owner core only. */
+int kv_bind(kvtab *t, st_bind *b);
+/*
+ * Log a PUT (st_log_put) for every entry of t changed by kv_written since
+ * the last flush, in slot order, with its value as it is now, and forget
+ * them; returns how many.  The store calls it at every checkpoint barrier
+ * of the task, before marking the task's log position, so the mark covers
+ * them (log errors are the task's, reported at that barrier).  A no-op on
+ * an unbound table.  Owner core only.
+ */
+size_t kv_flush_dirty(kvtab *t);
+/* Forget the dirty entries without logging them: a materialization just
+ * wrote every entry. */
+void kv_dirty_forget(kvtab *t);
 st_bind *kv_binding(const kvtab *t);
 weir_type kv_key_type(const kvtab *t);
 kdict *kv_dict(const kvtab *t);

@@ -117,6 +117,9 @@ typedef struct weir_checkpoint_stats {
 	double max_materialize_ms;  /* longest pause of a core to materialize */
 	uint64_t inflight_bytes;    /* in-flight data logged by unaligned
 				     * checkpoints */
+	double max_flush_ms;        /* longest pause of a core at a barrier to
+				     * log the values changed since the
+				     * previous one */
 } weir_checkpoint_stats;
 
 /* The statistics of env's run (after weir_env_execute returned).  0, or

@@ -7,7 +7,10 @@
  * running count goes 1, 2, 3, ...), savepoints with stop and restore at
  * another parallelism (1 -> 4, 4 -> 2), abandoned checkpoints (timeout),
  * and corrupt or missing state-log segments (detected; the job falls back
- * to the previous checkpoint).
+ * to the previous checkpoint).  Dirty tracking (PUTs deferred to the
+ * barrier): tables driven against a real log and replayed after every
+ * flush, and a job restored at a checkpoint and at its end compared with
+ * the state its operator saw at those barriers.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "ops.h"
 #include "statelog.h"
 #include "testenv.h"
 
@@ -432,4 +436,510 @@ Test(checkpoint, unaligned_checkpoint_with_inflight_data_refuses_rescaling,
 	/* At the same parallelism it resumes and completes exactly once. */
 	run_ok(slow_count_job(2, path("ck"), true, path("out")));
 	check_counts(path("out"), 42);
+}
+
+/* ---- dirty tracking: deferred PUTs replay to the table ---------------------------
+ *
+ * Two tables (plain, and with a TTL on a fake clock) registered with a task
+ * of their own and bound to a real state log take random upserts, writes
+ * through kv_get, deletes (backward shifts move entries, and their dirty
+ * bits), growth across four key ranges, clock jumps that expire entries
+ * (the upserts' sweep removes them) and kv_clear_all, with kv_flush_dirty
+ * and a mark at random points as a barrier would.  After every flush the
+ * log read back and replayed up to the mark must give, per key, the value
+ * the model says was logged: after the flush, the last value written to
+ * every key written since the previous one; a flush must log exactly the
+ * keys written since (the plain table; the TTL table may have logged a
+ * swept one earlier); and the live entries must be the model's.
+ */
+
+#define DK_MAX 32000          /* keys of the largest range */
+#define DK_NS 3               /* namespaces per key */
+#define DK_SLOTS (DK_MAX * DK_NS)
+#define DK_TTL 200
+#define DK_VSIZE 16           /* [sum i64][key ^ ns check i64] */
+
+typedef struct dk_model {
+	/* the table: value and last write; present = written and not deleted
+	 * or cleared (for the TTL table, live also needs a recent write) */
+	bool present[DK_SLOTS];
+	int64_t val[DK_SLOTS], written[DK_SLOTS];
+	bool pending[DK_SLOTS];    /* written since the last flush */
+	/* what the log holds; known = false when a kv_delete of an expired
+	 * entry may or may not have found it (swept or not) */
+	bool logged[DK_SLOTS], known[DK_SLOTS];
+	int64_t lval[DK_SLOTS];
+	/* the log replayed so far */
+	bool rp[DK_SLOTS];
+	int64_t rval[DK_SLOTS];
+} dk_model;
+
+static int64_t dk_now;
+static int64_t dk_clock(void)
+{
+	return dk_now;
+}
+
+static uint64_t dk_rng = 0x2545f4914f6cdd1dull;
+static uint64_t dk_rnd(void)
+{
+	dk_rng ^= dk_rng << 13;
+	dk_rng ^= dk_rng >> 7;
+	dk_rng ^= dk_rng << 17;
+	return dk_rng;
+}
+
+static bool dk_live(const dk_model *m, bool ttl, int i)
+{
+	return m->present[i] && (!ttl || dk_now - m->written[i] < DK_TTL);
+}
+
+/* Apply the entries of the log in [a, b) to the replay models (tab 0:
+ * plain, 1: TTL), as recovery would. */
+static void dk_replay(slog_pos a, slog_pos b, dk_model *ms[2])
+{
+	slog_reader *rd;
+	char err[512];
+	const void *fp;
+	size_t fn;
+	int rc;
+	cr_assert_eq(slog_reader_open(testenv_dir, "core-0", a, b, &rd, err, sizeof(err)), 0,
+		     "%s", err);
+	while ((rc = slog_next(rd, &fp, &fn, err, sizeof(err))) > 0) {
+		const char *p = fp, *end = p + fn;
+		while (p < end) {
+			uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
+			uint32_t klen, vlen;
+			int64_t ns, key, v[2];
+			memcpy(&klen, p + 8, 4);
+			memcpy(&vlen, p + 12, 4);
+			memcpy(&ns, p + 24, 8);
+			cr_assert(klen == 8 && tab < 2 && ns >= 0 && ns < DK_NS);
+			memcpy(&key, p + ST_ENTRY_HDR, 8);
+			cr_assert(key >= 0 && key < DK_MAX);
+			int i = (int)(key * DK_NS + ns);
+			dk_model *m = ms[tab];
+			if (kind == ST_PUT) {
+				cr_assert_eq(vlen, DK_VSIZE);
+				memcpy(v, p + ST_ENTRY_HDR + 8, DK_VSIZE);
+				cr_assert_eq(v[1], key ^ ns, "PUT of another entry's value");
+				m->rp[i] = true;
+				m->rval[i] = v[0];
+			} else {
+				cr_assert_eq(kind, ST_DEL, "kind %d", kind);
+				m->rp[i] = false;
+			}
+			p += ST_ENTRY_HDR + klen + vlen;
+		}
+	}
+	cr_assert_eq(rc, 0, "%s", err);
+	slog_reader_close(rd);
+}
+
+typedef struct dk_live_ctx {
+	const dk_model *m;
+	bool ttl;
+	size_t n;
+} dk_live_ctx;
+
+static int dk_check_entry(void *arg, skey k, int64_t ns, void *value)
+{
+	dk_live_ctx *c = arg;
+	int64_t *v = value;
+	int i = (int)((int64_t)k.v * DK_NS + ns);
+	cr_assert(dk_live(c->m, c->ttl, i), "entry %d in the table, not in the model", i);
+	cr_assert_eq(v[0], c->m->val[i]);
+	c->n++;
+	return 0;
+}
+
+/* A barrier: flush both tables, mark, replay, compare. */
+static void dk_barrier(slog *log, kvtab *tabs[2], dk_model *ms[2], slog_pos *mark)
+{
+	for (int tb = 0; tb < 2; tb++) {
+		dk_model *m = ms[tb];
+		size_t want = 0;
+		for (int i = 0; i < DK_SLOTS; i++)
+			if (m->pending[i]) {
+				/* the last value written, even if it expired
+				 * since: a sweep logs it before removing it */
+				m->logged[i] = m->known[i] = true;
+				m->lval[i] = m->val[i];
+				m->pending[i] = false;
+				want++;
+			}
+		size_t got = kv_flush_dirty(tabs[tb]);
+		if (tb == 0)
+			cr_assert_eq(got, want, "flushed %zu entries, %zu changed", got, want);
+		else
+			cr_assert_leq(got, want);
+		cr_assert_eq(kv_flush_dirty(tabs[tb]), 0, "a second flush logged again");
+		/* the live entries are the model's */
+		dk_live_ctx c = { m, tb == 1, 0 };
+		size_t live = 0;
+		kv_foreach(tabs[tb], dk_check_entry, &c);
+		for (int i = 0; i < DK_SLOTS; i++)
+			live += dk_live(m, tb == 1, i);
+		cr_assert_eq(c.n, live);
+	}
+	slog_pos to = slog_mark(log);
+	cr_assert_eq(slog_wait(log, slog_sync(log)), 0);
+	dk_replay(*mark, to, ms);
+	*mark = to;
+	for (int tb = 0; tb < 2; tb++)
+		for (int i = 0; i < DK_SLOTS; i++) {
+			const dk_model *m = ms[tb];
+			if (!m->known[i])
+				continue;
+			cr_assert_eq(m->rp[i], m->logged[i], "table %d entry %d: %s after replay",
+				     tb, i, m->rp[i] ? "present" : "absent");
+			if (m->logged[i])
+				cr_assert_eq(m->rval[i], m->lval[i],
+					     "table %d entry %d: replayed %lld, logged %lld", tb, i,
+					     (long long)m->rval[i], (long long)m->lval[i]);
+		}
+}
+
+Test(dirty, deferred_puts_replay_to_the_table, .init = testenv_mkdir, .fini = testenv_rmdir,
+     .timeout = 240)
+{
+	static dk_model models[2];
+	dk_model *ms[2] = { &models[0], &models[1] };
+	memset(models, 0, sizeof(models));
+	for (int tb = 0; tb < 2; tb++)
+		for (int i = 0; i < DK_SLOTS; i++)
+			ms[tb]->known[i] = true;
+	dk_now = 1000;
+
+	task *t = calloc(1, sizeof(*t));
+	kdict *d = kdict_new();
+	kvtab_conf pc = { .key_type = WEIR_I64, .vsize = DK_VSIZE };
+	kvtab_conf tc = { .key_type = WEIR_I64, .vsize = DK_VSIZE, .ttl_ms = DK_TTL };
+	kvtab *tabs[2] = { kv_new(&pc, d), kv_new(&tc, d) };
+	kv_set_clock(tabs[1], dk_clock);
+	cr_assert_eq(state_register_table(t, "plain", tabs[0]), 0);
+	cr_assert_eq(state_register_table(t, "ttl", tabs[1]), 0);
+	slog_conf sc = { .dir = testenv_dir, .prefix = "core-0", .run = 1, .core = 0,
+			 .buf_size = 64 << 10, .eventfd = -1 };
+	slog *log;
+	cr_assert_eq(slog_open(&sc, &log), 0);
+	cr_assert_eq(state_bind_log(t, log), 0);
+	slog_pos mark = slog_mark(log);
+
+	uint64_t ops = 0, flushes = 0, deletes = 0, clears = 0;
+	for (int phase = 0; phase < 4; phase++) {
+		int nkeys = 500 << (2 * phase); /* 500, 2000, 8000, 32000: growth */
+		long nops = 60000 + 40000L * phase;
+		long next_flush = (long)(dk_rnd() % 3000);
+		for (long op = 0; op < nops; op++, ops++) {
+			int tb = (int)(dk_rnd() & 1);
+			bool ttl = tb == 1;
+			kvtab *tab = tabs[tb];
+			dk_model *m = ms[tb];
+			int64_t key = (int64_t)(dk_rnd() % (uint64_t)nkeys), ns = (int64_t)(dk_rnd() % DK_NS);
+			int i = (int)(key * DK_NS + ns);
+			skey k = key_from_value(d, WEIR_I64, (weir_value){ .i64 = key });
+			uint64_t r = dk_rnd() % 1000;
+			dk_now += (int64_t)(dk_rnd() % 3);
+			if (r < 550) {
+				bool created;
+				int64_t *v = kv_upsert(tab, k, ns, &created);
+				cr_assert_not_null(v);
+				cr_assert_eq(created, !dk_live(m, ttl, i), "op %llu", (unsigned long long)ops);
+				if (created)
+					m->val[i] = 0;
+				cr_assert_eq(v[0], m->val[i]);
+				v[0] += (int64_t)r + 1;
+				v[1] = key ^ ns;
+				kv_written(tab, v);
+				m->present[i] = true;
+				m->val[i] += (int64_t)r + 1;
+				m->written[i] = dk_now;
+				m->pending[i] = true;
+			} else if (r < 600) {
+				/* a write through kv_get's pointer */
+				int64_t *v = kv_get(tab, k, ns);
+				cr_assert_eq(v != NULL, dk_live(m, ttl, i));
+				if (v) {
+					v[0] *= 3;
+					kv_written(tab, v);
+					m->val[i] *= 3;
+					m->written[i] = dk_now;
+					m->pending[i] = true;
+				}
+			} else if (r < 850) {
+				bool live = dk_live(m, ttl, i);
+				cr_assert_eq(kv_delete(tab, k, ns), live);
+				if (m->present[i]) {
+					/* an expired entry: deleted (DEL logged)
+					 * if the sweep has not removed it yet */
+					m->known[i] = live;
+					m->logged[i] = false;
+				}
+				m->present[i] = m->pending[i] = false;
+				deletes += live;
+			} else if (r < 852 && ttl) {
+				dk_now += DK_TTL / 2 + (int64_t)(dk_rnd() % DK_TTL); /* expiry */
+			} else if (r == 999 && dk_rnd() % 64 == 0) {
+				/* not logged: the log keeps what it had, the
+				 * changes not flushed yet are gone (but a sweep
+				 * may have logged a changed entry that expired) */
+				kv_clear_all(tab);
+				for (int j = 0; j < DK_SLOTS && ttl; j++)
+					if (m->pending[j])
+						m->known[j] = false;
+				memset(m->present, 0, sizeof(m->present));
+				memset(m->pending, 0, sizeof(m->pending));
+				clears++;
+			}
+			if (op == next_flush) {
+				dk_barrier(log, tabs, ms, &mark);
+				next_flush = op + 1 + (long)(dk_rnd() % 3000);
+				flushes++;
+			}
+		}
+		dk_barrier(log, tabs, ms, &mark);
+	}
+	cr_assert_eq(slog_error(log), 0);
+	/* grown from 64 slots to at least 2^16 */
+	cr_assert_geq(kv_memsize(tabs[0]), (size_t)65536 * (24 + DK_VSIZE));
+	cr_assert_gt(clears, 0u);
+	cr_log_info("dirty: %llu operations, %llu flushes, %llu deletes, %llu clears",
+		    (unsigned long long)ops, (unsigned long long)flushes,
+		    (unsigned long long)deletes, (unsigned long long)clears);
+	cr_assert_eq(state_bind_log(t, NULL), 0);
+	cr_assert_eq(slog_close(log), 0);
+	t->keyed_free(t->keyed);
+	free(t);
+	kv_free(tabs[0]);
+	kv_free(tabs[1]);
+	kdict_free(d);
+}
+
+Test(dirty, a_hot_key_costs_one_entry_per_flush, .init = testenv_mkdir,
+     .fini = testenv_rmdir)
+{
+	task *t = calloc(1, sizeof(*t));
+	kdict *d = kdict_new();
+	kvtab_conf c = { .key_type = WEIR_I64, .vsize = 8 };
+	kvtab *tab = kv_new(&c, d);
+	cr_assert_eq(state_register_table(t, "hot", tab), 0);
+	slog_conf sc = { .dir = testenv_dir, .prefix = "core-0", .run = 1, .eventfd = -1 };
+	slog *log;
+	cr_assert_eq(slog_open(&sc, &log), 0);
+	cr_assert_eq(state_bind_log(t, log), 0);
+	slog_pos a = slog_mark(log);
+	skey k = key_from_value(d, WEIR_I64, (weir_value){ .i64 = 7 });
+	for (int i = 0; i < 1000000; i++) {
+		bool created;
+		int64_t *v = kv_upsert(tab, k, 0, &created);
+		*v += 1;
+		kv_written(tab, v);
+	}
+	cr_assert_eq(kv_flush_dirty(tab), 1);
+	slog_pos b = slog_mark(log);
+	cr_assert_eq(slog_wait(log, slog_sync(log)), 0);
+	/* one frame, one PUT of the last value */
+	slog_reader *rd;
+	char err[256];
+	const void *fp;
+	size_t fn;
+	cr_assert_eq(slog_reader_open(testenv_dir, "core-0", a, b, &rd, err, sizeof(err)), 0);
+	cr_assert_eq(slog_next(rd, &fp, &fn, err, sizeof(err)), 1);
+	cr_assert_eq(fn, ST_ENTRY_HDR + 16u);
+	int64_t v;
+	memcpy(&v, (const char *)fp + ST_ENTRY_HDR + 8, 8);
+	cr_assert_eq(((const char *)fp)[0], ST_PUT);
+	cr_assert_eq(v, 1000000);
+	cr_assert_eq(slog_next(rd, &fp, &fn, err, sizeof(err)), 0);
+	slog_reader_close(rd);
+	cr_assert_eq(slog_close(log), 0);
+	t->keyed_free(t->keyed);
+	free(t);
+	kv_free(tab);
+	kdict_free(d);
+}
+
+/* ---- dirty tracking in a job: restore gives the state at the barrier ---------------
+ *
+ * An operator keeps a running sum per (key, namespace) in a registered
+ * table and deletes entries often (so backward shifts move dirty entries),
+ * and keeps the same sums in a model; at each barrier its snapshot saves
+ * the model under the checkpoint's id and writes that id as its operator
+ * state.  A run is cancelled, the next one restores (the operator's
+ * restore() compares every restored table with the model saved for the
+ * restored id), runs to the end (final checkpoint), and a third restores
+ * the final state and compares again.
+ */
+
+#define MK 300
+#define MNS 3
+#define MIDS 4096
+
+/* Each subtask touches only its keys' entries and its own rows. */
+static int64_t mk_model[MK * MNS];       /* INT64_MIN: absent */
+static bool mk_mine[2][MK];              /* [subtask]: keys it saw */
+static int64_t (*mk_saved)[MK * MNS];    /* [id % MIDS]; 0: the final one */
+static int64_t mk_saved_id[2][MIDS];
+static _Atomic int mk_verified, mk_bad;
+static char mk_why[256];
+
+typedef struct mk_state {
+	kdict *d;
+	kvtab *tab;
+} mk_state;
+
+static int mk_open(task *t)
+{
+	mk_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	t->st = s;
+	kvtab_conf c = { .key_type = WEIR_I64, .vsize = 8 };
+	if (!(s->d = kdict_new()) || !(s->tab = kv_new(&c, s->d)))
+		return -ENOMEM;
+	return state_register_table(t, "sums", s->tab);
+}
+
+static void mk_close(task *t)
+{
+	mk_state *s = t->st;
+	if (!s)
+		return;
+	kv_free(s->tab);
+	kdict_free(s->d);
+	free(s);
+}
+
+static void mk_process(task *t, int input, weir_batch *b)
+{
+	mk_state *s = t->st;
+	(void)input;
+	const int64_t *seq = weir_col_i64(b, 0), *key = weir_col_i64(b, 1),
+		      *val = weir_col_i64(b, 2);
+	for (uint32_t r = 0; r < b->rows; r++) {
+		int64_t ns = seq[r] % MNS;
+		int i = (int)(key[r] * MNS + ns);
+		skey k = key_of(s->d, WEIR_I64, b, 1, r);
+		mk_mine[t->subtask][key[r]] = true;
+		if (val[r] < 300) {
+			kv_delete(s->tab, k, ns);
+			mk_model[i] = INT64_MIN;
+			continue;
+		}
+		bool created;
+		int64_t *v = kv_upsert(s->tab, k, ns, &created);
+		if (!v || created != (mk_model[i] == INT64_MIN)) {
+			mk_bad = 1;
+			continue;
+		}
+		*v += val[r];
+		kv_written(s->tab, v);
+		mk_model[i] = (created ? 0 : mk_model[i]) + val[r];
+	}
+	batch_release(b);
+}
+
+static int mk_index(int64_t id)
+{
+	return id == CKPT_FINAL ? 0 : (int)(id % MIDS);
+}
+
+static int mk_snapshot(task *t, int64_t id, snap_buf *out)
+{
+	/* Each subtask saves the keys it owns (the others' stay as the
+	 * other subtask leaves them: the id's array starts all absent). */
+	int64_t *m = mk_saved[mk_index(id)];
+	for (int k = 0; k < MK; k++)
+		if (mk_mine[t->subtask][k])
+			for (int ns = 0; ns < MNS; ns++)
+				m[k * MNS + ns] = mk_model[k * MNS + ns];
+	mk_saved_id[t->subtask][mk_index(id)] = id;
+	return snap_put_u64(out, (uint64_t)id);
+}
+
+static int mk_restore(task *t, const op_restore *r)
+{
+	mk_state *s = t->st;
+	snap_rd rd = { .p = r->blobs[0].p, .len = r->blobs[0].len };
+	int64_t id = (int64_t)snap_get_u64(&rd);
+	const int64_t *m = mk_saved[mk_index(id)];
+	size_t want = 0;
+	if (rd.err || mk_saved_id[t->subtask][mk_index(id)] != id) {
+		snprintf(mk_why, sizeof(mk_why), "no model saved for checkpoint %lld", (long long)id);
+		mk_bad = 1;
+		return 0;
+	}
+	for (int k = 0; k < MK; k++) {
+		if (!mk_mine[t->subtask][k])
+			continue;
+		skey key = key_from_value(s->d, WEIR_I64, (weir_value){ .i64 = k });
+		for (int ns = 0; ns < MNS; ns++) {
+			int i = k * MNS + ns;
+			int64_t *v = kv_get(s->tab, key, ns);
+			want += m[i] != INT64_MIN;
+			if ((v == NULL) != (m[i] == INT64_MIN) || (v && *v != m[i])) {
+				snprintf(mk_why, sizeof(mk_why), "checkpoint %lld, subtask %d, key %d "
+					 "ns %d: restored %lld, at the barrier %lld", (long long)id,
+					 t->subtask, k, ns, v ? (long long)*v : -1LL, (long long)m[i]);
+				mk_bad = 1;
+			}
+			mk_model[i] = m[i]; /* the run goes on from there */
+		}
+	}
+	if (kv_count(s->tab) != want) {
+		snprintf(mk_why, sizeof(mk_why), "subtask %d: %zu entries restored, %zu at the "
+			 "barrier", t->subtask, kv_count(s->tab), want);
+		mk_bad = 1;
+	}
+	mk_verified++;
+	return 0;
+}
+
+static const op_ops op_mutator = {
+	.kind = "mutator", .open = mk_open, .process = mk_process, .snapshot = mk_snapshot,
+	.restore = mk_restore, .close = mk_close,
+};
+
+static weir_env *mk_job(const char *ck)
+{
+	weir_env *env = env_p(2, 256);
+	weir_config *cfg = weir_env_config(env);
+	cfg->mode = WEIR_MODE_STREAMING;
+	cfg->checkpoint_dir = ck;
+	cfg->checkpoint_interval_ms = 20;
+	weir_generator_conf g = { .count = 400000, .seed = 9, .keys = MK, .rate = 200000 };
+	weir_stream *s = weir_key_by(weir_source_generator(env, "gen", &g), "key");
+	cr_assert_not_null(stream_add_op(&s, 1, "mutator", "mutator", &op_mutator,
+					 weir_stream_schema(s), NULL, NULL),
+			   "%s", weir_env_error(env));
+	return env;
+}
+
+Test(dirty, restored_job_state_is_the_state_at_the_barrier, .init = testenv_mkdir,
+     .fini = testenv_rmdir, .timeout = 120)
+{
+	mk_saved = calloc(MIDS, sizeof(*mk_saved));
+	for (size_t i = 0; i < MIDS * (size_t)(MK * MNS); i++)
+		mk_saved[i / (MK * MNS)][i % (MK * MNS)] = INT64_MIN;
+	for (int i = 0; i < MK * MNS; i++)
+		mk_model[i] = INT64_MIN;
+	/* 1. cancelled midway */
+	pthread_t th;
+	weir_env *env = mk_job(path("ck"));
+	pthread_create(&th, NULL, cancel_after, (void *)600L);
+	int rc = weir_env_execute(env, "test", 0);
+	pthread_join(th, NULL);
+	weir_env_free(env);
+	cr_assert(rc == 0 || rc == -ECANCELED, "rc %d", rc);
+	cr_assert_eq(mk_bad, 0, "%s", mk_why);
+	/* 2. resumes from its last checkpoint, runs to the end */
+	run_ok(mk_job(path("ck")));
+	cr_assert_eq(mk_bad, 0, "%s", mk_why);
+	cr_assert_eq(mk_verified, 2, "%d subtasks restored", mk_verified);
+	/* 3. restores the final checkpoint (and ends at once) */
+	run_ok(mk_job(path("ck")));
+	cr_assert_eq(mk_bad, 0, "%s", mk_why);
+	cr_assert_eq(mk_verified, 4, "%d subtasks restored", mk_verified);
+	free(mk_saved);
 }
