@@ -37,4 +37,17 @@ static inline uint64_t key_hash(const weir_batch *b, int col, uint32_t row)
 	}
 }
 
+/*
+ * The key group of hash h among maxp (the maximum parallelism): h mod maxp,
+ * a mask when maxp is a power of two (the default, 128), since a 64-bit
+ * division costs ~40 cycles per record.  Key group kg belongs to subtask
+ * kg * p / maxp of an operator of parallelism p; callers tabulate that.
+ */
+static inline uint32_t key_group(uint64_t h, uint32_t maxp)
+{
+	if ((maxp & (maxp - 1)) == 0)
+		return (uint32_t)(h & (maxp - 1));
+	return (uint32_t)(h % maxp);
+}
+
 #endif

@@ -76,6 +76,7 @@ struct outlet {
 	weir_batch **build;     /* PART_HASH: row builders per channel */
 	uint64_t *build_since;  /* when each builder got its first row */
 	uint16_t *scratch;      /* PART_HASH: target of each row */
+	uint16_t *kg_target;    /* PART_HASH: channel of each key group */
 	uint32_t scratch_cap;
 	uint32_t rr;
 	int max_parallelism;

@@ -179,12 +179,9 @@ static void outlet_hash(outlet *o, weir_batch *b)
 		o->scratch_cap = n;
 		tgt = o->scratch;
 	}
-	for (uint32_t r = 0; r < n; r++) {
-		uint64_t h = key_hash(b, o->key_col, r);
-		uint32_t kg = (uint32_t)(h % (uint64_t)o->max_parallelism);
-		tgt[r] = (uint16_t)((uint64_t)kg * (uint64_t)o->nch /
-				    (uint64_t)o->max_parallelism);
-	}
+	for (uint32_t r = 0; r < n; r++)
+		tgt[r] = o->kg_target[key_group(key_hash(b, o->key_col, r),
+						(uint32_t)o->max_parallelism)];
 	for (uint32_t r = 0; r < n; r++) {
 		int i = tgt[r];
 		weir_batch *d = o->build[i];
@@ -1080,8 +1077,13 @@ static int plan(struct runtime *rt)
 			if (ed->part == PART_HASH) {
 				o->scratch_cap = cfg->batch_rows;
 				o->scratch = malloc(o->scratch_cap * sizeof(uint16_t));
-				if (!o->scratch)
+				o->kg_target = malloc((size_t)cfg->max_parallelism *
+						      sizeof(uint16_t));
+				if (!o->scratch || !o->kg_target)
 					return -ENOMEM;
+				for (int kg = 0; kg < cfg->max_parallelism; kg++)
+					o->kg_target[kg] = (uint16_t)((uint64_t)kg * (uint64_t)o->nch /
+								      (uint64_t)cfg->max_parallelism);
 			}
 			o->rr = (uint32_t)s; /* spread rebalancing senders */
 			for (int k = 0; k < o->nch; k++) {
@@ -1246,6 +1248,7 @@ static void runtime_free(struct runtime *rt)
 				free(o->build);
 				free(o->build_since);
 				free(o->scratch);
+				free(o->kg_target);
 			}
 			free(t->out[p]);
 			free(t->emit[p]);

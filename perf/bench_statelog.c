@@ -45,13 +45,14 @@
 
 #include <liburing.h>
 
+#include "disk_read.h"
 #include "statelog.h"
 
 #define BUF (1u << 20)
 #define INFLIGHT 4
 #define ENTRY 48
-#define RBUF (4u << 20)
-#define RINFLIGHT 4
+#define RBUF DISK_RBUF
+#define RINFLIGHT DISK_RINFLIGHT
 
 static double now(void)
 {
@@ -214,95 +215,40 @@ static void seg_file(char *buf, size_t cap, const char *dir, int seg)
 	snprintf(buf, cap, "%s/rd-%08d.seg", dir, seg);
 }
 
-/* Drop the log's pages from the page cache (none are there when it was
- * written with O_DIRECT, but a buffered fallback would leave them). */
-static void evict(const char *dir, int nseg)
+/* The log's segment file names (free with free_paths). */
+static char **seg_paths(const char *dir, int nseg)
 {
-	char path[4200];
+	char **paths = calloc((size_t)nseg + 1, sizeof(*paths));
+	if (!paths)
+		die("calloc", ENOMEM);
 	for (int s = 0; s < nseg; s++) {
-		seg_file(path, sizeof(path), dir, s);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			die(path, errno);
-		fdatasync(fd);
-		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-		close(fd);
+		if (!(paths[s] = malloc(4200)))
+			die("malloc", ENOMEM);
+		seg_file(paths[s], 4200, dir, s);
 	}
+	return paths;
 }
 
-/* The limit: the log's segment files read in order in RBUF-byte reads,
- * RINFLIGHT in flight (across file boundaries), O_DIRECT when the file
- * system takes it.  Seconds; *bytes = bytes read. */
+static void free_paths(char **paths, int n)
+{
+	for (int s = 0; s < n; s++)
+		free(paths[s]);
+	free(paths);
+}
+
+static void evict(const char *dir, int nseg)
+{
+	char **paths = seg_paths(dir, nseg);
+	disk_evict(paths, nseg);
+	free_paths(paths, nseg);
+}
+
+/* The limit, on the log's segment files (disk_read.h). */
 static double raw_read(const char *dir, int nseg, uint64_t *bytes, bool *direct)
 {
-	struct io_uring ring;
-	struct io_uring_cqe *cqe;
-	char path[4200];
-	void *buf[RINFLIGHT];
-	int *fd = calloc((size_t)nseg, sizeof(*fd));
-	uint64_t *size = calloc((size_t)nseg, sizeof(*size));
-	int rc;
-
-	if (!fd || !size)
-		die("calloc", ENOMEM);
-	evict(dir, nseg);
-	*direct = true;
-	for (int s = 0; s < nseg; s++) {
-		seg_file(path, sizeof(path), dir, s);
-		fd[s] = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (fd[s] < 0 && errno == EINVAL) {
-			*direct = false;
-			fd[s] = open(path, O_RDONLY | O_CLOEXEC);
-		}
-		if (fd[s] < 0)
-			die(path, errno);
-		size[s] = (uint64_t)lseek(fd[s], 0, SEEK_END);
-	}
-	for (int i = 0; i < RINFLIGHT; i++) {
-		if (posix_memalign(&buf[i], 2u << 20, RBUF))
-			die("posix_memalign", ENOMEM);
-		madvise(buf[i], RBUF, MADV_HUGEPAGE); /* best effort */
-	}
-	if ((rc = io_uring_queue_init(64, &ring, 0)) < 0)
-		die("io_uring_queue_init", rc);
-
-	double t0 = now();
-	uint64_t off = 0, got = 0;
-	int s = 0, inflight = 0, next_buf = 0;
-	for (;;) {
-		while (inflight < RINFLIGHT && s < nseg) {
-			if (off >= size[s]) {
-				s++;
-				off = 0;
-				continue;
-			}
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-			io_uring_prep_read(sqe, fd[s], buf[next_buf], RBUF, off);
-			next_buf = (next_buf + 1) % RINFLIGHT;
-			off += RBUF;
-			inflight++;
-		}
-		if (!inflight)
-			break;
-		io_uring_submit(&ring);
-		if ((rc = io_uring_wait_cqe(&ring, &cqe)) < 0)
-			die("io_uring_wait_cqe", rc);
-		if (cqe->res <= 0)
-			die("read", cqe->res < 0 ? cqe->res : EIO);
-		got += (uint64_t)cqe->res;
-		io_uring_cqe_seen(&ring, cqe);
-		inflight--;
-	}
-	double dt = now() - t0;
-
-	io_uring_queue_exit(&ring);
-	for (int i = 0; i < RINFLIGHT; i++)
-		free(buf[i]);
-	for (int k = 0; k < nseg; k++)
-		close(fd[k]);
-	free(fd);
-	free(size);
-	*bytes = got;
+	char **paths = seg_paths(dir, nseg);
+	double dt = disk_read_files(paths, nseg, bytes, direct);
+	free_paths(paths, nseg);
 	return dt;
 }
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "keyhash.h"
 #include "statelog.h"
 
 /* Messages name paths; one cut short is still a useful message. */
@@ -1117,6 +1118,7 @@ typedef struct rctx {
 	int (*tab_map)[ST_MAX_TABLES];
 	int *node_par;               /* graph node -> parallelism */
 	task ***by_node;             /* graph node -> its tasks by subtask */
+	task ***by_kg;               /* graph node -> the task of each key group */
 	tmr_op *tmr;
 	size_t ntmr, cap_tmr;
 	int **mt_of;                 /* manifest op, old subtask -> manifest task */
@@ -1290,6 +1292,75 @@ static void reserve_for(rctx *c, const mf_task *w, const char *vp, uint32_t vlen
 	}
 }
 
+/*
+ * Start fetching the table slot of the entry at p (of a frame ending at
+ * end), if it is a keyed entry of a fixed-width key: replaying a
+ * materialization inserts keys in an order unrelated to the new table's, so
+ * each would otherwise wait for its own cache miss.  Returns the next
+ * entry, or NULL at the frame's end or at anything malformed (the replay
+ * itself reports that).
+ */
+static const char *prefetch_entry(rctx *c, const char *p, const char *end)
+{
+	const manifest *m = c->m;
+	uint16_t node, sub;
+	uint32_t klen, vlen;
+	uint64_t khash, key;
+	int64_t ns;
+	if (end - p < ST_ENTRY_HDR)
+		return NULL;
+	uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
+	memcpy(&node, p + 2, 2);
+	memcpy(&sub, p + 4, 2);
+	memcpy(&klen, p + 8, 4);
+	memcpy(&vlen, p + 12, 4);
+	if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen)
+		return NULL;
+	const char *next = p + ST_ENTRY_HDR + klen + vlen;
+	if ((kind != ST_PUT && kind != ST_DEL) || klen != 8 || node >= m->nops ||
+	    tab >= m->ops[node].ntables)
+		return next;
+	int gn = c->op_map[node], reg = gn < 0 ? -1 : c->tab_map[node][tab];
+	if (reg < 0)
+		return next;
+	memcpy(&khash, p + 16, 8);
+	memcpy(&ns, p + 24, 8);
+	memcpy(&key, p + ST_ENTRY_HDR, 8);
+	task *t = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+	kvtab *tb = ((st_task *)t->keyed)->regs[reg].tab;
+	if (tb && kv_key_type(tb) != WEIR_STR)
+		kv_prefetch(tb, (skey){ .hash = khash, .v = key }, ns);
+	(void)sub;
+	return next;
+}
+
+#define PREFETCH_ENTRIES 12
+
+/* Whether a table's values are plain bytes under fixed-width keys: its
+ * PUTs restore by copying (what st_log_put's fast path writes). */
+static bool plain_table(const kvtab *t)
+{
+	const kvtab_conf *c = kv_conf(t);
+	return c->key_type != WEIR_STR && !c->nlists && !c->encoded_size && !c->encode &&
+	       !c->decode && !c->free_value;
+}
+
+/* A PUT into a plain table: upsert and copy.  0, -EINVAL, -ENOMEM. */
+static int apply_plain_put(kvtab *t, uint64_t khash, const char *kp, uint32_t klen,
+			   int64_t ns, const char *vp, uint32_t vlen, uint32_t vsize)
+{
+	bool created;
+	skey key = { .hash = khash };
+	if (klen != 8 || vlen != vsize)
+		return -EINVAL;
+	memcpy(&key.v, kp, 8);
+	void *v = kv_upsert(t, key, ns, &created);
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, vp, vsize);
+	return 0;
+}
+
 /* Apply the entries of the manifest's tasks that lie in [from, to) of
  * core's log.  0 or -errno (message in c->err). */
 static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
@@ -1299,6 +1370,14 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 	slog_reader *rd = NULL;
 	const mf_task *w = NULL;
 
+	struct {
+		bool valid, bcast, plain;
+		uint16_t node, sub;
+		uint8_t tab;
+		int gn, reg;
+		uint32_t vsize;
+	} rs = { .valid = false };
+
 	snprintf(prefix, sizeof(prefix), "core-%d", core);
 	int rc = slog_reader_open(c->logdir, prefix, from, to, &rd, c->err, c->errlen);
 	if (rc < 0)
@@ -1306,10 +1385,18 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 	const void *fp;
 	size_t fn;
 	while ((rc = slog_next(rd, &fp, &fn, c->err, c->errlen)) > 0) {
-		const char *p = fp, *end = p + fn;
+		const char *p = fp, *end = p + fn, *pf = p;
 		slog_pos pos = slog_reader_frame_pos(rd);
+		rs.valid = false; /* ranges are checked per frame */
+		int ahead = 0;
 		c->s->restore_bytes += fn + 8;
 		while (p < end) {
+			/* Keep the prefetch cursor PREFETCH_ENTRIES ahead. */
+			while (pf && pf < end && ahead < PREFETCH_ENTRIES) {
+				pf = prefetch_entry(c, pf, end);
+				ahead++;
+			}
+			ahead--;
 			if (end - p < ST_ENTRY_HDR)
 				goto bad;
 			uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
@@ -1331,27 +1418,56 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			p = vp + vlen;
 			if (kind == ST_CHAN)
 				continue; /* in-flight data: restore_inflight */
-			int wi = c->mt_of[node][sub];
-			if (wi < 0)
-				continue; /* a task the checkpoint does not cover */
-			w = &m->tasks[wi];
-			if (w->core != core ||
-			    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0 ||
-			    slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0)
-				continue; /* before its materialization, or after its barrier */
-			if (kind == ST_MAT) {
-				reserve_for(c, w, vp, vlen);
-				continue;
+			/* Entries come in long runs of one (node, subtask,
+			 * table) -- a materialization -- so what they resolve to
+			 * is kept from one entry to the next. */
+			if (!rs.valid || node != rs.node || sub != rs.sub || tab != rs.tab ||
+			    kind == ST_MAT) {
+				int wi = c->mt_of[node][sub];
+				rs.valid = false;
+				if (wi < 0)
+					continue; /* a task the checkpoint does not cover */
+				w = &m->tasks[wi];
+				if (w->core != core ||
+				    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0 ||
+				    slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0)
+					continue; /* before its materialization, or after
+						   * its barrier */
+				if (kind == ST_MAT) {
+					reserve_for(c, w, vp, vlen);
+					continue;
+				}
+				if (tab >= m->ops[node].ntables)
+					goto bad;
+				rs.gn = c->op_map[node];
+				rs.reg = rs.gn < 0 ? -1 : c->tab_map[node][tab];
+				rs.bcast = rs.plain = false;
+				if (rs.reg >= 0) {
+					st_task *k0 = c->by_node[rs.gn][0]->keyed;
+					kvtab *t0 = k0->regs[rs.reg].tab;
+					rs.bcast = t0 && kv_conf(t0)->broadcast;
+					rs.plain = t0 && plain_table(t0);
+					rs.vsize = t0 ? kv_conf(t0)->vsize : 0;
+				}
+				rs.node = node;
+				rs.sub = sub;
+				rs.tab = tab;
+				rs.valid = true;
 			}
-			if (tab >= m->ops[node].ntables)
-				goto bad;
-			int gn = c->op_map[node], reg = gn < 0 ? -1 : c->tab_map[node][tab];
+			int gn = rs.gn, reg = rs.reg;
 			if (reg < 0)
 				continue; /* state the job no longer has (allowed) */
+			if (kind == ST_PUT && rs.plain && !rs.bcast) {
+				task *tt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+				rc = apply_plain_put(((st_task *)tt->keyed)->regs[reg].tab, khash, kp,
+						     klen, ns, vp, vlen, rs.vsize);
+				if (rc < 0)
+					goto fail;
+				continue;
+			}
 			int par = c->node_par[gn];
 			task **tasks = c->by_node[gn];
-			st_task *k0 = tasks[0]->keyed;
-			bool bcast = k0->regs[reg].tab && kv_conf(k0->regs[reg].tab)->broadcast;
+			bool bcast = rs.bcast;
 			if (bcast) {
 				if (sub != 0)
 					continue; /* the same in every old subtask */
@@ -1361,10 +1477,8 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 						goto fail;
 				continue;
 			}
-			uint64_t kg = khash % (uint64_t)m->max_parallelism;
-			int tgt = (int)(kg * (uint64_t)par / (uint64_t)m->max_parallelism);
-			if ((rc = apply(c, tasks[tgt], reg, kind, khash, kp, klen, ns, vp,
-					vlen)) < 0)
+			task *tgt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+			if ((rc = apply(c, tgt, reg, kind, khash, kp, klen, ns, vp, vlen)) < 0)
 				goto fail;
 		}
 	}
@@ -1536,6 +1650,10 @@ static void rctx_free(rctx *c)
 		for (int n = 0; n < runtime_graph(c->rt)->nnodes; n++)
 			free(c->by_node[n]);
 	free(c->by_node);
+	if (c->by_kg)
+		for (int n = 0; n < runtime_graph(c->rt)->nnodes; n++)
+			free(c->by_kg[n]);
+	free(c->by_kg);
 }
 
 /* Map the manifest's operators and tables onto the job's.  0 or -errno. */
@@ -1559,6 +1677,21 @@ static int map_job(rctx *c, bool allow_missing)
 			c->node_par[n] = t->parallelism;
 		}
 		c->by_node[n][t->subtask] = t;
+	}
+	/* Where each key group goes now (as the exchange routes it). */
+	int maxp = c->s->cfg->max_parallelism;
+	c->by_kg = calloc((size_t)g->nnodes, sizeof(task **));
+	if (!c->by_kg)
+		return -ENOMEM;
+	for (int n = 0; n < g->nnodes; n++) {
+		if (!c->by_node[n])
+			continue;
+		if (!(c->by_kg[n] = malloc((size_t)maxp * sizeof(task *))))
+			return -ENOMEM;
+		for (int kg = 0; kg < maxp; kg++)
+			c->by_kg[n][kg] = c->by_node[n][(int)((uint64_t)kg *
+							      (uint64_t)c->node_par[n] /
+							      (uint64_t)maxp)];
 	}
 	if (m->max_parallelism != c->s->cfg->max_parallelism) {
 		snprintf(c->err, c->errlen,
