@@ -358,6 +358,20 @@ static void layout(weir_batch *b, const weir_schema *s, uint32_t rows,
 	__atomic_store_n(&b->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* A batch in a block of its own (sz bytes), freed rather than pooled. */
+static weir_batch *alloc_jumbo(pool *p, const weir_schema *s, uint32_t rows, size_t sz)
+{
+	weir_batch *b = aligned_alloc(CACHELINE, sz);
+	if (!b)
+		return NULL;
+	layout(b, s, rows, sz);
+	b->flags = BATCH_JUMBO;
+	b->owner = (uint16_t)p->core;
+	p->outstanding++;
+	p->allocated++;
+	return b;
+}
+
 weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 {
 	pool *p = cur_pool;
@@ -371,17 +385,12 @@ weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 	       rows > 8)
 		rows /= 2;
 	if (unlikely(fixed + min_heap > p->block_size)) {
-		size_t sz = round64(fixed + min_heap);
-		b = aligned_alloc(CACHELINE, sz);
+		b = alloc_jumbo(p, s, rows, round64(fixed + min_heap));
 		if (!b) {
-			wlog(LOG_ERROR, "out of memory allocating a %zu-byte batch", sz);
+			wlog(LOG_ERROR, "out of memory allocating a %zu-byte batch",
+			     round64(fixed + min_heap));
 			abort();
 		}
-		layout(b, s, rows, sz);
-		b->flags = BATCH_JUMBO;
-		b->owner = (uint16_t)p->core;
-		p->outstanding++;
-		p->allocated++;
 		return b;
 	}
 	b = p->free;
@@ -623,16 +632,7 @@ static weir_batch *batch_alloc_exact(const weir_schema *s, uint32_t rows, size_t
 			return b;
 		batch_release(b);
 	}
-	size_t sz = round64(fixed + heap);
-	weir_batch *b = aligned_alloc(CACHELINE, sz);
-	if (!b)
-		return NULL;
-	layout(b, s, rows, sz);
-	b->flags = BATCH_JUMBO;
-	b->owner = (uint16_t)p->core;
-	p->outstanding++;
-	p->allocated++;
-	return b;
+	return alloc_jumbo(p, s, rows, round64(fixed + heap));
 }
 
 static bool zeros(const char *p, size_t n)

@@ -146,6 +146,38 @@ int state_bind_log(task *t, struct slog *log)
 
 /* ---- log entries ------------------------------------------------------------------ */
 
+/* An entry read back (format at the top of checkpoint.h). */
+typedef struct st_entry {
+	uint8_t kind, tab;
+	uint16_t node, sub, spare;
+	uint32_t klen, vlen;
+	uint64_t khash;
+	int64_t ns;
+	const char *kp, *vp;  /* key and value bytes */
+} st_entry;
+
+/* Parse the entry at p of a frame that ends at end: the next entry, or
+ * NULL if it does not fit in the frame. */
+static const char *entry_parse(const char *p, const char *end, st_entry *e)
+{
+	if (end - p < ST_ENTRY_HDR)
+		return NULL;
+	e->kind = (uint8_t)p[0];
+	e->tab = (uint8_t)p[1];
+	memcpy(&e->node, p + 2, 2);
+	memcpy(&e->sub, p + 4, 2);
+	memcpy(&e->spare, p + 6, 2);
+	memcpy(&e->klen, p + 8, 4);
+	memcpy(&e->vlen, p + 12, 4);
+	memcpy(&e->khash, p + 16, 8);
+	memcpy(&e->ns, p + 24, 8);
+	if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)e->klen + e->vlen)
+		return NULL;
+	e->kp = p + ST_ENTRY_HDR;
+	e->vp = e->kp + e->klen;
+	return e->vp + e->vlen;
+}
+
 static size_t key_len(weir_type kt, skey k)
 {
 	return kt == WEIR_STR ? ((const kstr *)(uintptr_t)k.v)->len : 8;
@@ -1303,34 +1335,20 @@ static void reserve_for(rctx *c, const mf_task *w, const char *vp, uint32_t vlen
 static const char *prefetch_entry(rctx *c, const char *p, const char *end)
 {
 	const manifest *m = c->m;
-	uint16_t node, sub;
-	uint32_t klen, vlen;
-	uint64_t khash, key;
-	int64_t ns;
-	if (end - p < ST_ENTRY_HDR)
-		return NULL;
-	uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
-	memcpy(&node, p + 2, 2);
-	memcpy(&sub, p + 4, 2);
-	memcpy(&klen, p + 8, 4);
-	memcpy(&vlen, p + 12, 4);
-	if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen)
-		return NULL;
-	const char *next = p + ST_ENTRY_HDR + klen + vlen;
-	if ((kind != ST_PUT && kind != ST_DEL) || klen != 8 || node >= m->nops ||
-	    tab >= m->ops[node].ntables)
+	st_entry e;
+	const char *next = entry_parse(p, end, &e);
+	if (!next || (e.kind != ST_PUT && e.kind != ST_DEL) || e.klen != 8 ||
+	    e.node >= m->nops || e.tab >= m->ops[e.node].ntables)
 		return next;
-	int gn = c->op_map[node], reg = gn < 0 ? -1 : c->tab_map[node][tab];
+	int gn = c->op_map[e.node], reg = gn < 0 ? -1 : c->tab_map[e.node][e.tab];
 	if (reg < 0)
 		return next;
-	memcpy(&khash, p + 16, 8);
-	memcpy(&ns, p + 24, 8);
-	memcpy(&key, p + ST_ENTRY_HDR, 8);
-	task *t = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+	uint64_t key;
+	memcpy(&key, e.kp, 8);
+	task *t = c->by_kg[gn][key_group(e.khash, (uint32_t)m->max_parallelism)];
 	kvtab *tb = ((st_task *)t->keyed)->regs[reg].tab;
 	if (tb && kv_key_type(tb) != WEIR_STR)
-		kv_prefetch(tb, (skey){ .hash = khash, .v = key }, ns);
-	(void)sub;
+		kv_prefetch(tb, (skey){ .hash = e.khash, .v = key }, e.ns);
 	return next;
 }
 
@@ -1397,25 +1415,18 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 				ahead++;
 			}
 			ahead--;
-			if (end - p < ST_ENTRY_HDR)
+			st_entry e;
+			const char *next = entry_parse(p, end, &e);
+			if (!next || e.kind < ST_PUT || e.kind > ST_CHAN || e.node >= m->nops ||
+			    e.sub >= m->ops[e.node].parallelism)
 				goto bad;
-			uint8_t kind = (uint8_t)p[0], tab = (uint8_t)p[1];
-			uint16_t node, sub;
-			uint32_t klen, vlen;
-			uint64_t khash;
-			int64_t ns;
-			memcpy(&node, p + 2, 2);
-			memcpy(&sub, p + 4, 2);
-			memcpy(&klen, p + 8, 4);
-			memcpy(&vlen, p + 12, 4);
-			memcpy(&khash, p + 16, 8);
-			memcpy(&ns, p + 24, 8);
-			if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen ||
-			    kind < ST_PUT || kind > ST_CHAN || node >= m->nops ||
-			    sub >= m->ops[node].parallelism)
-				goto bad;
-			const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
-			p = vp + vlen;
+			p = next;
+			uint8_t kind = e.kind, tab = e.tab;
+			uint16_t node = e.node, sub = e.sub;
+			uint32_t klen = e.klen, vlen = e.vlen;
+			uint64_t khash = e.khash;
+			int64_t ns = e.ns;
+			const char *kp = e.kp, *vp = e.vp;
 			if (kind == ST_CHAN)
 				continue; /* in-flight data: restore_inflight */
 			/* Entries come in long runs of one (node, subtask,
@@ -1812,24 +1823,17 @@ static int load_inflight(rctx *c)
 			rc = 0;
 			const char *p = fp, *end = p + fn;
 			while (p < end && rc == 0) {
-				if (end - p < ST_ENTRY_HDR)
+				st_entry e;
+				const char *next = entry_parse(p, end, &e);
+				if (!next)
 					goto bad;
-				uint8_t kind = (uint8_t)p[0], input = (uint8_t)p[1];
-				uint16_t node, sub, ssub;
-				uint32_t klen, vlen;
-				uint64_t from, key;
-				int64_t id;
-				memcpy(&node, p + 2, 2);
-				memcpy(&sub, p + 4, 2);
-				memcpy(&ssub, p + 6, 2);
-				memcpy(&klen, p + 8, 4);
-				memcpy(&vlen, p + 12, 4);
-				memcpy(&from, p + 16, 8);
-				memcpy(&id, p + 24, 8);
-				if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)klen + vlen)
-					goto bad;
-				const char *kp = p + ST_ENTRY_HDR, *vp = kp + klen;
-				p = vp + vlen;
+				p = next;
+				uint8_t kind = e.kind, input = e.tab;
+				uint16_t node = e.node, sub = e.sub, ssub = e.spare;
+				uint32_t klen = e.klen, vlen = e.vlen;
+				uint64_t from = e.khash, key;
+				int64_t id = e.ns;
+				const char *kp = e.kp, *vp = e.vp;
 				if (kind != ST_CHAN || id != m->id)
 					continue;
 				int snode = (int)(from & 0xffff), port = (int)(from >> 16 & 0xffff);

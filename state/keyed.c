@@ -225,11 +225,17 @@ static bool kd_grow(kdict *d)
 	return kd_resize(d, (d->mask + 1) * 2);
 }
 
-int kdict_reserve(kdict *d, size_t n)
+/* The capacity, from cap doubling, that holds n entries at 3/4 load. */
+static size_t cap_for(size_t cap, size_t n)
 {
-	size_t cap = d->mask + 1;
 	while (cap / 4 * 3 < n)
 		cap *= 2;
+	return cap;
+}
+
+int kdict_reserve(kdict *d, size_t n)
+{
+	size_t cap = cap_for(d->mask + 1, n);
 	if (cap == d->mask + 1)
 		return 0;
 	return kd_resize(d, cap) ? 0 : -ENOMEM;
@@ -659,9 +665,7 @@ static bool kv_grow(kvtab *t)
 
 int kv_reserve(kvtab *t, size_t n)
 {
-	size_t cap = t->mask + 1;
-	while (cap / 4 * 3 < n)
-		cap *= 2;
+	size_t cap = cap_for(t->mask + 1, n);
 	if (cap == t->mask + 1)
 		return 0;
 	return kv_resize(t, cap) ? 0 : -ENOMEM;
