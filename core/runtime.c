@@ -743,7 +743,7 @@ static uint64_t next_deadline(reactor *r, uint64_t timeout_ns)
 static void park(reactor *r, uint64_t timeout_ns)
 {
 	uint64_t now = now_ns(), deadline = next_deadline(r, timeout_ns);
-	int ms = 10; /* safety net; wake-ups are explicit */
+	uint64_t wait_ns = 10000000; /* safety net; wake-ups are explicit */
 	struct pollfd pfd[9] = { { .fd = r->efd, .events = POLLIN } };
 	int npfd = 1;
 
@@ -759,18 +759,22 @@ static void park(reactor *r, uint64_t timeout_ns)
 		if (a->head->wait_fd >= 0 && npfd < (int)ARRAY_SIZE(pfd))
 			pfd[npfd++] = (struct pollfd){ .fd = a->head->wait_fd, .events = POLLIN };
 	}
+	/* To the nanosecond, not poll()'s milliseconds: a source at 100 k
+	 * records/s is due again in 10 us, and rounding its wake-up up to a
+	 * millisecond would delay every record by up to that. */
 	if (deadline != UINT64_MAX) {
 		if (deadline <= now)
 			return;
-		uint64_t left = (deadline - now + 999999) / 1000000;
-		if (left < (uint64_t)ms)
-			ms = (int)left;
+		if (deadline - now < wait_ns)
+			wait_ns = deadline - now;
 	}
+	struct timespec ts = { .tv_sec = (time_t)(wait_ns / 1000000000),
+			       .tv_nsec = (long)(wait_ns % 1000000000) };
 	__atomic_store_n(&r->parked, 1, __ATOMIC_RELAXED);
 	/* Pairs with the fence in reactor_notify (Dekker): see reactor.h. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!reactor_has_work(r) && !rt_stopping(r->rt)) {
-		if (poll(pfd, (nfds_t)npfd, ms) > 0 && (pfd[0].revents & POLLIN)) {
+		if (ppoll(pfd, (nfds_t)npfd, &ts, NULL) > 0 && (pfd[0].revents & POLLIN)) {
 			uint64_t v;
 			ssize_t n = read(r->efd, &v, sizeof(v));
 			(void)n;

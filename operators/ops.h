@@ -155,6 +155,14 @@ weir_stream *stream_add_op(weir_stream *const *in, int nin, const char *name,
 			   const char *dflt, const op_ops *ops,
 			   const weir_schema *out, void *conf,
 			   void (*conf_free)(void *));
+/*
+ * Add source operator `ops` (no inputs) with output schema `out` on port 0;
+ * `bounded`: it ends by itself.  Takes ownership of conf (free()), also on
+ * failure.  Returns the stream of port 0, or NULL after an env error.
+ */
+weir_stream *stream_add_source(weir_env *env, const char *name, const char *dflt,
+			       const op_ops *ops, const weir_schema *out, void *conf,
+			       bool bounded);
 /* Add an output port with `schema` to the node of s; its stream or NULL. */
 weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
 /* The stream of an existing port of the node of s. */
