@@ -228,6 +228,23 @@ weir_stream *stream_add_op(weir_stream *const *in, int nin, const char *name,
 	return new_stream(env, n->id, 0);
 }
 
+weir_stream *stream_add_source(weir_env *env, const char *name, const char *dflt,
+			       const op_ops *ops, const weir_schema *out, void *conf,
+			       bool bounded)
+{
+	if (!env) {
+		free(conf);
+		return NULL;
+	}
+	lnode *n = add_node(env, name, dflt, ops, out, conf);
+	if (!n)
+		return NULL;
+	n->bounded = bounded;
+	if (!bounded)
+		env->any_unbounded = true;
+	return new_stream(env, n->id, 0);
+}
+
 weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema)
 {
 	lnode *n = s->env->g.nodes[s->node];
