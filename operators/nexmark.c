@@ -9,34 +9,37 @@
  * Determinism.  Event n draws from its own random stream, seeded from
  * (seed, n) only (splitmix64: a mixed seed, stepped by the golden ratio).
  * Its type comes from n mod 50, its ids from n div 50, its date_time from
- * n * 1000 / event_rate; the draws, in the order the fields are listed in
- * NEXMARK.md, decide the rest.  Which subtask makes an event, in which
- * batch, after which restore, never enters.
+ * n * 1000 / event_rate; the draws, in a fixed order per type (gen_*),
+ * decide the rest.  Which subtask makes an event, in which batch, after
+ * which restore, never enters.
  *
- * Performance design (the per-event budget is tens of nanoseconds):
- *   - Random text comes from a string pool: 64 KiB (+ 1 KiB of slack) of
+ * Performance design (a bid has a budget of about 50 ns, 120 cycles):
+ *   - Random text comes from a string pool: 64 KiB (+ 2 KiB of slack) of
  *     characters, each i.i.d. as the rules say (a space with probability
  *     1/13, else a letter a-z), a pure function of (seed, index).  A
  *     random string of length L is pool[o .. o + L) for a uniform offset o,
- *     trimmed: one draw and one memcpy instead of a draw per character.
- *     Within a string the characters are independent as the rules ask;
- *     strings of different events may overlap in the pool (they are not
- *     independent of each other), which no query can observe.  The source
- *     builds the pool once per subtask at open (~0.2 ms); the
- *     single-event function computes the few characters it needs from
- *     their index instead, so it needs no memory and gives the same text.
+ *     trimmed: one draw and one fixed-size copy instead of a draw per
+ *     character.  Within a string the characters are independent as the
+ *     rules ask; strings of different events may overlap in the pool (they
+ *     are not independent of each other), which no query observes.
+ *   - A channel's url is fixed for the run: what varies in it (three pool
+ *     strings, the scrambled channel id) is in a table of 10,004 entries of
+ *     32 bytes, so the table and the pool (386 KiB) stay in L2.  A bid draws
+ *     its channel first and prefetches the entry.
+ *   - The source builds pool and table once per subtask at open (~1 ms);
+ *     weir_nexmark_event computes the few characters and the one channel
+ *     it needs from their index instead (no memory, the same text).
  *   - One 64-bit draw serves a string (length from the low half, offset
  *     from the top 16 bits) or two small choices; range reduction is
- *     multiply-shift, never a division.
+ *     multiply-shift, never a division.  A price is two table lookups and
+ *     a degree-4 polynomial, not exp().
  *   - Event time is stepped (quotient and remainder) along a run of ids;
- *     only out-of-order emission divides per event.  Urls of the four hot
- *     channels are made once; a channel's url is rebuilt from (seed,
- *     channel) when drawn (three pool strings, cheaper than a 10,000-entry
- *     table that would not stay in cache).
+ *     only out-of-order emission divides per event.
  *   - Strings are built straight into the output batch's heap, columns
- *     written in place: no malloc, no lock, no copy per event.  Each batch
- *     keeps room for the largest event of its type (MAX_HEAP), checked
- *     once per event.
+ *     written in place: no malloc, no lock, no copy per event.  Strings are
+ *     copied in fixed-size pieces (vector moves, no variable memcpy), so
+ *     each batch keeps room for the largest event of its type plus the
+ *     over-copy (MAX_HEAP + OVERCOPY), checked once per event.
  *   - An event whose stream has no consumer (t->nout of its port is 0) is
  *     skipped after its type test: no draw, no string.  A bid-only job
  *     (q0) pays for bids only.
@@ -203,14 +206,25 @@ static inline uint64_t person_among_active(uint64_t bits, uint64_t newest)
 
 /* ---- a run's constants --------------------------------------------------------------- */
 
-/* A channel's name and url, NUL-padded (fixed-size copies read them). */
+/*
+ * What varies in a channel's name and url, 32 bytes (a 320 KiB table of
+ * them stays in L2 beside the pool): name "channel-<digits>" (a hot
+ * channel's name is HOT_CHANNEL's) and url
+ * "https://www.nexmark.com/" mid "/item.htm?query=1" ["&channel_id=" id].
+ */
 typedef struct nx_chan {
-	uint8_t name_len, url_len;
-	char name[14];
-	char url[80];
+	uint8_t name_len;  /* of the whole name */
+	uint8_t mid_len;   /* "<s>/<s>/<s>" */
+	uint8_t id_len;    /* digits of the channel id; 0: no channel id */
+	uint8_t pad;
+	char digits[4];    /* of i */
+	char mid[14];
+	char id[10];
 } nx_chan;
-_Static_assert(sizeof(nx_chan) == 96, "nx_chan is 1.5 cache lines");
-_Static_assert(MAX_URL < sizeof(((nx_chan *)0)->url), "url");
+_Static_assert(sizeof(nx_chan) == 32, "two channels per cache line");
+#define URL_HEAD "https://www.nexmark.com/"
+#define URL_TAIL "/item.htm?query=1&channel_id="
+#define URL_TAIL_QUERY 17 /* "/item.htm?query=1" */
 
 typedef struct nx_ctx {
 	weir_nexmark_conf c;   /* defaults resolved */
@@ -312,9 +326,8 @@ static inline uint32_t bitrev32(uint32_t v)
 
 /*
  * Channel i (i >= CHANNELS: hot channel i - CHANNELS), a pure function of
- * (seed, i): "channel-<i>" or the hot name, and the url
- * https://www.nexmark.com/<s>/<s>/<s>/item.htm?query=1 with, for nine
- * channels in ten that are not hot, "&channel_id=<i bit-reversed>" (a
+ * (seed, i): three random strings of length up to 5 for its url and, for
+ * nine channels in ten that are not hot, its channel id: i bit-reversed (a
  * reversible scrambling, as Flink's).  Needs x's seeds only.
  */
 static void channel_make(const nx_ctx *x, uint32_t i, nx_chan *e)
@@ -325,28 +338,54 @@ static void channel_make(const nx_ctx *x, uint32_t i, nx_chan *e)
 
 	slow.pool = NULL; /* exact lengths, no over-copy into e */
 	memset(e, 0, sizeof(*e));
-	if (i >= CHANNELS) {
-		const word *w = &HOT_CHANNEL[i - CHANNELS];
-		memcpy(e->name, w->s, w->len);
-		e->name_len = (uint8_t)w->len;
+	if (i < CHANNELS) {
+		char d[8];
+		uint32_t n = (uint32_t)(put_u64(d, i) - d);
+		memcpy(e->digits, d, n);
+		e->name_len = (uint8_t)(8 + n);
 	} else {
-		memcpy(e->name, "channel-", 8);
-		e->name_len = (uint8_t)(put_u64(e->name + 8, i) - e->name);
+		e->name_len = (uint8_t)HOT_CHANNEL[i - CHANNELS].len;
 	}
-	p = e->url;
-	memcpy(p, "https://www.nexmark.com/", 24);
-	p += 24;
+	p = e->mid;
 	for (int k = 0; k < 3; k++) {
+		if (k)
+			*p++ = '/';
 		p += rand_str(&slow, &s, 5, p, 0);
-		*p++ = '/';
 	}
-	memcpy(p, "item.htm?query=1", 16);
-	p += 16;
+	e->mid_len = (uint8_t)(p - e->mid);
 	if (i < CHANNELS && rbelow(&s, 10) < 9) {
-		memcpy(p, "&channel_id=", 12);
-		p = put_u64(p + 12, bitrev32(i));
+		char d[24];
+		e->id_len = (uint8_t)(put_u64(d, bitrev32(i)) - d);
+		memcpy(e->id, d, e->id_len);
 	}
-	e->url_len = (uint8_t)(p - e->url);
+}
+
+/* Channel ci's name and url into buf (room for MAX_CHANNEL + MAX_URL +
+ * OVERCOPY); their lengths. */
+static inline void channel_put(const nx_chan *e, uint32_t ci, char *buf, uint32_t *name_len,
+			       uint32_t *url_len)
+{
+	static const char hot8[4][8] = { "Google", "Facebook", "Baidu", "Apple" };
+	static const char tail[32] = URL_TAIL;
+	if (ci < CHANNELS) {
+		memcpy(buf, "channel-", 8);
+		memcpy(buf + 8, e->digits, 4);
+	} else {
+		memcpy(buf, hot8[ci - CHANNELS], 8);
+	}
+	char *u = buf + e->name_len;
+	memcpy(u, URL_HEAD, 24);
+	memcpy(u + 24, e->mid, 16); /* reads 2 bytes of id: inside e */
+	char *t = u + 24 + e->mid_len;
+	memcpy(t, tail, 32);
+	if (e->id_len) {
+		memcpy(t + sizeof(URL_TAIL) - 1, e->id, 10);
+		t += sizeof(URL_TAIL) - 1 + e->id_len;
+	} else {
+		t += URL_TAIL_QUERY;
+	}
+	*name_len = e->name_len;
+	*url_len = (uint32_t)(t - u);
 }
 
 static int nx_check(const weir_nexmark_conf *c, char *err, size_t errlen)
@@ -568,7 +607,6 @@ static inline uint32_t gen_bid(const nx_ctx *x, uint64_t id, char *buf, nx_bid *
 	if (likely(x->chans != NULL)) {
 		ch = &x->chans[ci];
 		__builtin_prefetch(ch);
-		__builtin_prefetch((const char *)ch + 64);
 	} else {
 		channel_make(x, ci, &slow);
 		ch = &slow;
@@ -588,11 +626,11 @@ static inline uint32_t gen_bid(const nx_ctx *x, uint64_t id, char *buf, nx_bid *
 		o->bidder = 1000 + (int64_t)person_among_active(r, newest_person);
 	o->price = price_of(rnext(&s));
 
-	memcpy(buf, ch->name, sizeof(ch->name));
-	memcpy(buf + ch->name_len, ch->url, sizeof(ch->url));
-	o->channel = (weir_str){ 0, ch->name_len };
-	o->url = (weir_str){ ch->name_len, ch->url_len };
-	uint32_t w = (uint32_t)ch->name_len + ch->url_len;
+	uint32_t name_len, url_len;
+	channel_put(ch, ci, buf, &name_len, &url_len);
+	o->channel = (weir_str){ 0, name_len };
+	o->url = (weir_str){ name_len, url_len };
+	uint32_t w = name_len + url_len;
 	o->extra.off = w;
 	o->extra.len = rand_extra(x, &s, 32, 100, buf + w, MAX_BID_EXTRA);
 	return w + o->extra.len;
