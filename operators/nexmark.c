@@ -173,8 +173,9 @@ static inline uint32_t half_below(uint64_t bits, uint32_t k)
  * round(10^(6u) * 100) for u uniform in [0, 1) (53 bits of r): cents, log-
  * uniform from $1 to $1M.  10^(6u) = T1[k >> 6] * T2[k & 63] * e^(6 ln10 f)
  * for the top 12 bits k of u and the rest f < 2^-12, the last factor a
- * degree-4 Taylor polynomial (relative error < 4e-15): a third of the cost
- * of exp().  The tables are filled once per process with exp().
+ * degree-4 Taylor polynomial (relative error < 4e-15), cheaper than exp()
+ * in the bid path.  The tables are filled once per process with exp()
+ * (pthread_once in nx_init; read-only afterwards, from any thread).
  */
 static double p10_hi[64], p10_lo[64];
 static pthread_once_t p10_once = PTHREAD_ONCE_INIT;
@@ -226,6 +227,8 @@ _Static_assert(sizeof(nx_chan) == 32, "two channels per cache line");
 #define URL_TAIL "/item.htm?query=1&channel_id="
 #define URL_TAIL_QUERY 17 /* "/item.htm?query=1" */
 
+/* A run's constants: written by nx_init (and nx_tables_new), then only
+ * read, by the one subtask (or call) that made it. */
 typedef struct nx_ctx {
 	weir_nexmark_conf c;   /* defaults resolved */
 	uint64_t seed_ev, seed_pool, seed_url;

@@ -646,7 +646,8 @@ static int cmp_u64(const void *a, const void *b)
 /* Every id in [0, n) whose kind is in `kinds` exactly once. */
 static void expect_each_once(uint64_t n, int kinds)
 {
-	qsort(cap.ids, (size_t)cap.n, sizeof(*cap.ids), cmp_u64);
+	if (cap.n)
+		qsort(cap.ids, (size_t)cap.n, sizeof(*cap.ids), cmp_u64);
 	long k = 0;
 	for (uint64_t id = 0; id < n; id++) {
 		uint64_t off = id % 50;
