@@ -59,6 +59,7 @@ static void usage_main(FILE *f)
 		"  list      list the jobs running on this machine\n"
 		"  savepoint take a savepoint of a running job\n"
 		"  stop      stop a running job, with --savepoint after a savepoint\n"
+		"  nexmark   Nexmark benchmark tools: 'nexmark gen' dumps events as CSV\n"
 		"  version   print the version\n"
 		"  help      show help for a command (weir help run)\n"
 		"\n"
@@ -445,6 +446,89 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	return 0;
 }
 
+/* ---- weir nexmark ------------------------------------------------------------ */
+
+static void usage_nexmark(FILE *f)
+{
+	fprintf(f,
+		"usage: %s nexmark gen --events N --out DIR [options]\n"
+		"\n"
+		"Write the events of a bounded Nexmark run as CSV files in DIR (created\n"
+		"if missing): person.csv, auction.csv and bid.csv, each with a header\n"
+		"line and the columns of the benchmark's schema, timestamps as integer\n"
+		"milliseconds, rows in emission order.  They hold exactly the events a\n"
+		"Nexmark query job run with the same options sees.\n"
+		"\n"
+		"options:\n"
+		"  --events N       events in all (required, > 0)\n"
+		"  --event-rate R   events per second of event time (10000000)\n"
+		"  --ooo-group G    emission order out of order in groups of G (1)\n"
+		"  --seed S         random seed (0)\n"
+		"  --out DIR        where the files go (required)\n"
+		"  -h, --help       this help\n",
+		prog);
+}
+
+static int cmd_nexmark(int argc, char **argv)
+{
+	weir_nexmark_conf nc = { 0 };
+	const char *out = NULL;
+	char err[4400];
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage_nexmark(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "gen")) {
+		fprintf(stderr, "%s nexmark: unknown command '%s' (only 'gen')\n", prog, argv[1]);
+		fprintf(stderr, "Try '%s nexmark --help'.\n", prog);
+		return 2;
+	}
+	argc--;
+	argv++;
+	if (weir_nexmark_options(&argc, argv, &nc, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s nexmark gen: %s\n", prog, err);
+		goto usage;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage_nexmark(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+			out = argv[++i];
+		} else if (!strncmp(argv[i], "--out=", 6)) {
+			out = argv[i] + 6;
+		} else {
+			fprintf(stderr, "%s nexmark gen: %s '%s'\n", prog,
+				!strcmp(argv[i], "--out") ? "missing value for" : "unexpected argument",
+				argv[i]);
+			goto usage;
+		}
+	}
+	if (nc.emit_rate > 0) {
+		fprintf(stderr, "%s nexmark gen: --emit-rate does not apply to a dump\n", prog);
+		goto usage;
+	}
+	if (!nc.events) {
+		fprintf(stderr, "%s nexmark gen: --events N (N > 0) is required\n", prog);
+		goto usage;
+	}
+	if (!out || !*out) {
+		fprintf(stderr, "%s nexmark gen: --out DIR is required\n", prog);
+		goto usage;
+	}
+	if (weir_nexmark_write_csv(&nc, out, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s nexmark gen: %s\n", prog, err);
+		return 1;
+	}
+	return 0;
+usage:
+	fprintf(stderr, "Try '%s nexmark --help'.\n", prog);
+	return 2;
+}
+
 enum {
 	OPT_CORES = 256, OPT_MODE, OPT_IDLE, OPT_BATCH, OPT_TIMEOUT, OPT_CREDITS,
 	OPT_MAXP, OPT_NOCHAIN, OPT_NOPIN, OPT_PROGRESS, OPT_NOPROGRESS,
@@ -744,6 +828,10 @@ int main(int argc, char **argv)
 			printf("usage: %s version\n\nPrint Weir's version.\n", prog);
 			return 0;
 		}
+		if (!strcmp(argv[2], "nexmark")) {
+			usage_nexmark(stdout);
+			return 0;
+		}
 		fprintf(stderr, "%s help: unknown command '%s'\n", prog, argv[2]);
 		return 2;
 	}
@@ -755,6 +843,8 @@ int main(int argc, char **argv)
 		return cmd_savepoint(argc - 1, argv + 1, false);
 	if (!strcmp(cmd, "stop"))
 		return cmd_savepoint(argc - 1, argv + 1, true);
+	if (!strcmp(cmd, "nexmark"))
+		return cmd_nexmark(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);
 	usage_main(stderr);
 	return 2;

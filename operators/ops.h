@@ -50,7 +50,7 @@ extern const op_ops op_map, op_filter, op_flat_map, op_project, op_union;
 extern const op_ops op_watermarks;
 extern const op_ops op_window, op_process, op_interval_join;
 extern const op_ops op_aggregate;
-extern const op_ops op_file_source, op_generator;
+extern const op_ops op_file_source, op_generator, op_nexmark;
 extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
 
 /* ---- replayable sources (source.c) ------------------------------------------------
@@ -70,7 +70,9 @@ extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
  *   +------------+---------+-------------+------------------------------+
  *   split: pos u64, end u64, line u64, block_rows u64, stride u64
  *
- * kind: SRC_BLOB_*; a STREAM blob (stdin, a pipe) has no splits.
+ * kind: SRC_BLOB_*; a STREAM blob (stdin, a pipe) has no splits.  A
+ * NEXMARK split's `line` holds a fingerprint of the run's options
+ * (nexmark.c), so a restore with other options is refused.
  */
 typedef struct src_split {
 	uint64_t pos, end;
@@ -81,7 +83,7 @@ typedef struct src_split {
 
 enum { SRC_BLOB_VERSION = 1 };
 enum src_blob_kind { SRC_BLOB_TEXT = 1, SRC_BLOB_STREAM = 2, SRC_BLOB_CSV = 3,
-		     SRC_BLOB_GEN = 4 };
+		     SRC_BLOB_GEN = 4, SRC_BLOB_NEXMARK = 5 };
 
 /* The range [*start, *end) of [0, total) that subtask i of p starts with. */
 void src_split_range(uint64_t total, int subtask, int parallelism,
@@ -119,6 +121,9 @@ void rate_gate_init(rate_gate *g, double total, int parallelism);
 /* Rows the caller may emit at `now` (UINT32_MAX without a cap), or 0 with
  * *wake_ns set to when the next row is due. */
 uint32_t rate_gate_allow(rate_gate *g, uint64_t now, uint64_t *wake_ns);
+/* rate_gate_allow for source task t at the current time: when it returns
+ * 0 it has asked the runtime to wake t when the next row is due. */
+uint32_t gate_allow(task *t, rate_gate *g);
 /* The caller emitted n rows. */
 static inline void rate_gate_take(rate_gate *g, uint32_t n)
 {

@@ -167,7 +167,7 @@ uint32_t rate_gate_allow(rate_gate *g, uint64_t now, uint64_t *wake_ns)
 
 /* How many records this produce() call may emit: >= 1, or 0 after asking
  * to be woken when the next is due.  One clock read, only with a cap. */
-static uint32_t gate_allow(task *t, rate_gate *g)
+uint32_t gate_allow(task *t, rate_gate *g)
 {
 	uint64_t wake;
 	if (g->rate <= 0)

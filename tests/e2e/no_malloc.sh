@@ -29,6 +29,11 @@ for p in 1 2; do
 	count "$TMP/a8" "$WEIR" run -p $p "$JOBS/pipeline.so" --records 8000000
 	check "generator -> rebalance -> map -> hash -> sum, -p $p" "$TMP/a1" "$TMP/a8"
 done
+for p in 1 2; do
+	count "$TMP/n1" "$WEIR" run -p $p "$JOBS/nexmark_csv.so" --events 1000000 --out discard
+	count "$TMP/n8" "$WEIR" run -p $p "$JOBS/nexmark_csv.so" --events 8000000 --out discard
+	check "nexmark source (three streams) -> discard, -p $p" "$TMP/n1" "$TMP/n8"
+done
 cat /usr/share/doc/*/copyright 2>/dev/null | head -c 4000000 > "$TMP/t1"
 for i in 1 2 3 4 5 6 7 8; do cat "$TMP/t1"; done > "$TMP/t8"
 for p in 1 2; do
