@@ -80,7 +80,11 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void lines_sort(lines *l) { qsort(l->v, l->n, sizeof(char *), cmp_str); }
+static void lines_sort(lines *l)
+{
+	if (l->n)
+		qsort(l->v, l->n, sizeof(char *), cmp_str);
+}
 
 static void lines_free(lines *l)
 {
