@@ -49,6 +49,7 @@ typedef struct sink_conf {
 extern const op_ops op_map, op_filter, op_flat_map, op_project, op_union;
 extern const op_ops op_watermarks;
 extern const op_ops op_window, op_process, op_interval_join;
+extern const op_ops op_join, op_topn;
 extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator, op_nexmark;
 extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
@@ -173,6 +174,16 @@ weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
 /* The stream of an existing port of the node of s. */
 weir_stream *stream_port(weir_stream *s, int port);
 
+/* Key columns of two inputs that may meet in one keyed operator: equal
+ * types, ts and i64 counting as one (process.c). */
+bool key_types_match(weir_type a, weir_type b);
+/* The default output of a join: a's columns, then b's, "b_" before a name
+ * a already has; NULL after an env error naming `what` '`nm`'
+ * (process.c). */
+const weir_schema *join_concat_schema(weir_env *env, const char *what,
+				      const char *nm, const weir_schema *a,
+				      const weir_schema *b);
+
 /* The schema of input i of an interval-join node (its late records). */
 const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
@@ -227,6 +238,17 @@ int window_table_conf(const lnode *n, const char *name,
 		      struct kvtab_conf *out);
 int process_table_conf(const lnode *n, const char *name,
 		       struct kvtab_conf *out);
+int join_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
+int topn_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
+
+/* Tests: the processing-time clock of a join subtask's TTL (NULL: the
+ * coarse wall clock), for its own reading and its tables'.  After open(),
+ * on the subtask's thread. */
+void join_set_clock(task *t, int64_t (*now_ms)(void));
+/* Tests: entries of each side's table (expired ones not yet reclaimed
+ * included), the live rows of the live ones, and the bytes of their
+ * buffers. */
+void join_state_size(task *t, size_t keys[2], size_t rows[2], size_t bytes[2]);
 
 /* Check a row encoding (state.h row codec) of schema s in p[0..len): true
  * when it decodes to exactly len bytes.  Restored rows are checked before

@@ -710,7 +710,7 @@ int weir_state_clear(weir_ctx *c, int state)
 
 /* ---- building --------------------------------------------------------------------- */
 
-static bool key_types_match(weir_type a, weir_type b)
+bool key_types_match(weir_type a, weir_type b)
 {
 	if (a == WEIR_TS)
 		a = WEIR_I64;
@@ -1561,13 +1561,13 @@ const op_ops op_interval_join = {
 	.close = ij_close,
 };
 
-/* The default output: a's columns, then b's ("b_" before a clashing name). */
-static const weir_schema *concat_schema(weir_env *env, const char *nm,
-					const weir_schema *a, const weir_schema *b)
+const weir_schema *join_concat_schema(weir_env *env, const char *what,
+				      const char *nm, const weir_schema *a,
+				      const weir_schema *b)
 {
 	weir_schema *o;
 	if (a->ncols + b->ncols > WEIR_MAX_COLS) {
-		env_error(env, "interval join '%s': %d output columns (at most %d)", nm,
+		env_error(env, "%s '%s': %d output columns (at most %d)", what, nm,
 			  a->ncols + b->ncols, WEIR_MAX_COLS);
 		return NULL;
 	}
@@ -1583,8 +1583,8 @@ static const weir_schema *concat_schema(weir_env *env, const char *nm,
 			memcpy(f.name, nmb, sizeof(nmb));
 			if (weir_schema_find(o, f.name) >= 0 ||
 			    weir_schema_find(b, f.name) >= 0) {
-				env_error(env, "interval join '%s': cannot name b's column "
-					  "'%s' in the output ('%s' is taken)", nm,
+				env_error(env, "%s '%s': cannot name b's column "
+					  "'%s' in the output ('%s' is taken)", what, nm,
 					  b->fields[i].name, f.name);
 				return NULL;
 			}
@@ -1637,7 +1637,7 @@ weir_stream *weir_interval_join(weir_stream *a, weir_stream *b, const char *name
 		return NULL;
 	}
 	if (!fn) {
-		out_schema = concat_schema(env, nm, sa, sb);
+		out_schema = join_concat_schema(env, "interval join", nm, sa, sb);
 		if (!out_schema)
 			return NULL;
 	}

@@ -1252,7 +1252,8 @@ static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
 		break;
 	case ST_APPEND: {
 		uint32_t list;
-		if (vlen < 4 || (memcpy(&list, vp, 4), list >= conf->nlists)) {
+		if (vlen < 4 || (memcpy(&list, vp, 4),
+				 list >= (conf->append ? 1u : conf->nlists))) {
 			rc = -EINVAL;
 			break;
 		}
@@ -1261,7 +1262,10 @@ static int apply(rctx *c, task *t, int reg, uint8_t kind, uint64_t khash,
 			rc = -ENOMEM;
 			break;
 		}
-		rc = blist_add(&((blist **)v)[list], vp + 4, vlen - 4);
+		if (conf->append)
+			rc = conf->append(v, vp + 4, vlen - 4);
+		else
+			rc = blist_add(&((blist **)v)[list], vp + 4, vlen - 4);
 		break;
 	}
 	case ST_DEL:

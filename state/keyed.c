@@ -753,9 +753,13 @@ void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created)
 		t->upsert_now = now;
 		if (t->ttl_ms && kv_expired(t, e, now)) {
 			/* Expired: it starts over (the key stays retained). */
-			if (t->free_value)
-				t->free_value((char *)e + t->voff);
-			memset((char *)e + t->voff, 0, t->slot_size - t->voff);
+			if (t->conf.clear_value) {
+				t->conf.clear_value((char *)e + t->voff);
+			} else {
+				if (t->free_value)
+					t->free_value((char *)e + t->voff);
+				memset((char *)e + t->voff, 0, t->slot_size - t->voff);
+			}
 			e[E_WRITTEN] = (uint64_t)now;
 			*created = true;
 		} else {
@@ -1049,14 +1053,24 @@ struct blist {
 
 int blist_add(blist **lp, const void *p, uint32_t len)
 {
+	void *e = blist_push(lp, len);
+	if (!e)
+		return -ENOMEM;
+	if (len)
+		memcpy(e, p, len);
+	return 0;
+}
+
+void *blist_push(blist **lp, uint32_t len)
+{
 	blist *l = *lp;
 	if (!l || l->n == l->ncap) {
 		uint32_t ncap = l ? l->ncap * 2 : 4;
 		if (l && ncap < l->ncap)
-			return -ENOMEM;
+			return NULL;
 		blist *nl = realloc(l, sizeof(*l) + (size_t)ncap * sizeof(uint64_t));
 		if (!nl)
-			return -ENOMEM;
+			return NULL;
 		if (!l) {
 			nl->n = 0;
 			nl->used = nl->bcap = 0;
@@ -1072,18 +1086,38 @@ int blist_add(blist **lp, const void *p, uint32_t len)
 			bcap *= 2;
 		char *nb = realloc(l->bytes, bcap);
 		if (!nb)
-			return -ENOMEM;
+			return NULL;
 		l->bytes = nb;
 		l->bcap = bcap;
 	}
 	char *e = l->bytes + l->used;
 	uint32_t hdr[2] = { len, 0 };
 	memcpy(e, hdr, 8);
-	if (len)
-		memcpy(e + 8, p, len);
 	l->off[l->n++] = l->used;
 	l->used += need;
-	return 0;
+	return e + 8;
+}
+
+void blist_clear(blist *l)
+{
+	if (l)
+		l->n = 0, l->used = 0;
+}
+
+void blist_drop_front(blist *l, uint32_t k)
+{
+	if (!l || k == 0)
+		return;
+	if (k >= l->n) {
+		blist_clear(l);
+		return;
+	}
+	uint64_t cut = l->off[k];
+	memmove(l->bytes, l->bytes + cut, l->used - cut);
+	for (uint32_t i = k; i < l->n; i++)
+		l->off[i - k] = l->off[i] - cut;
+	l->n -= k;
+	l->used -= cut;
 }
 
 uint32_t blist_len(const blist *l)

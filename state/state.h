@@ -101,6 +101,12 @@ typedef struct kvtab_conf {
 	int64_t ttl_ms;              /* > 0: values expire (processing time) */
 	/* Release memory a value points to (lists, maps); NULL if none. */
 	void (*free_value)(void *value);
+	/* With a TTL: an expired value that kv_upsert starts over is emptied
+	 * by this, keeping its memory for the key's new life, instead of
+	 * free_value and zeroing (a key that comes back every few TTLs would
+	 * otherwise free and allocate its lists each time).  It must leave
+	 * the value as a zeroed one reads.  NULL: free_value, then zero. */
+	void (*clear_value)(void *value);
 	/*
 	 * How a value is written to the state log and snapshots.  By default
 	 * its vsize bytes are its encoding (plain data, no pointers).  A value
@@ -115,6 +121,11 @@ typedef struct kvtab_conf {
 	size_t (*encoded_size)(const void *value);
 	void (*encode)(const void *value, void *out);
 	int (*decode)(void *value, const void *in, size_t len);
+	/* A value with its own codec may still log appends: kv_appended
+	 * (list 0) logs the element alone, and a restore replays it with
+	 * append(value, p, len), on a value that is zeroed or decoded (0,
+	 * -EINVAL for a malformed element, -ENOMEM).  NULL: no appends. */
+	int (*append)(void *value, const void *p, uint32_t len);
 	/* Broadcast state: the same entries in every subtask; a restore at any
 	 * parallelism gives each subtask all of them. */
 	bool broadcast;
@@ -145,8 +156,9 @@ void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created);
  */
 void kv_written(kvtab *t, void *value);
 /* Instead of kv_written: element (p, len) was appended with blist_add to
- * list `list` (< conf.nlists) of `value` (logs the element only, at
- * once). */
+ * list `list` (< conf.nlists) of `value`, or, in a table with an append
+ * codec (list 0), added as conf.append would add it (logs the element
+ * only, at once). */
 void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
 		 uint32_t len);
 /* Remove (k, ns) if present (freeing its value's memory); true if it was.
@@ -222,6 +234,15 @@ void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns);
 typedef struct blist blist;
 /* Append; *l may move.  0 or -ENOMEM. */
 int blist_add(blist **l, const void *p, uint32_t len);
+/* Append an element of len bytes and return them (8-byte aligned) for the
+ * caller to fill, so a row is encoded in place; *l may move.  NULL on
+ * ENOMEM. */
+void *blist_push(blist **l, uint32_t len);
+/* Remove every element, keeping the memory (a "latest row" value). */
+void blist_clear(blist *l);
+/* Remove the first k elements (all if k >= len), moving the rest to the
+ * front: O(bytes kept), so callers drop prefixes in bulk. */
+void blist_drop_front(blist *l, uint32_t k);
 uint32_t blist_len(const blist *l);
 /* Element i, or NULL when i >= len. */
 const void *blist_get(const blist *l, uint32_t i, uint32_t *len);

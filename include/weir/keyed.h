@@ -312,6 +312,67 @@ weir_stream *weir_interval_join(weir_stream *a_keyed, weir_stream *b_keyed,
 				const weir_schema *out_schema, weir_join_fn fn,
 				void *arg);
 
+/*
+ * The regular (unwindowed) streaming join of two append-only streams, as
+ * Flink SQL's inner join: every record of either input is kept in its
+ * input's state under its key and joined with every kept record of the
+ * other input with an equal key, so over a whole run each pair of records
+ * with equal keys is emitted exactly once, whichever arrives first.
+ * Output event time = max(ts_a, ts_b); NULL fn and out_schema give a's
+ * columns then b's, as for the joins above.
+ *
+ * Watermarks pass through (the minimum of the two inputs', as for every
+ * operator); they neither fire nor expire anything here: a record is
+ * joined whatever its event time (a record behind the watermark is joined
+ * too, and its pairs may then be late downstream).  End of input emits
+ * nothing more: every pair was emitted when its second record arrived.
+ * Without a TTL, state grows with the input: bound it with state_ttl_ms,
+ * a latest-only input, or use weir_interval_join (event-time bounds).
+ */
+typedef struct weir_join_conf {
+	/* > 0: a kept record is forgotten state_ttl_ms of processing time
+	 * after it arrived (as Flink's table.exec.state.ttl): records that
+	 * arrive further apart than that may not be joined.  0: keep
+	 * forever. */
+	int64_t state_ttl_ms;
+	/* Input b (a) is an upsert stream: keep only its latest record per
+	 * key (the last to arrive; a versioned table).  A new record of b
+	 * joins every kept a record, and from then on the a records that
+	 * arrive join it instead of its predecessor. */
+	bool b_latest_only;
+	bool a_latest_only;
+} weir_join_conf;
+
+/* conf NULL: state kept forever, every record kept.  Both inputs keyed
+ * on columns of the same type (ts and i64 match). */
+weir_stream *weir_join(weir_stream *a_keyed, weir_stream *b_keyed,
+		       const char *name, const weir_join_conf *conf,
+		       const weir_schema *out_schema, weir_join_fn fn, void *arg);
+
+/* ---- top-N -------------------------------------------------------------------- */
+
+/*
+ * The n best rows per key by `order_column` (any type; largest first when
+ * `descending`), as an upsert stream: output rows are the input's columns
+ * then "rank:i64" (1 = best).  Whenever a key's top n changes, the rows
+ * whose rank changed are emitted (the new row at its rank and every row
+ * below it, which moved down), so the last row seen per (key, rank) is
+ * that rank's current row.  Ranks are never emptied: the input is
+ * append-only, so a key's count of ranked rows only grows, up to n.
+ *
+ * Ties in order_column are broken by the other columns in schema order,
+ * ascending (strings bytewise, f64 by IEEE total order), so the top n is
+ * a function of the set of rows, whatever their arrival order, the
+ * parallelism or the batch size; rows equal in every column are
+ * interchangeable.  Changes of one key within one input batch are emitted
+ * once, at the end of the batch, with event time the greatest of the rows
+ * that caused them (with batch size 1: every change, at its row's time).
+ * n from 1 to 2^20; a change moves the rows below it, so n is meant to be
+ * small (tens to hundreds).
+ */
+weir_stream *weir_topn(weir_stream *keyed, const char *name, int n,
+		       const char *order_column, bool descending);
+
 #ifdef __cplusplus
 }
 #endif

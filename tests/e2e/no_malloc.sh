@@ -34,6 +34,13 @@ for p in 1 2; do
 	count "$TMP/n8" "$WEIR" run -p $p "$JOBS/nexmark_csv.so" --events 8000000 --out discard
 	check "nexmark source (three streams) -> discard, -p $p" "$TMP/n1" "$TMP/n8"
 done
+# The regular join with latest-only inputs and top-N: bounded state, so
+# once every key has its buffer nothing is allocated per record.
+for op in join-latest topn; do
+	count "$TMP/k1" "$WEIR" run -p 1 "$JOBS/keyed_ops.so" --op $op --records 1000000
+	count "$TMP/k8" "$WEIR" run -p 1 "$JOBS/keyed_ops.so" --op $op --records 8000000
+	check "$op, 100 keys, -p 1" "$TMP/k1" "$TMP/k8"
+done
 cat /usr/share/doc/*/copyright 2>/dev/null | head -c 4000000 > "$TMP/t1"
 for i in 1 2 3 4 5 6 7 8; do cat "$TMP/t1"; done > "$TMP/t8"
 for p in 1 2; do

@@ -757,6 +757,148 @@ Test(codec, interval_join_buffers)
 	weir_env_free(env);
 }
 
+/* A top-n record: [size][len][okey][len bytes of `fill`][zero padding]. */
+static size_t put_topn_record(char *p, uint64_t okey, uint32_t len, char fill)
+{
+	uint32_t size = (16 + len + 7) & ~7u;
+	memcpy(p, &size, 4);
+	memcpy(p + 4, &len, 4);
+	memcpy(p + 8, &okey, 8);
+	memset(p + 16, fill, len);
+	memset(p + 16 + len, 0, size - 16 - len);
+	return size;
+}
+
+Test(codec, regular_join_rows_and_topn_values)
+{
+	weir_env *env = weir_env_new();
+	kdict *d = kdict_new();
+	kvtab_conf kc;
+
+	/* join: [u32 n][records: size, len, stored_ms, row bytes, padding] */
+	weir_join_conf jc = { .state_ttl_ms = 50 };
+	weir_stream *j = weir_join(keyed(env, "k:str,v:i64,s:str", "k"),
+				   keyed(env, "k:str,w:f64", "k"), "join", &jc, NULL, NULL, NULL);
+	cr_assert_not_null(j, "%s", weir_env_error(env));
+	const lnode *n = stream_node(j);
+	cr_assert_eq(join_table_conf(n, "rows-a", &kc), 0);
+	cr_assert_eq(join_table_conf(n, "rows-b", &kc), 0);
+	cr_assert_eq(join_table_conf(n, "rows-c", &kc), -ENOENT);
+	cr_assert_eq(join_table_conf(stream_node(keyed(env, "k:i64", "k")), "rows-a", &kc),
+		     -ENOENT);
+	cr_assert_eq(kc.ttl_ms, 50);
+	cr_assert_eq(kc.key_type, WEIR_STR);
+	cr_assert_not_null(kc.encode);
+	cr_assert_not_null(kc.append);
+	kvtab *t = kv_new(&kc, d);
+	{
+		/* the records have the top-n layout: the third word is the
+		 * stored time instead of an order key */
+		char e[4 + 3 * 64], bad[sizeof(e)], rec[64];
+		uint32_t cnt = 3, w;
+		size_t len = 4;
+		memcpy(e, &cnt, 4);
+		len += put_topn_record(e + len, 1000, 8, 'a');
+		len += put_topn_record(e + len, 999, 21, 'b');  /* any times */
+		len += put_topn_record(e + len, 1001, 9, 'c');
+		decode_same(t, e, len);
+		malformed(t, e, len);
+		memcpy(bad, e, len);
+		cnt = 4; /* count */
+		memcpy(bad, &cnt, 4);
+		decode_fails(t, bad, len);
+		cnt = 0;
+		memcpy(bad, &cnt, 4);
+		decode_fails(t, bad, 4);
+		memcpy(bad, e, len);
+		memcpy(&w, bad + 4, 4); /* size not a multiple of 8 */
+		w += 4;
+		memcpy(bad + 4, &w, 4);
+		decode_fails(t, bad, len);
+		memcpy(bad, e, len);
+		memcpy(&w, bad + 8, 4); /* 8 bytes of padding or more */
+		w -= 8;
+		memcpy(bad + 8, &w, 4);
+		decode_fails(t, bad, len);
+
+		/* appends: a record at a time, onto a zeroed or a decoded value,
+		 * as a restore replays them; the result encodes as the whole */
+		void *v2 = slot_new(t);
+		size_t off = 4;
+		for (int i = 0; i < 3; i++) {
+			uint32_t sz;
+			memcpy(&sz, e + off, 4);
+			cr_assert_eq(kc.append(v2, e + off, sz), 0);
+			off += sz;
+		}
+		size_t m;
+		void *e2 = encode(t, v2, &m);
+		cr_assert_eq(m, len);
+		cr_assert(!memcmp(e2, e, len));
+		free(e2);
+		size_t rl = put_topn_record(rec, 5, 3, 'z');
+		cr_assert_eq(kc.append(v2, rec, (uint32_t)rl - 8), -EINVAL); /* cut short */
+		cr_assert_eq(kc.append(v2, rec, (uint32_t)rl + 8), -EINVAL); /* longer */
+		memcpy(&w, rec + 4, 4);
+		w += 8; /* len beyond the record */
+		memcpy(rec + 4, &w, 4);
+		cr_assert_eq(kc.append(v2, rec, (uint32_t)rl), -EINVAL);
+		slot_free(t, v2);
+	}
+	kv_free(t);
+
+	/* top-n: [u32 n][records in rank order] */
+	weir_stream *tn = weir_topn(keyed(env, "k:i64,v:i64", "k"), "top", 4, "v", true);
+	cr_assert_not_null(tn, "%s", weir_env_error(env));
+	n = stream_node(tn);
+	cr_assert_eq(topn_table_conf(n, "top-n", &kc), 0);
+	cr_assert_eq(topn_table_conf(n, "top", &kc), -ENOENT);
+	cr_assert_eq(topn_table_conf(stream_node(j), "top-n", &kc), -ENOENT);
+	cr_assert_not_null(kc.encode);
+	t = kv_new(&kc, d);
+	char e[4 + 4 * 64], bad[sizeof(e)];
+	uint32_t cnt = 3, w;
+	size_t len = 4;
+	memcpy(e, &cnt, 4);
+	len += put_topn_record(e + len, 5, 8, 'a');
+	len += put_topn_record(e + len, 5, 13, 'b');   /* ties in okey are fine */
+	len += put_topn_record(e + len, 1ull << 63, 30, 'c');
+	decode_same(t, e, len);
+	malformed(t, e, len);
+
+	memcpy(bad, e, len);
+	cnt = 2; /* count */
+	memcpy(bad, &cnt, 4);
+	decode_fails(t, bad, len);
+	cnt = 0;
+	memcpy(bad, &cnt, 4);
+	decode_fails(t, bad, 4);
+	memcpy(bad, e, len);
+	uint64_t ok = 4; /* the third record before the second */
+	memcpy(&w, e + 4, 4);
+	uint32_t w2;
+	memcpy(&w2, e + 4 + w, 4);
+	memcpy(bad + 4 + w + w2 + 8, &ok, 8);
+	decode_fails(t, bad, len);
+	memcpy(bad, e, len);
+	w += 4; /* size not a multiple of 8 */
+	memcpy(bad + 4, &w, 4);
+	decode_fails(t, bad, len);
+	memcpy(bad, e, len);
+	memcpy(&w, bad + 8, 4); /* len beyond the record */
+	w += 8;
+	memcpy(bad + 8, &w, 4);
+	decode_fails(t, bad, len);
+	memcpy(bad, e, len);
+	memcpy(&w, bad + 8, 4); /* 8 bytes of padding or more */
+	w -= 8;
+	memcpy(bad + 8, &w, 4);
+	decode_fails(t, bad, len);
+	kv_free(t);
+	kdict_free(d);
+	weir_env_free(env);
+}
+
 Test(codec, row_valid_checks_the_row_encoding)
 {
 	weir_schema s = { .ncols = 3 };

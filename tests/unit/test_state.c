@@ -568,6 +568,49 @@ Test(blist, append_index_growth)
 	blist_free(NULL);
 }
 
+Test(blist, push_clear_and_drop_front)
+{
+	blist *l = NULL;
+	uint32_t len;
+	char *e = blist_push(&l, 5);
+	cr_assert_not_null(e);
+	cr_assert_eq((uintptr_t)e % 8, 0);
+	memcpy(e, "hello", 5);
+	cr_assert_eq(blist_len(l), 1);
+	cr_assert(!memcmp(blist_get(l, 0, &len), "hello", 5) && len == 5);
+	blist_clear(l);
+	cr_assert_eq(blist_len(l), 0);
+	cr_assert_null(blist_get(l, 0, &len));
+	for (uint32_t i = 0; i < 1000; i++) {
+		uint32_t n = i % 37;
+		e = blist_push(&l, n);
+		cr_assert_not_null(e);
+		memset(e, (int)(i & 0xff), n);
+	}
+	blist_drop_front(l, 0);
+	cr_assert_eq(blist_len(l), 1000);
+	uint32_t first = 0;
+	for (uint32_t k = 1; k < 300; k += k) { /* 1, 2, 4, ... */
+		blist_drop_front(l, k);
+		first += k;
+		cr_assert_eq(blist_len(l), 1000 - first);
+		for (uint32_t i = 0; i < blist_len(l); i++) {
+			const unsigned char *p = blist_get(l, i, &len);
+			cr_assert_eq(len, (first + i) % 37);
+			cr_assert_eq((uintptr_t)p % 8, 0);
+			for (uint32_t b = 0; b < len; b++)
+				cr_assert_eq(p[b], (first + i) & 0xff);
+		}
+	}
+	cr_assert_eq(blist_add(&l, "z", 1), 0); /* still appends after drops */
+	cr_assert(!memcmp(blist_get(l, blist_len(l) - 1, &len), "z", 1) && len == 1);
+	blist_drop_front(l, 5000);
+	cr_assert_eq(blist_len(l), 0);
+	blist_drop_front(NULL, 3);
+	blist_clear(NULL);
+	blist_free(l);
+}
+
 static int sum_cb(void *arg, const void *k, size_t klen, const void *value)
 {
 	int64_t v;

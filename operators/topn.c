@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Top-N per key (weir_topn, include/weir/keyed.h): Flink SQL's
+ * ROW_NUMBER() <= n over an append-only stream, the operator of Nexmark
+ * q19.  Each subtask keeps, per key, its best rows in rank order, in one
+ * kvtab entry whose value is a tn_val: a buffer of records
+ *
+ *   +----------+---------+-----------+-----------------------------+-----+
+ *   | size u32 | len u32 | okey u64  | row_encode bytes (ts, cells) | pad |
+ *   +----------+---------+-----------+-----------------------------+-----+
+ *   size = bytes of the record, a multiple of 8; len = encoded row bytes
+ *
+ * plus the order key of the last (worst) record, so that a row that cannot
+ * enter a full top n -- nearly every row, once a key has n -- costs one
+ * table lookup and one comparison, without touching the buffer.
+ *
+ * Order.  okey is the order cell mapped to an unsigned 64-bit integer that
+ * sorts as the cell does (i64/ts: sign bit flipped; f64: IEEE total order
+ * bits; bool: 0/1; str: its first 8 bytes, big-endian, zero-padded),
+ * complemented when descending, so "ranks before" is "smaller okey".
+ * Equal okeys (equal fixed-width cells, or strings sharing 8 bytes) are
+ * decided by rank_cmp: the whole order cell, then the other columns in
+ * schema order, ascending.  The top n is thus a function of the set of
+ * rows; rows equal in every column rank in arrival order, which no output
+ * can tell apart (a row's own event time is not in the output).
+ *
+ * Changes.  A row that enters a key's top n at rank r (0-based here, 1 +
+ * r in the output) moves ranks r.. down by one and pushes the last one
+ * out when there were n.  Within one input batch the changed keys are
+ * collected (the key, the lowest rank changed, the greatest event time of
+ * the rows that changed it), and at the end of the batch each changed key
+ * emits its rows from that rank down, once: a hot key updated 500 times
+ * in a batch costs n output rows, not 500 times up to n.  Upsert
+ * semantics make that exact: the last row per (key, rank) is that rank's
+ * current row.  The input is append-only, so a key's count of ranked rows
+ * never decreases and a rank is never emptied.
+ *
+ * Memory.  A key's buffer grows by doubling (realloc), so a key costs a
+ * few allocations over its life, amortised over its rows; nothing is
+ * allocated for a row that does not enter.  Keys are never dropped (no
+ * TTL: an expired key would leave its ranks in the downstream upsert
+ * table with no way to retract them).
+ *
+ * Checkpoints.  The table is registered as "top-n"; a value encodes as
+ * [u32 n][its records as above], logged as a PUT of the whole value at
+ * the next barrier after a change (kv_written: n small, so the whole top n
+ * of a key costs about what one appended row would).  The per-batch change
+ * mark is transient (cleared before the batch ends, never encoded).
+ * Restored values are checked on the first call: rows against the input
+ * schema, order keys against this operator's order column and direction,
+ * rank order, and at most n rows (a job whose n or order changed is
+ * refused with a clear message).  No operator state, no timers.
+ *
+ * Everything in tn_state belongs to one subtask, on its reactor thread
+ * (open and close on the thread that runs the job).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "ops.h"
+#include "state.h"
+
+typedef struct tn_conf {
+	int n;
+	int order_col;
+	bool desc;
+	weir_type order_type;
+	const weir_schema *in;
+	int key_col;
+	weir_type key_type;
+} tn_conf;
+
+/* A key's top rows: the value of a kvtab entry. */
+typedef struct tn_val {
+	char *data;          /* records in rank order */
+	uint32_t used, cap;
+	uint32_t n;          /* records */
+	uint32_t mark;       /* 1 + index of the key's change in the current
+			      * batch; 0: unchanged (transient, not encoded) */
+	uint64_t worst;      /* okey of the last record */
+} tn_val;
+
+#define TREC_HDR 16
+#define TN_MAX_N (1 << 20)
+#define TN_MAX_REC (1u << 30)
+#define PF_CHUNK 16
+
+static const char tn_tab_name[] = "top-n";
+
+/* A key changed in the current batch. */
+typedef struct tn_change {
+	skey key;            /* retained until emitted */
+	int64_t ts;          /* greatest event time of the rows that changed it */
+	uint32_t from;       /* lowest rank changed */
+} tn_change;
+
+/* A top-N subtask's state (t->st): its reactor thread only. */
+typedef struct tn_state {
+	const tn_conf *c;
+	kdict *dict;
+	kvtab *tab;
+	bool started;
+	tn_change *ch;
+	uint32_t nch, capch;
+	weir_value nc[WEIR_MAX_COLS];  /* the row being inserted */
+	weir_value sc[WEIR_MAX_COLS];  /* a kept row */
+	skey keys[PF_CHUNK];
+} tn_state;
+
+static inline uint32_t trec_size(const char *p) { return ((const uint32_t *)p)[0]; }
+static inline uint32_t trec_len(const char *p) { return ((const uint32_t *)p)[1]; }
+static inline uint64_t trec_okey(const char *p) { return ((const uint64_t *)p)[1]; }
+
+/* ---- order -------------------------------------------------------------------------- */
+
+static inline uint64_t f64_key(double d)
+{
+	uint64_t b;
+	memcpy(&b, &d, 8);
+	return b >> 63 ? ~b : b | (1ull << 63);
+}
+
+static inline uint64_t str_key(const char *p, uint32_t len)
+{
+	uint64_t k = 0;
+	for (uint32_t i = 0; i < 8; i++)
+		k = k << 8 | (i < len ? (uint8_t)p[i] : 0);
+	return k;
+}
+
+static uint64_t okey_value(const tn_conf *c, weir_value v)
+{
+	uint64_t k;
+	switch (c->order_type) {
+	case WEIR_STR:
+		k = str_key(v.str.ptr, v.str.len);
+		break;
+	case WEIR_F64:
+		k = f64_key(v.f64);
+		break;
+	case WEIR_BOOL:
+		k = v.b ? 1 : 0;
+		break;
+	default:
+		k = (uint64_t)v.i64 ^ (1ull << 63);
+	}
+	return c->desc ? ~k : k;
+}
+
+/* okey of row r of b, straight from its column. */
+static inline uint64_t okey_row(const tn_conf *c, const weir_batch *b, uint32_t r)
+{
+	uint64_t k;
+	switch (c->order_type) {
+	case WEIR_STR: {
+		uint32_t len;
+		const char *p = weir_batch_str(b, c->order_col, r, &len);
+		k = str_key(p, len);
+		break;
+	}
+	case WEIR_F64:
+		k = f64_key(weir_col_f64(b, c->order_col)[r]);
+		break;
+	case WEIR_BOOL:
+		k = weir_col_bool(b, c->order_col)[r] ? 1 : 0;
+		break;
+	default:
+		k = (uint64_t)weir_col_i64(b, c->order_col)[r] ^ (1ull << 63);
+	}
+	return c->desc ? ~k : k;
+}
+
+static int cmp_cell(weir_type t, weir_value x, weir_value y)
+{
+	switch (t) {
+	case WEIR_STR: {
+		uint32_t n = x.str.len < y.str.len ? x.str.len : y.str.len;
+		int r = n ? memcmp(x.str.ptr, y.str.ptr, n) : 0;
+		if (r)
+			return r < 0 ? -1 : 1;
+		return (x.str.len > y.str.len) - (x.str.len < y.str.len);
+	}
+	case WEIR_F64: {
+		uint64_t a = f64_key(x.f64), b = f64_key(y.f64);
+		return (a > b) - (a < b);
+	}
+	case WEIR_BOOL:
+		return (int)x.b - (int)y.b;
+	default:
+		return (x.i64 > y.i64) - (x.i64 < y.i64);
+	}
+}
+
+/* < 0 when row x ranks before row y, 0 when they are equal in every
+ * column. */
+static int rank_cmp(const tn_conf *c, const weir_value *x, const weir_value *y)
+{
+	const weir_schema *s = c->in;
+	int oc = c->order_col;
+	int r = cmp_cell(c->order_type, x[oc], y[oc]);
+	if (r)
+		return c->desc ? -r : r;
+	for (int i = 0; i < s->ncols; i++) {
+		if (i == oc)
+			continue;
+		r = cmp_cell(s->fields[i].type, x[i], y[i]);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- values ------------------------------------------------------------------------- */
+
+static void tn_free_value(void *v)
+{
+	free(((tn_val *)v)->data);
+}
+
+/* [u32 n][records]; the padding of each record is zeroed when written. */
+static size_t tn_encoded_size(const void *v)
+{
+	return 4 + (size_t)((const tn_val *)v)->used;
+}
+
+static void tn_encode(const void *v, void *out)
+{
+	const tn_val *t = v;
+	memcpy(out, &t->n, 4);
+	if (t->used)
+		memcpy((char *)out + 4, t->data, t->used);
+}
+
+static int tn_decode(void *v, const void *in, size_t len)
+{
+	tn_val *t = v;
+	const char *p = (const char *)in + 4;
+	uint32_t n, k = 0, hdr[2];
+	uint64_t okey, last = 0;
+	size_t bytes, off = 0, cap = 64;
+
+	if (len < 4)
+		return -EINVAL;
+	memcpy(&n, in, 4);
+	bytes = len - 4;
+	if (n == 0 || n > TN_MAX_N || bytes > UINT32_MAX / 2)
+		return -EINVAL;
+	while (off < bytes) {
+		if (bytes - off < TREC_HDR + 8)
+			return -EINVAL;
+		memcpy(hdr, p + off, 8);
+		memcpy(&okey, p + off + 8, 8);
+		if (hdr[0] % 8 || hdr[0] < TREC_HDR + 8 || hdr[0] > bytes - off ||
+		    hdr[1] < 8 || hdr[1] > hdr[0] - TREC_HDR ||
+		    hdr[0] - TREC_HDR - hdr[1] >= 8)
+			return -EINVAL;
+		if (k && okey < last) /* rank order */
+			return -EINVAL;
+		last = okey;
+		off += hdr[0];
+		k++;
+	}
+	if (k != n)
+		return -EINVAL;
+	while (cap < bytes)
+		cap *= 2;
+	t->data = malloc(cap);
+	if (!t->data)
+		return -ENOMEM;
+	memcpy(t->data, p, bytes);
+	t->used = (uint32_t)bytes;
+	t->cap = (uint32_t)cap;
+	t->n = n;
+	t->mark = 0;
+	t->worst = last;
+	return 0;
+}
+
+static kvtab_conf tn_table(const tn_conf *c)
+{
+	return (kvtab_conf){ .key_type = c->key_type, .vsize = sizeof(tn_val),
+			     .free_value = tn_free_value,
+			     .encoded_size = tn_encoded_size, .encode = tn_encode,
+			     .decode = tn_decode };
+}
+
+int topn_table_conf(const lnode *n, const char *name, kvtab_conf *out)
+{
+	if (n->ops != &op_topn || strcmp(name, tn_tab_name))
+		return -ENOENT;
+	*out = tn_table(n->conf);
+	return 0;
+}
+
+/* ---- the subtask ---------------------------------------------------------------------- */
+
+static int tn_open(task *t)
+{
+	const tn_conf *c = t->node->conf;
+	tn_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	t->st = s; /* close() frees what open() got to */
+	s->c = c;
+	s->capch = t->cfg && t->cfg->batch_rows ? t->cfg->batch_rows : 1024;
+	s->ch = malloc((size_t)s->capch * sizeof(*s->ch));
+	s->dict = kdict_new();
+	if (!s->ch || !s->dict)
+		return -ENOMEM;
+	kvtab_conf kc = tn_table(c);
+	s->tab = kv_new(&kc, s->dict);
+	if (!s->tab)
+		return -ENOMEM;
+	return state_register_table(t, tn_tab_name, s->tab);
+}
+
+static void tn_close(task *t)
+{
+	tn_state *s = t->st;
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->nch; i++) /* a failed batch */
+		key_release(s->dict, s->c->key_type, s->ch[i].key);
+	if (s->tab)
+		kv_free(s->tab); /* releases its keys */
+	if (s->dict)
+		kdict_free(s->dict);
+	free(s->ch);
+	free(s);
+	t->st = NULL;
+}
+
+typedef struct tn_start_ctx {
+	tn_state *s;
+	bool bad;
+} tn_start_ctx;
+
+static int start_value(void *arg, skey k, int64_t ns, void *v)
+{
+	tn_start_ctx *x = arg;
+	tn_state *s = x->s;
+	const tn_conf *c = s->c;
+	const tn_val *t = v;
+	weir_value *prev = s->nc, *cur = s->sc, *tmp;
+	int64_t ts;
+	(void)k;
+	(void)ns;
+
+	if (t->n > (uint32_t)c->n)
+		goto bad;
+	for (uint32_t i = 0, off = 0; i < t->n; i++) {
+		const char *p = t->data + off;
+		if (!row_valid(c->in, p + TREC_HDR, trec_len(p)))
+			goto bad;
+		row_decode(c->in, p + TREC_HDR, cur, &ts);
+		if (okey_value(c, cur[c->order_col]) != trec_okey(p) ||
+		    (i && rank_cmp(c, prev, cur) > 0))
+			goto bad;
+		tmp = prev, prev = cur, cur = tmp;
+		off += trec_size(p);
+	}
+	return 0;
+bad:
+	x->bad = true;
+	return 1;
+}
+
+/*
+ * The first call on the reactor thread: values present now were restored
+ * (open() made the table empty); check them (see the top).
+ */
+static bool tn_start(task *t, tn_state *s)
+{
+	tn_start_ctx x = { s, false };
+	s->started = true;
+	if (kv_count(s->tab))
+		kv_foreach(s->tab, start_value, &x);
+	if (x.bad)
+		task_fail(t, "top-n '%s': restored rows do not fit this operator's input "
+			  "schema, order or n = %d (did the job change since the checkpoint?)",
+			  t->node->name, s->c->n);
+	return !x.bad;
+}
+
+/* Note that key k changed from rank `rank` because of a row at ts. */
+static int mark_changed(tn_state *s, tn_val *v, skey k, uint32_t rank, int64_t ts)
+{
+	if (v->mark) {
+		tn_change *ch = &s->ch[v->mark - 1];
+		if (rank < ch->from)
+			ch->from = rank;
+		if (ts > ch->ts)
+			ch->ts = ts;
+		return 0;
+	}
+	if (s->nch == s->capch) { /* a batch bigger than batch_rows */
+		uint32_t ncap = s->capch * 2;
+		tn_change *n = realloc(s->ch, (size_t)ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->ch = n;
+		s->capch = ncap;
+	}
+	s->ch[s->nch] = (tn_change){ .key = k, .ts = ts, .from = rank };
+	key_retain(s->c->key_type, k);
+	v->mark = ++s->nch;
+	return 0;
+}
+
+/* Row r of b, whose order key is okey, under key k: into the key's top n
+ * if it belongs there. */
+static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
+		     uint64_t okey)
+{
+	const tn_conf *c = s->c;
+	bool created, loaded = false;
+	int64_t ts;
+	tn_val *v = kv_upsert(s->tab, k, 0, &created);
+	if (!v)
+		return -ENOMEM;
+
+	/* The rank: after every record that ranks before the row or equals
+	 * it. */
+	uint32_t off = 0, rank = 0;
+	for (; rank < v->n; rank++) {
+		const char *p = v->data + off;
+		uint64_t pk = trec_okey(p);
+		if (okey < pk)
+			break;
+		if (okey == pk) {
+			if (!loaded) {
+				for (int i = 0; i < c->in->ncols; i++)
+					s->nc[i] = cell_value(b, i, r);
+				loaded = true;
+			}
+			row_decode(c->in, p + TREC_HDR, s->sc, &ts);
+			if (rank_cmp(c, s->nc, s->sc) < 0)
+				break;
+		}
+		off += trec_size(p);
+	}
+	if (rank >= (uint32_t)c->n)
+		return 0; /* ties with the last one: not in */
+
+	size_t enc = row_encoded_size(b, r);
+	size_t rs = (TREC_HDR + enc + 7) & ~(size_t)7;
+	if (rs > TN_MAX_REC)
+		return -E2BIG;
+	/* Where the records from `rank` on end, and where the last starts. */
+	uint32_t used = v->used, n = v->n;
+	if (n == (uint32_t)c->n) {
+		uint32_t q = off, last = off;
+		for (uint32_t i = rank; i < n; i++) {
+			last = q;
+			q += trec_size(v->data + q);
+		}
+		used = last; /* the last one goes */
+		n--;
+	}
+	if ((uint64_t)used + rs > v->cap) {
+		uint64_t ncap = v->cap ? (uint64_t)v->cap * 2 : 64;
+		while (ncap < (uint64_t)used + rs)
+			ncap *= 2;
+		if (ncap > UINT32_MAX)
+			return -E2BIG;
+		char *nd = realloc(v->data, ncap);
+		if (!nd)
+			return -ENOMEM;
+		v->data = nd;
+		v->cap = (uint32_t)ncap;
+	}
+	char *dst = v->data + off;
+	memmove(dst + rs, dst, used - off);
+	((uint32_t *)dst)[0] = (uint32_t)rs;
+	((uint32_t *)dst)[1] = (uint32_t)enc;
+	memcpy(dst + 8, &okey, 8);
+	row_encode(b, r, dst + TREC_HDR);
+	/* zero the padding: it is part of the value's encoding */
+	memset(dst + TREC_HDR + enc, 0, rs - TREC_HDR - enc);
+	v->used = used + (uint32_t)rs;
+	v->n = n + 1;
+	/* the new last record's order key */
+	uint32_t q = off;
+	for (uint32_t i = rank; i + 1 < v->n; i++)
+		q += trec_size(v->data + q);
+	v->worst = trec_okey(v->data + q);
+	kv_written(s->tab, v);
+	return mark_changed(s, v, k, rank, b->ts[r]);
+}
+
+/* Emit the changed ranks of every key changed in this batch. */
+static void tn_emit(task *t, tn_state *s)
+{
+	const tn_conf *c = s->c;
+	weir_out *o = task_out(t, 0);
+	int64_t ts;
+
+	for (uint32_t i = 0; i < s->nch; i++) {
+		tn_change *ch = &s->ch[i];
+		tn_val *v = kv_get(s->tab, ch->key, 0);
+		if (v) {
+			const char *p = v->data;
+			v->mark = 0;
+			for (uint32_t rank = 0; rank < v->n; rank++, p += trec_size(p)) {
+				if (rank < ch->from)
+					continue;
+				row_decode(c->in, p + TREC_HDR, s->sc, &ts);
+				row_stage(o, c->in, s->sc, ch->ts);
+				weir_out_i64(o, c->in->ncols, (int64_t)rank + 1);
+				weir_out_emit(o);
+			}
+		}
+		key_release(s->dict, c->key_type, ch->key);
+	}
+	s->nch = 0;
+}
+
+static void tn_process(task *t, int input, weir_batch *b)
+{
+	tn_state *s = t->st;
+	const tn_conf *c = s->c;
+	weir_type kt = c->key_type;
+	bool fixed = kt != WEIR_STR;
+	uint32_t full = (uint32_t)c->n;
+	int rc = 0;
+	(void)input;
+
+	if (unlikely(!s->started) && !tn_start(t, s)) {
+		batch_release(b);
+		return;
+	}
+	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += PF_CHUNK) {
+		uint32_t n = b->rows - r0 < PF_CHUNK ? b->rows - r0 : PF_CHUNK;
+		if (fixed) {
+			/* Load the chunk's table slots, then (they arrive
+			 * together) the buffers of the keys whose top n a row
+			 * may enter: with many keys each is a cache miss, which
+			 * would otherwise come one row at a time.  The values
+			 * read here are for prefetching only: the rows before
+			 * may change them. */
+			for (uint32_t i = 0; i < n; i++) {
+				s->keys[i] = key_of(s->dict, kt, b, c->key_col, r0 + i);
+				kv_prefetch(s->tab, s->keys[i], 0);
+			}
+			for (uint32_t i = 0; i < n; i++) {
+				const tn_val *v = kv_get(s->tab, s->keys[i], 0);
+				if (v && (v->n < full || okey_row(c, b, r0 + i) <= v->worst))
+					__builtin_prefetch(v->data);
+			}
+		}
+		for (uint32_t i = 0; i < n && rc == 0; i++) {
+			uint32_t r = r0 + i;
+			skey k = fixed ? s->keys[i] : key_of(s->dict, kt, b, c->key_col, r);
+			uint64_t okey = okey_row(c, b, r);
+			const tn_val *v = kv_get(s->tab, k, 0);
+			/* The common case: a full top n the row cannot enter. */
+			if (!v || v->n < full || okey <= v->worst)
+				rc = tn_insert(s, k, b, r, okey);
+			key_done(s->dict, kt, k);
+		}
+	}
+	tn_emit(t, s);
+	if (rc < 0)
+		task_fail(t, "top-n '%s': %s", t->node->name,
+			  rc == -ENOMEM ? "out of memory for kept rows" : strerror(-rc));
+	batch_release(b);
+}
+
+const op_ops op_topn = {
+	.kind = "top-n", .open = tn_open, .process = tn_process, .close = tn_close,
+};
+
+/* ---- building --------------------------------------------------------------------- */
+
+weir_stream *weir_topn(weir_stream *keyed, const char *name, int n,
+		       const char *order_column, bool descending)
+{
+	const char *nm = name && *name ? name : "top-n";
+	weir_env *env;
+	weir_schema *out;
+	tn_conf *c;
+	int kc, oc;
+
+	if (!keyed)
+		return NULL;
+	env = stream_env(keyed);
+	kc = stream_key_col(keyed);
+	if (kc < 0) {
+		env_error(env, "top-n '%s': the input is not keyed (call weir_key_by first)",
+			  nm);
+		return NULL;
+	}
+	if (n < 1 || n > TN_MAX_N) {
+		env_error(env, "top-n '%s': n = %d (1 to %d)", nm, n, TN_MAX_N);
+		return NULL;
+	}
+	const weir_schema *in = weir_stream_schema(keyed);
+	oc = order_column ? weir_schema_find(in, order_column) : -1;
+	if (oc < 0) {
+		env_error(env, "top-n '%s': no order column '%s'", nm,
+			  order_column ? order_column : "(null)");
+		return NULL;
+	}
+	if (in->ncols >= WEIR_MAX_COLS) {
+		env_error(env, "top-n '%s': %d input columns leave no room for the rank "
+			  "(at most %d columns)", nm, in->ncols, WEIR_MAX_COLS);
+		return NULL;
+	}
+	if (weir_schema_find(in, "rank") >= 0) {
+		env_error(env, "top-n '%s': the input has a column 'rank', the name of the "
+			  "output's rank column (rename it first)", nm);
+		return NULL;
+	}
+	if (!(out = env_alloc_schema(env)))
+		return NULL;
+	*out = *in;
+	snprintf(out->fields[out->ncols].name, WEIR_MAX_NAME, "rank");
+	out->fields[out->ncols++].type = WEIR_I64;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		env_error(env, "out of memory");
+		return NULL;
+	}
+	c->n = n;
+	c->order_col = oc;
+	c->desc = descending;
+	c->order_type = in->fields[oc].type;
+	c->in = in;
+	c->key_col = kc;
+	c->key_type = in->fields[kc].type;
+	return stream_add_op(&keyed, 1, name, "top-n", &op_topn, out, c, NULL);
+}
