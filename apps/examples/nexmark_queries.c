@@ -31,8 +31,8 @@
  *        tumbling 10 s window, the bid(s) with the window's highest price
  *   q8   id, name, window_start: people who opened an auction in the
  *        10 s tumbling window in which they registered (once per window)
- *   q11  bidder, window_start, window_end, count: per bidder, sessions of
- *        bids with gaps under 10 s
+ *   q11  bidder, count, session_start, session_end: per bidder, sessions
+ *        of bids with gaps under 10 s (session_end = the last bid's time + 10 s)
  *   q14  auction, bidder, price (0.908 * price, f64), bid_time_type,
  *        date_time, extra, c_counts: bids with 1,000,000 < 0.908 * price <
  *        50,000,000, the time of day of the bid (dayTime for hours 8-18,
@@ -275,27 +275,72 @@ static int q3(nx_job *j)
 
 /* ---- q4: winning bids per auction, average per category ----------------------- */
 
-/* a: auction, b: bid; a bid wins only within the auction's lifetime. */
-static int q4_pair(void *arg, const weir_value *a, int64_t ts_a, const weir_value *b,
-		   int64_t ts_b, weir_out *out)
+/*
+ * Stage 1, keyed by auction id, auctions on input 0 and bids on input 1:
+ * the auction's lifetime and category and its winning price so far (value
+ * state), and the bids that came before their auction (list state; only
+ * with out-of-order groups).  A row (auction, category, price) goes out
+ * whenever the winning price rises, so stage 2 sees every change.  This is
+ * the inner join of the query's meaning, with the bid side reduced to its
+ * maximum as it arrives: a join that kept every bid (weir_join) holds the
+ * whole bid stream in state.  An auction's 40 bytes stay for the run:
+ * bids can reference it until the end.
+ */
+typedef struct q4_auction {
+	int64_t date_time, expires, category, best; /* best: -1 = no winning bid yet */
+} q4_auction;
+
+typedef struct q4_pending {
+	int64_t date_time, price;
+} q4_pending;
+
+static int q4_emit(weir_ctx *ctx, int64_t auction, const q4_auction *a, weir_out *out)
 {
-	(void)arg, (void)ts_a, (void)ts_b;
-	int64_t t = b[WEIR_BID_DATE_TIME].i64;
-	if (t < a[WEIR_AUCTION_DATE_TIME].i64 || t > a[WEIR_AUCTION_EXPIRES].i64)
-		return 0;
-	weir_out_i64(out, 0, a[WEIR_AUCTION_ID].i64);
-	weir_out_i64(out, 1, a[WEIR_AUCTION_CATEGORY].i64);
-	weir_out_i64(out, 2, b[WEIR_BID_PRICE].i64);
+	int rc = weir_state_set(ctx, 0, a);
+	if (rc)
+		return rc;
+	weir_out_i64(out, 0, auction);
+	weir_out_i64(out, 1, a->category);
+	weir_out_i64(out, 2, a->best);
 	weir_out_emit(out);
 	return 0;
 }
 
-/* Per auction: the highest price so far (columns id, category, price). */
-static void q4_max(void *arg, weir_value *acc, const weir_value *in, const weir_schema *s)
+static int q4_winning(void *arg, weir_ctx *ctx, int input, const weir_batch *in, uint32_t row,
+		      weir_out *out)
 {
-	(void)arg, (void)s;
-	if (in[2].i64 > acc[2].i64)
-		acc[2] = in[2];
+	(void)arg;
+	if (input == 0) {
+		int64_t id = weir_col_i64(in, WEIR_AUCTION_ID)[row];
+		q4_auction a = { .date_time = weir_col_i64(in, WEIR_AUCTION_DATE_TIME)[row],
+				 .expires = weir_col_i64(in, WEIR_AUCTION_EXPIRES)[row],
+				 .category = weir_col_i64(in, WEIR_AUCTION_CATEGORY)[row],
+				 .best = -1 };
+		size_t n = weir_state_list_len(ctx, 1);
+		for (size_t i = 0; i < n; i++) {
+			size_t len;
+			const q4_pending *p = weir_state_list_get(ctx, 1, i, &len);
+			if (p->date_time >= a.date_time && p->date_time <= a.expires &&
+			    p->price > a.best)
+				a.best = p->price;
+		}
+		int rc = n ? weir_state_clear(ctx, 1) : 0;
+		if (rc)
+			return rc;
+		if (a.best < 0)
+			return weir_state_set(ctx, 0, &a);
+		return q4_emit(ctx, id, &a, out);
+	}
+	q4_pending b = { weir_col_i64(in, WEIR_BID_DATE_TIME)[row],
+			 weir_col_i64(in, WEIR_BID_PRICE)[row] };
+	const q4_auction *cur = weir_state_get(ctx, 0);
+	if (!cur)
+		return weir_state_add(ctx, 1, &b, sizeof(b));
+	if (b.date_time < cur->date_time || b.date_time > cur->expires || b.price <= cur->best)
+		return 0;
+	q4_auction a = *cur;
+	a.best = b.price;
+	return q4_emit(ctx, weir_col_i64(in, WEIR_BID_AUCTION)[row], &a, out);
 }
 
 /* Per category: each auction's current winning price (map state) and their
@@ -333,12 +378,14 @@ static int q4_avg(void *arg, weir_ctx *ctx, int input, const weir_batch *in, uin
 
 static int q4(nx_job *j)
 {
-	weir_stream *a = weir_key_by(j->auction, "id");
-	weir_stream *b = weir_key_by(j->bid, "auction");
-	weir_stream *wins = weir_join(a, b, "auction-bids", NULL,
-				      schema(j, "auction:i64,category:i64,price:i64"), q4_pair, NULL);
-	weir_stream *best = weir_reduce(weir_key_by(wins, "auction"), "winning-price", q4_max,
-					NULL);
+	static const weir_state_desc winning[] = {
+		{ .name = "auction", .kind = WEIR_STATE_VALUE, .size = sizeof(q4_auction) },
+		{ .name = "early-bids", .kind = WEIR_STATE_LIST },
+	};
+	weir_process_fns wf = { .process = q4_winning, .states = winning, .nstates = 2 };
+	weir_stream *best = weir_connect_process(weir_key_by(j->auction, "id"),
+						 weir_key_by(j->bid, "auction"), "winning-price",
+						 schema(j, "auction:i64,category:i64,price:i64"), &wf);
 	static const weir_state_desc states[] = {
 		{ .name = "winning", .kind = WEIR_STATE_MAP, .size = sizeof(int64_t) },
 		{ .name = "sum", .kind = WEIR_STATE_VALUE, .size = sizeof(q4_sum) },
@@ -558,7 +605,7 @@ static int q11(nx_job *j)
 	weir_window_spec w = { .kind = WEIR_WIN_SESSION, .gap = 10000 };
 	weir_stream *s = weir_window_aggregate(weir_key_by(j->bid, "bidder"), "sessions", &w,
 					       NULL);
-	nx_sink(j, s, "sink");
+	nx_sink(j, weir_project(s, "columns", "bidder,count,window_start,window_end"), "sink");
 	return 0;
 }
 
