@@ -22,7 +22,8 @@ FIGURES = ("records_per_s", "records_per_s_per_core", "events_per_s",
            "records_per_s_no_checkpoints", "records_per_s_checkpoints_1s",
            "rtt_p50_us", "rtt_p99_us", "p50_us", "p99_us", "p999_us", "p9999_us",
            "max_us", "bytes_per_key", "bytes_per_key_beyond_key", "ns_per_entry",
-           "log_bytes_per_checkpoint", "speedup_vs_p1")
+           "log_bytes_per_checkpoint", "speedup_vs_p1",
+           "events_per_s_checkpointed", "checkpoint_cost", "rows_per_s")
 
 
 def human(v):
