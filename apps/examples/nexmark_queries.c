@@ -102,29 +102,23 @@ static const weir_schema *schema(nx_job *j, const char *spec)
 	return weir_schema_parse(j->env, spec);
 }
 
-/* Copy columns `cols` (ncols of them) of row r of in into the emitter. */
-static void out_cols(weir_out *o, const weir_batch *in, uint32_t r, const int *cols,
-		     int ncols, int first)
+/* A map's output starts with the 7 bid columns: copy them, and ts. */
+static int copy_bid(const weir_batch *in, weir_batch *out)
 {
-	for (int i = 0; i < ncols; i++) {
-		int c = cols[i];
-		switch (in->schema->fields[c].type) {
-		case WEIR_STR: {
+	for (int c = 0; c < 7; c++)
+		if (in->schema->fields[c].type != WEIR_STR)
+			memcpy(out->cols[c], in->cols[c], (size_t)in->rows * 8);
+	memcpy(out->ts, in->ts, (size_t)in->rows * 8);
+	static const int strs[] = { WEIR_BID_CHANNEL, WEIR_BID_URL, WEIR_BID_EXTRA };
+	for (uint32_t r = 0; r < in->rows; r++)
+		for (int i = 0; i < 3; i++) {
 			uint32_t len;
-			const char *p = weir_batch_str(in, c, r, &len);
-			weir_out_str(o, first + i, p, len);
-			break;
+			const char *p = weir_batch_str(in, strs[i], r, &len);
+			int rc = weir_batch_set_str(out, strs[i], r, p, len);
+			if (rc)
+				return rc; /* -ENOSPC: called again on a smaller slice */
 		}
-		case WEIR_F64:
-			weir_out_f64(o, first + i, weir_col_f64(in, c)[r]);
-			break;
-		case WEIR_BOOL:
-			weir_out_bool(o, first + i, weir_col_bool(in, c)[r]);
-			break;
-		default:
-			weir_out_i64(o, first + i, weir_col_i64(in, c)[r]);
-		}
-	}
+	return 0;
 }
 
 #define Q1_PRICE(p) (0.908 * (double)(p))
@@ -137,26 +131,32 @@ static int q0(nx_job *j)
 	return 0;
 }
 
-static int q1_map(void *arg, const weir_batch *in, weir_out *out)
+/* Column by column: a map keeps the row count, so no per-row emitter. */
+static int q1_map(void *arg, const weir_batch *in, weir_batch *out)
 {
-	static const int cols[] = { WEIR_BID_AUCTION, WEIR_BID_BIDDER };
 	(void)arg;
-	for (uint32_t r = 0; r < in->rows; r++) {
-		out_cols(out, in, r, cols, 2, 0);
-		weir_out_f64(out, 2, Q1_PRICE(weir_col_i64(in, WEIR_BID_PRICE)[r]));
-		weir_out_i64(out, 3, weir_col_i64(in, WEIR_BID_DATE_TIME)[r]);
+	uint32_t n = in->rows;
+	const int64_t *price = weir_col_i64(in, WEIR_BID_PRICE);
+	double *euro = weir_col_f64(out, 2);
+	memcpy(weir_col_i64(out, 0), weir_col_i64(in, WEIR_BID_AUCTION), n * sizeof(int64_t));
+	memcpy(weir_col_i64(out, 1), weir_col_i64(in, WEIR_BID_BIDDER), n * sizeof(int64_t));
+	memcpy(weir_col_i64(out, 3), weir_col_i64(in, WEIR_BID_DATE_TIME), n * sizeof(int64_t));
+	memcpy(out->ts, in->ts, n * sizeof(int64_t));
+	for (uint32_t r = 0; r < n; r++)
+		euro[r] = Q1_PRICE(price[r]);
+	for (uint32_t r = 0; r < n; r++) {
 		uint32_t len;
 		const char *p = weir_batch_str(in, WEIR_BID_EXTRA, r, &len);
-		weir_out_str(out, 4, p, len);
-		weir_out_ts(out, in->ts[r]);
-		weir_out_emit(out);
+		int rc = weir_batch_set_str(out, 4, r, p, len);
+		if (rc)
+			return rc; /* -ENOSPC: called again on a smaller slice */
 	}
 	return 0;
 }
 
 static int q1(nx_job *j)
 {
-	weir_stream *s = weir_flat_map(j->bid, "q1",
+	weir_stream *s = weir_map(j->bid, "q1",
 		schema(j, "auction:i64,bidder:i64,price:f64,date_time:ts,extra:str"), q1_map, NULL);
 	nx_sink(j, s, "sink");
 	return 0;
@@ -474,23 +474,9 @@ static int q7_window(void *arg, const weir_batch *in, weir_batch *out)
 	(void)arg;
 	const int64_t *dt = weir_col_i64(in, WEIR_BID_DATE_TIME);
 	int64_t *w = weir_col_i64(out, 7);
-	for (int c = 0; c < 7; c++)
-		if (in->schema->fields[c].type != WEIR_STR)
-			memcpy(out->cols[c], in->cols[c], (size_t)in->rows * 8);
-	for (uint32_t r = 0; r < in->rows; r++) {
+	for (uint32_t r = 0; r < in->rows; r++)
 		w[r] = dt[r] - ((dt[r] % Q7_WINDOW) + Q7_WINDOW) % Q7_WINDOW;
-		for (int c = WEIR_BID_CHANNEL; c <= WEIR_BID_EXTRA; c++) {
-			if (c == WEIR_BID_DATE_TIME)
-				continue;
-			uint32_t len;
-			const char *p = weir_batch_str(in, c, r, &len);
-			int rc = weir_batch_set_str(out, c, r, p, len);
-			if (rc)
-				return rc; /* -ENOSPC: called again on a smaller slice */
-		}
-		out->ts[r] = in->ts[r];
-	}
-	return 0;
+	return copy_bid(in, out);
 }
 
 typedef struct q7_row {
@@ -617,23 +603,9 @@ static int q18_pair(void *arg, const weir_batch *in, weir_batch *out)
 	int64_t *pair = weir_col_i64(out, 7);
 	const int64_t *bidder = weir_col_i64(in, WEIR_BID_BIDDER);
 	const int64_t *auction = weir_col_i64(in, WEIR_BID_AUCTION);
-	for (int c = 0; c < 7; c++)
-		if (in->schema->fields[c].type != WEIR_STR)
-			memcpy(out->cols[c], in->cols[c], (size_t)in->rows * 8);
-	for (uint32_t r = 0; r < in->rows; r++) {
+	for (uint32_t r = 0; r < in->rows; r++)
 		pair[r] = (int64_t)(((uint64_t)bidder[r] << 32) ^ (uint64_t)(uint32_t)auction[r]);
-		for (int c = WEIR_BID_CHANNEL; c <= WEIR_BID_EXTRA; c++) {
-			if (c == WEIR_BID_DATE_TIME)
-				continue;
-			uint32_t len;
-			const char *p = weir_batch_str(in, c, r, &len);
-			int rc = weir_batch_set_str(out, c, r, p, len);
-			if (rc)
-				return rc; /* -ENOSPC: called again on a smaller slice */
-		}
-		out->ts[r] = in->ts[r];
-	}
-	return 0;
+	return copy_bid(in, out);
 }
 
 static int q18(nx_job *j)
