@@ -182,8 +182,11 @@ static void project_process(task *t, int input, weir_batch *in)
 {
 	const fn_conf *c = t->node->conf;
 	const weir_schema *os = t->node->schema[0];
-	weir_batch *out = batch_alloc(os, in->heap_used);
+	bool strs = false;
 	(void)input;
+	for (int i = 0; i < os->ncols; i++)
+		strs |= os->fields[i].type == WEIR_STR;
+	weir_batch *out = batch_alloc(os, strs ? in->heap_used : 0);
 
 	if (unlikely(out->capacity < in->rows)) {
 		/* Only when the input batch is larger than the configured
@@ -199,9 +202,13 @@ static void project_process(task *t, int input, weir_batch *in)
 	}
 	out->rows = in->rows;
 	memcpy(out->ts, in->ts, (size_t)in->rows * 8);
-	/* The whole heap moves at once: string offsets stay valid. */
-	memcpy(out->heap, in->heap, in->heap_used);
-	out->heap_used = in->heap_used;
+	/* The whole heap moves at once: string offsets stay valid.  A
+	 * projection without strings (a key and numbers ahead of an
+	 * exchange) copies none. */
+	if (strs) {
+		memcpy(out->heap, in->heap, in->heap_used);
+		out->heap_used = in->heap_used;
+	}
 	for (int i = 0; i < os->ncols; i++)
 		memcpy(out->cols[i], in->cols[c->cols[i]],
 		       (size_t)in->rows * type_width(os->fields[i].type));

@@ -279,8 +279,8 @@ static int q3(nx_job *j)
  * Stage 1, keyed by auction id, auctions on input 0 and bids on input 1:
  * the auction's lifetime and category and its winning price so far (value
  * state), and the bids that came before their auction (list state; only
- * with out-of-order groups).  A row (auction, category, price) goes out
- * whenever the winning price rises, so stage 2 sees every change.  This is
+ * with out-of-order groups).  A row (auction, category, price, old price)
+ * goes out whenever the winning price rises, so stage 2 sees every change.  This is
  * the inner join of the query's meaning, with the bid side reduced to its
  * maximum as it arrives: a join that kept every bid (weir_join) holds the
  * whole bid stream in state.  An auction's 40 bytes stay for the run:
@@ -294,7 +294,9 @@ typedef struct q4_pending {
 	int64_t date_time, price;
 } q4_pending;
 
-static int q4_emit(weir_ctx *ctx, int64_t auction, const q4_auction *a, weir_out *out)
+/* The auction's winning price rose from `old` (-1: none) to a->best. */
+static int q4_emit(weir_ctx *ctx, int64_t auction, const q4_auction *a, int64_t old,
+		   weir_out *out)
 {
 	int rc = weir_state_set(ctx, 0, a);
 	if (rc)
@@ -302,6 +304,7 @@ static int q4_emit(weir_ctx *ctx, int64_t auction, const q4_auction *a, weir_out
 	weir_out_i64(out, 0, auction);
 	weir_out_i64(out, 1, a->category);
 	weir_out_i64(out, 2, a->best);
+	weir_out_i64(out, 3, old);
 	weir_out_emit(out);
 	return 0;
 }
@@ -311,10 +314,10 @@ static int q4_winning(void *arg, weir_ctx *ctx, int input, const weir_batch *in,
 {
 	(void)arg;
 	if (input == 0) {
-		int64_t id = weir_col_i64(in, WEIR_AUCTION_ID)[row];
-		q4_auction a = { .date_time = weir_col_i64(in, WEIR_AUCTION_DATE_TIME)[row],
-				 .expires = weir_col_i64(in, WEIR_AUCTION_EXPIRES)[row],
-				 .category = weir_col_i64(in, WEIR_AUCTION_CATEGORY)[row],
+		int64_t id = weir_col_i64(in, 0)[row];
+		q4_auction a = { .date_time = weir_col_i64(in, 1)[row],
+				 .expires = weir_col_i64(in, 2)[row],
+				 .category = weir_col_i64(in, 3)[row],
 				 .best = -1 };
 		size_t n = weir_state_list_len(ctx, 1);
 		for (size_t i = 0; i < n; i++) {
@@ -329,10 +332,10 @@ static int q4_winning(void *arg, weir_ctx *ctx, int input, const weir_batch *in,
 			return rc;
 		if (a.best < 0)
 			return weir_state_set(ctx, 0, &a);
-		return q4_emit(ctx, id, &a, out);
+		return q4_emit(ctx, id, &a, -1, out);
 	}
-	q4_pending b = { weir_col_i64(in, WEIR_BID_DATE_TIME)[row],
-			 weir_col_i64(in, WEIR_BID_PRICE)[row] };
+	q4_pending b = { weir_col_i64(in, 2)[row],
+			 weir_col_i64(in, 1)[row] };
 	const q4_auction *cur = weir_state_get(ctx, 0);
 	if (!cur)
 		return weir_state_add(ctx, 1, &b, sizeof(b));
@@ -340,11 +343,12 @@ static int q4_winning(void *arg, weir_ctx *ctx, int input, const weir_batch *in,
 		return 0;
 	q4_auction a = *cur;
 	a.best = b.price;
-	return q4_emit(ctx, weir_col_i64(in, WEIR_BID_AUCTION)[row], &a, out);
+	return q4_emit(ctx, weir_col_i64(in, 0)[row], &a, cur->best, out);
 }
 
-/* Per category: each auction's current winning price (map state) and their
- * sum and count (value state), so a rising price replaces its old value. */
+/* Stage 2, per category: the sum and count of its auctions' winning
+ * prices, moved by each change (a new winner adds an auction, a higher
+ * price replaces the old one in the sum). */
 typedef struct q4_sum {
 	int64_t sum, count;
 } q4_sum;
@@ -353,21 +357,16 @@ static int q4_avg(void *arg, weir_ctx *ctx, int input, const weir_batch *in, uin
 		  weir_out *out)
 {
 	(void)arg, (void)input;
-	int64_t auction = weir_col_i64(in, 0)[row], price = weir_col_i64(in, 2)[row];
-	const int64_t *old = weir_state_map_get(ctx, 0, &auction, sizeof(auction));
-	const q4_sum *cur = weir_state_get(ctx, 1);
+	int64_t price = weir_col_i64(in, 2)[row], old = weir_col_i64(in, 3)[row];
+	const q4_sum *cur = weir_state_get(ctx, 0);
 	q4_sum s = cur ? *cur : (q4_sum){ 0, 0 };
-	if (old) {
-		if (price <= *old)
-			return 0;
-		s.sum += price - *old;
-	} else {
+	if (old < 0) {
 		s.sum += price;
 		s.count++;
+	} else {
+		s.sum += price - old;
 	}
-	int rc = weir_state_map_put(ctx, 0, &auction, sizeof(auction), &price);
-	if (!rc)
-		rc = weir_state_set(ctx, 1, &s);
+	int rc = weir_state_set(ctx, 0, &s);
 	if (rc)
 		return rc;
 	weir_out_i64(out, 0, weir_col_i64(in, 1)[row]);
@@ -383,14 +382,17 @@ static int q4(nx_job *j)
 		{ .name = "early-bids", .kind = WEIR_STATE_LIST },
 	};
 	weir_process_fns wf = { .process = q4_winning, .states = winning, .nstates = 2 };
-	weir_stream *best = weir_connect_process(weir_key_by(j->auction, "id"),
-						 weir_key_by(j->bid, "auction"), "winning-price",
-						 schema(j, "auction:i64,category:i64,price:i64"), &wf);
+	weir_stream *a = weir_project(j->auction, "auction-columns",
+				      "id,date_time,expires,category");
+	weir_stream *b = weir_project(j->bid, "bid-columns", "auction,price,date_time");
+	weir_stream *best = weir_connect_process(weir_key_by(a, "id"), weir_key_by(b, "auction"),
+						 "winning-price",
+						 schema(j, "auction:i64,category:i64,price:i64,old:i64"),
+						 &wf);
 	static const weir_state_desc states[] = {
-		{ .name = "winning", .kind = WEIR_STATE_MAP, .size = sizeof(int64_t) },
 		{ .name = "sum", .kind = WEIR_STATE_VALUE, .size = sizeof(q4_sum) },
 	};
-	weir_process_fns fns = { .process = q4_avg, .states = states, .nstates = 2 };
+	weir_process_fns fns = { .process = q4_avg, .states = states, .nstates = 1 };
 	weir_stream *avg = weir_process(weir_key_by(best, "category"), "average",
 					schema(j, "category:i64,average:f64"), &fns);
 	nx_sink(j, avg, "sink");
@@ -447,7 +449,9 @@ static int q5_hot(void *arg, weir_value key, int64_t start, int64_t end, weir_ro
 static int q5(nx_job *j)
 {
 	weir_window_spec sliding = { .kind = WEIR_WIN_SLIDING, .size = 10000, .slide = 2000 };
-	weir_stream *counts = weir_window_aggregate(weir_key_by(j->bid, "auction"), "bids",
+	/* Only the key crosses the exchange. */
+	weir_stream *auctions = weir_project(j->bid, "auction", "auction");
+	weir_stream *counts = weir_window_aggregate(weir_key_by(auctions, "auction"), "bids",
 						    &sliding, NULL);
 	/* Each stage-1 result has event time window_end - 1, so the 2 s
 	 * tumbling windows of stage 2 hold exactly one sliding window's
@@ -563,8 +567,8 @@ static int q8_pair(void *arg, const weir_value *a, int64_t ts_a, const weir_valu
 		   int64_t ts_b, weir_out *out)
 {
 	(void)arg, (void)ts_a, (void)ts_b;
-	weir_out_i64(out, 0, a[WEIR_PERSON_ID].i64);
-	weir_out_str(out, 1, a[WEIR_PERSON_NAME].str.ptr, a[WEIR_PERSON_NAME].str.len);
+	weir_out_i64(out, 0, a[0].i64); /* (id, name) */
+	weir_out_str(out, 1, a[1].str.ptr, a[1].str.len);
 	weir_out_i64(out, 2, b[1].i64); /* the window's start */
 	weir_out_emit(out);
 	return 0;
@@ -575,9 +579,11 @@ static int q8(nx_job *j)
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = 10000 };
 	/* One row per (seller, window) first, so a person with several
 	 * auctions in a window is listed once. */
-	weir_stream *sellers = weir_window_aggregate(weir_key_by(j->auction, "seller"), "sellers",
-						     &w, NULL);
-	weir_stream *s = weir_window_join(weir_key_by(j->person, "id"),
+	weir_stream *sellers = weir_window_aggregate(
+		weir_key_by(weir_project(j->auction, "seller", "seller"), "seller"), "sellers", &w,
+		NULL);
+	weir_stream *people = weir_project(j->person, "person-columns", "id,name");
+	weir_stream *s = weir_window_join(weir_key_by(people, "id"),
 					  weir_key_by(sellers, "seller"), "q8", &w,
 					  schema(j, "id:i64,name:str,window_start:ts"), q8_pair, NULL);
 	nx_sink(j, s, "sink");
@@ -589,7 +595,8 @@ static int q8(nx_job *j)
 static int q11(nx_job *j)
 {
 	weir_window_spec w = { .kind = WEIR_WIN_SESSION, .gap = 10000 };
-	weir_stream *s = weir_window_aggregate(weir_key_by(j->bid, "bidder"), "sessions", &w,
+	weir_stream *bidders = weir_project(j->bid, "bidder", "bidder");
+	weir_stream *s = weir_window_aggregate(weir_key_by(bidders, "bidder"), "sessions", &w,
 					       NULL);
 	nx_sink(j, weir_project(s, "columns", "bidder,count,window_start,window_end"), "sink");
 	return 0;
