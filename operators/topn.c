@@ -117,8 +117,16 @@ typedef struct tn_val {
 #define TN_NCLS 161
 #define TN_BLOCK (2u << 20)
 
+/* Free chunks of one class: a stack of pointers rather than a list
+ * through the chunks, so that taking one does not wait for the chunk
+ * (cold by then) to arrive. */
+typedef struct tn_free {
+	void **p;
+	uint32_t n, cap;
+} tn_free;
+
 typedef struct tn_slab {
-	void *free[TN_NCLS];  /* per class, linked through the first word */
+	tn_free free[TN_NCLS];
 	char *bump, *end;     /* the rest of the newest block */
 	void *blocks;         /* linked through their first word */
 } tn_slab;
@@ -170,22 +178,30 @@ static inline uint32_t cls_size(unsigned c)
 	return (17 + c % 16) << (10 + c / 16 - 4);
 }
 
+/* Chunk p of `size` bytes is free.  Its stack grows by doubling, so this
+ * allocates only while the subtask's number of free chunks of a class
+ * reaches a new high; when that fails, the chunk is lost until close. */
 static void slab_free(tn_slab *sl, void *p, uint32_t size)
 {
-	unsigned c = cls_of(size);
-	*(void **)p = sl->free[c];
-	sl->free[c] = p;
+	tn_free *f = &sl->free[cls_of(size)];
+	if (unlikely(f->n == f->cap)) {
+		uint32_t ncap = f->cap ? f->cap * 2 : 64;
+		void **np = realloc(f->p, (size_t)ncap * sizeof(*np));
+		if (!np)
+			return;
+		f->p = np;
+		f->cap = ncap;
+	}
+	f->p[f->n++] = p;
 }
 
 /* A chunk of class c; NULL on ENOMEM. */
 static void *slab_alloc(tn_slab *sl, unsigned c)
 {
-	void *p = sl->free[c];
+	tn_free *f = &sl->free[c];
 	uint32_t size = cls_size(c);
-	if (likely(p)) {
-		sl->free[c] = *(void **)p;
-		return p;
-	}
+	if (likely(f->n))
+		return f->p[--f->n];
 	if ((size_t)(sl->end - sl->bump) < size) {
 		/* the old block's tail to the free lists, largest first */
 		for (size_t rem = (size_t)(sl->end - sl->bump); rem >= 16;) {
@@ -205,13 +221,15 @@ static void *slab_alloc(tn_slab *sl, unsigned c)
 		sl->bump = (char *)b + 16;
 		sl->end = (char *)b + TN_BLOCK;
 	}
-	p = sl->bump;
+	void *p = sl->bump;
 	sl->bump += size;
 	return p;
 }
 
 static void slab_release(tn_slab *sl)
 {
+	for (int c = 0; c < TN_NCLS; c++)
+		free(sl->free[c].p);
 	while (sl->blocks) {
 		void *b = sl->blocks;
 		sl->blocks = *(void **)b;
@@ -635,15 +653,68 @@ static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
 	return mark_changed(s, v, k, rank, b->ts[r]);
 }
 
+/* Start loading the first TN_PF_BYTES of v's records: finding a row's
+ * rank walks them from the first, one dependent load per record. */
+#define TN_PF_BYTES 512
+static inline void prefetch_records(const tn_val *v)
+{
+	uint32_t end = v->used < TN_PF_BYTES ? v->used : TN_PF_BYTES;
+	for (uint32_t off = 0; off < end; off += 64)
+		__builtin_prefetch(v->data + off);
+}
+
 /* Emit the changed ranks of every key changed in this batch. */
+/* Stage the cells of a record's row bytes (row_encode's layout) as the
+ * emitter's next row: row_decode and row_stage in one pass. */
+static void stage_record(weir_out *o, const weir_schema *sc, const char *row)
+{
+	const char *p = row + 8; /* the row's own time is not output */
+	for (int i = 0; i < sc->ncols; i++) {
+		switch (sc->fields[i].type) {
+		case WEIR_STR: {
+			uint32_t len;
+			memcpy(&len, p, 4);
+			weir_out_str(o, i, p + 4, len);
+			p += 4 + len;
+			break;
+		}
+		case WEIR_BOOL:
+			weir_out_bool(o, i, *p++ != 0);
+			break;
+		default: { /* i64, ts, f64: the 8 bytes as they are */
+			int64_t x;
+			memcpy(&x, p, 8);
+			weir_out_i64(o, i, x);
+			p += 8;
+		}
+		}
+	}
+}
+
+/*
+ * Emit the changed ranks of every key changed in this batch.  The batch's
+ * inserts have pushed the first changed keys out of the cache by now, so
+ * their slots are prefetched TN_EMIT_AHEAD changes ahead and their records
+ * half that.
+ */
+#define TN_EMIT_AHEAD 8
 static void tn_emit(task *t, tn_state *s)
 {
 	const tn_conf *c = s->c;
 	weir_out *o = task_out(t, 0);
-	int64_t ts;
+	uint32_t nch = s->nch;
 
-	for (uint32_t i = 0; i < s->nch; i++) {
+	for (uint32_t i = 0; i < nch && i < TN_EMIT_AHEAD; i++)
+		kv_prefetch(s->tab, s->ch[i].key, 0);
+	for (uint32_t i = 0; i < nch; i++) {
 		tn_change *ch = &s->ch[i];
+		if (i + TN_EMIT_AHEAD < nch)
+			kv_prefetch(s->tab, s->ch[i + TN_EMIT_AHEAD].key, 0);
+		if (i + TN_EMIT_AHEAD / 2 < nch) {
+			const tn_val *w = kv_get(s->tab, s->ch[i + TN_EMIT_AHEAD / 2].key, 0);
+			if (w)
+				prefetch_records(w);
+		}
 		tn_val *v = kv_get(s->tab, ch->key, 0);
 		if (v) {
 			const char *p = v->data;
@@ -651,8 +722,8 @@ static void tn_emit(task *t, tn_state *s)
 			for (uint32_t rank = 0; rank < v->n; rank++, p += trec_size(p)) {
 				if (rank < ch->from)
 					continue;
-				row_decode(c->in, p + TREC_HDR, s->sc, &ts);
-				row_stage(o, c->in, s->sc, ch->ts);
+				stage_record(o, c->in, p + TREC_HDR);
+				weir_out_ts(o, ch->ts);
 				weir_out_i64(o, c->in->ncols, (int64_t)rank + 1);
 				weir_out_emit(o);
 			}
@@ -692,7 +763,7 @@ static void tn_process(task *t, int input, weir_batch *b)
 			for (uint32_t i = 0; i < n; i++) {
 				const tn_val *v = kv_get(s->tab, s->keys[i], 0);
 				if (v && (v->n < full || okey_row(c, b, r0 + i) <= v->worst))
-					__builtin_prefetch(v->data);
+					prefetch_records(v);
 			}
 		}
 		for (uint32_t i = 0; i < n && rc == 0; i++) {
