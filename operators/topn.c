@@ -336,6 +336,95 @@ static int rank_cmp(const tn_conf *c, const weir_value *x, const weir_value *y)
 	return 0;
 }
 
+/* Cell col of row r of b against the cell of that type at *pp in a
+ * record's row bytes, as cmp_cell; *pp moves past the cell. */
+static int cmp_batch_cell(weir_type t, const weir_batch *b, int col, uint32_t r,
+			  const char **pp)
+{
+	const char *p = *pp;
+	switch (t) {
+	case WEIR_STR: {
+		uint32_t xl, yl;
+		const char *x = weir_batch_str(b, col, r, &xl);
+		memcpy(&yl, p, 4);
+		*pp = p + 4 + yl;
+		uint32_t n = xl < yl ? xl : yl;
+		int res = n ? memcmp(x, p + 4, n) : 0;
+		if (res)
+			return res < 0 ? -1 : 1;
+		return (xl > yl) - (xl < yl);
+	}
+	case WEIR_BOOL: {
+		int x = weir_col_bool(b, col)[r] ? 1 : 0, y = *p != 0;
+		*pp = p + 1;
+		return x - y;
+	}
+	case WEIR_F64: {
+		uint64_t x = f64_key(weir_col_f64(b, col)[r]), y;
+		double d;
+		memcpy(&d, p, 8);
+		y = f64_key(d);
+		*pp = p + 8;
+		return (x > y) - (x < y);
+	}
+	default: {
+		int64_t x = weir_col_i64(b, col)[r], y;
+		memcpy(&y, p, 8);
+		*pp = p + 8;
+		return (x > y) - (x < y);
+	}
+	}
+}
+
+static inline const char *skip_cell(weir_type t, const char *p)
+{
+	uint32_t len;
+	switch (t) {
+	case WEIR_STR:
+		memcpy(&len, p, 4);
+		return p + 4 + len;
+	case WEIR_BOOL:
+		return p + 1;
+	default:
+		return p + 8;
+	}
+}
+
+/*
+ * rank_cmp of row r of b against a kept record's row bytes whose order
+ * key is the same as the row's, straight from the bytes, stopping at the
+ * first column that differs (a tie in q18's date_time is nearly always
+ * decided by the next column that is not the key).  Equal order keys of
+ * fixed-width cells are equal cells; strings are compared in full.
+ */
+static int rank_cmp_record(const tn_conf *c, const weir_batch *b, uint32_t r,
+			   const char *row)
+{
+	const weir_schema *s = c->in;
+	int oc = c->order_col, res;
+	const char *p = row + 8; /* past the row's time */
+
+	if (c->order_type == WEIR_STR) {
+		const char *q = p;
+		for (int i = 0; i < oc; i++)
+			q = skip_cell(s->fields[i].type, q);
+		res = cmp_batch_cell(WEIR_STR, b, oc, r, &q);
+		if (res)
+			return c->desc ? -res : res;
+	}
+	for (int i = 0; i < s->ncols; i++) {
+		weir_type t = s->fields[i].type;
+		if (i == oc) {
+			p = skip_cell(t, p);
+			continue;
+		}
+		res = cmp_batch_cell(t, b, i, r, &p);
+		if (res)
+			return res;
+	}
+	return 0;
+}
+
 /* ---- values ------------------------------------------------------------------------- */
 
 /* Slab chunks go with the slab (tn_close, after the table). */
@@ -582,16 +671,14 @@ static int make_room(tn_state *s, tn_val *v, uint32_t off, uint32_t keep,
 	return 0;
 }
 
-/* Row r of b, whose order key is okey, under key k: into the key's top n
- * if it belongs there. */
-static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
-		     uint64_t okey)
+/* Row r of b, whose order key is okey, under key k (whose value is v,
+ * NULL if it has none yet): into the key's top n if it belongs there. */
+static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
+		     uint32_t r, uint64_t okey)
 {
 	const tn_conf *c = s->c;
-	bool created, loaded = false;
-	int64_t ts;
-	tn_val *v = kv_upsert(s->tab, k, 0, &created);
-	if (!v)
+	bool created;
+	if (!v && !(v = kv_upsert(s->tab, k, 0, &created)))
 		return -ENOMEM;
 
 	/* The rank: after every record that ranks before the row or equals
@@ -602,16 +689,8 @@ static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
 		uint64_t pk = trec_okey(p);
 		if (okey < pk)
 			break;
-		if (okey == pk) {
-			if (!loaded) {
-				for (int i = 0; i < c->in->ncols; i++)
-					s->nc[i] = cell_value(b, i, r);
-				loaded = true;
-			}
-			row_decode(c->in, p + TREC_HDR, s->sc, &ts);
-			if (rank_cmp(c, s->nc, s->sc) < 0)
-				break;
-		}
+		if (okey == pk && rank_cmp_record(c, b, r, p + TREC_HDR) < 0)
+			break;
 		off += trec_size(p);
 	}
 	if (rank >= (uint32_t)c->n)
@@ -770,10 +849,10 @@ static void tn_process(task *t, int input, weir_batch *b)
 			uint32_t r = r0 + i;
 			skey k = fixed ? s->keys[i] : key_of(s->dict, kt, b, c->key_col, r);
 			uint64_t okey = okey_row(c, b, r);
-			const tn_val *v = kv_get(s->tab, k, 0);
+			tn_val *v = kv_get(s->tab, k, 0);
 			/* The common case: a full top n the row cannot enter. */
 			if (!v || v->n < full || okey <= v->worst)
-				rc = tn_insert(s, k, b, r, okey);
+				rc = tn_insert(s, v, k, b, r, okey);
 			key_done(s->dict, kt, k);
 		}
 	}
