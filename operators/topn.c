@@ -3,12 +3,17 @@
  * Top-N per key (weir_topn, include/weir/keyed.h): Flink SQL's
  * ROW_NUMBER() <= n over an append-only stream, the operator of Nexmark
  * q19.  Each subtask keeps, per key, its best rows in rank order, in one
- * kvtab entry whose value is a tn_val: a buffer of records
+ * kvtab entry whose value is a tn_val: a buffer of records, unaligned,
  *
- *   +----------+---------+-----------+-----------------------------+-----+
- *   | size u32 | len u32 | okey u64  | row_encode bytes (ts, cells) | pad |
- *   +----------+---------+-----------+-----------------------------+-----+
- *   size = bytes of the record, a multiple of 8; len = encoded row bytes
+ *   +-----------+---------+------------------------------------------+
+ *   | okey u64  | len u32 | len bytes: the cells but the key's        |
+ *   +-----------+---------+------------------------------------------+
+ *
+ * where the cells are encoded as row_encode does (state.h: i64/ts/f64 8
+ * bytes, bool 1, str [u32 len][bytes]), in schema order, without the row's
+ * time (no output shows it) and without the key column (the table entry's
+ * key is that cell): q19's bids take 12 + ~180 bytes instead of 16 + ~200
+ * with the time, the key and padding to 8.
  *
  * plus the order key of the last (worst) record, so that a row that cannot
  * enter a full top n -- nearly every row, once a key has n -- costs one
@@ -86,7 +91,7 @@ typedef struct tn_val {
 	uint64_t worst;      /* okey of the last record */
 } tn_val;
 
-#define TREC_HDR 16
+#define TREC_HDR 12
 #define TN_MAX_N (1 << 20)
 #define TN_MAX_REC (1u << 30)
 #define PF_CHUNK 16
@@ -154,9 +159,21 @@ typedef struct tn_state {
 	skey keys[PF_CHUNK];
 } tn_state;
 
-static inline uint32_t trec_size(const char *p) { return ((const uint32_t *)p)[0]; }
-static inline uint32_t trec_len(const char *p) { return ((const uint32_t *)p)[1]; }
-static inline uint64_t trec_okey(const char *p) { return ((const uint64_t *)p)[1]; }
+static inline uint64_t trec_okey(const char *p)
+{
+	uint64_t k;
+	memcpy(&k, p, 8);
+	return k;
+}
+
+static inline uint32_t trec_len(const char *p)
+{
+	uint32_t n;
+	memcpy(&n, p + 8, 4);
+	return n;
+}
+
+static inline uint32_t trec_size(const char *p) { return TREC_HDR + trec_len(p); }
 
 /* ---- the slab (see tn_slab) ----------------------------------------------------------- */
 
@@ -391,7 +408,7 @@ static inline const char *skip_cell(weir_type t, const char *p)
 }
 
 /*
- * rank_cmp of row r of b against a kept record's row bytes whose order
+ * rank_cmp of row r of b against a kept record's cell bytes whose order
  * key is the same as the row's, straight from the bytes, stopping at the
  * first column that differs (a tie in q18's date_time is nearly always
  * decided by the next column that is not the key).  Equal order keys of
@@ -401,19 +418,22 @@ static int rank_cmp_record(const tn_conf *c, const weir_batch *b, uint32_t r,
 			   const char *row)
 {
 	const weir_schema *s = c->in;
-	int oc = c->order_col, res;
-	const char *p = row + 8; /* past the row's time */
+	int oc = c->order_col, kc = c->key_col, res;
+	const char *p = row;
 
-	if (c->order_type == WEIR_STR) {
+	if (c->order_type == WEIR_STR && oc != kc) {
 		const char *q = p;
 		for (int i = 0; i < oc; i++)
-			q = skip_cell(s->fields[i].type, q);
+			if (i != kc)
+				q = skip_cell(s->fields[i].type, q);
 		res = cmp_batch_cell(WEIR_STR, b, oc, r, &q);
 		if (res)
 			return c->desc ? -res : res;
 	}
 	for (int i = 0; i < s->ncols; i++) {
 		weir_type t = s->fields[i].type;
+		if (i == kc) /* the same key: the same cell, not stored */
+			continue;
 		if (i == oc) {
 			p = skip_cell(t, p);
 			continue;
@@ -423,6 +443,93 @@ static int rank_cmp_record(const tn_conf *c, const weir_batch *b, uint32_t r,
 			return res;
 	}
 	return 0;
+}
+
+/* Bytes of row r's cells as a record keeps them (see the top). */
+static size_t rec_cells_size(const tn_conf *c, const weir_batch *b, uint32_t r)
+{
+	const weir_schema *s = c->in;
+	size_t n = 0;
+	for (int i = 0; i < s->ncols; i++) {
+		if (i == c->key_col)
+			continue;
+		switch (s->fields[i].type) {
+		case WEIR_STR:
+			n += 4 + weir_col_str(b, i)[r].len;
+			break;
+		case WEIR_BOOL:
+			n += 1;
+			break;
+		default:
+			n += 8;
+		}
+	}
+	return n;
+}
+
+static void rec_cells_encode(const tn_conf *c, const weir_batch *b, uint32_t r,
+			     char *p)
+{
+	const weir_schema *s = c->in;
+	for (int i = 0; i < s->ncols; i++) {
+		if (i == c->key_col)
+			continue;
+		switch (s->fields[i].type) {
+		case WEIR_STR: {
+			weir_str v = weir_col_str(b, i)[r];
+			memcpy(p, &v.len, 4);
+			if (v.len)
+				memcpy(p + 4, b->heap + v.off, v.len);
+			p += 4 + v.len;
+			break;
+		}
+		case WEIR_BOOL:
+			*p++ = weir_col_bool(b, i)[r] ? 1 : 0;
+			break;
+		default:
+			memcpy(p, &weir_col_i64(b, i)[r], 8);
+			p += 8;
+		}
+	}
+}
+
+/* A record's cells (len bytes at p) into cells[], the key's from k;
+ * false if they do not fit the schema. */
+static bool rec_cells_decode(const tn_conf *c, skey k, const char *p,
+			     uint32_t len, weir_value *cells)
+{
+	const weir_schema *s = c->in;
+	const char *end = p + len;
+	for (int i = 0; i < s->ncols; i++) {
+		weir_value *v = &cells[i];
+		memset(v, 0, sizeof(*v));
+		if (i == c->key_col) {
+			*v = key_value(c->key_type, k);
+			continue;
+		}
+		switch (s->fields[i].type) {
+		case WEIR_STR:
+			if (end - p < 4)
+				return false;
+			memcpy(&v->str.len, p, 4);
+			if ((size_t)(end - p - 4) < v->str.len)
+				return false;
+			v->str.ptr = p + 4;
+			p += 4 + v->str.len;
+			break;
+		case WEIR_BOOL:
+			if (end - p < 1)
+				return false;
+			v->b = *p++ != 0;
+			break;
+		default:
+			if (end - p < 8)
+				return false;
+			memcpy(&v->i64, p, 8);
+			p += 8;
+		}
+	}
+	return p == end;
 }
 
 /* ---- values ------------------------------------------------------------------------- */
@@ -435,7 +542,7 @@ static void tn_free_value(void *v)
 		free(t->data);
 }
 
-/* [u32 n][records]; the padding of each record is zeroed when written. */
+/* [u32 n][records]. */
 static size_t tn_encoded_size(const void *v)
 {
 	return 4 + (size_t)((const tn_val *)v)->used;
@@ -454,7 +561,7 @@ static int tn_decode(void *v, const void *in, size_t len)
 {
 	tn_val *t = v;
 	const char *p = (const char *)in + 4;
-	uint32_t n, k = 0, hdr[2];
+	uint32_t n, k = 0, rl;
 	uint64_t okey, last = 0;
 	size_t bytes, off = 0;
 
@@ -465,18 +572,16 @@ static int tn_decode(void *v, const void *in, size_t len)
 	if (n == 0 || n > TN_MAX_N || bytes > UINT32_MAX / 2)
 		return -EINVAL;
 	while (off < bytes) {
-		if (bytes - off < TREC_HDR + 8)
+		if (bytes - off < TREC_HDR)
 			return -EINVAL;
-		memcpy(hdr, p + off, 8);
-		memcpy(&okey, p + off + 8, 8);
-		if (hdr[0] % 8 || hdr[0] < TREC_HDR + 8 || hdr[0] > bytes - off ||
-		    hdr[1] < 8 || hdr[1] > hdr[0] - TREC_HDR ||
-		    hdr[0] - TREC_HDR - hdr[1] >= 8)
+		okey = trec_okey(p + off);
+		rl = trec_len(p + off);
+		if (rl > bytes - off - TREC_HDR)
 			return -EINVAL;
 		if (k && okey < last) /* rank order */
 			return -EINVAL;
 		last = okey;
-		off += hdr[0];
+		off += TREC_HDR + rl;
 		k++;
 	}
 	if (k != n)
@@ -561,17 +666,14 @@ static int start_value(void *arg, skey k, int64_t ns, void *v)
 	const tn_conf *c = s->c;
 	const tn_val *t = v;
 	weir_value *prev = s->nc, *cur = s->sc, *tmp;
-	int64_t ts;
-	(void)k;
 	(void)ns;
 
 	if (t->n > (uint32_t)c->n)
 		goto bad;
 	for (uint32_t i = 0, off = 0; i < t->n; i++) {
 		const char *p = t->data + off;
-		if (!row_valid(c->in, p + TREC_HDR, trec_len(p)))
+		if (!rec_cells_decode(c, k, p + TREC_HDR, trec_len(p), cur))
 			goto bad;
-		row_decode(c->in, p + TREC_HDR, cur, &ts);
 		if (okey_value(c, cur[c->order_col]) != trec_okey(p) ||
 		    (i && rank_cmp(c, prev, cur) > 0))
 			goto bad;
@@ -696,8 +798,8 @@ static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
 	if (rank >= (uint32_t)c->n)
 		return 0; /* ties with the last one: not in */
 
-	size_t enc = row_encoded_size(b, r);
-	size_t rs = (TREC_HDR + enc + 7) & ~(size_t)7;
+	size_t enc = rec_cells_size(c, b, r);
+	size_t rs = TREC_HDR + enc;
 	if (rs > TN_MAX_REC)
 		return -E2BIG;
 	/* Where the records from `rank` on end, and where the last starts. */
@@ -715,12 +817,10 @@ static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
 	if (rc)
 		return rc;
 	char *dst = v->data + off;
-	((uint32_t *)dst)[0] = (uint32_t)rs;
-	((uint32_t *)dst)[1] = (uint32_t)enc;
-	memcpy(dst + 8, &okey, 8);
-	row_encode(b, r, dst + TREC_HDR);
-	/* zero the padding: it is part of the value's encoding */
-	memset(dst + TREC_HDR + enc, 0, rs - TREC_HDR - enc);
+	uint32_t len = (uint32_t)enc;
+	memcpy(dst, &okey, 8);
+	memcpy(dst + 8, &len, 4);
+	rec_cells_encode(c, b, r, dst + TREC_HDR);
 	v->used = used + (uint32_t)rs;
 	v->n = n + 1;
 	/* the new last record's order key */
@@ -743,12 +843,29 @@ static inline void prefetch_records(const tn_val *v)
 }
 
 /* Emit the changed ranks of every key changed in this batch. */
-/* Stage the cells of a record's row bytes (row_encode's layout) as the
- * emitter's next row: row_decode and row_stage in one pass. */
-static void stage_record(weir_out *o, const weir_schema *sc, const char *row)
+/* Stage a record's cells (at p) and the key's cell (kv, from
+ * key_value) as the emitter's next row. */
+static void stage_record(weir_out *o, const tn_conf *c, weir_value kv,
+			 const char *p)
 {
-	const char *p = row + 8; /* the row's own time is not output */
+	const weir_schema *sc = c->in;
 	for (int i = 0; i < sc->ncols; i++) {
+		if (i == c->key_col) {
+			switch (c->key_type) {
+			case WEIR_STR:
+				weir_out_str(o, i, kv.str.ptr, kv.str.len);
+				break;
+			case WEIR_BOOL:
+				weir_out_bool(o, i, kv.b);
+				break;
+			case WEIR_F64:
+				weir_out_f64(o, i, kv.f64);
+				break;
+			default:
+				weir_out_i64(o, i, kv.i64);
+			}
+			continue;
+		}
 		switch (sc->fields[i].type) {
 		case WEIR_STR: {
 			uint32_t len;
@@ -796,12 +913,13 @@ static void tn_emit(task *t, tn_state *s)
 		}
 		tn_val *v = kv_get(s->tab, ch->key, 0);
 		if (v) {
+			weir_value kv = key_value(c->key_type, ch->key);
 			const char *p = v->data;
 			v->mark = 0;
 			for (uint32_t rank = 0; rank < v->n; rank++, p += trec_size(p)) {
 				if (rank < ch->from)
 					continue;
-				stage_record(o, c->in, p + TREC_HDR);
+				stage_record(o, c, kv, p + TREC_HDR);
 				weir_out_ts(o, ch->ts);
 				weir_out_i64(o, c->in->ncols, (int64_t)rank + 1);
 				weir_out_emit(o);
