@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "checkpoint.h"
 #include "ops.h"
@@ -230,8 +231,11 @@ static void *slab_alloc(tn_slab *sl, unsigned c)
 			sl->bump += cls_size(rc);
 			rem -= cls_size(rc);
 		}
-		void *b = malloc(TN_BLOCK);
-		if (!b)
+		/* populated at once: one call instead of 512 page faults,
+		 * each of which cost more than clearing its page */
+		void *b = mmap(NULL, TN_BLOCK, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (b == MAP_FAILED)
 			return NULL;
 		*(void **)b = sl->blocks;
 		sl->blocks = b;
@@ -250,7 +254,7 @@ static void slab_release(tn_slab *sl)
 	while (sl->blocks) {
 		void *b = sl->blocks;
 		sl->blocks = *(void **)b;
-		free(b);
+		munmap(b, TN_BLOCK);
 	}
 }
 
