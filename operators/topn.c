@@ -3,12 +3,17 @@
  * Top-N per key (weir_topn, include/weir/keyed.h): Flink SQL's
  * ROW_NUMBER() <= n over an append-only stream, the operator of Nexmark
  * q19.  Each subtask keeps, per key, its best rows in rank order, in one
- * kvtab entry whose value is a tn_val: a buffer of records
+ * kvtab entry whose value is a tn_val: a buffer of records, unaligned,
  *
- *   +----------+---------+-----------+-----------------------------+-----+
- *   | size u32 | len u32 | okey u64  | row_encode bytes (ts, cells) | pad |
- *   +----------+---------+-----------+-----------------------------+-----+
- *   size = bytes of the record, a multiple of 8; len = encoded row bytes
+ *   +-----------+---------+------------------------------------------+
+ *   | okey u64  | len u32 | len bytes: the cells but the key's        |
+ *   +-----------+---------+------------------------------------------+
+ *
+ * where the cells are encoded as row_encode does (state.h: i64/ts/f64 8
+ * bytes, bool 1, str [u32 len][bytes]), in schema order, without the row's
+ * time (no output shows it) and without the key column (the table entry's
+ * key is that cell): q19's bids take 12 + ~180 bytes instead of 16 + ~200
+ * with the time, the key and padding to 8.
  *
  * plus the order key of the last (worst) record, so that a row that cannot
  * enter a full top n -- nearly every row, once a key has n -- costs one
@@ -35,9 +40,10 @@
  * current row.  The input is append-only, so a key's count of ranked rows
  * never decreases and a rank is never emptied.
  *
- * Memory.  A key's buffer grows by doubling (realloc), so a key costs a
- * few allocations over its life, amortised over its rows; nothing is
- * allocated for a row that does not enter.  Keys are never dropped (no
+ * Memory.  A key's buffer is a chunk of the subtask's slab (tn_slab
+ * below) of the size class that fits it, moved to the next class as it
+ * grows, so slack is a few percent and a change costs no malloc; nothing
+ * is touched for a row that does not enter.  Keys are never dropped (no
  * TTL: an expired key would leave its ranks in the downstream upsert
  * table with no way to retract them).
  *
@@ -58,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "checkpoint.h"
 #include "ops.h"
@@ -75,18 +82,60 @@ typedef struct tn_conf {
 
 /* A key's top rows: the value of a kvtab entry. */
 typedef struct tn_val {
-	char *data;          /* records in rank order */
+	char *data;          /* records in rank order: a slab chunk of cap
+			      * bytes, or malloc'd when `heap` */
 	uint32_t used, cap;
-	uint32_t n;          /* records */
+	uint32_t n : 31;     /* records */
+	uint32_t heap : 1;   /* data is malloc'd (restored, or > TN_SLAB_MAX) */
 	uint32_t mark;       /* 1 + index of the key's change in the current
 			      * batch; 0: unchanged (transient, not encoded) */
 	uint64_t worst;      /* okey of the last record */
 } tn_val;
 
-#define TREC_HDR 16
+#define TREC_HDR 12
 #define TN_MAX_N (1 << 20)
 #define TN_MAX_REC (1u << 30)
 #define PF_CHUNK 16
+
+/*
+ * The slab: where a subtask's key buffers live.  Buffers grow a record at
+ * a time, so with malloc and doubling a third of their memory was slack
+ * (q19: 1.41 GB of capacity for 0.93 GB of records) and the arena's
+ * growth (sysmalloc, mprotect, page faults) and free() cost a fifth of the
+ * time.  Here a buffer is a chunk of one of TN_NCLS size classes: every
+ * multiple of 16 up to 1 KiB, then 16 classes per doubling up to
+ * TN_SLAB_MAX (at most 1/16 slack, on average 8 bytes per key for the
+ * buffers of Nexmark).  A buffer that outgrows its class moves to a chunk
+ * of the class that fits it exactly (the copy replaces the memmove that
+ * made room for the new record) and its old chunk goes on its class's
+ * free list, where the next key to grow through that size takes it.
+ * Chunks are carved from TN_BLOCK blocks that are freed only with the
+ * subtask; a block's tail too small for a chunk goes to the free lists.
+ * (Not huge pages: on the 2-vCPU test VM, q19 spent 3-4 times the system
+ * time clearing them, more than the TLB misses they save cost.)
+ * So a record costs a free-list pop and push at most, and nothing is
+ * allocated once the free lists hold the sizes keys pass through.
+ * Buffers larger than TN_SLAB_MAX (n of hundreds of big rows) are
+ * malloc'd and grow by doubling, as are restored values (decode has no
+ * slab at hand) until their first change.
+ */
+#define TN_SLAB_MAX (64u << 10)
+#define TN_NCLS 161
+#define TN_BLOCK (2u << 20)
+
+/* Free chunks of one class: a stack of pointers rather than a list
+ * through the chunks, so that taking one does not wait for the chunk
+ * (cold by then) to arrive. */
+typedef struct tn_free {
+	void **p;
+	uint32_t n, cap;
+} tn_free;
+
+typedef struct tn_slab {
+	tn_free free[TN_NCLS];
+	char *bump, *end;     /* the rest of the newest block */
+	void *blocks;         /* linked through their first word */
+} tn_slab;
 
 static const char tn_tab_name[] = "top-n";
 
@@ -105,14 +154,109 @@ typedef struct tn_state {
 	bool started;
 	tn_change *ch;
 	uint32_t nch, capch;
+	tn_slab slab;
 	weir_value nc[WEIR_MAX_COLS];  /* the row being inserted */
 	weir_value sc[WEIR_MAX_COLS];  /* a kept row */
 	skey keys[PF_CHUNK];
 } tn_state;
 
-static inline uint32_t trec_size(const char *p) { return ((const uint32_t *)p)[0]; }
-static inline uint32_t trec_len(const char *p) { return ((const uint32_t *)p)[1]; }
-static inline uint64_t trec_okey(const char *p) { return ((const uint64_t *)p)[1]; }
+static inline uint64_t trec_okey(const char *p)
+{
+	uint64_t k;
+	memcpy(&k, p, 8);
+	return k;
+}
+
+static inline uint32_t trec_len(const char *p)
+{
+	uint32_t n;
+	memcpy(&n, p + 8, 4);
+	return n;
+}
+
+static inline uint32_t trec_size(const char *p) { return TREC_HDR + trec_len(p); }
+
+/* ---- the slab (see tn_slab) ----------------------------------------------------------- */
+
+/* The class of a chunk of sz bytes (16 <= sz <= TN_SLAB_MAX). */
+static inline unsigned cls_of(uint32_t sz)
+{
+	if (sz <= 1024)
+		return (sz + 15) >> 4;
+	/* 2^b < sz <= 2^(b+1), b >= 10: steps of 2^(b-4) */
+	unsigned b = 31 - (unsigned)__builtin_clz(sz - 1);
+	return 64 + (b - 10) * 16 + ((sz - 1) >> (b - 4)) - 15;
+}
+
+static inline uint32_t cls_size(unsigned c)
+{
+	if (c <= 64)
+		return c << 4;
+	c -= 65;
+	return (17 + c % 16) << (10 + c / 16 - 4);
+}
+
+/* Chunk p of `size` bytes is free.  Its stack grows by doubling, so this
+ * allocates only while the subtask's number of free chunks of a class
+ * reaches a new high; when that fails, the chunk is lost until close. */
+static void slab_free(tn_slab *sl, void *p, uint32_t size)
+{
+	tn_free *f = &sl->free[cls_of(size)];
+	if (unlikely(f->n == f->cap)) {
+		uint32_t ncap = f->cap ? f->cap * 2 : 64;
+		void **np = realloc(f->p, (size_t)ncap * sizeof(*np));
+		if (!np)
+			return;
+		f->p = np;
+		f->cap = ncap;
+	}
+	f->p[f->n++] = p;
+}
+
+/* A chunk of class c; NULL on ENOMEM. */
+static void *slab_alloc(tn_slab *sl, unsigned c)
+{
+	tn_free *f = &sl->free[c];
+	uint32_t size = cls_size(c);
+	if (likely(f->n))
+		return f->p[--f->n];
+	if ((size_t)(sl->end - sl->bump) < size) {
+		/* the old block's tail to the free lists, largest first */
+		for (size_t rem = (size_t)(sl->end - sl->bump); rem >= 16;) {
+			uint32_t r = rem > TN_SLAB_MAX ? TN_SLAB_MAX : (uint32_t)rem;
+			unsigned rc = cls_of(r);
+			if (cls_size(rc) > r)
+				rc--;
+			slab_free(sl, sl->bump, cls_size(rc));
+			sl->bump += cls_size(rc);
+			rem -= cls_size(rc);
+		}
+		/* populated at once: one call instead of 512 page faults,
+		 * each of which cost more than clearing its page */
+		void *b = mmap(NULL, TN_BLOCK, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (b == MAP_FAILED)
+			return NULL;
+		*(void **)b = sl->blocks;
+		sl->blocks = b;
+		sl->bump = (char *)b + 16;
+		sl->end = (char *)b + TN_BLOCK;
+	}
+	void *p = sl->bump;
+	sl->bump += size;
+	return p;
+}
+
+static void slab_release(tn_slab *sl)
+{
+	for (int c = 0; c < TN_NCLS; c++)
+		free(sl->free[c].p);
+	while (sl->blocks) {
+		void *b = sl->blocks;
+		sl->blocks = *(void **)b;
+		munmap(b, TN_BLOCK);
+	}
+}
 
 /* ---- order -------------------------------------------------------------------------- */
 
@@ -213,14 +357,196 @@ static int rank_cmp(const tn_conf *c, const weir_value *x, const weir_value *y)
 	return 0;
 }
 
-/* ---- values ------------------------------------------------------------------------- */
-
-static void tn_free_value(void *v)
+/* Cell col of row r of b against the cell of that type at *pp in a
+ * record's row bytes, as cmp_cell; *pp moves past the cell. */
+static int cmp_batch_cell(weir_type t, const weir_batch *b, int col, uint32_t r,
+			  const char **pp)
 {
-	free(((tn_val *)v)->data);
+	const char *p = *pp;
+	switch (t) {
+	case WEIR_STR: {
+		uint32_t xl, yl;
+		const char *x = weir_batch_str(b, col, r, &xl);
+		memcpy(&yl, p, 4);
+		*pp = p + 4 + yl;
+		uint32_t n = xl < yl ? xl : yl;
+		int res = n ? memcmp(x, p + 4, n) : 0;
+		if (res)
+			return res < 0 ? -1 : 1;
+		return (xl > yl) - (xl < yl);
+	}
+	case WEIR_BOOL: {
+		int x = weir_col_bool(b, col)[r] ? 1 : 0, y = *p != 0;
+		*pp = p + 1;
+		return x - y;
+	}
+	case WEIR_F64: {
+		uint64_t x = f64_key(weir_col_f64(b, col)[r]), y;
+		double d;
+		memcpy(&d, p, 8);
+		y = f64_key(d);
+		*pp = p + 8;
+		return (x > y) - (x < y);
+	}
+	default: {
+		int64_t x = weir_col_i64(b, col)[r], y;
+		memcpy(&y, p, 8);
+		*pp = p + 8;
+		return (x > y) - (x < y);
+	}
+	}
 }
 
-/* [u32 n][records]; the padding of each record is zeroed when written. */
+static inline const char *skip_cell(weir_type t, const char *p)
+{
+	uint32_t len;
+	switch (t) {
+	case WEIR_STR:
+		memcpy(&len, p, 4);
+		return p + 4 + len;
+	case WEIR_BOOL:
+		return p + 1;
+	default:
+		return p + 8;
+	}
+}
+
+/*
+ * rank_cmp of row r of b against a kept record's cell bytes whose order
+ * key is the same as the row's, straight from the bytes, stopping at the
+ * first column that differs (a tie in q18's date_time is nearly always
+ * decided by the next column that is not the key).  Equal order keys of
+ * fixed-width cells are equal cells; strings are compared in full.
+ */
+static int rank_cmp_record(const tn_conf *c, const weir_batch *b, uint32_t r,
+			   const char *row)
+{
+	const weir_schema *s = c->in;
+	int oc = c->order_col, kc = c->key_col, res;
+	const char *p = row;
+
+	if (c->order_type == WEIR_STR && oc != kc) {
+		const char *q = p;
+		for (int i = 0; i < oc; i++)
+			if (i != kc)
+				q = skip_cell(s->fields[i].type, q);
+		res = cmp_batch_cell(WEIR_STR, b, oc, r, &q);
+		if (res)
+			return c->desc ? -res : res;
+	}
+	for (int i = 0; i < s->ncols; i++) {
+		weir_type t = s->fields[i].type;
+		if (i == kc) /* the same key: the same cell, not stored */
+			continue;
+		if (i == oc) {
+			p = skip_cell(t, p);
+			continue;
+		}
+		res = cmp_batch_cell(t, b, i, r, &p);
+		if (res)
+			return res;
+	}
+	return 0;
+}
+
+/* Bytes of row r's cells as a record keeps them (see the top). */
+static size_t rec_cells_size(const tn_conf *c, const weir_batch *b, uint32_t r)
+{
+	const weir_schema *s = c->in;
+	size_t n = 0;
+	for (int i = 0; i < s->ncols; i++) {
+		if (i == c->key_col)
+			continue;
+		switch (s->fields[i].type) {
+		case WEIR_STR:
+			n += 4 + weir_col_str(b, i)[r].len;
+			break;
+		case WEIR_BOOL:
+			n += 1;
+			break;
+		default:
+			n += 8;
+		}
+	}
+	return n;
+}
+
+static void rec_cells_encode(const tn_conf *c, const weir_batch *b, uint32_t r,
+			     char *p)
+{
+	const weir_schema *s = c->in;
+	for (int i = 0; i < s->ncols; i++) {
+		if (i == c->key_col)
+			continue;
+		switch (s->fields[i].type) {
+		case WEIR_STR: {
+			weir_str v = weir_col_str(b, i)[r];
+			memcpy(p, &v.len, 4);
+			if (v.len)
+				memcpy(p + 4, b->heap + v.off, v.len);
+			p += 4 + v.len;
+			break;
+		}
+		case WEIR_BOOL:
+			*p++ = weir_col_bool(b, i)[r] ? 1 : 0;
+			break;
+		default:
+			memcpy(p, &weir_col_i64(b, i)[r], 8);
+			p += 8;
+		}
+	}
+}
+
+/* A record's cells (len bytes at p) into cells[], the key's from k;
+ * false if they do not fit the schema. */
+static bool rec_cells_decode(const tn_conf *c, skey k, const char *p,
+			     uint32_t len, weir_value *cells)
+{
+	const weir_schema *s = c->in;
+	const char *end = p + len;
+	for (int i = 0; i < s->ncols; i++) {
+		weir_value *v = &cells[i];
+		memset(v, 0, sizeof(*v));
+		if (i == c->key_col) {
+			*v = key_value(c->key_type, k);
+			continue;
+		}
+		switch (s->fields[i].type) {
+		case WEIR_STR:
+			if (end - p < 4)
+				return false;
+			memcpy(&v->str.len, p, 4);
+			if ((size_t)(end - p - 4) < v->str.len)
+				return false;
+			v->str.ptr = p + 4;
+			p += 4 + v->str.len;
+			break;
+		case WEIR_BOOL:
+			if (end - p < 1)
+				return false;
+			v->b = *p++ != 0;
+			break;
+		default:
+			if (end - p < 8)
+				return false;
+			memcpy(&v->i64, p, 8);
+			p += 8;
+		}
+	}
+	return p == end;
+}
+
+/* ---- values ------------------------------------------------------------------------- */
+
+/* Slab chunks go with the slab (tn_close, after the table). */
+static void tn_free_value(void *v)
+{
+	tn_val *t = v;
+	if (t->heap)
+		free(t->data);
+}
+
+/* [u32 n][records]. */
 static size_t tn_encoded_size(const void *v)
 {
 	return 4 + (size_t)((const tn_val *)v)->used;
@@ -229,7 +555,8 @@ static size_t tn_encoded_size(const void *v)
 static void tn_encode(const void *v, void *out)
 {
 	const tn_val *t = v;
-	memcpy(out, &t->n, 4);
+	uint32_t n = t->n;
+	memcpy(out, &n, 4);
 	if (t->used)
 		memcpy((char *)out + 4, t->data, t->used);
 }
@@ -238,9 +565,9 @@ static int tn_decode(void *v, const void *in, size_t len)
 {
 	tn_val *t = v;
 	const char *p = (const char *)in + 4;
-	uint32_t n, k = 0, hdr[2];
+	uint32_t n, k = 0, rl;
 	uint64_t okey, last = 0;
-	size_t bytes, off = 0, cap = 64;
+	size_t bytes, off = 0;
 
 	if (len < 4)
 		return -EINVAL;
@@ -249,30 +576,27 @@ static int tn_decode(void *v, const void *in, size_t len)
 	if (n == 0 || n > TN_MAX_N || bytes > UINT32_MAX / 2)
 		return -EINVAL;
 	while (off < bytes) {
-		if (bytes - off < TREC_HDR + 8)
+		if (bytes - off < TREC_HDR)
 			return -EINVAL;
-		memcpy(hdr, p + off, 8);
-		memcpy(&okey, p + off + 8, 8);
-		if (hdr[0] % 8 || hdr[0] < TREC_HDR + 8 || hdr[0] > bytes - off ||
-		    hdr[1] < 8 || hdr[1] > hdr[0] - TREC_HDR ||
-		    hdr[0] - TREC_HDR - hdr[1] >= 8)
+		okey = trec_okey(p + off);
+		rl = trec_len(p + off);
+		if (rl > bytes - off - TREC_HDR)
 			return -EINVAL;
 		if (k && okey < last) /* rank order */
 			return -EINVAL;
 		last = okey;
-		off += hdr[0];
+		off += TREC_HDR + rl;
 		k++;
 	}
 	if (k != n)
 		return -EINVAL;
-	while (cap < bytes)
-		cap *= 2;
-	t->data = malloc(cap);
+	t->data = malloc(bytes);
 	if (!t->data)
 		return -ENOMEM;
 	memcpy(t->data, p, bytes);
 	t->used = (uint32_t)bytes;
-	t->cap = (uint32_t)cap;
+	t->cap = (uint32_t)bytes;
+	t->heap = 1;
 	t->n = n;
 	t->mark = 0;
 	t->worst = last;
@@ -326,6 +650,7 @@ static void tn_close(task *t)
 		key_release(s->dict, s->c->key_type, s->ch[i].key);
 	if (s->tab)
 		kv_free(s->tab); /* releases its keys */
+	slab_release(&s->slab);
 	if (s->dict)
 		kdict_free(s->dict);
 	free(s->ch);
@@ -345,17 +670,14 @@ static int start_value(void *arg, skey k, int64_t ns, void *v)
 	const tn_conf *c = s->c;
 	const tn_val *t = v;
 	weir_value *prev = s->nc, *cur = s->sc, *tmp;
-	int64_t ts;
-	(void)k;
 	(void)ns;
 
 	if (t->n > (uint32_t)c->n)
 		goto bad;
 	for (uint32_t i = 0, off = 0; i < t->n; i++) {
 		const char *p = t->data + off;
-		if (!row_valid(c->in, p + TREC_HDR, trec_len(p)))
+		if (!rec_cells_decode(c, k, p + TREC_HDR, trec_len(p), cur))
 			goto bad;
-		row_decode(c->in, p + TREC_HDR, cur, &ts);
 		if (okey_value(c, cur[c->order_col]) != trec_okey(p) ||
 		    (i && rank_cmp(c, prev, cur) > 0))
 			goto bad;
@@ -410,16 +732,59 @@ static int mark_changed(tn_state *s, tn_val *v, skey k, uint32_t rank, int64_t t
 	return 0;
 }
 
-/* Row r of b, whose order key is okey, under key k: into the key's top n
- * if it belongs there. */
-static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
-		     uint64_t okey)
+/*
+ * Give v's buffer, whose first `keep` bytes of records stay, a gap of rs
+ * bytes at off (<= keep): in place when the chunk holds them without more
+ * than a quarter of it idle, else in a chunk of the class that fits
+ * (see tn_slab), copying around the gap.  0, -ENOMEM or -E2BIG.
+ */
+static int make_room(tn_state *s, tn_val *v, uint32_t off, uint32_t keep,
+		     uint32_t rs)
+{
+	uint64_t need = (uint64_t)keep + rs, ncap;
+	char *od = v->data, *nd;
+
+	if (need <= v->cap &&
+	    (v->heap ? need > TN_SLAB_MAX : need > v->cap - v->cap / 4)) {
+		memmove(od + off + rs, od + off, keep - off);
+		return 0;
+	}
+	if (need <= TN_SLAB_MAX) {
+		unsigned c = cls_of((uint32_t)need);
+		nd = slab_alloc(&s->slab, c);
+		ncap = cls_size(c);
+	} else { /* big: malloc'd, doubling */
+		ncap = v->cap > 64 ? (uint64_t)v->cap * 2 : 64;
+		while (ncap < need)
+			ncap *= 2;
+		if (ncap > UINT32_MAX)
+			return -E2BIG;
+		nd = malloc(ncap);
+	}
+	if (!nd)
+		return -ENOMEM;
+	if (od) {
+		memcpy(nd, od, off);
+		memcpy(nd + off + rs, od + off, keep - off);
+		if (v->heap)
+			free(od);
+		else
+			slab_free(&s->slab, od, v->cap);
+	}
+	v->data = nd;
+	v->cap = (uint32_t)ncap;
+	v->heap = need > TN_SLAB_MAX;
+	return 0;
+}
+
+/* Row r of b, whose order key is okey, under key k (whose value is v,
+ * NULL if it has none yet): into the key's top n if it belongs there. */
+static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
+		     uint32_t r, uint64_t okey)
 {
 	const tn_conf *c = s->c;
-	bool created, loaded = false;
-	int64_t ts;
-	tn_val *v = kv_upsert(s->tab, k, 0, &created);
-	if (!v)
+	bool created;
+	if (!v && !(v = kv_upsert(s->tab, k, 0, &created)))
 		return -ENOMEM;
 
 	/* The rank: after every record that ranks before the row or equals
@@ -430,23 +795,15 @@ static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
 		uint64_t pk = trec_okey(p);
 		if (okey < pk)
 			break;
-		if (okey == pk) {
-			if (!loaded) {
-				for (int i = 0; i < c->in->ncols; i++)
-					s->nc[i] = cell_value(b, i, r);
-				loaded = true;
-			}
-			row_decode(c->in, p + TREC_HDR, s->sc, &ts);
-			if (rank_cmp(c, s->nc, s->sc) < 0)
-				break;
-		}
+		if (okey == pk && rank_cmp_record(c, b, r, p + TREC_HDR) < 0)
+			break;
 		off += trec_size(p);
 	}
 	if (rank >= (uint32_t)c->n)
 		return 0; /* ties with the last one: not in */
 
-	size_t enc = row_encoded_size(b, r);
-	size_t rs = (TREC_HDR + enc + 7) & ~(size_t)7;
+	size_t enc = rec_cells_size(c, b, r);
+	size_t rs = TREC_HDR + enc;
 	if (rs > TN_MAX_REC)
 		return -E2BIG;
 	/* Where the records from `rank` on end, and where the last starts. */
@@ -460,26 +817,14 @@ static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
 		used = last; /* the last one goes */
 		n--;
 	}
-	if ((uint64_t)used + rs > v->cap) {
-		uint64_t ncap = v->cap ? (uint64_t)v->cap * 2 : 64;
-		while (ncap < (uint64_t)used + rs)
-			ncap *= 2;
-		if (ncap > UINT32_MAX)
-			return -E2BIG;
-		char *nd = realloc(v->data, ncap);
-		if (!nd)
-			return -ENOMEM;
-		v->data = nd;
-		v->cap = (uint32_t)ncap;
-	}
+	int rc = make_room(s, v, off, used, (uint32_t)rs);
+	if (rc)
+		return rc;
 	char *dst = v->data + off;
-	memmove(dst + rs, dst, used - off);
-	((uint32_t *)dst)[0] = (uint32_t)rs;
-	((uint32_t *)dst)[1] = (uint32_t)enc;
-	memcpy(dst + 8, &okey, 8);
-	row_encode(b, r, dst + TREC_HDR);
-	/* zero the padding: it is part of the value's encoding */
-	memset(dst + TREC_HDR + enc, 0, rs - TREC_HDR - enc);
+	uint32_t len = (uint32_t)enc;
+	memcpy(dst, &okey, 8);
+	memcpy(dst + 8, &len, 4);
+	rec_cells_encode(c, b, r, dst + TREC_HDR);
 	v->used = used + (uint32_t)rs;
 	v->n = n + 1;
 	/* the new last record's order key */
@@ -491,24 +836,95 @@ static int tn_insert(tn_state *s, skey k, const weir_batch *b, uint32_t r,
 	return mark_changed(s, v, k, rank, b->ts[r]);
 }
 
+/* Start loading the first TN_PF_BYTES of v's records: finding a row's
+ * rank walks them from the first, one dependent load per record. */
+#define TN_PF_BYTES 512
+static inline void prefetch_records(const tn_val *v)
+{
+	uint32_t end = v->used < TN_PF_BYTES ? v->used : TN_PF_BYTES;
+	for (uint32_t off = 0; off < end; off += 64)
+		__builtin_prefetch(v->data + off);
+}
+
 /* Emit the changed ranks of every key changed in this batch. */
+/* Stage a record's cells (at p) and the key's cell (kv, from
+ * key_value) as the emitter's next row. */
+static void stage_record(weir_out *o, const tn_conf *c, weir_value kv,
+			 const char *p)
+{
+	const weir_schema *sc = c->in;
+	for (int i = 0; i < sc->ncols; i++) {
+		if (i == c->key_col) {
+			switch (c->key_type) {
+			case WEIR_STR:
+				weir_out_str(o, i, kv.str.ptr, kv.str.len);
+				break;
+			case WEIR_BOOL:
+				weir_out_bool(o, i, kv.b);
+				break;
+			case WEIR_F64:
+				weir_out_f64(o, i, kv.f64);
+				break;
+			default:
+				weir_out_i64(o, i, kv.i64);
+			}
+			continue;
+		}
+		switch (sc->fields[i].type) {
+		case WEIR_STR: {
+			uint32_t len;
+			memcpy(&len, p, 4);
+			weir_out_str(o, i, p + 4, len);
+			p += 4 + len;
+			break;
+		}
+		case WEIR_BOOL:
+			weir_out_bool(o, i, *p++ != 0);
+			break;
+		default: { /* i64, ts, f64: the 8 bytes as they are */
+			int64_t x;
+			memcpy(&x, p, 8);
+			weir_out_i64(o, i, x);
+			p += 8;
+		}
+		}
+	}
+}
+
+/*
+ * Emit the changed ranks of every key changed in this batch.  The batch's
+ * inserts have pushed the first changed keys out of the cache by now, so
+ * their slots are prefetched TN_EMIT_AHEAD changes ahead and their records
+ * half that.
+ */
+#define TN_EMIT_AHEAD 8
 static void tn_emit(task *t, tn_state *s)
 {
 	const tn_conf *c = s->c;
 	weir_out *o = task_out(t, 0);
-	int64_t ts;
+	uint32_t nch = s->nch;
 
-	for (uint32_t i = 0; i < s->nch; i++) {
+	for (uint32_t i = 0; i < nch && i < TN_EMIT_AHEAD; i++)
+		kv_prefetch(s->tab, s->ch[i].key, 0);
+	for (uint32_t i = 0; i < nch; i++) {
 		tn_change *ch = &s->ch[i];
+		if (i + TN_EMIT_AHEAD < nch)
+			kv_prefetch(s->tab, s->ch[i + TN_EMIT_AHEAD].key, 0);
+		if (i + TN_EMIT_AHEAD / 2 < nch) {
+			const tn_val *w = kv_get(s->tab, s->ch[i + TN_EMIT_AHEAD / 2].key, 0);
+			if (w)
+				prefetch_records(w);
+		}
 		tn_val *v = kv_get(s->tab, ch->key, 0);
 		if (v) {
+			weir_value kv = key_value(c->key_type, ch->key);
 			const char *p = v->data;
 			v->mark = 0;
 			for (uint32_t rank = 0; rank < v->n; rank++, p += trec_size(p)) {
 				if (rank < ch->from)
 					continue;
-				row_decode(c->in, p + TREC_HDR, s->sc, &ts);
-				row_stage(o, c->in, s->sc, ch->ts);
+				stage_record(o, c, kv, p + TREC_HDR);
+				weir_out_ts(o, ch->ts);
 				weir_out_i64(o, c->in->ncols, (int64_t)rank + 1);
 				weir_out_emit(o);
 			}
@@ -548,17 +964,17 @@ static void tn_process(task *t, int input, weir_batch *b)
 			for (uint32_t i = 0; i < n; i++) {
 				const tn_val *v = kv_get(s->tab, s->keys[i], 0);
 				if (v && (v->n < full || okey_row(c, b, r0 + i) <= v->worst))
-					__builtin_prefetch(v->data);
+					prefetch_records(v);
 			}
 		}
 		for (uint32_t i = 0; i < n && rc == 0; i++) {
 			uint32_t r = r0 + i;
 			skey k = fixed ? s->keys[i] : key_of(s->dict, kt, b, c->key_col, r);
 			uint64_t okey = okey_row(c, b, r);
-			const tn_val *v = kv_get(s->tab, k, 0);
+			tn_val *v = kv_get(s->tab, k, 0);
 			/* The common case: a full top n the row cannot enter. */
 			if (!v || v->n < full || okey <= v->worst)
-				rc = tn_insert(s, k, b, r, okey);
+				rc = tn_insert(s, v, k, b, r, okey);
 			key_done(s->dict, kt, k);
 		}
 	}

@@ -757,16 +757,25 @@ Test(codec, interval_join_buffers)
 	weir_env_free(env);
 }
 
-/* A top-n record: [size][len][okey][len bytes of `fill`][zero padding]. */
-static size_t put_topn_record(char *p, uint64_t okey, uint32_t len, char fill)
+/* A join record: [size][len][stored_ms][len bytes of `fill`][zero padding]. */
+static size_t put_join_record(char *p, uint64_t ms, uint32_t len, char fill)
 {
 	uint32_t size = (16 + len + 7) & ~7u;
 	memcpy(p, &size, 4);
 	memcpy(p + 4, &len, 4);
-	memcpy(p + 8, &okey, 8);
+	memcpy(p + 8, &ms, 8);
 	memset(p + 16, fill, len);
 	memset(p + 16 + len, 0, size - 16 - len);
 	return size;
+}
+
+/* A top-n record: [okey][len][len bytes of `fill`], unaligned. */
+static size_t put_topn_record(char *p, uint64_t okey, uint32_t len, char fill)
+{
+	memcpy(p, &okey, 8);
+	memcpy(p + 8, &len, 4);
+	memset(p + 12, fill, len);
+	return 12 + len;
 }
 
 Test(codec, regular_join_rows_and_topn_values)
@@ -792,15 +801,14 @@ Test(codec, regular_join_rows_and_topn_values)
 	cr_assert_not_null(kc.append);
 	kvtab *t = kv_new(&kc, d);
 	{
-		/* the records have the top-n layout: the third word is the
-		 * stored time instead of an order key */
+		/* records of [size][len][stored_ms][row][pad] */
 		char e[4 + 3 * 64], bad[sizeof(e)], rec[64];
 		uint32_t cnt = 3, w;
 		size_t len = 4;
 		memcpy(e, &cnt, 4);
-		len += put_topn_record(e + len, 1000, 8, 'a');
-		len += put_topn_record(e + len, 999, 21, 'b');  /* any times */
-		len += put_topn_record(e + len, 1001, 9, 'c');
+		len += put_join_record(e + len, 1000, 8, 'a');
+		len += put_join_record(e + len, 999, 21, 'b');  /* any times */
+		len += put_join_record(e + len, 1001, 9, 'c');
 		decode_same(t, e, len);
 		malformed(t, e, len);
 		memcpy(bad, e, len);
@@ -836,7 +844,7 @@ Test(codec, regular_join_rows_and_topn_values)
 		cr_assert_eq(m, len);
 		cr_assert(!memcmp(e2, e, len));
 		free(e2);
-		size_t rl = put_topn_record(rec, 5, 3, 'z');
+		size_t rl = put_join_record(rec, 5, 3, 'z');
 		cr_assert_eq(kc.append(v2, rec, (uint32_t)rl - 8), -EINVAL); /* cut short */
 		cr_assert_eq(kc.append(v2, rec, (uint32_t)rl + 8), -EINVAL); /* longer */
 		memcpy(&w, rec + 4, 4);
@@ -847,7 +855,7 @@ Test(codec, regular_join_rows_and_topn_values)
 	}
 	kv_free(t);
 
-	/* top-n: [u32 n][records in rank order] */
+	/* top-n: [u32 n][records in rank order: okey, len, cells] */
 	weir_stream *tn = weir_topn(keyed(env, "k:i64,v:i64", "k"), "top", 4, "v", true);
 	cr_assert_not_null(tn, "%s", weir_env_error(env));
 	n = stream_node(tn);
@@ -875,24 +883,19 @@ Test(codec, regular_join_rows_and_topn_values)
 	decode_fails(t, bad, 4);
 	memcpy(bad, e, len);
 	uint64_t ok = 4; /* the third record before the second */
-	memcpy(&w, e + 4, 4);
-	uint32_t w2;
-	memcpy(&w2, e + 4 + w, 4);
-	memcpy(bad + 4 + w + w2 + 8, &ok, 8);
+	memcpy(bad + 4 + (12 + 8) + (12 + 13), &ok, 8);
 	decode_fails(t, bad, len);
 	memcpy(bad, e, len);
-	w += 4; /* size not a multiple of 8 */
-	memcpy(bad + 4, &w, 4);
+	w = 8 + 13 + 12 + 30 + 1; /* the first len beyond the value */
+	memcpy(bad + 4 + 8, &w, 4);
 	decode_fails(t, bad, len);
 	memcpy(bad, e, len);
-	memcpy(&w, bad + 8, 4); /* len beyond the record */
-	w += 8;
-	memcpy(bad + 8, &w, 4);
+	w = 30 + 1; /* the last len beyond the value */
+	memcpy(bad + 4 + (12 + 8) + (12 + 13) + 8, &w, 4);
 	decode_fails(t, bad, len);
 	memcpy(bad, e, len);
-	memcpy(&w, bad + 8, 4); /* 8 bytes of padding or more */
-	w -= 8;
-	memcpy(bad + 8, &w, 4);
+	w = 30 - 1; /* the last len short of it: a partial record follows */
+	memcpy(bad + 4 + (12 + 8) + (12 + 13) + 8, &w, 4);
 	decode_fails(t, bad, len);
 	kv_free(t);
 	kdict_free(d);
