@@ -106,6 +106,25 @@
  * early firing than that run had.  Restored rows are checked against the
  * input schema before use, and the window count is recounted (win_start).
  *
+ * Slices.  The built-in aggregate over event-time sliding windows whose
+ * size is a multiple of the slide (and without allowed lateness, count or
+ * early triggers) keeps one accumulator per key and slide-sized slice
+ * [a, a + slide) instead of one per window, so a record updates one value
+ * instead of size / slide of them: (key, ns = a) -> [n | fired | payload].
+ * A window [E - size, E) fires for a key by folding the key's slices in it
+ * (merge_value), then frees the slice [E - size, E - size + slide), which
+ * no later window holds.  Timers: a new slice registers one, at the end of
+ * the first window holding it that has not fired (its own end, unless it
+ * is behind the watermark); a window that fires continues the chain by
+ * registering the next window's timer when some remaining slice is in it
+ * and slice [E, E + slide), which registered that timer when it opened, is
+ * absent.  A slice opened after its key's chain registered the same timer
+ * makes a duplicate; both pop at the same watermark, and the second finds
+ * `fired` = E in the window's slices (set by the first firing, not logged:
+ * it only matters within one pop_timers) and does nothing.  A record is
+ * late if the last window holding its slice has fired; otherwise it only
+ * counts for windows that fire after it, as in the window-per-window path.
+ *
  * The built-in aggregate over tumbling windows is the fast path: a batch
  * is processed in chunks, keys and window starts for the whole chunk
  * first, then the accumulators are updated in place, each entry
@@ -178,7 +197,9 @@ typedef struct win_state {
 	/* value layout: byte offsets (0 = absent for the optional ones;
 	 * o_n is there unless `lists`) */
 	uint32_t nptr, o_n, o_end, o_due, o_armed, o_ts, o_flags, o_pay, vsize;
+	uint32_t o_fired;       /* slices: last window end fired */
 	bool lists;             /* ptr0/ptr1 are blists (process, join) */
+	bool sliced;            /* slices (see the top of the file) */
 	bool started;           /* win_start ran (restored state checked) */
 	dirty_ent *dirty;
 	uint32_t ndirty, cap_dirty;
@@ -841,8 +862,14 @@ static inline void after_add(task *t, win_state *s, skey k, int64_t ns, void *v,
 }
 
 /* A popped timer: fire and/or free its window if it is still current. */
+static void sliced_on_timer(task *t, win_state *s, const timer *tm);
+
 static void on_timer(task *t, win_state *s, const timer *tm)
 {
+	if (s->sliced) {
+		sliced_on_timer(t, s, tm);
+		return;
+	}
 	void *v = kv_get(s->wins, tm->key, tm->ns);
 	if (!v)
 		return;
@@ -869,8 +896,23 @@ static void pop_timers(task *t, win_state *s, int64_t upto)
 	uint32_t n;
 
 	do {
-		for (n = 0; n < TIMER_GROUP && tsvc_pop(s->tm, upto, &tm[n]); n++)
-			kv_prefetch(s->wins, tm[n].key, tm[n].ns);
+		for (n = 0; n < TIMER_GROUP; n++) {
+			/* Slices: a group is one window end, since a firing may
+			 * add its key's next window, which must fire before the
+			 * key's later ones. */
+			if ((s->sliced && n > 0 && tsvc_next(s->tm) != tm[0].ts) ||
+			    !tsvc_pop(s->tm, upto, &tm[n]))
+				break;
+			if (!s->sliced) {
+				kv_prefetch(s->wins, tm[n].key, tm[n].ns);
+				continue;
+			}
+			/* the window's slices and the next one (a few, for
+			 * windows of many slices) */
+			int64_t e = sat_add(tm[n].ts, 1), a = sat_add(e, -s->size);
+			for (int q = 0; q < 8 && a <= e; q++, a = sat_add(a, s->slide))
+				kv_prefetch(s->wins, tm[n].key, a);
+		}
 		for (uint32_t i = 0; i < n; i++) {
 			on_timer(t, s, &tm[i]);
 			key_release(s->d, s->kt, tm[i].key);
@@ -966,6 +1008,100 @@ static void process_time(task *t, win_state *s, int input, const weir_batch *b)
 			}
 			if (nwin > 0 && taken == 0)
 				late_record(t, s, b, r);
+		}
+		for (uint32_t i = 0; i < m; i++)
+			key_release(s->d, s->kt, keys[i]);
+	}
+}
+
+/* ---- sliding windows as slices --------------------------------------------------- */
+
+/* Window [E - size, E) of the timer's key, E = tm->ts + 1: see Slices at
+ * the top of the file. */
+static void sliced_on_timer(task *t, win_state *s, const timer *tm)
+{
+	const int64_t g = s->slide, end = sat_add(tm->ts, 1);
+	const int64_t start = sat_add(end, -s->size);
+	uint64_t acc[8]; /* a window value: [n | fired | payload], vsize <= 40 */
+	void *v, *last = NULL;
+	int64_t a;
+
+	memset(acc, 0, sizeof(acc));
+	for (a = start; a < end; a = sat_add(a, g)) {
+		if (!(v = kv_get(s->wins, tm->key, a)))
+			continue;
+		if (I64(v, s->o_fired) >= end)
+			return; /* a duplicate timer: this window fired */
+		merge_value(t, s, acc, v);
+		if (a != start)
+			last = v;
+	}
+	if (I64(acc, s->o_n) == 0)
+		return;
+	fire_window(t, s, tm->key, start, acc);
+	/* A duplicate finds the mark on the newest slice, which stays (the
+	 * kv_get pointer is still valid: nothing moved since). */
+	if (last)
+		I64(last, s->o_fired) = end;
+	free_window(s, tm->key, start);
+	/* the chain: the next window, unless its last slice's timer is due */
+	if (last && end < INT64_MAX && !kv_get(s->wins, tm->key, end) &&
+	    tsvc_add(s->tm, sat_add(end, g - 1), tm->key, sat_add(start, g)) < 0)
+		oom(t);
+}
+
+/* Row r for key k, at time ts, into its slice a. */
+static inline bool sliced_add(task *t, win_state *s, int input, skey k, int64_t a,
+			      const weir_batch *b, uint32_t r)
+{
+	const int64_t g = s->slide, wm = t->watermark;
+	bool created;
+
+	if (sat_add(a, s->size) - 1 <= wm) {
+		late_record(t, s, b, r); /* every window of the slice fired */
+		return true;
+	}
+	void *v = kv_upsert(s->wins, k, a, &created);
+	if (!v)
+		return oom(t);
+	if (created) {
+		/* the first window of the slice that has not fired */
+		int64_t e = sat_add(a, g);
+		if (e - 1 <= wm)
+			e = a + ((wm - a + 1) / g + 1) * g; /* <= a + size */
+		new_window(s);
+		if (tsvc_add(s->tm, e - 1, k, e - s->size) < 0)
+			return oom(t);
+	}
+	if (!add_row(t, s, v, input, b, r))
+		return false;
+	kv_written(s->wins, v);
+	return true;
+}
+
+static void process_sliced(task *t, win_state *s, int input, const weir_batch *b)
+{
+	const int kc = s->c->key_col[input];
+	skey keys[CHUNK];
+	int64_t st[CHUNK];
+
+	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
+		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
+		for (uint32_t i = 0; i < m; i++) {
+			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
+			key_retain(s->kt, keys[i]);
+			st[i] = align_start(b->ts[base + i], s->slide, s->off);
+		}
+		for (uint32_t i = 0; i < m && i < PREFETCH_AHEAD; i++)
+			kv_prefetch(s->wins, keys[i], st[i]);
+		for (uint32_t i = 0; i < m; i++) {
+			if (i + PREFETCH_AHEAD < m)
+				kv_prefetch(s->wins, keys[i + PREFETCH_AHEAD], st[i + PREFETCH_AHEAD]);
+			if (!sliced_add(t, s, input, keys[i], st[i], b, base + i)) {
+				for (uint32_t j = 0; j < m; j++)
+					key_release(s->d, s->kt, keys[j]);
+				return;
+			}
 		}
 		for (uint32_t i = 0; i < m; i++)
 			key_release(s->d, s->kt, keys[i]);
@@ -1290,7 +1426,10 @@ static void win_process(task *t, int input, weir_batch *b)
 		process_count(t, s, input, b);
 		break;
 	default:
-		process_time(t, s, input, b);
+		if (s->sliced)
+			process_sliced(t, s, input, b);
+		else
+			process_time(t, s, input, b);
 	}
 	batch_release(b);
 	if (s->proc)
@@ -1474,9 +1613,16 @@ static void win_plan(win_state *s, const win_conf *c)
 
 	s->nptr = c->fn == WF_JOIN ? 2 : c->fn == WF_REDUCE || c->fn == WF_PROCESS ? 1 : 0;
 	s->lists = c->fn == WF_JOIN || c->fn == WF_PROCESS;
+	s->sliced = w->kind == WEIR_WIN_SLIDING && !s->proc && c->fn == WF_BUILTIN &&
+		    s->size % s->slide == 0 && s->lateness == 0 && s->tc == 0 &&
+		    s->early_ms == 0;
 	off = s->nptr * 8;
 	if (!s->lists) {
 		s->o_n = off;
+		off += 8;
+	}
+	if (s->sliced) {
+		s->o_fired = off;
 		off += 8;
 	}
 	if (w->kind == WEIR_WIN_SESSION) {
