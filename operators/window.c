@@ -1188,6 +1188,28 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 		after_add(t, s, k, ms, v, n0, me);
 		return true;
 	}
+	if (j == i + 1 && w[i][0] == ms) {
+		/* One session that the record extends (in-order input: nearly
+		 * every record): its start and entries stay, its end moves,
+		 * and its timer only if it must act earlier (it never must:
+		 * the end grew), so x is still valid after the window's. */
+		v = kv_get(s->wins, k, ms);
+		if (!v) {
+			task_fail(t, "window '%s': session index out of step", t->node->name);
+			return false;
+		}
+		int64_t n0 = win_n(s, v);
+		if (!add_row(t, s, v, input, b, r))
+			return false;
+		I64(v, s->o_end) = me;
+		if (!session_timer(t, s, k, ms, v, me))
+			return false;
+		kv_written(s->wins, v); /* whole: its end changed too */
+		w[i][1] = me;
+		kv_written(s->sidx, x);
+		after_add(t, s, k, ms, v, n0, me);
+		return true;
+	}
 	/* A new window, or the merge of sessions [i, j) (and the record)
 	 * into [ms, me), kept at ns = ms: the entry of the first merged
 	 * session if it starts there, else a new one. */
@@ -1246,38 +1268,45 @@ static void session_prefetch(win_state *s, skey k, int64_t ts)
 }
 
 #define SESSION_AHEAD 8
+#define KEY_RING 32 /* a power of two > 2 * SESSION_AHEAD */
 
+/* Per row: its key's index entry is prefetched 2 * SESSION_AHEAD rows
+ * ahead, and the window it will most likely update SESSION_AHEAD rows
+ * ahead, rolling over the whole batch (per chunk of rows, the first rows
+ * of each chunk had no lead).  Keys are made, and retained, when their
+ * index entry is prefetched, in a ring. */
 static void process_session(task *t, win_state *s, int input, const weir_batch *b)
 {
 	const int kc = s->c->key_col[input];
 	const int64_t now = s->proc ? wall_ms() : 0;
-	skey keys[CHUNK];
+	const uint32_t n = b->rows;
+	skey ring[KEY_RING];
+	uint32_t q;
 
-	/* per chunk: keys; then per row, the index entry 2 * SESSION_AHEAD
-	 * rows ahead and the window SESSION_AHEAD rows ahead are prefetched */
-	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
-		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
-		for (uint32_t i = 0; i < m; i++) {
-			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
-			key_retain(s->kt, keys[i]);
+	for (q = 0; q < n && q < 2 * SESSION_AHEAD; q++) {
+		ring[q] = key_of(s->d, s->kt, b, kc, q);
+		key_retain(s->kt, ring[q]);
+		kv_prefetch(s->sidx, ring[q], 0);
+	}
+	for (q = 0; q < n && q < SESSION_AHEAD; q++)
+		session_prefetch(s, ring[q], s->proc ? now : b->ts[q]);
+	for (uint32_t r = 0; r < n; r++) {
+		if ((q = r + 2 * SESSION_AHEAD) < n) {
+			skey *k = &ring[q % KEY_RING];
+			*k = key_of(s->d, s->kt, b, kc, q);
+			key_retain(s->kt, *k);
+			kv_prefetch(s->sidx, *k, 0);
 		}
-		for (uint32_t i = 0; i < m && i < 2 * SESSION_AHEAD; i++)
-			kv_prefetch(s->sidx, keys[i], 0);
-		for (uint32_t i = 0; i < m; i++) {
-			uint32_t r = base + i;
-			if (i + 2 * SESSION_AHEAD < m)
-				kv_prefetch(s->sidx, keys[i + 2 * SESSION_AHEAD], 0);
-			if (i + SESSION_AHEAD < m)
-				session_prefetch(s, keys[i + SESSION_AHEAD],
-						 s->proc ? now : b->ts[r + SESSION_AHEAD]);
-			if (!session_add(t, s, input, keys[i], s->proc ? now : b->ts[r], b, r)) {
-				for (uint32_t q = 0; q < m; q++)
-					key_release(s->d, s->kt, keys[q]);
-				return;
-			}
+		if ((q = r + SESSION_AHEAD) < n)
+			session_prefetch(s, ring[q % KEY_RING], s->proc ? now : b->ts[q]);
+		bool ok = session_add(t, s, input, ring[r % KEY_RING],
+				      s->proc ? now : b->ts[r], b, r);
+		key_release(s->d, s->kt, ring[r % KEY_RING]);
+		if (!ok) {
+			for (q = r + 1; q < n && q <= r + 2 * SESSION_AHEAD; q++)
+				key_release(s->d, s->kt, ring[q % KEY_RING]);
+			return;
 		}
-		for (uint32_t i = 0; i < m; i++)
-			key_release(s->d, s->kt, keys[i]);
 	}
 }
 
