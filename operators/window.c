@@ -198,6 +198,7 @@ typedef struct win_state {
 	 * o_n is there unless `lists`) */
 	uint32_t nptr, o_n, o_end, o_due, o_armed, o_ts, o_flags, o_pay, vsize;
 	uint32_t o_fired;       /* slices: last window end fired */
+	int64_t upto;           /* slices: the time pop_timers acts up to */
 	bool lists;             /* ptr0/ptr1 are blists (process, join) */
 	bool sliced;            /* slices (see the top of the file) */
 	bool started;           /* win_start ran (restored state checked) */
@@ -895,6 +896,7 @@ static void pop_timers(task *t, win_state *s, int64_t upto)
 	timer tm[TIMER_GROUP];
 	uint32_t n;
 
+	s->upto = upto;
 	do {
 		for (n = 0; n < TIMER_GROUP; n++) {
 			/* Slices: a group is one window end, since a firing may
@@ -1016,38 +1018,74 @@ static void process_time(task *t, win_state *s, int input, const weir_batch *b)
 
 /* ---- sliding windows as slices --------------------------------------------------- */
 
-/* Window [E - size, E) of the timer's key, E = tm->ts + 1: see Slices at
- * the top of the file. */
+#define SLICES_MAX 63 /* slices per window, so a window and its next slice fit a u64 */
+
+/*
+ * Window [E - size, E) of the timer's key, E = tm->ts + 1, and then, while
+ * the watermark being acted on (s->upto) has passed them and no slice of
+ * their own registered their timers, its next windows, from the same
+ * slices (see Slices at the top of the file).  The key's slices in
+ * [E - size, E] are read once, into `val`: nothing else changes them
+ * during the call.  Every slice still held at the end is marked with the
+ * last window fired, which is how a duplicate timer of any window fired
+ * here knows it.
+ */
 static void sliced_on_timer(task *t, win_state *s, const timer *tm)
 {
-	const int64_t g = s->slide, end = sat_add(tm->ts, 1);
-	const int64_t start = sat_add(end, -s->size);
-	uint64_t acc[8]; /* a window value: [n | fired | payload], vsize <= 40 */
-	void *v, *last = NULL;
-	int64_t a;
+	const int64_t g = s->slide, n = s->size / g; /* n <= SLICES_MAX */
+	int64_t end = sat_add(tm->ts, 1), start = sat_add(end, -s->size);
+	uint64_t val[SLICES_MAX + 1][5]; /* slice values, vsize <= 40 */
+	uint64_t acc[5], have = 0;       /* bit i: slice start + i * g */
+	int64_t fired = INT64_MIN;
+	void *v;
 
-	memset(acc, 0, sizeof(acc));
-	for (a = start; a < end; a = sat_add(a, g)) {
-		if (!(v = kv_get(s->wins, tm->key, a)))
+	for (int64_t i = 0; i <= n; i++) {
+		if (!(v = kv_get(s->wins, tm->key, sat_add(start, i * g))))
 			continue;
-		if (I64(v, s->o_fired) >= end)
+		if (i < n && I64(v, s->o_fired) >= end)
 			return; /* a duplicate timer: this window fired */
-		merge_value(t, s, acc, v);
-		if (a != start)
-			last = v;
+		memcpy(val[i], v, s->vsize);
+		have |= 1ull << i;
 	}
-	if (I64(acc, s->o_n) == 0)
+	for (;;) {
+		/* window [start, end): bits 0 .. n - 1 of `have`; bit n is
+		 * the slice after it */
+		uint64_t in = have & ((1ull << n) - 1);
+		if (!in)
+			break;
+		memset(acc, 0, sizeof(acc));
+		for (uint64_t m = in; m; m &= m - 1)
+			merge_value(t, s, acc, val[__builtin_ctzll(m)]);
+		fire_window(t, s, tm->key, start, acc);
+		fired = end;
+		if (have & 1)
+			free_window(s, tm->key, start); /* its last window */
+		if (end == INT64_MAX) {
+			have = 0; /* no window after it */
+			break;
+		}
+		/* the next window */
+		have >>= 1;
+		memmove(val[0], val[1], (size_t)n * sizeof(val[0]));
+		start = sat_add(start, g);
+		end = sat_add(end, g);
+		if (!have || (have >> (n - 1)) & 1)
+			break; /* nothing left, or its last slice's timer is due */
+		if (end - 1 > s->upto) {
+			if (tsvc_add(s->tm, end - 1, tm->key, start) < 0)
+				oom(t);
+			break;
+		}
+		if ((v = kv_get(s->wins, tm->key, end))) {
+			memcpy(val[n], v, s->vsize);
+			have |= 1ull << n;
+		}
+	}
+	if (fired == INT64_MIN)
 		return;
-	fire_window(t, s, tm->key, start, acc);
-	/* A duplicate finds the mark on the newest slice, which stays (the
-	 * kv_get pointer is still valid: nothing moved since). */
-	if (last)
-		I64(last, s->o_fired) = end;
-	free_window(s, tm->key, start);
-	/* the chain: the next window, unless its last slice's timer is due */
-	if (last && end < INT64_MAX && !kv_get(s->wins, tm->key, end) &&
-	    tsvc_add(s->tm, sat_add(end, g - 1), tm->key, sat_add(start, g)) < 0)
-		oom(t);
+	for (int64_t i = 0; i < n; i++)
+		if ((have >> i) & 1 && (v = kv_get(s->wins, tm->key, sat_add(start, i * g))))
+			I64(v, s->o_fired) = fired;
 }
 
 /* Row r for key k, at time ts, into its slice a. */
@@ -1643,8 +1681,8 @@ static void win_plan(win_state *s, const win_conf *c)
 	s->nptr = c->fn == WF_JOIN ? 2 : c->fn == WF_REDUCE || c->fn == WF_PROCESS ? 1 : 0;
 	s->lists = c->fn == WF_JOIN || c->fn == WF_PROCESS;
 	s->sliced = w->kind == WEIR_WIN_SLIDING && !s->proc && c->fn == WF_BUILTIN &&
-		    s->size % s->slide == 0 && s->lateness == 0 && s->tc == 0 &&
-		    s->early_ms == 0;
+		    s->size % s->slide == 0 && s->size / s->slide <= SLICES_MAX &&
+		    s->lateness == 0 && s->tc == 0 && s->early_ms == 0;
 	off = s->nptr * 8;
 	if (!s->lists) {
 		s->o_n = off;
