@@ -891,6 +891,22 @@ static void on_timer(task *t, win_state *s, const timer *tm)
  * prefetched first, since a million windows firing at one watermark are a
  * million random probes.  Timers a group adds (a session's cleanup) are
  * later than the one that added them and come in a later group. */
+static void prefetch_timer(win_state *s, const timer *tm)
+{
+	if (!s->sliced) {
+		kv_prefetch(s->wins, tm->key, tm->ns);
+		return;
+	}
+	/* the window's slices and those the next windows may read (a few,
+	 * for windows of many slices) */
+	int64_t e = sat_add(tm->ts, 1), a = sat_add(e, -s->size);
+	int64_t last = sat_add(e, s->size - s->slide);
+	for (int q = 0; q < 12 && a <= last; q++, a = sat_add(a, s->slide))
+		kv_prefetch(s->wins, tm->key, a);
+}
+
+#define TIMER_AHEAD 4 /* timers; all 32 at once overran the misses in flight */
+
 static void pop_timers(task *t, win_state *s, int64_t upto)
 {
 	timer tm[TIMER_GROUP];
@@ -905,17 +921,12 @@ static void pop_timers(task *t, win_state *s, int64_t upto)
 			if ((s->sliced && n > 0 && tsvc_next(s->tm) != tm[0].ts) ||
 			    !tsvc_pop(s->tm, upto, &tm[n]))
 				break;
-			if (!s->sliced) {
-				kv_prefetch(s->wins, tm[n].key, tm[n].ns);
-				continue;
-			}
-			/* the window's slices and the next one (a few, for
-			 * windows of many slices) */
-			int64_t e = sat_add(tm[n].ts, 1), a = sat_add(e, -s->size);
-			for (int q = 0; q < 8 && a <= e; q++, a = sat_add(a, s->slide))
-				kv_prefetch(s->wins, tm[n].key, a);
+			if (n < TIMER_AHEAD)
+				prefetch_timer(s, &tm[n]);
 		}
 		for (uint32_t i = 0; i < n; i++) {
+			if (i + TIMER_AHEAD < n)
+				prefetch_timer(s, &tm[i + TIMER_AHEAD]);
 			on_timer(t, s, &tm[i]);
 			key_release(s->d, s->kt, tm[i].key);
 		}
