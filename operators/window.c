@@ -1100,17 +1100,33 @@ static void sliced_on_timer(task *t, win_state *s, const timer *tm)
 }
 
 /* Row r for key k, at time ts, into its slice a. */
+/* The slice the last row of a batch went to: within one batch nothing is
+ * deleted, and a slice moves only when an insert grows the table, so the
+ * value of the latest kv_upsert stays valid (a hot key's rows often come
+ * one after another). */
+typedef struct slice_hit {
+	skey k;
+	int64_t a;
+	void *v; /* NULL: none */
+} slice_hit;
+
 static inline bool sliced_add(task *t, win_state *s, int input, skey k, int64_t a,
-			      const weir_batch *b, uint32_t r)
+			      const weir_batch *b, uint32_t r, slice_hit *h)
 {
 	const int64_t g = s->slide, wm = t->watermark;
-	bool created;
+	bool created = false;
+	void *v;
 
 	if (sat_add(a, s->size) - 1 <= wm) {
 		late_record(t, s, b, r); /* every window of the slice fired */
 		return true;
 	}
-	void *v = kv_upsert(s->wins, k, a, &created);
+	if (h->v && key_eq(k, h->k) && a == h->a) {
+		v = h->v;
+	} else {
+		v = kv_upsert(s->wins, k, a, &created);
+		*h = (slice_hit){ .k = k, .a = a, .v = v };
+	}
 	if (!v)
 		return oom(t);
 	if (created) {
@@ -1133,6 +1149,7 @@ static void process_sliced(task *t, win_state *s, int input, const weir_batch *b
 	const int kc = s->c->key_col[input];
 	skey keys[CHUNK];
 	int64_t st[CHUNK];
+	slice_hit h = { .v = NULL };
 
 	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
 		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
@@ -1146,7 +1163,7 @@ static void process_sliced(task *t, win_state *s, int input, const weir_batch *b
 		for (uint32_t i = 0; i < m; i++) {
 			if (i + PREFETCH_AHEAD < m)
 				kv_prefetch(s->wins, keys[i + PREFETCH_AHEAD], st[i + PREFETCH_AHEAD]);
-			if (!sliced_add(t, s, input, keys[i], st[i], b, base + i)) {
+			if (!sliced_add(t, s, input, keys[i], st[i], b, base + i, &h)) {
 				for (uint32_t j = 0; j < m; j++)
 					key_release(s->d, s->kt, keys[j]);
 				return;
@@ -1193,14 +1210,26 @@ static bool sidx_replace(task *t, win_state *s, skey k, uint32_t i, uint32_t j,
 	return true;
 }
 
+/* The index entry and window of the last record's session: valid until a
+ * table of the operator is changed by more than kv_written, which only
+ * the merge path below does within a batch (a hot key's records often
+ * come one after another). */
+typedef struct sess_hit {
+	skey k;
+	sess_idx *x; /* NULL: none */
+	int64_t ms;
+	void *v;
+} sess_hit;
+
 /* Row r, at time ts, for key k: merge its proto-window into the key's
  * sessions and add it.  False after failing the job. */
 static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
-			const weir_batch *b, uint32_t r)
+			const weir_batch *b, uint32_t r, sess_hit *h)
 {
 	int64_t ms = ts, me = sat_add(ts, s->gap);
 	const int64_t ps = ms, pe = me;
-	sess_idx *x = kv_get(s->sidx, k, 0);
+	const bool hit = h->x && key_eq(k, h->k);
+	sess_idx *x = hit ? h->x : kv_get(s->sidx, k, 0);
 	int64_t (*w)[2] = NULL;
 	uint32_t i = 0, j = 0;
 	bool created;
@@ -1223,42 +1252,34 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 		late_record(t, s, b, r);
 		return true;
 	}
-	if (j == i + 1 && w[i][0] == ms && w[i][1] == me) {
-		/* inside one open session */
-		v = kv_get(s->wins, k, ms);
-		if (!v) {
-			task_fail(t, "window '%s': session index out of step", t->node->name);
-			return false;
-		}
-		int64_t n0 = win_n(s, v);
-		if (!add_row(t, s, v, input, b, r))
-			return false;
-		row_logged(s, v, input);
-		after_add(t, s, k, ms, v, n0, me);
-		return true;
-	}
 	if (j == i + 1 && w[i][0] == ms) {
-		/* One session that the record extends (in-order input: nearly
-		 * every record): its start and entries stay, its end moves,
-		 * and its timer only if it must act earlier (it never must:
-		 * the end grew), so x is still valid after the window's. */
-		v = kv_get(s->wins, k, ms);
+		/* Inside one open session, or extending it (in-order input:
+		 * nearly every record): its start and entries stay, its end
+		 * may move, and its timer only if it must act earlier (never:
+		 * the end grew), so x stays valid after the window's. */
+		v = hit && h->ms == ms ? h->v : kv_get(s->wins, k, ms);
 		if (!v) {
 			task_fail(t, "window '%s': session index out of step", t->node->name);
 			return false;
 		}
+		*h = (sess_hit){ .k = k, .x = x, .ms = ms, .v = v };
 		int64_t n0 = win_n(s, v);
 		if (!add_row(t, s, v, input, b, r))
 			return false;
-		I64(v, s->o_end) = me;
-		if (!session_timer(t, s, k, ms, v, me))
-			return false;
-		kv_written(s->wins, v); /* whole: its end changed too */
-		w[i][1] = me;
-		kv_written(s->sidx, x);
+		if (w[i][1] == me) {
+			row_logged(s, v, input);
+		} else {
+			I64(v, s->o_end) = me;
+			if (!session_timer(t, s, k, ms, v, me))
+				return false;
+			kv_written(s->wins, v); /* whole: its end changed too */
+			w[i][1] = me;
+			kv_written(s->sidx, x);
+		}
 		after_add(t, s, k, ms, v, n0, me);
 		return true;
 	}
+	h->x = NULL; /* tables change below */
 	/* A new window, or the merge of sessions [i, j) (and the record)
 	 * into [ms, me), kept at ns = ms: the entry of the first merged
 	 * session if it starts there, else a new one. */
@@ -1330,6 +1351,7 @@ static void process_session(task *t, win_state *s, int input, const weir_batch *
 	const int64_t now = s->proc ? wall_ms() : 0;
 	const uint32_t n = b->rows;
 	skey ring[KEY_RING];
+	sess_hit h = { .x = NULL };
 	uint32_t q;
 
 	for (q = 0; q < n && q < 2 * SESSION_AHEAD; q++) {
@@ -1346,10 +1368,12 @@ static void process_session(task *t, win_state *s, int input, const weir_batch *
 			key_retain(s->kt, *k);
 			kv_prefetch(s->sidx, *k, 0);
 		}
-		if ((q = r + SESSION_AHEAD) < n)
+		/* (a key repeated from the row before needs none) */
+		if ((q = r + SESSION_AHEAD) < n &&
+		    !key_eq(ring[q % KEY_RING], ring[(q - 1) % KEY_RING]))
 			session_prefetch(s, ring[q % KEY_RING], s->proc ? now : b->ts[q]);
 		bool ok = session_add(t, s, input, ring[r % KEY_RING],
-				      s->proc ? now : b->ts[r], b, r);
+				      s->proc ? now : b->ts[r], b, r, &h);
 		key_release(s->d, s->kt, ring[r % KEY_RING]);
 		if (!ok) {
 			for (q = r + 1; q < n && q <= r + 2 * SESSION_AHEAD; q++)
