@@ -69,7 +69,8 @@
  * per key).  One tsvc (event or processing time, without dedup) holds the
  * timers.  A tumbling or sliding window registers its two timers (firing
  * and cleanup; one when L = 0) once, when it is created; on a pop, the
- * window must still exist.  A session's end moves as it grows and merges,
+ * window must still exist (sliding windows kept as slices differ: see
+ * Slices below).  A session's end moves as it grows and merges,
  * so a session has one live timer at a time ("armed"), kept next to the
  * time it must act at ("due"); see session_timer().  Timers whose window
  * merged away find no window and are ignored.  A window value:
