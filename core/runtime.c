@@ -179,6 +179,15 @@ static void outlet_hash(outlet *o, weir_batch *b)
 		o->scratch_cap = n;
 		tgt = o->scratch;
 	}
+	if (o->nch == 1) {
+		/* Every row goes to the one channel: pass the batch on (after
+		 * the rows built before it, to keep their order) instead of
+		 * copying it row by row, strings included. */
+		outlet_flush_builder(o, 0);
+		metric_add(&o->owner->m.chan_out, 1);
+		channel_send(o->owner, o->ch[0], (elem){ .kind = ELEM_DATA, .batch = b });
+		return;
+	}
 	for (uint32_t r = 0; r < n; r++)
 		tgt[r] = o->kg_target[key_group(key_hash(b, o->key_col, r),
 						(uint32_t)o->max_parallelism)];

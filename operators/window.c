@@ -69,7 +69,8 @@
  * per key).  One tsvc (event or processing time, without dedup) holds the
  * timers.  A tumbling or sliding window registers its two timers (firing
  * and cleanup; one when L = 0) once, when it is created; on a pop, the
- * window must still exist.  A session's end moves as it grows and merges,
+ * window must still exist (sliding windows kept as slices differ: see
+ * Slices below).  A session's end moves as it grows and merges,
  * so a session has one live timer at a time ("armed"), kept next to the
  * time it must act at ("due"); see session_timer().  Timers whose window
  * merged away find no window and are ignored.  A window value:
@@ -105,6 +106,25 @@
  * back with it and is produced again, at the price of possibly one more
  * early firing than that run had.  Restored rows are checked against the
  * input schema before use, and the window count is recounted (win_start).
+ *
+ * Slices.  The built-in aggregate over event-time sliding windows whose
+ * size is a multiple of the slide (and without allowed lateness, count or
+ * early triggers) keeps one accumulator per key and slide-sized slice
+ * [a, a + slide) instead of one per window, so a record updates one value
+ * instead of size / slide of them: (key, ns = a) -> [n | fired | payload].
+ * A window [E - size, E) fires for a key by folding the key's slices in it
+ * (merge_value), then frees the slice [E - size, E - size + slide), which
+ * no later window holds.  Timers: a new slice registers one, at the end of
+ * the first window holding it that has not fired (its own end, unless it
+ * is behind the watermark); a window that fires continues the chain by
+ * registering the next window's timer when some remaining slice is in it
+ * and slice [E, E + slide), which registered that timer when it opened, is
+ * absent.  A slice opened after its key's chain registered the same timer
+ * makes a duplicate; both pop at the same watermark, and the second finds
+ * `fired` = E in the window's slices (set by the first firing, not logged:
+ * it only matters within one pop_timers) and does nothing.  A record is
+ * late if the last window holding its slice has fired; otherwise it only
+ * counts for windows that fire after it, as in the window-per-window path.
  *
  * The built-in aggregate over tumbling windows is the fast path: a batch
  * is processed in chunks, keys and window starts for the whole chunk
@@ -178,7 +198,10 @@ typedef struct win_state {
 	/* value layout: byte offsets (0 = absent for the optional ones;
 	 * o_n is there unless `lists`) */
 	uint32_t nptr, o_n, o_end, o_due, o_armed, o_ts, o_flags, o_pay, vsize;
+	uint32_t o_fired;       /* slices: last window end fired */
+	int64_t upto;           /* slices: the time pop_timers acts up to */
 	bool lists;             /* ptr0/ptr1 are blists (process, join) */
+	bool sliced;            /* slices (see the top of the file) */
 	bool started;           /* win_start ran (restored state checked) */
 	dirty_ent *dirty;
 	uint32_t ndirty, cap_dirty;
@@ -841,8 +864,14 @@ static inline void after_add(task *t, win_state *s, skey k, int64_t ns, void *v,
 }
 
 /* A popped timer: fire and/or free its window if it is still current. */
+static void sliced_on_timer(task *t, win_state *s, const timer *tm);
+
 static void on_timer(task *t, win_state *s, const timer *tm)
 {
+	if (s->sliced) {
+		sliced_on_timer(t, s, tm);
+		return;
+	}
 	void *v = kv_get(s->wins, tm->key, tm->ns);
 	if (!v)
 		return;
@@ -863,15 +892,42 @@ static void on_timer(task *t, win_state *s, const timer *tm)
  * prefetched first, since a million windows firing at one watermark are a
  * million random probes.  Timers a group adds (a session's cleanup) are
  * later than the one that added them and come in a later group. */
+static void prefetch_timer(win_state *s, const timer *tm)
+{
+	if (!s->sliced) {
+		kv_prefetch(s->wins, tm->key, tm->ns);
+		return;
+	}
+	/* the window's slices and those the next windows may read (a few,
+	 * for windows of many slices) */
+	int64_t e = sat_add(tm->ts, 1), a = sat_add(e, -s->size);
+	int64_t last = sat_add(e, s->size - s->slide);
+	for (int q = 0; q < 12 && a <= last; q++, a = sat_add(a, s->slide))
+		kv_prefetch(s->wins, tm->key, a);
+}
+
+#define TIMER_AHEAD 4 /* timers; all 32 at once overran the misses in flight */
+
 static void pop_timers(task *t, win_state *s, int64_t upto)
 {
 	timer tm[TIMER_GROUP];
 	uint32_t n;
 
+	s->upto = upto;
 	do {
-		for (n = 0; n < TIMER_GROUP && tsvc_pop(s->tm, upto, &tm[n]); n++)
-			kv_prefetch(s->wins, tm[n].key, tm[n].ns);
+		for (n = 0; n < TIMER_GROUP; n++) {
+			/* Slices: a group is one window end, since a firing may
+			 * add its key's next window, which must fire before the
+			 * key's later ones. */
+			if ((s->sliced && n > 0 && tsvc_next(s->tm) != tm[0].ts) ||
+			    !tsvc_pop(s->tm, upto, &tm[n]))
+				break;
+			if (n < TIMER_AHEAD)
+				prefetch_timer(s, &tm[n]);
+		}
 		for (uint32_t i = 0; i < n; i++) {
+			if (i + TIMER_AHEAD < n)
+				prefetch_timer(s, &tm[i + TIMER_AHEAD]);
 			on_timer(t, s, &tm[i]);
 			key_release(s->d, s->kt, tm[i].key);
 		}
@@ -972,6 +1028,153 @@ static void process_time(task *t, win_state *s, int input, const weir_batch *b)
 	}
 }
 
+/* ---- sliding windows as slices --------------------------------------------------- */
+
+#define SLICES_MAX 63 /* slices per window, so a window and its next slice fit a u64 */
+
+/*
+ * Window [E - size, E) of the timer's key, E = tm->ts + 1, and then, while
+ * the watermark being acted on (s->upto) has passed them and no slice of
+ * their own registered their timers, its next windows, from the same
+ * slices (see Slices at the top of the file).  The key's slices in
+ * [E - size, E] are read once, into `val`: nothing else changes them
+ * during the call.  Every slice still held at the end is marked with the
+ * last window fired, which is how a duplicate timer of any window fired
+ * here knows it.
+ */
+static void sliced_on_timer(task *t, win_state *s, const timer *tm)
+{
+	const int64_t g = s->slide, n = s->size / g; /* n <= SLICES_MAX */
+	int64_t end = sat_add(tm->ts, 1), start = sat_add(end, -s->size);
+	uint64_t val[SLICES_MAX + 1][5]; /* slice values, vsize <= 40 */
+	uint64_t acc[5], have = 0;       /* bit i: slice start + i * g */
+	int64_t fired = INT64_MIN;
+	void *v;
+
+	for (int64_t i = 0; i <= n; i++) {
+		if (!(v = kv_get(s->wins, tm->key, sat_add(start, i * g))))
+			continue;
+		if (i < n && I64(v, s->o_fired) >= end)
+			return; /* a duplicate timer: this window fired */
+		memcpy(val[i], v, s->vsize);
+		have |= 1ull << i;
+	}
+	for (;;) {
+		/* window [start, end): bits 0 .. n - 1 of `have`; bit n is
+		 * the slice after it */
+		uint64_t in = have & ((1ull << n) - 1);
+		if (!in)
+			break;
+		memset(acc, 0, sizeof(acc));
+		for (uint64_t m = in; m; m &= m - 1)
+			merge_value(t, s, acc, val[__builtin_ctzll(m)]);
+		fire_window(t, s, tm->key, start, acc);
+		fired = end;
+		if (have & 1)
+			free_window(s, tm->key, start); /* its last window */
+		if (end == INT64_MAX) {
+			have = 0; /* no window after it */
+			break;
+		}
+		/* the next window */
+		have >>= 1;
+		memmove(val[0], val[1], (size_t)n * sizeof(val[0]));
+		start = sat_add(start, g);
+		end = sat_add(end, g);
+		if (!have || (have >> (n - 1)) & 1)
+			break; /* nothing left, or its last slice's timer is due */
+		if (end - 1 > s->upto) {
+			if (tsvc_add(s->tm, end - 1, tm->key, start) < 0)
+				oom(t);
+			break;
+		}
+		if ((v = kv_get(s->wins, tm->key, end))) {
+			memcpy(val[n], v, s->vsize);
+			have |= 1ull << n;
+		}
+	}
+	if (fired == INT64_MIN)
+		return;
+	for (int64_t i = 0; i < n; i++)
+		if ((have >> i) & 1 && (v = kv_get(s->wins, tm->key, sat_add(start, i * g))))
+			I64(v, s->o_fired) = fired;
+}
+
+/* Row r for key k, at time ts, into its slice a. */
+/* The slice the last row of a batch went to: within one batch nothing is
+ * deleted, and a slice moves only when an insert grows the table, so the
+ * value of the latest kv_upsert stays valid (a hot key's rows often come
+ * one after another). */
+typedef struct slice_hit {
+	skey k;
+	int64_t a;
+	void *v; /* NULL: none */
+} slice_hit;
+
+static inline bool sliced_add(task *t, win_state *s, int input, skey k, int64_t a,
+			      const weir_batch *b, uint32_t r, slice_hit *h)
+{
+	const int64_t g = s->slide, wm = t->watermark;
+	bool created = false;
+	void *v;
+
+	if (sat_add(a, s->size) - 1 <= wm) {
+		late_record(t, s, b, r); /* every window of the slice fired */
+		return true;
+	}
+	if (h->v && key_eq(k, h->k) && a == h->a) {
+		v = h->v;
+	} else {
+		v = kv_upsert(s->wins, k, a, &created);
+		*h = (slice_hit){ .k = k, .a = a, .v = v };
+	}
+	if (!v)
+		return oom(t);
+	if (created) {
+		/* the first window of the slice that has not fired */
+		int64_t e = sat_add(a, g);
+		if (e - 1 <= wm)
+			e = a + ((wm - a + 1) / g + 1) * g; /* <= a + size */
+		new_window(s);
+		if (tsvc_add(s->tm, e - 1, k, e - s->size) < 0)
+			return oom(t);
+	}
+	if (!add_row(t, s, v, input, b, r))
+		return false;
+	kv_written(s->wins, v);
+	return true;
+}
+
+static void process_sliced(task *t, win_state *s, int input, const weir_batch *b)
+{
+	const int kc = s->c->key_col[input];
+	skey keys[CHUNK];
+	int64_t st[CHUNK];
+	slice_hit h = { .v = NULL };
+
+	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
+		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
+		for (uint32_t i = 0; i < m; i++) {
+			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
+			key_retain(s->kt, keys[i]);
+			st[i] = align_start(b->ts[base + i], s->slide, s->off);
+		}
+		for (uint32_t i = 0; i < m && i < PREFETCH_AHEAD; i++)
+			kv_prefetch(s->wins, keys[i], st[i]);
+		for (uint32_t i = 0; i < m; i++) {
+			if (i + PREFETCH_AHEAD < m)
+				kv_prefetch(s->wins, keys[i + PREFETCH_AHEAD], st[i + PREFETCH_AHEAD]);
+			if (!sliced_add(t, s, input, keys[i], st[i], b, base + i, &h)) {
+				for (uint32_t j = 0; j < m; j++)
+					key_release(s->d, s->kt, keys[j]);
+				return;
+			}
+		}
+		for (uint32_t i = 0; i < m; i++)
+			key_release(s->d, s->kt, keys[i]);
+	}
+}
+
 /* ---- session windows ------------------------------------------------------------ */
 
 /* Replace sessions [i, j) of the key's index (j == i: insert at i) by
@@ -1008,14 +1211,26 @@ static bool sidx_replace(task *t, win_state *s, skey k, uint32_t i, uint32_t j,
 	return true;
 }
 
+/* The index entry and window of the last record's session: valid until a
+ * table of the operator is changed by more than kv_written, which only
+ * the merge path below does within a batch (a hot key's records often
+ * come one after another). */
+typedef struct sess_hit {
+	skey k;
+	sess_idx *x; /* NULL: none */
+	int64_t ms;
+	void *v;
+} sess_hit;
+
 /* Row r, at time ts, for key k: merge its proto-window into the key's
  * sessions and add it.  False after failing the job. */
 static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
-			const weir_batch *b, uint32_t r)
+			const weir_batch *b, uint32_t r, sess_hit *h)
 {
 	int64_t ms = ts, me = sat_add(ts, s->gap);
 	const int64_t ps = ms, pe = me;
-	sess_idx *x = kv_get(s->sidx, k, 0);
+	const bool hit = h->x && key_eq(k, h->k);
+	sess_idx *x = hit ? h->x : kv_get(s->sidx, k, 0);
 	int64_t (*w)[2] = NULL;
 	uint32_t i = 0, j = 0;
 	bool created;
@@ -1038,20 +1253,34 @@ static bool session_add(task *t, win_state *s, int input, skey k, int64_t ts,
 		late_record(t, s, b, r);
 		return true;
 	}
-	if (j == i + 1 && w[i][0] == ms && w[i][1] == me) {
-		/* inside one open session */
-		v = kv_get(s->wins, k, ms);
+	if (j == i + 1 && w[i][0] == ms) {
+		/* Inside one open session, or extending it (in-order input:
+		 * nearly every record): its start and entries stay, its end
+		 * may move, and its timer only if it must act earlier (never:
+		 * the end grew), so x stays valid after the window's. */
+		v = hit && h->ms == ms ? h->v : kv_get(s->wins, k, ms);
 		if (!v) {
 			task_fail(t, "window '%s': session index out of step", t->node->name);
 			return false;
 		}
+		*h = (sess_hit){ .k = k, .x = x, .ms = ms, .v = v };
 		int64_t n0 = win_n(s, v);
 		if (!add_row(t, s, v, input, b, r))
 			return false;
-		row_logged(s, v, input);
+		if (w[i][1] == me) {
+			row_logged(s, v, input);
+		} else {
+			I64(v, s->o_end) = me;
+			if (!session_timer(t, s, k, ms, v, me))
+				return false;
+			kv_written(s->wins, v); /* whole: its end changed too */
+			w[i][1] = me;
+			kv_written(s->sidx, x);
+		}
 		after_add(t, s, k, ms, v, n0, me);
 		return true;
 	}
+	h->x = NULL; /* tables change below */
 	/* A new window, or the merge of sessions [i, j) (and the record)
 	 * into [ms, me), kept at ns = ms: the entry of the first merged
 	 * session if it starts there, else a new one. */
@@ -1110,38 +1339,48 @@ static void session_prefetch(win_state *s, skey k, int64_t ts)
 }
 
 #define SESSION_AHEAD 8
+#define KEY_RING 32 /* a power of two > 2 * SESSION_AHEAD */
 
+/* Per row: its key's index entry is prefetched 2 * SESSION_AHEAD rows
+ * ahead, and the window it will most likely update SESSION_AHEAD rows
+ * ahead, rolling over the whole batch (per chunk of rows, the first rows
+ * of each chunk had no lead).  Keys are made, and retained, when their
+ * index entry is prefetched, in a ring. */
 static void process_session(task *t, win_state *s, int input, const weir_batch *b)
 {
 	const int kc = s->c->key_col[input];
 	const int64_t now = s->proc ? wall_ms() : 0;
-	skey keys[CHUNK];
+	const uint32_t n = b->rows;
+	skey ring[KEY_RING];
+	sess_hit h = { .x = NULL };
+	uint32_t q;
 
-	/* per chunk: keys; then per row, the index entry 2 * SESSION_AHEAD
-	 * rows ahead and the window SESSION_AHEAD rows ahead are prefetched */
-	for (uint32_t base = 0; base < b->rows; base += CHUNK) {
-		uint32_t m = b->rows - base < CHUNK ? b->rows - base : CHUNK;
-		for (uint32_t i = 0; i < m; i++) {
-			keys[i] = key_of(s->d, s->kt, b, kc, base + i);
-			key_retain(s->kt, keys[i]);
+	for (q = 0; q < n && q < 2 * SESSION_AHEAD; q++) {
+		ring[q] = key_of(s->d, s->kt, b, kc, q);
+		key_retain(s->kt, ring[q]);
+		kv_prefetch(s->sidx, ring[q], 0);
+	}
+	for (q = 0; q < n && q < SESSION_AHEAD; q++)
+		session_prefetch(s, ring[q], s->proc ? now : b->ts[q]);
+	for (uint32_t r = 0; r < n; r++) {
+		if ((q = r + 2 * SESSION_AHEAD) < n) {
+			skey *k = &ring[q % KEY_RING];
+			*k = key_of(s->d, s->kt, b, kc, q);
+			key_retain(s->kt, *k);
+			kv_prefetch(s->sidx, *k, 0);
 		}
-		for (uint32_t i = 0; i < m && i < 2 * SESSION_AHEAD; i++)
-			kv_prefetch(s->sidx, keys[i], 0);
-		for (uint32_t i = 0; i < m; i++) {
-			uint32_t r = base + i;
-			if (i + 2 * SESSION_AHEAD < m)
-				kv_prefetch(s->sidx, keys[i + 2 * SESSION_AHEAD], 0);
-			if (i + SESSION_AHEAD < m)
-				session_prefetch(s, keys[i + SESSION_AHEAD],
-						 s->proc ? now : b->ts[r + SESSION_AHEAD]);
-			if (!session_add(t, s, input, keys[i], s->proc ? now : b->ts[r], b, r)) {
-				for (uint32_t q = 0; q < m; q++)
-					key_release(s->d, s->kt, keys[q]);
-				return;
-			}
+		/* (a key repeated from the row before needs none) */
+		if ((q = r + SESSION_AHEAD) < n &&
+		    !key_eq(ring[q % KEY_RING], ring[(q - 1) % KEY_RING]))
+			session_prefetch(s, ring[q % KEY_RING], s->proc ? now : b->ts[q]);
+		bool ok = session_add(t, s, input, ring[r % KEY_RING],
+				      s->proc ? now : b->ts[r], b, r, &h);
+		key_release(s->d, s->kt, ring[r % KEY_RING]);
+		if (!ok) {
+			for (q = r + 1; q < n && q <= r + 2 * SESSION_AHEAD; q++)
+				key_release(s->d, s->kt, ring[q % KEY_RING]);
+			return;
 		}
-		for (uint32_t i = 0; i < m; i++)
-			key_release(s->d, s->kt, keys[i]);
 	}
 }
 
@@ -1290,7 +1529,10 @@ static void win_process(task *t, int input, weir_batch *b)
 		process_count(t, s, input, b);
 		break;
 	default:
-		process_time(t, s, input, b);
+		if (s->sliced)
+			process_sliced(t, s, input, b);
+		else
+			process_time(t, s, input, b);
 	}
 	batch_release(b);
 	if (s->proc)
@@ -1474,9 +1716,16 @@ static void win_plan(win_state *s, const win_conf *c)
 
 	s->nptr = c->fn == WF_JOIN ? 2 : c->fn == WF_REDUCE || c->fn == WF_PROCESS ? 1 : 0;
 	s->lists = c->fn == WF_JOIN || c->fn == WF_PROCESS;
+	s->sliced = w->kind == WEIR_WIN_SLIDING && !s->proc && c->fn == WF_BUILTIN &&
+		    s->size % s->slide == 0 && s->size / s->slide <= SLICES_MAX &&
+		    s->lateness == 0 && s->tc == 0 && s->early_ms == 0;
 	off = s->nptr * 8;
 	if (!s->lists) {
 		s->o_n = off;
+		off += 8;
+	}
+	if (s->sliced) {
+		s->o_fired = off;
 		off += 8;
 	}
 	if (w->kind == WEIR_WIN_SESSION) {

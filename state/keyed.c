@@ -736,6 +736,41 @@ static void kv_sweep(kvtab *t, int64_t now)
 	}
 }
 
+/*
+ * kv_upsert's insert of (k, ns) at slot i, the empty slot ending its probe
+ * sequence.  Apart, with the key as two words: inlined, gcc built the key
+ * as one 16-byte register for the entry's store from the two words the
+ * caller passed, through the stack, at the top of every kv_upsert, and the
+ * load waited for the stores (store-to-load forwarding fails for two 8-byte
+ * stores read as one 16-byte load): ~30% of kv_upsert's samples, found or
+ * not, in a sliding window count.
+ */
+__attribute__((noinline)) static void *kv_insert(kvtab *t, size_t i, uint64_t khash,
+						 uint64_t kv, int64_t ns, int64_t now)
+{
+	const skey k = { .hash = khash, .v = kv };
+	bool found;
+	uint64_t *e;
+
+	if (t->count + 1 > t->grow_at) {
+		if (!kv_grow(t))
+			return NULL;
+		i = kv_find(t, k, ns, &found);
+	}
+	e = kv_slot(t, i);
+	e[E_HASH] = khash;
+	e[E_KEY] = kv;
+	e[E_NS] = (uint64_t)ns;
+	if (t->ttl_ms)
+		e[E_WRITTEN] = (uint64_t)now;
+	memset((char *)e + t->voff, 0, t->slot_size - t->voff);
+	key_retain(t->key_type, k);
+	t->count++;
+	t->upsert_value = (char *)e + t->voff;
+	t->upsert_now = now;
+	return (char *)e + t->voff;
+}
+
 void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created)
 {
 	int64_t now = 0;
@@ -767,24 +802,8 @@ void *kv_upsert(kvtab *t, skey k, int64_t ns, bool *created)
 		}
 		return (char *)e + t->voff;
 	}
-	if (t->count + 1 > t->grow_at) {
-		if (!kv_grow(t))
-			return NULL;
-		i = kv_find(t, k, ns, &found);
-		e = kv_slot(t, i);
-	}
-	e[E_HASH] = k.hash;
-	e[E_KEY] = k.v;
-	e[E_NS] = (uint64_t)ns;
-	if (t->ttl_ms)
-		e[E_WRITTEN] = (uint64_t)now;
-	memset((char *)e + t->voff, 0, t->slot_size - t->voff);
-	key_retain(t->key_type, k);
-	t->count++;
 	*created = true;
-	t->upsert_value = (char *)e + t->voff;
-	t->upsert_now = now;
-	return (char *)e + t->voff;
+	return kv_insert(t, i, k.hash, k.v, ns, now);
 }
 
 void kv_written(kvtab *t, void *value)

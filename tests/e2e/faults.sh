@@ -67,34 +67,38 @@ killer() {
 }
 
 # ---- window_agg -------------------------------------------------------------
-WARGS="--input $TMP/ev.csv --window tumbling:1000 --out-of-orderness 500 --allowed-lateness 0"
-"$WEIR" run --no-progress -p 2 --checkpoint-dir "$TMP/wref.ck" \
-	"$EXAMPLES/window_agg.so" $WARGS --output "$TMP/wref" --late-output "$TMP/wref.late" 2> "$TMP/wref.err" ||
-	{ cat "$TMP/wref.err"; not_ok "uninterrupted window_agg run"; }
-python3 "$HERE/fault_check.py" rows "$TMP/wref" > "$TMP/wref.rows"
-python3 "$HERE/fault_check.py" rows "$TMP/wref.late" > "$TMP/wref.late.rows"
-[ -s "$TMP/wref.rows" ] && ok "uninterrupted window_agg: $(wc -l < "$TMP/wref.rows") windows" ||
-	not_ok "uninterrupted window_agg wrote nothing"
+# tumbling windows, and sliding ones (kept as slices: see operators/window.c)
+for window in tumbling:1000 sliding:2000:500; do
+	rm -rf "$TMP"/wref* "$TMP"/w "$TMP"/w.*
+	WARGS="--input $TMP/ev.csv --window $window --out-of-orderness 500 --allowed-lateness 0"
+	"$WEIR" run --no-progress -p 2 --checkpoint-dir "$TMP/wref.ck" \
+		"$EXAMPLES/window_agg.so" $WARGS --output "$TMP/wref" --late-output "$TMP/wref.late" 2> "$TMP/wref.err" ||
+		{ cat "$TMP/wref.err"; not_ok "uninterrupted window_agg $window run"; }
+	python3 "$HERE/fault_check.py" rows "$TMP/wref" > "$TMP/wref.rows"
+	python3 "$HERE/fault_check.py" rows "$TMP/wref.late" > "$TMP/wref.late.rows"
+	[ -s "$TMP/wref.rows" ] && ok "uninterrupted window_agg $window: $(wc -l < "$TMP/wref.rows") windows" ||
+		not_ok "uninterrupted window_agg $window wrote nothing"
 
-if killer window -p 2 --checkpoint-dir "$TMP/w.ck" "$EXAMPLES/window_agg.so" $WARGS \
-	--output "$TMP/w" --late-output "$TMP/w.late" --rate 10000; then
-	python3 "$HERE/fault_check.py" rows "$TMP/w" > "$TMP/w.rows"
-	python3 "$HERE/fault_check.py" rows "$TMP/w.late" > "$TMP/w.late.rows"
-	if cmp -s "$TMP/wref.rows" "$TMP/w.rows" && cmp -s "$TMP/wref.late.rows" "$TMP/w.late.rows"; then
-		ok "window_agg after $KILLS kills: committed output equals the uninterrupted run"
+	if killer window -p 2 --checkpoint-dir "$TMP/w.ck" "$EXAMPLES/window_agg.so" $WARGS \
+		--output "$TMP/w" --late-output "$TMP/w.late" --rate 10000; then
+		python3 "$HERE/fault_check.py" rows "$TMP/w" > "$TMP/w.rows"
+		python3 "$HERE/fault_check.py" rows "$TMP/w.late" > "$TMP/w.late.rows"
+		if cmp -s "$TMP/wref.rows" "$TMP/w.rows" && cmp -s "$TMP/wref.late.rows" "$TMP/w.late.rows"; then
+			ok "window_agg $window after $KILLS kills: committed output equals the uninterrupted run"
+		else
+			diff "$TMP/wref.rows" "$TMP/w.rows" | head -10
+			diff "$TMP/wref.late.rows" "$TMP/w.late.rows" | head -5
+			not_ok "window_agg $window after $KILLS kills: output differs (seed $SEED)"
+		fi
+		if ls -a "$TMP/w" | grep -q '^\.part-'; then
+			not_ok "window_agg $window: in-progress files left after the final run"
+		else
+			ok "window_agg $window: no in-progress files left"
+		fi
 	else
-		diff "$TMP/wref.rows" "$TMP/w.rows" | head -10
-		diff "$TMP/wref.late.rows" "$TMP/w.late.rows" | head -5
-		not_ok "window_agg after $KILLS kills: output differs (seed $SEED)"
+		not_ok "window_agg $window final run failed (seed $SEED)"
 	fi
-	if ls -a "$TMP/w" | grep -q '^\.part-'; then
-		not_ok "window_agg: in-progress files left after the final run"
-	else
-		ok "window_agg: no in-progress files left"
-	fi
-else
-	not_ok "window_agg final run failed (seed $SEED)"
-fi
+done
 
 # ---- wordcount (keyed running count) -----------------------------------------
 "$WEIR" run --no-progress -p 2 --mode streaming --checkpoint-dir "$TMP/cref.ck" \
