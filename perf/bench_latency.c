@@ -17,7 +17,8 @@
  *                    operators/latency.c) to the result at the sink
  *
  * each at 100 k and 1 M records/s, under both idle policies (busy-poll
- * and park).  One JSON line per (scenario, rate, policy): the measured
+ * and park); and first this machine's floor, `hiccups` (below): threads
+ * doing nothing but watch the clock, on one and on two CPUs.  One JSON line per (scenario, rate, policy): the measured
  * count, p50, p99, p99.9, p99.99 and max in microseconds, the records/s
  * the source actually achieved (its records over the time from record 0's
  * due time to its last emission: the rate asked for when the pipeline
@@ -35,7 +36,7 @@
  * after 16 small batches, which then sends what came due in one batch).
  * A warm-up at the start of every run is left out of the histograms.
  *
- *   bench_latency [--quick] [--scenario NAME|all] [--rate N|all]
+ *   bench_latency [--quick] [--scenario hiccups|NAME|all] [--rate N|all]
  *                 [--policy busy-poll|park|all] [--warmup S] [--seconds S]
  *                 [--keys N] [--window-ms N] [--batch-rows N] [--credits N]
  *                 [--buffer-timeout-us N] [--stall-ms N]
@@ -47,6 +48,8 @@
  * it, although the source is rate-limited.
  */
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,9 +265,90 @@ static void run(enum scenario sc, uint64_t rate, weir_idle_policy idle, const op
 
 /* ---- main -------------------------------------------------------------------------- */
 
+/* ---- this machine's own floor ------------------------------------------------------- */
+
+/*
+ * What a perfect pipeline would show on this machine: `threads` threads,
+ * each pinned to its own CPU, spin reading CLOCK_MONOTONIC for the
+ * measured time while records fall due at `rate`; a record's latency is
+ * when its thread next looks at the clock minus its due time.  Nothing
+ * but the thread is measured, so the tail is the machine's: interrupts,
+ * the hypervisor taking the vCPU (steal), the kernel's housekeeping.  One
+ * JSON line, "limit_hiccups", beside which the scenarios' tails can be
+ * read (two threads: the two busy cores of the exchange scenarios).
+ */
+typedef struct hiccup_arg {
+	int cpu;
+	uint64_t rate, warm_ns, measure_ns;
+	hist *h;
+	uint64_t max_gap_ns;
+} hiccup_arg;
+
+static void *hiccup_thread(void *p)
+{
+	hiccup_arg *a = p;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(a->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	uint64_t start = now_ns(), t0 = start + a->warm_ns, end = t0 + a->measure_ns;
+	uint64_t prev = start, k = 0; /* record k is due at t0 + k * 1e9 / rate */
+	for (;;) {
+		uint64_t t = now_ns();
+		if (t - prev > a->max_gap_ns && t > t0)
+			a->max_gap_ns = t - prev;
+		prev = t;
+		if (t < t0)
+			continue;
+		for (;;) {
+			uint64_t due = t0 + (uint64_t)((unsigned __int128)k * 1000000000u / a->rate);
+			if (due > t || due >= end)
+				break;
+			hist_record(a->h, (int64_t)(t - due));
+			k++;
+		}
+		if (t >= end)
+			break;
+	}
+	return NULL;
+}
+
+static void hiccups(int threads, uint64_t rate, const opts *o)
+{
+	hiccup_arg a[2];
+	pthread_t th[2];
+	hist *all = hist_new();
+	for (int i = 0; i < threads; i++) {
+		a[i] = (hiccup_arg){ .cpu = i, .rate = rate, .warm_ns = (uint64_t)(o->warmup_s * 1e9),
+				     .measure_ns = (uint64_t)(o->measure_s * 1e9), .h = hist_new() };
+		if (!all || !a[i].h || pthread_create(&th[i], NULL, hiccup_thread, &a[i])) {
+			fprintf(stderr, "bench_latency: cannot start the hiccup threads\n");
+			exit(1);
+		}
+	}
+	uint64_t max_gap = 0;
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		hist_merge(all, a[i].h);
+		hist_free(a[i].h);
+		if (a[i].max_gap_ns > max_gap)
+			max_gap = a[i].max_gap_ns;
+	}
+	printf("{\"bench\":\"limit_hiccups\",\"threads\":%d,\"rate\":%llu,"
+	       "\"measure_s\":%g,\"count\":%llu,\"p50_us\":%.3f,\"p99_us\":%.3f,"
+	       "\"p999_us\":%.3f,\"p9999_us\":%.3f,\"max_us\":%.3f,\"max_gap_us\":%.3f}\n",
+	       threads, (unsigned long long)rate, o->measure_s,
+	       (unsigned long long)hist_count(all), hist_percentile(all, 50) / 1e3,
+	       hist_percentile(all, 99) / 1e3, hist_percentile(all, 99.9) / 1e3,
+	       hist_percentile(all, 99.99) / 1e3, hist_percentile(all, 100) / 1e3,
+	       max_gap / 1e3);
+	fflush(stdout);
+	hist_free(all);
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: bench_latency [--quick] [--scenario stateless_chain|keyed_exchange|"
+	fprintf(f, "usage: bench_latency [--quick] [--scenario hiccups|stateless_chain|keyed_exchange|"
 		"window|all]\n"
 		"         [--rate N|all] [--policy busy-poll|park|all] [--warmup S] "
 		"[--seconds S]\n"
@@ -331,6 +415,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	bool any = false;
+	if (!strcmp(which, "all") || !strcmp(which, "hiccups")) {
+		any = true;
+		for (int threads = 1; threads <= 2; threads++)
+			hiccups(threads, only_rate ? only_rate : 1000000, &o);
+	}
 	for (int sc = 0; sc < NSCEN; sc++) {
 		if (strcmp(which, "all") && strcmp(which, scen[sc].name))
 			continue;

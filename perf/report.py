@@ -14,7 +14,7 @@ import json
 import sys
 
 LIMITS = ("limit_memcpy", "ring_raw_ck_ring", "limit_tcp_loopback",
-          "limit_disk_write", "limit_disk_read")
+          "limit_disk_write", "limit_disk_read", "limit_hiccups")
 # Figures (the rest of a line's numbers are parameters).
 FIGURES = ("records_per_s", "records_per_s_per_core", "events_per_s",
            "events_per_s_per_core", "bytes_per_s", "mb_per_s", "entries_per_s",
