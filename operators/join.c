@@ -69,6 +69,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "blocks.h"
 #include "ops.h"
 #include "state.h"
 
@@ -96,9 +97,6 @@ typedef struct rj_buf {
 #define REC_HDR 16          /* size, len, stored_ms */
 #define REC_MAX (1u << 30)
 #define PF_CHUNK 16         /* rows whose keys are prefetched together */
-#define BLK_MIN_SHIFT 6     /* 64 B */
-#define BLK_MAX_SHIFT 20    /* 1 MiB: larger blocks go straight to malloc */
-#define BLK_KEEP_BYTES (2u << 20)
 
 static const char *const rj_tab_name[2] = { "rows-a", "rows-b" };
 
@@ -111,10 +109,7 @@ typedef struct rj_state {
 	int64_t now;             /* clock at the current batch */
 	bool started;            /* rj_start ran */
 	uint64_t expired;        /* records skipped as expired */
-	struct {
-		void *head;
-		uint32_t count;
-	} fl[BLK_MAX_SHIFT + 1]; /* free blocks of 1 << i bytes */
+	blk_lists blk;             /* free blocks for the buffers */
 	weir_value cells[2][WEIR_MAX_COLS];
 	skey keys[PF_CHUNK];
 } rj_state;
@@ -133,38 +128,11 @@ static int64_t coarse_ms(void)
 
 /* ---- blocks ----------------------------------------------------------------------- */
 
-/* A block of at least `need` bytes (a power of two, *cap), from s's free
- * lists when s is given, else malloc; NULL on ENOMEM or above 2 GiB. */
-static char *blk_alloc(rj_state *s, size_t need, uint32_t *cap)
+/* The free lists b's blocks come from and return to (none while a
+ * restored buffer is not adopted yet). */
+static inline blk_lists *buf_blocks(rj_buf *b)
 {
-	unsigned sh = BLK_MIN_SHIFT;
-	char *p;
-	while (((size_t)1 << sh) < need)
-		sh++;
-	if (sh > 31)
-		return NULL;
-	if (s && sh <= BLK_MAX_SHIFT && s->fl[sh].head) {
-		p = s->fl[sh].head;
-		s->fl[sh].head = *(void **)p;
-		s->fl[sh].count--;
-	} else if (!(p = malloc((size_t)1 << sh))) {
-		return NULL;
-	}
-	*cap = (uint32_t)1 << sh;
-	return p;
-}
-
-static void blk_free(rj_state *s, char *p, uint32_t cap)
-{
-	unsigned sh = (unsigned)__builtin_ctz(cap);
-	if (s && sh <= BLK_MAX_SHIFT &&
-	    ((uint64_t)s->fl[sh].count * cap < BLK_KEEP_BYTES || s->fl[sh].count < 4)) {
-		*(void **)p = s->fl[sh].head;
-		s->fl[sh].head = p;
-		s->fl[sh].count++;
-		return;
-	}
-	free(p);
+	return b->owner ? &b->owner->blk : NULL;
 }
 
 /* Room for `need` more bytes after b's records: the live records move to
@@ -187,12 +155,12 @@ static int buf_room(rj_buf *b, uint32_t need)
 	size_t want = (size_t)live + need;
 	if (want < (size_t)b->cap * 2)
 		want = (size_t)b->cap * 2;
-	char *n = blk_alloc(b->owner, want, &ncap);
+	char *n = blk_alloc(buf_blocks(b), want, &ncap);
 	if (!n)
 		return -ENOMEM;
 	if (b->data) {
 		memcpy(n, b->data + b->head, live);
-		blk_free(b->owner, b->data, b->cap);
+		blk_free(buf_blocks(b), b->data, b->cap);
 	}
 	b->data = n;
 	b->cap = ncap;
@@ -207,7 +175,7 @@ static void buf_free(void *v)
 {
 	rj_buf *b = v;
 	if (b->data)
-		blk_free(b->owner, b->data, b->cap);
+		blk_free(buf_blocks(b), b->data, b->cap);
 	b->data = NULL;
 }
 
@@ -353,12 +321,7 @@ static void rj_close(task *t)
 	for (int i = 0; i < 2; i++)
 		if (s->tab[i])
 			kv_free(s->tab[i]); /* releases keys; blocks to the free lists */
-	for (int i = 0; i <= BLK_MAX_SHIFT; i++)
-		while (s->fl[i].head) {
-			void *n = *(void **)s->fl[i].head;
-			free(s->fl[i].head);
-			s->fl[i].head = n;
-		}
+	blk_release(&s->blk);
 	if (s->dict)
 		kdict_free(s->dict);
 	free(s);
@@ -471,26 +434,6 @@ static void skip_expired(rj_state *s, rj_buf *b)
 	b->head = (uint32_t)(p - b->data);
 	if (!b->n)
 		b->head = b->used = 0;
-}
-
-/* Stage cells of schema sc as output columns off, off + 1, ... */
-static void stage_cells(weir_out *o, const weir_schema *sc, const weir_value *v,
-			int off)
-{
-	for (int i = 0; i < sc->ncols; i++)
-		switch (sc->fields[i].type) {
-		case WEIR_STR:
-			weir_out_str(o, off + i, v[i].str.ptr, v[i].str.len);
-			break;
-		case WEIR_F64:
-			weir_out_f64(o, off + i, v[i].f64);
-			break;
-		case WEIR_BOOL:
-			weir_out_bool(o, off + i, v[i].b);
-			break;
-		default:
-			weir_out_i64(o, off + i, v[i].i64);
-		}
 }
 
 static int emit_pair(rj_state *s, weir_out *o, int64_t ta, int64_t tb)

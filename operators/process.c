@@ -86,6 +86,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "blocks.h"
 #include "ops.h"
 #include "state.h"
 
@@ -896,9 +897,6 @@ typedef struct jbuf {
 
 #define NO_TIMER INT64_MIN
 #define REC_HDR 8
-#define BLK_MIN_SHIFT 6   /* 64 B */
-#define BLK_MAX_SHIFT 20  /* 1 MiB: larger blocks go straight to malloc */
-#define BLK_KEEP_BYTES (2u << 20)
 #define PF_CHUNK 16       /* rows whose keys are prefetched together */
 
 /* An interval-join subtask's state (t->st): its reactor thread only. */
@@ -918,10 +916,7 @@ typedef struct ij_state {
 	int late_port[2];         /* port for late rows of each input, or -1 */
 	uint64_t late_dropped;
 	bool started;             /* ij_start ran (restored buffers adopted) */
-	struct {
-		void *head;
-		uint32_t count;
-	} fl[BLK_MAX_SHIFT + 1];   /* free blocks of 1 << i bytes */
+	blk_lists blk;             /* free blocks for the buffers */
 	weir_value cells[2][WEIR_MAX_COLS];
 	skey keys[PF_CHUNK];
 } ij_state;
@@ -963,45 +958,11 @@ static inline int64_t bucket_up(const ij_conf *c, int64_t d)
 	return q * w;
 }
 
-static void *blk_alloc(ij_state *s, size_t need, uint32_t *cap)
-{
-	unsigned sh = BLK_MIN_SHIFT;
-	void *p;
-	while (((size_t)1 << sh) < need)
-		sh++;
-	if (sh > 31)
-		return NULL;
-	if (sh <= BLK_MAX_SHIFT && s->fl[sh].head) {
-		p = s->fl[sh].head;
-		s->fl[sh].head = *(void **)p;
-		s->fl[sh].count--;
-	} else {
-		p = malloc((size_t)1 << sh);
-		if (!p)
-			return NULL;
-	}
-	*cap = (uint32_t)1 << sh;
-	return p;
-}
-
-static void blk_free(ij_state *s, void *p, uint32_t cap)
-{
-	unsigned sh = (unsigned)__builtin_ctz(cap);
-	if (sh <= BLK_MAX_SHIFT &&
-	    ((uint64_t)s->fl[sh].count * cap < BLK_KEEP_BYTES || s->fl[sh].count < 4)) {
-		*(void **)p = s->fl[sh].head;
-		s->fl[sh].head = p;
-		s->fl[sh].count++;
-		return;
-	}
-	free(p);
-}
-
 static void jbuf_free_value(void *v)
 {
 	jbuf *b = v;
 	if (b->data && b->owner)
-		blk_free(b->owner, b->data, b->cap);
+		blk_free(&b->owner->blk, b->data, b->cap);
 	else
 		free(b->data); /* decoded, not yet adopted by ij_start */
 	b->data = NULL;
@@ -1103,12 +1064,12 @@ static int jbuf_room(ij_state *s, jbuf *b, uint32_t need)
 	size_t want = (size_t)live + need;
 	if (want < (size_t)b->cap * 2)
 		want = (size_t)b->cap * 2;
-	char *n = blk_alloc(s, want, &ncap);
+	char *n = blk_alloc(&s->blk, want, &ncap);
 	if (!n)
 		return -ENOMEM;
 	if (b->data) {
 		memcpy(n, b->data + b->head, live);
-		blk_free(s, b->data, b->cap);
+		blk_free(&s->blk, b->data, b->cap);
 	}
 	b->data = n;
 	b->cap = ncap;
@@ -1180,36 +1141,11 @@ static void ij_close(task *t)
 	for (int i = 0; i < 2; i++)
 		if (s->buf[i])
 			kv_free(s->buf[i]); /* returns blocks to the free lists */
-	for (int i = 0; i <= BLK_MAX_SHIFT; i++)
-		while (s->fl[i].head) {
-			void *n = *(void **)s->fl[i].head;
-			free(s->fl[i].head);
-			s->fl[i].head = n;
-		}
+	blk_release(&s->blk);
 	if (s->dict)
 		kdict_free(s->dict);
 	free(s);
 	t->st = NULL;
-}
-
-/* Stage cells of schema `sc` as output columns off, off + 1, ... */
-static void stage_cells(weir_out *o, const weir_schema *sc, const weir_value *v,
-			int off)
-{
-	for (int i = 0; i < sc->ncols; i++)
-		switch (sc->fields[i].type) {
-		case WEIR_STR:
-			weir_out_str(o, off + i, v[i].str.ptr, v[i].str.len);
-			break;
-		case WEIR_F64:
-			weir_out_f64(o, off + i, v[i].f64);
-			break;
-		case WEIR_BOOL:
-			weir_out_bool(o, off + i, v[i].b);
-			break;
-		default:
-			weir_out_i64(o, off + i, v[i].i64);
-		}
 }
 
 static int emit_pair(task *t, ij_state *s, int64_t ta, int64_t tb)
