@@ -210,26 +210,34 @@ static int q14_map(void *arg, const weir_batch *in, weir_out *out)
 	(void)arg;
 	const int64_t *price = weir_col_i64(in, WEIR_BID_PRICE);
 	const int64_t *dt = weir_col_i64(in, WEIR_BID_DATE_TIME);
-	for (uint32_t r = 0; r < in->rows; r++) {
-		double p = Q1_PRICE(price[r]);
-		if (!(p > 1000000.0 && p < 50000000.0))
-			continue;
-		int64_t hour = ((dt[r] / 1000) % 86400 + 86400) % 86400 / 3600;
-		const char *type = hour >= 8 && hour <= 18 ? "dayTime"
-				   : hour <= 6 || hour >= 20 ? "nightTime"
-							     : "otherTime";
-		uint32_t len;
-		const char *extra = weir_batch_str(in, WEIR_BID_EXTRA, r, &len);
-		int64_t cs = count_c(extra, len);
-		weir_out_i64(out, 0, weir_col_i64(in, WEIR_BID_AUCTION)[r]);
-		weir_out_i64(out, 1, weir_col_i64(in, WEIR_BID_BIDDER)[r]);
-		weir_out_f64(out, 2, p);
-		weir_out_str(out, 3, type, strlen(type));
-		weir_out_i64(out, 4, dt[r]);
-		weir_out_str(out, 5, extra, len);
-		weir_out_i64(out, 6, cs);
-		weir_out_ts(out, in->ts[r]);
-		weir_out_emit(out);
+	uint32_t sel[256];
+	for (uint32_t base = 0; base < in->rows; base += 256) {
+		uint32_t end = in->rows - base < 256 ? in->rows : base + 256, k = 0;
+		/* The rows in range first, without a branch per row: about a
+		 * quarter pass, at random, which a branch would mispredict. */
+		for (uint32_t r = base; r < end; r++) {
+			double p = Q1_PRICE(price[r]);
+			sel[k] = r;
+			k += (p > 1000000.0) & (p < 50000000.0);
+		}
+		for (uint32_t i = 0; i < k; i++) {
+			uint32_t r = sel[i];
+			int64_t hour = ((dt[r] / 1000) % 86400 + 86400) % 86400 / 3600;
+			const char *type = hour >= 8 && hour <= 18 ? "dayTime"
+					   : hour <= 6 || hour >= 20 ? "nightTime"
+								     : "otherTime";
+			uint32_t len;
+			const char *extra = weir_batch_str(in, WEIR_BID_EXTRA, r, &len);
+			weir_out_i64(out, 0, weir_col_i64(in, WEIR_BID_AUCTION)[r]);
+			weir_out_i64(out, 1, weir_col_i64(in, WEIR_BID_BIDDER)[r]);
+			weir_out_f64(out, 2, Q1_PRICE(price[r]));
+			weir_out_str(out, 3, type, strlen(type));
+			weir_out_i64(out, 4, dt[r]);
+			weir_out_str(out, 5, extra, len);
+			weir_out_i64(out, 6, count_c(extra, len));
+			weir_out_ts(out, in->ts[r]);
+			weir_out_emit(out);
+		}
 	}
 	return 0;
 }
