@@ -3,16 +3,13 @@
  * What the two joins that buffer rows per key (the interval join in
  * process.c, the regular join in join.c) share: per-subtask free lists of
  * power-of-two blocks for the keys' record buffers, so that a buffer that
- * grows or empties costs no malloc in steady state, and the staging of a
- * row's cells as output columns.  A subtask's lists are used by its
- * reactor thread only.
+ * grows or empties costs no malloc in steady state.  A subtask's lists
+ * are used by its reactor thread only.
  */
 #ifndef WEIR_OPERATORS_BLOCKS_H
 #define WEIR_OPERATORS_BLOCKS_H
 #include <stdint.h>
 #include <stdlib.h>
-
-#include <weir/weir.h>
 
 #define BLK_MIN_SHIFT 6          /* 64 B */
 #define BLK_MAX_SHIFT 20         /* 1 MiB: larger blocks go straight to malloc */
@@ -69,26 +66,6 @@ static inline void blk_release(blk_lists *l)
 			void *n = *(void **)l->fl[i].head;
 			free(l->fl[i].head);
 			l->fl[i].head = n;
-		}
-}
-
-/* Stage cells of schema sc as output columns off, off + 1, ... */
-static inline void stage_cells(weir_out *o, const weir_schema *sc, const weir_value *v,
-			       int off)
-{
-	for (int i = 0; i < sc->ncols; i++)
-		switch (sc->fields[i].type) {
-		case WEIR_STR:
-			weir_out_str(o, off + i, v[i].str.ptr, v[i].str.len);
-			break;
-		case WEIR_F64:
-			weir_out_f64(o, off + i, v[i].f64);
-			break;
-		case WEIR_BOOL:
-			weir_out_bool(o, off + i, v[i].b);
-			break;
-		default:
-			weir_out_i64(o, off + i, v[i].i64);
 		}
 }
 

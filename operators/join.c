@@ -444,8 +444,8 @@ static int emit_pair(rj_state *s, weir_out *o, int64_t ta, int64_t tb)
 	weir_out_ts(o, ts);
 	if (c->fn)
 		return c->fn(c->arg, s->cells[0], ta, s->cells[1], tb, o);
-	stage_cells(o, c->in[0], s->cells[0], 0);
-	stage_cells(o, c->in[1], s->cells[1], c->in[0]->ncols);
+	row_stage_cells(o, c->in[0], s->cells[0], 0);
+	row_stage_cells(o, c->in[1], s->cells[1], c->in[0]->ncols);
 	weir_out_emit(o);
 	return 0;
 }

@@ -449,54 +449,6 @@ static int rank_cmp_record(const tn_conf *c, const weir_batch *b, uint32_t r,
 	return 0;
 }
 
-/* Bytes of row r's cells as a record keeps them (see the top). */
-static size_t rec_cells_size(const tn_conf *c, const weir_batch *b, uint32_t r)
-{
-	const weir_schema *s = c->in;
-	size_t n = 0;
-	for (int i = 0; i < s->ncols; i++) {
-		if (i == c->key_col)
-			continue;
-		switch (s->fields[i].type) {
-		case WEIR_STR:
-			n += 4 + weir_col_str(b, i)[r].len;
-			break;
-		case WEIR_BOOL:
-			n += 1;
-			break;
-		default:
-			n += 8;
-		}
-	}
-	return n;
-}
-
-static void rec_cells_encode(const tn_conf *c, const weir_batch *b, uint32_t r,
-			     char *p)
-{
-	const weir_schema *s = c->in;
-	for (int i = 0; i < s->ncols; i++) {
-		if (i == c->key_col)
-			continue;
-		switch (s->fields[i].type) {
-		case WEIR_STR: {
-			weir_str v = weir_col_str(b, i)[r];
-			memcpy(p, &v.len, 4);
-			if (v.len)
-				memcpy(p + 4, b->heap + v.off, v.len);
-			p += 4 + v.len;
-			break;
-		}
-		case WEIR_BOOL:
-			*p++ = weir_col_bool(b, i)[r] ? 1 : 0;
-			break;
-		default:
-			memcpy(p, &weir_col_i64(b, i)[r], 8);
-			p += 8;
-		}
-	}
-}
-
 /* A record's cells (len bytes at p) into cells[], the key's from k;
  * false if they do not fit the schema. */
 static bool rec_cells_decode(const tn_conf *c, skey k, const char *p,
@@ -802,7 +754,7 @@ static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
 	if (rank >= (uint32_t)c->n)
 		return 0; /* ties with the last one: not in */
 
-	size_t enc = rec_cells_size(c, b, r);
+	size_t enc = row_cells_size(b, r, c->key_col);
 	size_t rs = TREC_HDR + enc;
 	if (rs > TN_MAX_REC)
 		return -E2BIG;
@@ -824,7 +776,7 @@ static int tn_insert(tn_state *s, tn_val *v, skey k, const weir_batch *b,
 	uint32_t len = (uint32_t)enc;
 	memcpy(dst, &okey, 8);
 	memcpy(dst + 8, &len, 4);
-	rec_cells_encode(c, b, r, dst + TREC_HDR);
+	row_cells_encode(b, r, c->key_col, dst + TREC_HDR);
 	v->used = used + (uint32_t)rs;
 	v->n = n + 1;
 	/* the new last record's order key */

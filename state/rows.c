@@ -15,11 +15,13 @@
 
 #include "state.h"
 
-size_t row_encoded_size(const weir_batch *b, uint32_t row)
+size_t row_cells_size(const weir_batch *b, uint32_t row, int skip)
 {
 	const weir_schema *s = b->schema;
-	size_t n = 8;
+	size_t n = 0;
 	for (int c = 0; c < s->ncols; c++) {
+		if (c == skip)
+			continue;
 		switch (s->fields[c].type) {
 		case WEIR_STR:
 			n += 4 + weir_col_str(b, c)[row].len;
@@ -34,13 +36,18 @@ size_t row_encoded_size(const weir_batch *b, uint32_t row)
 	return n;
 }
 
-size_t row_encode(const weir_batch *b, uint32_t row, void *buf)
+size_t row_encoded_size(const weir_batch *b, uint32_t row)
+{
+	return 8 + row_cells_size(b, row, -1);
+}
+
+size_t row_cells_encode(const weir_batch *b, uint32_t row, int skip, void *buf)
 {
 	const weir_schema *s = b->schema;
 	char *p = buf;
-	memcpy(p, &b->ts[row], 8);
-	p += 8;
 	for (int c = 0; c < s->ncols; c++) {
+		if (c == skip)
+			continue;
 		switch (s->fields[c].type) {
 		case WEIR_STR: {
 			weir_str v = weir_col_str(b, c)[row];
@@ -59,6 +66,12 @@ size_t row_encode(const weir_batch *b, uint32_t row, void *buf)
 		}
 	}
 	return (size_t)(p - (char *)buf);
+}
+
+size_t row_encode(const weir_batch *b, uint32_t row, void *buf)
+{
+	memcpy(buf, &b->ts[row], 8);
+	return 8 + row_cells_encode(b, row, -1, (char *)buf + 8);
 }
 
 size_t row_decode(const weir_schema *s, const void *buf, weir_value *cells,
@@ -87,24 +100,30 @@ size_t row_decode(const weir_schema *s, const void *buf, weir_value *cells,
 	return (size_t)(p - (const char *)buf);
 }
 
-void row_stage(weir_out *o, const weir_schema *s, const weir_value *cells,
-	       int64_t ts)
+void row_stage_cells(weir_out *o, const weir_schema *s, const weir_value *cells,
+		     int off)
 {
 	for (int c = 0; c < s->ncols; c++) {
 		switch (s->fields[c].type) {
 		case WEIR_STR:
-			weir_out_str(o, c, cells[c].str.ptr, cells[c].str.len);
+			weir_out_str(o, off + c, cells[c].str.ptr, cells[c].str.len);
 			break;
 		case WEIR_F64:
-			weir_out_f64(o, c, cells[c].f64);
+			weir_out_f64(o, off + c, cells[c].f64);
 			break;
 		case WEIR_BOOL:
-			weir_out_bool(o, c, cells[c].b);
+			weir_out_bool(o, off + c, cells[c].b);
 			break;
 		default:
-			weir_out_i64(o, c, cells[c].i64);
+			weir_out_i64(o, off + c, cells[c].i64);
 		}
 	}
+}
+
+void row_stage(weir_out *o, const weir_schema *s, const weir_value *cells,
+	       int64_t ts)
+{
+	row_stage_cells(o, s, cells, 0);
 	weir_out_ts(o, ts);
 }
 

@@ -271,6 +271,10 @@ void bmap_free(bmap *m);
 size_t row_encoded_size(const weir_batch *b, uint32_t row);
 /* Write row `row` of b into buf (row_encoded_size bytes); returns that. */
 size_t row_encode(const weir_batch *b, uint32_t row, void *buf);
+/* The cells alone (no ts), leaving out column `skip` (-1: none): their
+ * size, and their encoding into buf (returns the bytes written). */
+size_t row_cells_size(const weir_batch *b, uint32_t row, int skip);
+size_t row_cells_encode(const weir_batch *b, uint32_t row, int skip, void *buf);
 /* Decode into cells[0..ncols) (strings point into buf) and *ts; returns
  * bytes used. */
 size_t row_decode(const weir_schema *s, const void *buf, weir_value *cells,
@@ -279,6 +283,10 @@ size_t row_decode(const weir_schema *s, const void *buf, weir_value *cells,
  * its event time; the caller then calls weir_out_emit. */
 void row_stage(weir_out *o, const weir_schema *s, const weir_value *cells,
 	       int64_t ts);
+/* Stage cells of schema s as output columns off, off + 1, ... (a join's
+ * two sides side by side); no event time. */
+void row_stage_cells(weir_out *o, const weir_schema *s, const weir_value *cells,
+		     int off);
 /* Read cell (col, row) of b as a weir_value. */
 weir_value cell_value(const weir_batch *b, int col, uint32_t row);
 
