@@ -232,25 +232,6 @@ Test(checkpoint, recovers_after_cancelled_runs, .init = testenv_mkdir, .fini = t
 	check_counts(path("out"), 42);
 }
 
-typedef struct sp_arg {
-	int ms;
-	char dir[256];
-	char msg[4400];
-	int rc;
-} sp_arg;
-
-static void *stop_with_savepoint(void *arg)
-{
-	sp_arg *a = arg;
-	usleep((useconds_t)a->ms * 1000);
-	do {
-		a->rc = runtime_savepoint(a->dir, true, a->msg, sizeof(a->msg));
-		if (a->rc == -ENOENT)
-			usleep(10000); /* not started yet */
-	} while (a->rc == -ENOENT && strstr(a->msg, "no job"));
-	return NULL;
-}
-
 static void savepoint_rescale(int p1, int p2)
 {
 	sp_arg a = { .ms = 300 };

@@ -35,81 +35,13 @@
 #include "ops.h"
 #include "reactor.h"
 #include "state.h"
+#define TESTENV_LINES
 #include "testenv.h"
 
 TestSuite(join, .init = testenv_mkdir, .fini = testenv_rmdir, .timeout = 240);
 TestSuite(topn, .init = testenv_mkdir, .fini = testenv_rmdir, .timeout = 240);
 
 /* ---- lines of text --------------------------------------------------------------- */
-
-typedef struct lines {
-	char **v;
-	size_t n, cap;
-} lines;
-
-static void lines_add(lines *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void lines_add(lines *l, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 1024;
-		l->v = realloc(l->v, l->cap * sizeof(char *));
-		cr_assert_not_null(l->v);
-	}
-	l->v[l->n++] = strdup(buf);
-}
-
-static void lines_read(lines *l, const char *file)
-{
-	char buf[1024];
-	FILE *f = fopen(file, "r");
-	cr_assert_not_null(f, "no output file %s", file);
-	while (fgets(buf, sizeof(buf), f)) {
-		buf[strcspn(buf, "\n")] = 0;
-		lines_add(l, "%s", buf);
-	}
-	fclose(f);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lines_sort(lines *l)
-{
-	if (l->n)
-		qsort(l->v, l->n, sizeof(char *), cmp_str);
-}
-
-static void lines_free(lines *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	*l = (lines){ 0 };
-}
-
-static void lines_expect(lines *got, lines *exp, const char *what)
-{
-	lines_sort(got);
-	lines_sort(exp);
-	cr_assert_eq(got->n, exp->n, "%s: %zu lines, expected %zu", what, got->n, exp->n);
-	for (size_t i = 0; i < got->n; i++)
-		cr_assert_str_eq(got->v[i], exp->v[i], "%s: line %zu", what, i);
-}
-
-static void expect_file(const char *file, lines *exp, const char *what)
-{
-	lines got = { 0 };
-	lines_read(&got, file);
-	lines_expect(&got, exp, what);
-	lines_free(&got);
-}
 
 /* The committed part files of a weir_sink_files directory in commit order
  * (an earlier run's, moved to before/, first), as one list of lines. */
@@ -240,7 +172,7 @@ Test(join, i64_keys_every_pair_once_p1_p2_p4_batch_1_and_1024)
 			run_ok(env);
 			char what[48];
 			snprintf(what, sizeof(what), "join p=%d batch=%u", p, batch);
-			expect_file(path("ja.csv"), &exp, what);
+			expect_file_lines(path("ja.csv"), &exp, what);
 		}
 	lines_free(&exp);
 }
@@ -359,7 +291,7 @@ Test(join, string_keys_join_function_any_order)
 		run_ok(env);
 		char what[48];
 		snprintf(what, sizeof(what), "string keys p=%d batch=%u", runs[r].p, runs[r].batch);
-		expect_file(path("jb.csv"), &exp, what);
+		expect_file_lines(path("jb.csv"), &exp, what);
 	}
 	lines_free(&exp);
 }
@@ -430,7 +362,7 @@ Test(join, rows_larger_than_a_batch)
 				  jc_summary, NULL);
 		weir_sink_csv(j, "out", path("jc.csv"));
 		run_ok(env);
-		expect_file(path("jc.csv"), &exp, "big rows");
+		expect_file_lines(path("jc.csv"), &exp, "big rows");
 	}
 	lines_free(&exp);
 }
@@ -448,7 +380,7 @@ Test(join, a_long_ttl_changes_nothing)
 				   NULL, NULL, NULL);
 	weir_sink_csv(j, "out", path("jt.csv"));
 	run_ok(env);
-	expect_file(path("jt.csv"), &exp, "join with a TTL of an hour");
+	expect_file_lines(path("jt.csv"), &exp, "join with a TTL of an hour");
 	lines_free(&exp);
 }
 
@@ -1208,25 +1140,6 @@ Test(join, exactly_once_after_cancelled_runs)
 Test(topn, exactly_once_after_cancelled_runs)
 {
 	cancel_and_resume(CK_TOPN);
-}
-
-typedef struct sp_arg {
-	int ms;
-	char dir[256];
-	char msg[4400];
-	int rc;
-} sp_arg;
-
-static void *stop_with_savepoint(void *arg)
-{
-	sp_arg *a = arg;
-	usleep((useconds_t)a->ms * 1000);
-	do {
-		a->rc = runtime_savepoint(a->dir, true, a->msg, sizeof(a->msg));
-		if (a->rc == -ENOENT)
-			usleep(10000); /* not started yet */
-	} while (a->rc == -ENOENT && strstr(a->msg, "no job"));
-	return NULL;
 }
 
 /* Run at p1 until a savepoint stops it, move its committed files aside,

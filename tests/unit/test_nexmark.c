@@ -1028,25 +1028,6 @@ Test(nexmark_job, checkpointed_runs_cancelled_and_resumed_commit_each_event_once
 	check_committed(path("out"));
 }
 
-typedef struct sp_arg {
-	int ms;
-	char dir[256];
-	char msg[4400];
-	int rc;
-} sp_arg;
-
-static void *stop_with_savepoint(void *arg)
-{
-	sp_arg *a = arg;
-	usleep((useconds_t)a->ms * 1000);
-	do {
-		a->rc = runtime_savepoint(a->dir, true, a->msg, sizeof(a->msg));
-		if (a->rc == -ENOENT)
-			usleep(10000); /* not started yet */
-	} while (a->rc == -ENOENT && strstr(a->msg, "no job"));
-	return NULL;
-}
-
 Test(nexmark_job, savepoint_at_3_restored_at_2_commits_each_event_once,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {

@@ -20,51 +20,12 @@
 #include <weir/keyed.h>
 
 #include "ops.h"
+#define TESTENV_LINES
 #include "testenv.h"
 
 TestSuite(proc, .init = testenv_mkdir, .fini = testenv_rmdir, .timeout = 120);
 
 /* ---- lines of text, compared as sorted sets ---------------------------------------- */
-
-typedef struct lines {
-	char **v;
-	size_t n, cap;
-} lines;
-
-static void lines_add(lines *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void lines_add(lines *l, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 1024;
-		l->v = realloc(l->v, l->cap * sizeof(char *));
-		cr_assert_not_null(l->v);
-	}
-	l->v[l->n++] = strdup(buf);
-}
-
-static void lines_read(lines *l, const char *file)
-{
-	char buf[512];
-	FILE *f = fopen(file, "r");
-	cr_assert_not_null(f, "no output file %s", file);
-	while (fgets(buf, sizeof(buf), f)) {
-		buf[strcspn(buf, "\n")] = 0;
-		lines_add(l, "%s", buf);
-	}
-	fclose(f);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lines_sort(lines *l) { qsort(l->v, l->n, sizeof(char *), cmp_str); }
 
 /* Keep one of each run of equal lines (sorted first). */
 static void lines_uniq(lines *l)
@@ -79,31 +40,6 @@ static void lines_uniq(lines *l)
 		l->v[w++] = l->v[i];
 	}
 	l->n = w;
-}
-
-static void lines_free(lines *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	*l = (lines){ 0 };
-}
-
-static void lines_expect(lines *got, lines *exp, const char *what)
-{
-	lines_sort(got);
-	lines_sort(exp);
-	cr_assert_eq(got->n, exp->n, "%s: %zu lines, expected %zu", what, got->n, exp->n);
-	for (size_t i = 0; i < got->n; i++)
-		cr_assert_str_eq(got->v[i], exp->v[i], "%s: line %zu", what, i);
-}
-
-static void expect_file(const char *file, lines *exp, const char *what)
-{
-	lines got = { 0 };
-	lines_read(&got, file);
-	lines_expect(&got, exp, what);
-	lines_free(&got);
 }
 
 /* ---- the default generator's rows (datastream.h) ----------------------------------- */
@@ -358,7 +294,7 @@ static void t1_run(int p, uint32_t batch, bool str_key)
 			  (long long)k[i].sum, (long long)k[i].n, (long long)k[i].sum,
 			  (long long)k[i].sq);
 	}
-	expect_file(path("t1.csv"), &exp, str_key ? "string keys" : "i64 keys");
+	expect_file_lines(path("t1.csv"), &exp, str_key ? "string keys" : "i64 keys");
 	lines_free(&exp);
 }
 
@@ -436,7 +372,7 @@ Test(proc, ttl_expires_values_lists_and_maps)
 	lines_add(&exp, "3,-1,0,-1"); /* expired while seq 2 slept */
 	lines_add(&exp, "4,3,1,3");
 	lines_add(&exp, "5,4,2,4");
-	expect_file(path("t2.csv"), &exp, "ttl");
+	expect_file_lines(path("t2.csv"), &exp, "ttl");
 	lines_free(&exp);
 }
 
@@ -658,7 +594,7 @@ Test(proc, connect_keyed_control_stream_p1_p2)
 			if (k % 3 == 0)
 				lines_add(&exp, "%lld,%lld", (long long)k, (long long)i);
 		}
-		expect_file(path("t5.csv"), &exp, "connect");
+		expect_file_lines(path("t5.csv"), &exp, "connect");
 		lines_free(&exp);
 	}
 }
@@ -784,7 +720,7 @@ Test(proc, broadcast_rules_reach_every_subtask_p1_p2_p4)
 		run_ok(env);
 		char what[32];
 		snprintf(what, sizeof(what), "broadcast p=%d", p);
-		expect_file(path("t7.csv"), &exp, what);
+		expect_file_lines(path("t7.csv"), &exp, what);
 	}
 	lines_free(&exp);
 }
@@ -946,7 +882,7 @@ Test(proc, interval_join_p1_p2_p4_batch_1_and_1024)
 			run_ok(env);
 			char what[48];
 			snprintf(what, sizeof(what), "interval join p=%d batch=%u", p, batch);
-			expect_file(path("t8.csv"), &exp, what);
+			expect_file_lines(path("t8.csv"), &exp, what);
 		}
 	lines_free(&exp);
 }
@@ -996,9 +932,9 @@ Test(proc, interval_join_late_rows_go_to_the_late_port)
 		}
 		weir_sink_csv(j, "out", path("t9.csv"));
 		run_ok(env);
-		expect_file(path("t9.csv"), &exp, "joined without late rows");
+		expect_file_lines(path("t9.csv"), &exp, "joined without late rows");
 		if (with_port)
-			expect_file(path("t9-late.csv"), &late, "late rows");
+			expect_file_lines(path("t9-late.csv"), &late, "late rows");
 	}
 	lines_free(&exp);
 	lines_free(&late);
@@ -1089,7 +1025,7 @@ Test(proc, interval_join_string_keys_out_of_order_with_function)
 		    t10_join, NULL);
 		weir_sink_csv(j, "out", path("t10.csv"));
 		run_ok(env);
-		expect_file(path("t10.csv"), &exp, "string-key join");
+		expect_file_lines(path("t10.csv"), &exp, "string-key join");
 	}
 	lines_free(&exp);
 }
