@@ -62,7 +62,6 @@ int weir_job(weir_env *env, int argc, char **argv);
 
 typedef struct nx_job {
 	weir_env *env;
-	const char *self;
 	const char *output;
 	weir_stream *person, *auction, *bid;
 } nx_job;
@@ -308,7 +307,7 @@ static int q3(nx_job *j)
  * goes out whenever the winning price rises, so stage 2 sees every change.  This is
  * the inner join of the query's meaning, with the bid side reduced to its
  * maximum as it arrives: a join that kept every bid (weir_join) holds the
- * whole bid stream in state.  An auction's 40 bytes stay for the run:
+ * whole bid stream in state.  An auction's 32 bytes stay for the run:
  * bids can reference it until the end.
  */
 typedef struct q4_auction {
@@ -663,7 +662,7 @@ int weir_job(weir_env *env, int argc, char **argv)
 {
 	char err[256];
 	weir_nexmark_conf conf = { 0 };
-	nx_job j = { .env = env, .self = argv[0] };
+	nx_job j = { .env = env };
 
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
