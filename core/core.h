@@ -57,6 +57,12 @@ static inline int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- checksums (crc32c.c) ------------------------------------------------
+ *
+ * CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
+ * crc32c(0, p, n) starts a checksum; pass the result back to continue. */
+uint32_t crc32c(uint32_t crc, const void *p, size_t n);
+
 /* ---- schemas -------------------------------------------------------------- */
 
 size_t type_width(weir_type t);

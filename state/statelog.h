@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core.h" /* crc32c */
+
 #define SLOG_MAGIC "WEIRSEG1"
 #define SLOG_VERSION 1
 #define SLOG_PAGE 4096u
@@ -61,9 +63,6 @@ static inline int slog_pos_cmp(slog_pos a, slog_pos b)
 	return a.off < b.off ? -1 : a.off > b.off;
 }
 
-/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
- * crc32c(0, p, n) starts a checksum; pass the result back to continue. */
-uint32_t crc32c(uint32_t crc, const void *p, size_t n);
 
 typedef struct slog slog;
 
