@@ -452,6 +452,7 @@ typedef struct ckpt_coord {
 	bool inflight_stop;
 	uint64_t started_ns, last_trigger_ns, last_end_ns;
 	int64_t last_completed;
+	bool acked;              /* worker: its part of inflight was sent */
 	char sp_path[4096];
 } ckpt_coord;
 
@@ -513,7 +514,7 @@ int ckpt_start(struct runtime *rt)
 
 static void wake_all(struct runtime *rt)
 {
-	for (int i = 0; i < rt->nreactors; i++)
+	for (int i = rt->lo; i < rt->hi; i++)
 		reactor_wake(&rt->reactors[i]);
 }
 
@@ -591,6 +592,99 @@ static void savepoint_parent(struct runtime *rt, char *out, size_t len)
 		snprintf(out, len, "savepoints");
 }
 
+/* Local reactors exited (a worker whose part of the job ended): make
+ * every local core's log durable up to id from this thread. */
+static int sync_exited(struct runtime *rt, int64_t id)
+{
+	for (int i = rt->lo; i < rt->hi; i++) {
+		rt->sops->core_sync(rt->store, i, id);
+		int64_t d;
+		while ((d = rt->sops->core_poll(rt->store, i)) >= 0 && d < id)
+			usleep(200);
+		if (d < 0)
+			return (int)d;
+	}
+	return 0;
+}
+
+/*
+ * A worker's side of the checkpoint protocol: the cluster's coordinator
+ * triggers (and numbers) checkpoints and savepoints; this worker injects
+ * the barriers at its sources, and once its cores made their logs durable
+ * sends its part of the manifest; the coordinator writes the manifest when
+ * every worker sent its part, and says so (ck_committed): then the tasks
+ * commit.  A newer trigger replaces one in flight (the coordinator gave
+ * it up).
+ */
+static int coordinate_worker(struct runtime *rt)
+{
+	ckpt_coord *c = rt->coord;
+	const run_cluster *cl = rt->cl;
+	char dir[3072] = "", err[1024];
+	bool stop = false;
+	bool exited = atomic_load_explicit(&rt->reactors_exited, memory_order_acquire) ==
+		      rt->hi - rt->lo;
+
+	int64_t comp = cl->ck_committed(cl->ctx);
+	if (comp > c->last_completed) {
+		c->last_completed = comp;
+		if (c->inflight && comp >= c->inflight) {
+			count_completed(rt, c->started_ns);
+			bool st = c->inflight_stop;
+			end_inflight(rt, 0, "");
+			if (st)
+				atomic_store_explicit(&rt->stop_now, 1, memory_order_release);
+		}
+		atomic_store_explicit(&rt->ck_completed, comp, memory_order_release);
+		wake_all(rt);
+	}
+	int64_t id = cl->ck_trigger(cl->ctx, dir, sizeof(dir), &stop);
+	if (id > 0 && id != c->inflight) {
+		if (c->inflight && !c->acked) {
+			rt->sops->abandon(rt->store, c->inflight);
+			end_inflight(rt, -ECANCELED, "replaced by a newer checkpoint");
+		}
+		err[0] = 0;
+		int rc = rt->sops->begin(rt->store, id, dir[0] ? dir : NULL, err, sizeof(err));
+		if (rc < 0) {
+			cl->ck_ack(cl->ctx, id, rc, err);
+			return 1;
+		}
+		c->next_id = id + 1;
+		c->acked = false;
+		if (exited) {
+			c->inflight = id;
+			c->started_ns = now_ns();
+		} else {
+			trigger(rt, id, stop, dir[0] != 0);
+		}
+	}
+	if (!c->inflight || c->acked)
+		return 2;
+	bool all = true;
+	if (exited) {
+		int rc = sync_exited(rt, c->inflight);
+		if (rc < 0) {
+			snprintf(err, sizeof(err), "state log: %s", strerror(-rc));
+			cl->ck_ack(cl->ctx, c->inflight, rc, err);
+			c->acked = true;
+			return 1;
+		}
+	} else {
+		for (int i = rt->lo; i < rt->hi && all; i++)
+			all = atomic_load_explicit(&rt->reactors[i].ck_acked,
+						   memory_order_acquire) >= c->inflight;
+	}
+	if (!all)
+		return 1;
+	char *text = NULL;
+	int rc = rt->sops->part(rt->store, c->inflight, &text, err, sizeof(err));
+	cl->ck_ack(cl->ctx, c->inflight, rc, rc < 0 ? err : text);
+	free(text);
+	c->acked = true;
+	return 1;
+}
+
 int ckpt_coordinate(struct runtime *rt)
 {
 	ckpt_coord *c = rt->coord;
@@ -600,6 +694,8 @@ int ckpt_coordinate(struct runtime *rt)
 
 	if (!rt->store)
 		return 50;
+	if (rt->cl)
+		return coordinate_worker(rt);
 	if (c->inflight) {
 		bool all = true;
 		for (int i = 0; i < rt->nreactors && all; i++)
@@ -717,6 +813,14 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 		rt->sops->abandon(rt->store, c->inflight);
 		end_inflight(rt, -ECANCELED, "the job ended before the savepoint completed");
 	}
+	if (rt->cl) {
+		/* The coordinator took the final checkpoint; commit what it
+		 * completed last. */
+		int64_t comp = rt->cl->ck_committed(rt->cl->ctx);
+		if (comp > c->last_completed)
+			c->last_completed = comp;
+		job_ended = false;
+	}
 	if (job_ended && rt->cfg->checkpoint_dir && rt->cfg->checkpoint_dir[0]) {
 		/* Every task ended and took its final snapshot: the final
 		 * checkpoint needs no barrier, only durable logs. */
@@ -748,7 +852,7 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 	if (c->last_completed > 0)
 		for (int i = 0; i < rt->ntasks; i++) {
 			task *t = rt->tasks[i];
-			if (t->ops->commit)
+			if (t->ops->commit && runtime_core_local(rt, task_core(t)))
 				t->ops->commit(t, c->last_completed);
 		}
 	if (rt->stats)

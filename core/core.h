@@ -547,6 +547,10 @@ typedef struct ckpt_store_ops {
 	 * savepoint's metadata).  A line for the user goes into msg.  0 or
 	 * -errno (the checkpoint is abandoned, the job goes on). */
 	int (*complete)(ckpt_store *s, int64_t id, char *msg, size_t msglen);
+	/* Main, in a cluster worker, instead of complete(): every local core
+	 * acknowledged id: this worker's part of the manifest (its tasks'
+	 * lines) into *text (malloc'd; the caller frees).  0 or -errno. */
+	int (*part)(ckpt_store *s, int64_t id, char **text, char *err, size_t errlen);
 	/* Main: id timed out or failed; forget it. */
 	void (*abandon)(ckpt_store *s, int64_t id);
 	/* Main, after the reactors stopped: add the store's figures (bytes
@@ -562,6 +566,59 @@ typedef struct ckpt_store_ops {
  * cancelled, and close everything.  Returns 0 or a negative code after
  * logging why.
  */
+/*
+ * Running one worker's part of a job in a cluster (net/cluster.c).  Every
+ * worker plans the whole job over the cluster's cores (the same plan
+ * everywhere: channel i is the same edge on every worker) and runs only
+ * the actors placed on its own cores; channels between a local and a
+ * remote actor get the data plane's reactor (runtime_net_reactor) at their
+ * remote end, and the data plane carries their elements over the network.
+ * Checkpoints are triggered and completed by the cluster's coordinator:
+ * the worker acknowledges with its part of the manifest.  Callbacks run on
+ * the thread that called runtime_run.
+ */
+typedef struct run_cluster {
+	int ncores;          /* reactors over the whole cluster */
+	int first, nlocal;   /* this worker's: [first, first + nlocal) */
+	uint64_t run;        /* state-log run number (the coordinator's) */
+	void *ctx;
+	/* After planning and opening: start the data plane for the channels
+	 * that cross workers (runtime_nchannels, channel_remote).  0 or
+	 * -errno with a message in err. */
+	int (*net_start)(void *ctx, runtime *rt, char *err, size_t errlen);
+	/* Local reactors exited: 1 once the data plane delivered everything
+	 * (flush: the job ended here) or was torn down (!flush); 0 not yet. */
+	int (*net_done)(void *ctx, bool flush);
+	/* The next checkpoint the coordinator asks for (0: none); a savepoint
+	 * when *sp_dir is set; *stop: stop with it. */
+	int64_t (*ck_trigger)(void *ctx, char *sp_dir, size_t len, bool *stop);
+	/* Checkpoint id is durable here (rc 0) with this worker's part of
+	 * its manifest in text, or failed (rc < 0, text says why). */
+	void (*ck_ack)(void *ctx, int64_t id, int rc, const char *text);
+	/* The newest checkpoint the coordinator completed (commit it). */
+	int64_t (*ck_committed)(void *ctx);
+	/* Local reactors are done (local_done) or not: true once the
+	 * coordinator says the job is over everywhere (or it is cancelled). */
+	bool (*job_over)(void *ctx, bool local_done);
+} run_cluster;
+
+/* The cluster part this process runs (NULL: the whole job). */
+const run_cluster *runtime_cluster(const runtime *rt);
+/* Is core (a reactor index) one of this process's? */
+bool runtime_core_local(const runtime *rt, int core);
+/* The data plane's stand-in reactor (remote end of crossing channels);
+ * its pool is the data plane thread's (runtime_bind_net_thread). */
+struct reactor *runtime_net_reactor(const runtime *rt);
+/* Bind the calling (data-plane) thread to the net reactor's pool. */
+void runtime_bind_net_thread(runtime *rt);
+/* Which end of channel c is on another worker: 0 none (local), 1 the
+ * consumer (we send), 2 the producer (we receive), 3 both (unused here). */
+int channel_remote(const runtime *rt, const channel *c);
+/* Fail the whole job with a message (any thread). */
+void runtime_fail(runtime *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Wake reactor r (any thread). */
+void runtime_notify(struct reactor *r);
+
 typedef struct run_hooks {
 	int progress_ms;
 	bool print_plan;
@@ -570,6 +627,8 @@ typedef struct run_hooks {
 	const ckpt_store_ops *store;
 	/* Filled with what checkpointing did (may be NULL). */
 	weir_checkpoint_stats *stats;
+	/* Run one worker's part of a cluster job (NULL: all of it here). */
+	const run_cluster *cluster;
 } run_hooks;
 int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		const run_hooks *hooks);

@@ -153,6 +153,11 @@ struct runtime
 	_Atomic int stop_now;       /* main: the job stopped (savepoint) */
 	_Atomic int reactors_idle;  /* reactors with every actor finished */
 	_Atomic int reactors_exited;
+	/* Cluster: this process runs reactors [lo, hi); the other reactors
+	 * are placeholders for other workers' cores (no thread).
+	 * reactors[nreactors] is the data plane's stand-in (cluster only). */
+	int lo, hi;
+	const run_cluster *cl;
 	struct ckpt_coord *coord;   /* main thread only */
 	weir_checkpoint_stats *stats; /* main thread only; may be NULL */
 	const char *job;

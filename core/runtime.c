@@ -57,6 +57,37 @@ static bool rt_stopping(const struct runtime *rt)
 int runtime_ntasks(const runtime *rt) { return rt->ntasks; }
 task *runtime_task(const runtime *rt, int i) { return rt->tasks[i]; }
 int runtime_ncores(const runtime *rt) { return rt->nreactors; }
+const run_cluster *runtime_cluster(const runtime *rt) { return rt->cl; }
+bool runtime_core_local(const runtime *rt, int core) { return core >= rt->lo && core < rt->hi; }
+struct reactor *runtime_net_reactor(const runtime *rt)
+{
+	return rt->cl ? &rt->reactors[rt->nreactors] : NULL;
+}
+void runtime_bind_net_thread(runtime *rt) { pool_bind_thread(rt->pools, rt->nreactors); }
+void runtime_notify(struct reactor *r) { reactor_notify(r); }
+
+int channel_remote(const runtime *rt, const channel *c)
+{
+	const reactor *net = runtime_net_reactor(rt);
+	if (!net)
+		return 0;
+	return (c->consumer == net ? 1 : 0) | (c->producer == net ? 2 : 0);
+}
+
+void runtime_fail(runtime *rt, const char *fmt, ...)
+{
+	int expected = 0;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&rt->failed, &expected, 2))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rt->error, sizeof(rt->error), fmt, ap);
+	va_end(ap);
+	atomic_store_explicit(&rt->failed, 1, memory_order_release);
+	for (int i = rt->lo; i < rt->hi; i++)
+		reactor_wake(&rt->reactors[i]);
+}
 const graph *runtime_graph(const runtime *rt) { return rt->g; }
 const char *runtime_job(const runtime *rt) { return rt->job; }
 int task_core(const task *t) { return t->actor->r->id; }
@@ -122,6 +153,8 @@ void task_fail(task *t, const char *fmt, ...)
 void reactor_wake(reactor *r)
 {
 	uint64_t one = 1;
+	if (r->efd < 0)
+		return;
 	ssize_t w = write(r->efd, &one, sizeof(one));
 	(void)w;
 }
@@ -841,7 +874,7 @@ static void *reactor_main(void *arg)
 				r->all_finished = true;
 				atomic_fetch_add(&rt->reactors_idle, 1);
 			}
-			if (atomic_load(&rt->reactors_idle) == rt->nreactors)
+			if (atomic_load(&rt->reactors_idle) == rt->hi - rt->lo)
 				break;
 			if (!did)
 				park(r, timeout_ns);
@@ -1007,23 +1040,35 @@ static int plan(struct runtime *rt)
 	}
 
 	rt->nreactors = cfg->cores > 0 ? cfg->cores : maxp;
-	if (cfg->cores <= 0) {
+	if (rt->cl)
+		rt->nreactors = rt->cl->ncores;
+	else if (cfg->cores <= 0) {
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		if (ncpu > 0 && rt->nreactors > ncpu)
 			rt->nreactors = (int)ncpu;
 	}
 	if (rt->nreactors > 1024)
 		return plan_fail(rt, "--cores %d is too many", rt->nreactors);
-	rt->reactors = aligned_alloc(CACHELINE, (size_t)rt->nreactors * sizeof(reactor));
+	/* In a cluster, one more: the data plane's stand-in. */
+	int nalloc = rt->nreactors + (rt->cl ? 1 : 0);
+	rt->lo = rt->cl ? rt->cl->first : 0;
+	rt->hi = rt->cl ? rt->cl->first + rt->cl->nlocal : rt->nreactors;
+	if (rt->lo < 0 || rt->hi > rt->nreactors || rt->lo >= rt->hi)
+		return plan_fail(rt, "cores [%d, %d) are not within the cluster's %d",
+				 rt->lo, rt->hi, rt->nreactors);
+	rt->reactors = aligned_alloc(CACHELINE, (size_t)nalloc * sizeof(reactor));
 	if (!rt->reactors)
 		return -ENOMEM;
-	memset(rt->reactors, 0, (size_t)rt->nreactors * sizeof(reactor));
+	memset(rt->reactors, 0, (size_t)nalloc * sizeof(reactor));
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	for (int i = 0; i < rt->nreactors; i++) {
+	for (int i = 0; i < nalloc; i++) {
 		reactor *r = &rt->reactors[i];
 		r->id = i;
-		r->cpu = (int)(i % (ncpu > 0 ? ncpu : 1));
+		r->cpu = (int)((i - rt->lo + nalloc) % (ncpu > 0 ? ncpu : 1));
 		r->rt = rt;
+		r->efd = -1;
+		if (i < rt->lo || (i >= rt->hi && i < rt->nreactors))
+			continue; /* another worker's core */
 		r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (r->efd < 0)
 			return plan_fail(rt, "eventfd: %s", strerror(errno));
@@ -1107,7 +1152,13 @@ static int plan(struct runtime *rt)
 			for (int k = 0; k < o->nch; k++) {
 				task *dst = find_task(rt, ed->dst, first + k);
 				actor *da = dst->actor;
-				channel *c = channel_new(cfg->channel_credits, src->actor->r, da->r);
+				/* An end on another worker is the data plane's. */
+				reactor *pr = src->actor->r, *cr = da->r;
+				if (rt->cl && !runtime_core_local(rt, pr->id))
+					pr = &rt->reactors[rt->nreactors];
+				if (rt->cl && !runtime_core_local(rt, cr->id))
+					cr = &rt->reactors[rt->nreactors];
+				channel *c = channel_new(cfg->channel_credits, pr, cr);
 				if (!c)
 					return -ENOMEM;
 				c->dst_input = ed->dst_input;
@@ -1219,7 +1270,7 @@ static void print_metrics(struct runtime *rt, double secs)
 			(unsigned long long)m.batch_in, (unsigned long long)m.batch_out,
 			(unsigned long long)m.dead_letters);
 	}
-	for (int i = 0; i < rt->nreactors; i++) {
+	for (int i = rt->lo; i < rt->hi; i++) {
 		reactor_metrics *m = &rt->reactors[i].m;
 		task_metrics c = { 0 };
 		/* Records and batches that entered and left this core's actors
@@ -1287,7 +1338,7 @@ static void runtime_free(struct runtime *rt)
 	}
 	for (int i = 0; i < rt->nchannels; i++)
 		channel_free(rt->channels[i]);
-	for (int i = 0; rt->reactors && i < rt->nreactors; i++) {
+	for (int i = 0; rt->reactors && i < rt->nreactors + (rt->cl ? 1 : 0); i++) {
 		if (rt->reactors[i].efd > 0)
 			close(rt->reactors[i].efd);
 		free(rt->reactors[i].actors);
@@ -1379,13 +1430,15 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	rt->cfg = cfg;
 	rt->g = g;
 	rt->job = job;
+	rt->cl = hooks ? hooks->cluster : NULL;
 	atomic_store(&cancel_requested, 0);
 	err = plan(rt);
 	if (err) {
 		wlog(LOG_ERROR, "job '%s': %s", job, rt->error[0] ? rt->error : strerror(-err));
 		goto out;
 	}
-	rt->pools = pool_set_new(rt->nreactors, cfg->block_size, cfg->batch_rows, 1024);
+	rt->pools = pool_set_new(rt->nreactors + (rt->cl ? 1 : 0), cfg->block_size,
+				 cfg->batch_rows, 1024);
 	if (!rt->pools) {
 		err = -ENOMEM;
 		goto out;
@@ -1396,6 +1449,8 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		print_plan(rt, stderr);
 	for (opened = 0; opened < rt->ntasks; opened++) {
 		task *t = rt->tasks[opened];
+		if (!runtime_core_local(rt, task_core(t)))
+			continue; /* another worker runs it */
 		if (t->ops->open && (err = t->ops->open(t)) < 0) {
 			opened++; /* close() cleans up after a failed open() too */
 			if (!atomic_load(&rt->failed))
@@ -1415,19 +1470,65 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		goto close;
 	}
 
+	if (rt->cl) {
+		char why[512] = "";
+		if ((err = rt->cl->net_start(rt->cl->ctx, rt, why, sizeof(why))) < 0) {
+			snprintf(rt->error, sizeof(rt->error), "data plane: %s",
+				 why[0] ? why : strerror(-err));
+			wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
+			atomic_store(&rt->failed, 1);
+			drain_after_cancel(rt);
+			goto close;
+		}
+	}
 	t0 = now_ns();
-	for (int i = 0; i < rt->nreactors; i++) {
+	for (int i = rt->lo; i < rt->hi; i++) {
 		if (pthread_create(&rt->reactors[i].thread, NULL, reactor_main,
 				   &rt->reactors[i])) {
-			task_fail(rt->tasks[0], "cannot start reactor thread %d", i);
-			for (int k = 0; k < i; k++)
+			runtime_fail(rt, "cannot start reactor thread %d", i);
+			for (int k = rt->lo; k < i; k++)
 				pthread_join(rt->reactors[k].thread, NULL);
+			if (rt->cl)
+				while (rt->cl->net_done(rt->cl->ctx, false) == 0)
+					poll(NULL, 0, 1);
 			drain_after_cancel(rt);
 			err = -EAGAIN;
 			goto close;
 		}
 	}
-	if (rt->store) {
+	if (rt->cl) {
+		/* Main thread of a worker: checkpoints as the coordinator
+		 * drives them, until the local reactors exited, the data plane
+		 * delivered what they sent, and the coordinator says the job
+		 * is over everywhere. */
+		uint64_t next = t0 + (uint64_t)(hooks->progress_ms) * 1000000;
+		bool local_done = false, net_done = false;
+		for (;;) {
+			int ms = rt->store ? ckpt_coordinate(rt) : 5;
+			if (!local_done &&
+			    atomic_load_explicit(&rt->reactors_exited, memory_order_acquire) ==
+			    rt->hi - rt->lo) {
+				for (int i = rt->lo; i < rt->hi; i++)
+					pthread_join(rt->reactors[i].thread, NULL);
+				local_done = true;
+			}
+			if (local_done && !net_done) {
+				bool ok = !rt_stopping(rt);
+				net_done = rt->cl->net_done(rt->cl->ctx, ok) != 0;
+			}
+			if (local_done && net_done &&
+			    (rt->cl->job_over(rt->cl->ctx, true) || rt_stopping(rt)))
+				break;
+			if (!local_done && rt->cl->job_over(rt->cl->ctx, false))
+				runtime_cancel_all();
+			if (hooks->progress_ms > 0 && now_ns() >= next) {
+				print_progress(rt, (now_ns() - t0) / 1e9);
+				next += (uint64_t)hooks->progress_ms * 1000000;
+			}
+			if (ms > 0)
+				poll(NULL, 0, ms > 5 ? 5 : ms);
+		}
+	} else if (rt->store) {
 		/* Main thread: the checkpoint coordinator and progress, until
 		 * every reactor exited. */
 		uint64_t next = t0 + (uint64_t)(hooks->progress_ms) * 1000000;
@@ -1489,7 +1590,7 @@ close:
 	if (rt->coord)
 		ckpt_finish(rt, false);
 	for (int i = 0; i < opened; i++)
-		if (rt->tasks[i]->ops->close)
+		if (rt->tasks[i]->ops->close && runtime_core_local(rt, task_core(rt->tasks[i])))
 			rt->tasks[i]->ops->close(rt->tasks[i]);
 out:
 	runtime_free(rt);

@@ -37,6 +37,13 @@
 
 /* ---- registries ------------------------------------------------------------------ */
 
+/* Does this process run t?  (In a cluster, other workers run the rest.) */
+static bool is_local(const task *t)
+{
+	return runtime_core_local(t->rt, task_core(t));
+}
+
+
 typedef struct st_task st_task;
 
 struct st_bind {
@@ -756,7 +763,7 @@ static int manifest_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 			if (t->node->id != n)
 				continue;
 			par = t->parallelism;
-			if (t->subtask == 0)
+			if (!k && is_local(t))
 				k = t->keyed;
 		}
 		enc_name(s->uids[n], name, sizeof(name));
@@ -772,6 +779,8 @@ static int manifest_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 	for (int i = 0; i < runtime_ntasks(rt); i++) {
 		task *t = runtime_task(rt, i);
 		st_task *k = t->keyed;
+		if (!is_local(t))
+			continue; /* in another worker's part */
 		/* The task passed barrier id, or ended before it did: then its
 		 * final snapshot.  (Not ck_final first: the task may be ending
 		 * right now, after it passed id.) */
@@ -1161,6 +1170,16 @@ typedef struct rctx {
 	size_t errlen;
 } rctx;
 
+/* A subtask of node n this process runs, whose registrations stand for
+ * every subtask's (they all register the same); NULL: none here. */
+static task *rep_task(task **by_node_n, int par)
+{
+	for (int i = 0; by_node_n && i < par; i++)
+		if (is_local(by_node_n[i]))
+			return by_node_n[i];
+	return NULL;
+}
+
 static int task_index(runtime *rt, task *t)
 {
 	for (int i = 0; i < runtime_ntasks(rt); i++)
@@ -1458,7 +1477,8 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 				rs.reg = rs.gn < 0 ? -1 : c->tab_map[node][tab];
 				rs.bcast = rs.plain = false;
 				if (rs.reg >= 0) {
-					st_task *k0 = c->by_node[rs.gn][0]->keyed;
+					st_task *k0 = rep_task(c->by_node[rs.gn],
+							       c->node_par[rs.gn])->keyed;
 					kvtab *t0 = k0->regs[rs.reg].tab;
 					rs.bcast = t0 && kv_conf(t0)->broadcast;
 					rs.plain = t0 && plain_table(t0);
@@ -1474,6 +1494,8 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 				continue; /* state the job no longer has (allowed) */
 			if (kind == ST_PUT && rs.plain && !rs.bcast) {
 				task *tt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+				if (!is_local(tt))
+					continue; /* another worker's key group */
 				rc = apply_plain_put(((st_task *)tt->keyed)->regs[reg].tab, khash, kp,
 						     klen, ns, vp, vlen, rs.vsize);
 				if (rc < 0)
@@ -1487,12 +1509,15 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 				if (sub != 0)
 					continue; /* the same in every old subtask */
 				for (int i = 0; i < par; i++)
-					if ((rc = apply(c, tasks[i], reg, kind, khash, kp, klen,
+					if (is_local(tasks[i]) &&
+					    (rc = apply(c, tasks[i], reg, kind, khash, kp, klen,
 							ns, vp, vlen)) < 0)
 						goto fail;
 				continue;
 			}
 			task *tgt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+			if (!is_local(tgt))
+				continue;
 			if ((rc = apply(c, tgt, reg, kind, khash, kp, klen, ns, vp, vlen)) < 0)
 				goto fail;
 		}
@@ -1737,7 +1762,10 @@ static int map_job(rctx *c, bool allow_missing)
 			}
 			continue;
 		}
-		st_task *k = c->by_node[n] ? c->by_node[n][0]->keyed : NULL;
+		task *rt0 = rep_task(c->by_node[n], c->node_par[n]);
+		st_task *k = rt0 ? rt0->keyed : NULL;
+		if (!rt0 && c->by_node[n])
+			continue; /* no subtask of it here: its entries go elsewhere */
 		for (int t = 0; t < m->ops[o].ntables; t++) {
 			for (int r = 0; k && r < k->n; r++)
 				if (!strcmp(k->regs[r].name, m->ops[o].tables[t]))
@@ -2034,6 +2062,8 @@ static int restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 		}
 		for (int sub = 0; sub < c.node_par[n]; sub++) {
 			task *t = c.by_node[n][sub];
+			if (!is_local(t))
+				continue;
 			if (wm != INT64_MAX && wm > t->watermark)
 				t->watermark = wm;
 			if (!any)
@@ -2208,8 +2238,12 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		 * however it ends (SIGKILL included). */
 		char lock[2200];
 		snprintf(lock, sizeof(lock), "%s/.lock", s->dir);
-		s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		/* (In a cluster the coordinator holds it: one job per
+		 * directory; the workers share it.) */
+		if (runtime_cluster(rt))
+			;
+		else if ((s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 ||
+			 flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 			rc = -errno;
 			snprintf(err, errlen, "checkpoint directory %s %s", s->dir,
 				 rc == -EWOULDBLOCK ? "is in use by another running job"
@@ -2313,7 +2347,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 	}
 	/* Logging for this run. */
 	if (s->dir[0]) {
-		s->run = max_run(s->dir) + 1;
+		s->run = runtime_cluster(rt) ? runtime_cluster(rt)->run : max_run(s->dir) + 1;
 		snprintf(s->run_dir, sizeof(s->run_dir), "%s/run-%06llu", s->dir,
 			 (unsigned long long)s->run);
 		if ((rc = mkdir_p(s->run_dir)) < 0 || (rc = fsync_dir(s->dir)) < 0) {
@@ -2322,6 +2356,8 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		}
 		for (int c = 0; c < s->ncores; c++) {
 			char prefix[32];
+			if (!runtime_core_local(rt, c))
+				continue; /* another worker logs it */
 			snprintf(prefix, sizeof(prefix), "core-%d", c);
 			slog_conf sc = { .dir = s->run_dir, .prefix = prefix, .run = s->run,
 					 .core = (uint32_t)c, .eventfd = runtime_core_efd(rt, c) };
@@ -2334,6 +2370,8 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		for (int i = 0; i < runtime_ntasks(rt); i++) {
 			task *t = runtime_task(rt, i);
 			st_task *k = t->keyed;
+			if (!is_local(t))
+				continue;
 			if ((rc = state_bind_log(t, s->cores[k->core].log)) < 0) {
 				snprintf(err, errlen, "state log: %s", strerror(-rc));
 				goto fail;
@@ -2513,6 +2551,162 @@ out:
 	return rc;
 }
 
+/* A cluster worker's part of manifest id: its tasks' lines (the
+ * coordinator merges the parts, manifest_merge_write); for a savepoint,
+ * then a line "--- savepoint" and its part of the savepoint's metadata. */
+static int st_part(ckpt_store *s, int64_t id, char **text, char *err, size_t errlen)
+{
+	bool sp = id == atomic_load_explicit(&s->sp_id, memory_order_relaxed);
+	sbuf b = { 0 };
+	int rc = 0;
+
+	*text = NULL;
+	if (s->dir[0] && (rc = manifest_text(s, id, false, &b)) < 0)
+		goto out;
+	if (sp) {
+		for (int c = 0; c < s->ncores; c++)
+			if (s->cores[c].sp_done) {
+				int e = slog_close(s->cores[c].sp_done);
+				s->cores[c].sp_done = NULL;
+				if (e < 0 && !rc)
+					rc = e;
+			}
+		sb_printf(&b, "--- savepoint\n");
+		if (!rc)
+			rc = manifest_text(s, id, true, &b);
+	}
+	if (!rc && b.oom)
+		rc = -ENOMEM;
+out:
+	if (rc < 0) {
+		snprintf(err, errlen, "%s %lld: %s", sp ? "savepoint" : "checkpoint",
+			 (long long)id, strerror(-rc));
+		free(b.p);
+		return rc;
+	}
+	*text = b.p;
+	return 0;
+}
+
+/* Line i of a text as [*p, *p + *n); false past the end. */
+static bool next_line(const char **cur, const char *end, const char **p, size_t *n)
+{
+	if (*cur >= end)
+		return false;
+	const char *nl = memchr(*cur, '\n', (size_t)(end - *cur));
+	*p = *cur;
+	*n = (size_t)((nl ? nl : end) - *cur);
+	*cur = nl ? nl + 1 : end;
+	return true;
+}
+
+static bool starts(const char *p, size_t n, const char *w)
+{
+	size_t k = strlen(w);
+	return n >= k && !memcmp(p, w, k);
+}
+
+int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
+			 int nparts, char *err, size_t errlen)
+{
+	sbuf b = { 0 };
+	int nops = 0, rc;
+	/* per op index: the line with the most table names (a worker that
+	 * runs no subtask of an operator names none of its tables) */
+	const char **opl = NULL;
+	size_t *opn = NULL;
+	int *opt = NULL;
+
+	if (nparts < 1) {
+		snprintf(err, errlen, "no parts");
+		return -EINVAL;
+	}
+	for (int k = 0; k < nparts; k++) {
+		const char *cur = parts[k], *end = cur + strlen(cur), *p;
+		size_t n;
+		while (next_line(&cur, end, &p, &n)) {
+			int idx, par, nt;
+			char uid[512];
+			if (!starts(p, n, "op ") || n > 4000)
+				continue;
+			char line[4096];
+			memcpy(line, p, n);
+			line[n] = 0;
+			if (sscanf(line, "op %d %d %511s %d", &idx, &par, uid, &nt) != 4 ||
+			    idx < 0 || idx > 65535)
+				continue;
+			if (idx >= nops) {
+				int nn = idx + 1;
+				const char **a = realloc(opl, (size_t)nn * sizeof(*a));
+				size_t *bn = a ? realloc(opn, (size_t)nn * sizeof(*bn)) : NULL;
+				int *c = bn ? realloc(opt, (size_t)nn * sizeof(*c)) : NULL;
+				if (a)
+					opl = a;
+				if (bn)
+					opn = bn;
+				if (!c) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				opt = c;
+				for (int i = nops; i < nn; i++) {
+					opl[i] = NULL;
+					opn[i] = 0;
+					opt[i] = -1;
+				}
+				nops = nn;
+			}
+			if (nt > opt[idx]) {
+				opl[idx] = p;
+				opn[idx] = n;
+				opt[idx] = nt;
+			}
+		}
+	}
+	/* Header from the first part, then the operators, then every part's
+	 * other lines (tasks, at-least-once, in-flight ranges). */
+	const char *cur = parts[0], *end = cur + strlen(cur), *p;
+	size_t n;
+	while (next_line(&cur, end, &p, &n) && !starts(p, n, "op "))
+		sb_printf(&b, "%.*s\n", (int)n, p);
+	for (int i = 0; i < nops; i++)
+		if (opl[i])
+			sb_printf(&b, "%.*s\n", (int)opn[i], opl[i]);
+	for (int k = 0; k < nparts; k++) {
+		bool header = true;
+		cur = parts[k];
+		end = cur + strlen(cur);
+		while (next_line(&cur, end, &p, &n)) {
+			if (starts(p, n, "op "))
+				header = false;
+			if (header || starts(p, n, "op ") || starts(p, n, "crc ") || !n)
+				continue;
+			sb_printf(&b, "%.*s\n", (int)n, p);
+		}
+	}
+	if (b.oom) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	sb_printf(&b, "crc %08x\n", crc32c(0, b.p, b.len));
+	if (b.oom) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* What we write must read back. */
+	manifest m;
+	rc = manifest_parse(b.p, b.len, &m, err, errlen);
+	manifest_free(&m);
+	if (rc == 0)
+		rc = write_atomic(dir, name, b.p, b.len, err, errlen);
+out:
+	free(b.p);
+	free(opl);
+	free(opn);
+	free(opt);
+	return rc;
+}
+
 static void st_abandon(ckpt_store *s, int64_t id)
 {
 	(void)s;
@@ -2576,6 +2770,7 @@ const ckpt_store_ops checkpoint_store_ops = {
 	.core_poll = st_core_poll,
 	.core_quiesce = st_core_quiesce,
 	.complete = st_complete,
+	.part = st_part,
 	.abandon = st_abandon,
 	.stats = st_stats,
 	.stop = st_stop,
