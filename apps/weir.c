@@ -35,6 +35,8 @@
 
 #include <weir/weir.h>
 
+#include "weir.h"
+
 /* Messages name paths; one cut short is still a useful message. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -45,7 +47,7 @@ void runtime_cancel_all(void);
 int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len);
 void runtime_savepoint_async(void);
 
-static const char *prog = "weir";
+const char *prog = "weir";
 
 static void usage_main(FILE *f)
 {
@@ -59,6 +61,11 @@ static void usage_main(FILE *f)
 		"  list      list the jobs running on this machine\n"
 		"  savepoint take a savepoint of a running job\n"
 		"  stop      stop a running job, with --savepoint after a savepoint\n"
+		"  cancel    cancel a running job\n"
+		"  coordinator  run a cluster's coordinator\n"
+		"  worker    run a cluster worker\n"
+		"(list, savepoint, stop and cancel take --cluster ADDR:PORT [--job N]\n"
+		" [--secret-file F] to act on a cluster's job; run --cluster submits one)\n"
 		"  nexmark   Nexmark benchmark tools: 'nexmark gen' dumps events as CSV\n"
 		"  version   print the version\n"
 		"  help      show help for a command (weir help run)\n"
@@ -117,6 +124,12 @@ static void usage_run(FILE *f)
 		"      --from-savepoint PATH      start from a savepoint, at any -p (or\n"
 		"                                 from a retained checkpoint's manifest)\n"
 		"      --allow-non-restored-state skip savepoint state no operator claims\n"
+		"\n"
+		"cluster (docs/cluster.md):\n"
+		"      --cluster ADDR:PORT        submit to a coordinator instead of running\n"
+		"                                 here; its workers run the job, the\n"
+		"                                 --checkpoint-dir must be shared by all\n"
+		"      --secret-file F            the cluster's shared secret\n"
 		"  -h, --help              this help\n"
 		"\n"
 		"Everything after JOB.so goes to the job; '%s run JOB.so --help' shows\n"
@@ -124,7 +137,7 @@ static void usage_run(FILE *f)
 		prog, prog);
 }
 
-static int parse_int(const char *opt, const char *v, long lo, long hi, long *out)
+int parse_int(const char *opt, const char *v, long lo, long hi, long *out)
 {
 	char *end;
 	errno = 0;
@@ -446,6 +459,23 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	return 0;
 }
 
+/* weir cancel [--pid PID]: the local job */
+static int cmd_cancel(int argc, char **argv)
+{
+	char *av[8] = { argv[0] };
+	int n = 1;
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: %s cancel [--pid PID]\n"
+		       "       %s cancel --cluster ADDR:PORT [--job N] [--secret-file F]\n\n"
+		       "Cancel a running job: no savepoint, sinks keep only what the last\n"
+		       "checkpoint committed.\n", prog, prog);
+		return 0;
+	}
+	for (int i = 1; i < argc && n < 7; i++)
+		av[n++] = argv[i];
+	return cmd_savepoint(n, av, true);
+}
+
 /* ---- weir nexmark ------------------------------------------------------------ */
 
 static void usage_nexmark(FILE *f)
@@ -534,9 +564,24 @@ enum {
 	OPT_MAXP, OPT_NOCHAIN, OPT_NOPIN, OPT_PROGRESS, OPT_NOPROGRESS,
 	OPT_METRICS, OPT_PLAN, OPT_LOG, OPT_CKDIR, OPT_CKINT, OPT_CKTIMEOUT,
 	OPT_CKPAUSE, OPT_CKRETAIN, OPT_SPDIR, OPT_FROMSP, OPT_ALLOWNR, OPT_UNALIGNED,
+	OPT_CLUSTER, OPT_SECRET,
 };
 
-static int cmd_run(int argc, char **argv)
+void loaded_free(loaded_job *L)
+{
+	weir_env_free(L->env);
+	if (L->dl)
+		dlclose(L->dl);
+	L->env = NULL;
+	L->dl = NULL;
+}
+
+/*
+ * Parse `weir run` options, load JOB.so and build the job.  0 ready; 1
+ * failed (printed); 2 bad usage (printed); 3 help printed.  L is freed
+ * with loaded_free in every case.
+ */
+int run_prepare(int argc, char **argv, loaded_job *L)
 {
 	static const struct option opts[] = {
 		{ "parallelism", required_argument, NULL, 'p' },
@@ -563,6 +608,8 @@ static int cmd_run(int argc, char **argv)
 		{ "from-savepoint", required_argument, NULL, OPT_FROMSP },
 		{ "allow-non-restored-state", no_argument, NULL, OPT_ALLOWNR },
 		{ "unaligned-checkpoints", no_argument, NULL, OPT_UNALIGNED },
+		{ "cluster", required_argument, NULL, OPT_CLUSTER },
+		{ "secret-file", required_argument, NULL, OPT_SECRET },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -573,12 +620,15 @@ static int cmd_run(int argc, char **argv)
 	long v;
 	void *dl = NULL;
 
+	memset(L, 0, sizeof(*L));
+	L->env = env;
+
 	if (!env) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return 1;
 	}
 	cfg = weir_env_config(env);
-	optind = 1;
+	optind = 0; /* full re-initialisation: a worker parses after its own options */
 	/* '+': stop at JOB.so; what follows belongs to the job. */
 	while ((c = getopt_long(argc, argv, "+p:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -710,10 +760,15 @@ static int cmd_run(int argc, char **argv)
 		case OPT_UNALIGNED:
 			cfg->checkpoint_unaligned = true;
 			break;
+		case OPT_CLUSTER:
+			L->cluster = optarg;
+			break;
+		case OPT_SECRET:
+			L->secret = optarg;
+			break;
 		case 'h':
 			usage_run(stdout);
-			weir_env_free(env);
-			return 0;
+			return 3;
 		default:
 			goto usage;
 		}
@@ -727,6 +782,17 @@ static int cmd_run(int argc, char **argv)
 		goto usage;
 	}
 
+	if (L->cluster && cfg->checkpoint_unaligned) {
+		fprintf(stderr, "%s run: --unaligned-checkpoints is not available on a "
+			"cluster yet (barriers cannot overtake data on the network)\n", prog);
+		goto usage;
+	}
+	if (L->cluster && cfg->checkpoint_dir && cfg->checkpoint_dir[0] != '/') {
+		fprintf(stderr, "%s run: --checkpoint-dir must be an absolute path that every "
+			"worker reaches (a shared directory) on a cluster\n", prog);
+		goto usage;
+	}
+	L->job_arg = optind;
 	const char *job = argv[optind];
 	char path[4096];
 	/* dlopen searches the library path for a bare name: make it a path. */
@@ -762,25 +828,44 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
+	const char *base = strrchr(job, '/');
+	snprintf(L->name, sizeof(L->name), "%s", base ? base + 1 : job);
+	L->dl = dl;
+	L->progress = progress;
+	return 0;
+out:
+	L->dl = dl;
+	return rc;
+usage:
+	fprintf(stderr, "Try '%s run --help'.\n", prog);
+	L->dl = dl;
+	return 2;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	loaded_job L;
+	int rc = run_prepare(argc, argv, &L);
+	if (rc) {
+		loaded_free(&L);
+		return rc == 3 ? 0 : rc;
+	}
+	if (L.cluster) {
+		rc = submit_cluster(argc, argv, &L);
+		loaded_free(&L);
+		return rc;
+	}
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	const char *base = strrchr(job, '/');
-	ctl_start(base ? base + 1 : job, cfg->checkpoint_dir);
-	rc = weir_env_execute(env, base ? base + 1 : job, progress) == 0 ? 0 : 1;
+	ctl_start(L.name, weir_env_config(L.env)->checkpoint_dir);
+	rc = weir_env_execute(L.env, L.name, L.progress) == 0 ? 0 : 1;
 	ctl_stop();
-out:
-	weir_env_free(env);
-	if (dl)
-		dlclose(dl);
+	loaded_free(&L);
 	return rc;
-usage:
-	fprintf(stderr, "Try '%s run --help'.\n", prog);
-	weir_env_free(env);
-	return 2;
 }
 
 int main(int argc, char **argv)
@@ -837,12 +922,24 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "coordinator"))
+		return cmd_coordinator(argc - 1, argv + 1);
+	if (!strcmp(cmd, "worker"))
+		return cmd_worker(argc - 1, argv + 1);
+	if (!strcmp(cmd, "list") || !strcmp(cmd, "savepoint") || !strcmp(cmd, "stop") ||
+	    !strcmp(cmd, "cancel")) {
+		int rc = cluster_client_cmd(cmd, argc - 1, argv + 1);
+		if (rc >= 0)
+			return rc;
+	}
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "savepoint"))
 		return cmd_savepoint(argc - 1, argv + 1, false);
 	if (!strcmp(cmd, "stop"))
 		return cmd_savepoint(argc - 1, argv + 1, true);
+	if (!strcmp(cmd, "cancel"))
+		return cmd_cancel(argc - 1, argv + 1);
 	if (!strcmp(cmd, "nexmark"))
 		return cmd_nexmark(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);

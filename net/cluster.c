@@ -315,15 +315,6 @@ static void deploy(coord *co)
 	}
 }
 
-/* Every worker of the attempt (still) alive? */
-static bool attempt_alive(coord *co)
-{
-	for (int w = 0; w < co->nworkers; w++)
-		if (co->workers[w].in_job && !co->workers[w].alive)
-			return false;
-	return true;
-}
-
 static void cancel_attempt(coord *co)
 {
 	for (int w = 0; w < co->nworkers; w++)
@@ -532,13 +523,15 @@ static void handle_worker_msg(coord *co, int ci, const ctl_msg *m)
 			if (len < (int)sizeof(text))
 				snprintf(text + len, sizeof(text) - (size_t)len, "%s", j->plan);
 			tell(co, "%s", text);
-			char addrs[MAX_WORKERS * 128];
+			char addrs[MAX_WORKERS * 160];
 			size_t al = 0;
 			int na = 0;
 			for (int idx = 0; idx < j->nworkers; idx++)
 				for (int k = 0; k < co->nworkers; k++)
 					if (co->workers[k].in_job && co->workers[k].index == idx) {
-						al += (size_t)snprintf(addrs + al, sizeof(addrs) - al, "%s",
+						al += (size_t)snprintf(addrs + al, sizeof(addrs) - al,
+								       "%d %d %s", co->workers[k].first,
+								       co->workers[k].cores,
 								       co->workers[k].data_addr) + 1;
 						na++;
 					}
@@ -879,8 +872,9 @@ int coordinator_main(const coord_opts *o)
 	co->lfd = ctl_listen(o->listen, err, sizeof(err));
 	if (co->lfd < 0) {
 		fprintf(stderr, "weir coordinator: %s\n", err);
+		rc = co->lfd;
 		free(co);
-		return co->lfd;
+		return rc;
 	}
 	fprintf(stderr, "coordinator: listening on %s%s\n", o->listen,
 		o->keylen ? "" : " (no --secret-file: anyone who reaches this port may run "
@@ -988,13 +982,10 @@ static int cb_net_start(void *ctx, runtime *rt, char *err, size_t errlen)
 	const char *addrs[MAX_WORKERS];
 	for (int i = 0; i < k->nworkers; i++)
 		addrs[i] = k->peers[i];
-	int rc = k->xops->connect(k->x, k->nworkers, addrs, 20000, err, errlen);
-	if (rc < 0)
-		return rc;
 	xport *x = k->x;
 	k->x = NULL; /* the data plane owns it now */
-	return dataplane_start(rt, k->xops, x, k->index, k->worker_of_core, &k->dp, err,
-			       errlen);
+	return dataplane_start(rt, k->xops, x, k->index, k->worker_of_core, k->nworkers,
+			       addrs, &k->dp, err, errlen);
 }
 
 static int cb_net_done(void *ctx, bool flush)
@@ -1162,11 +1153,12 @@ static void wk_deploy(wk *k, const ctl_msg *m, const char *local_ip)
 		goto out;
 	}
 	const char *s = m->list;
+	argv[0] = (char *)"run";
 	for (int i = 0; i < m->nlist; i++) {
-		argv[i] = strcmp(s, "@JOB") ? (char *)s : k->so_path;
+		argv[i + 1] = strcmp(s, "@JOB") ? (char *)s : k->so_path;
 		s += strlen(s) + 1;
 	}
-	rc = k->o->job_load(k->so_path, m->nlist, argv, k->ncores, &k->handle, plan,
+	rc = k->o->job_load(k->so_path, m->nlist + 1, argv, k->ncores, &k->handle, plan,
 			    sizeof(plan), err, sizeof(err));
 	free(argv);
 	if (rc < 0)
@@ -1204,17 +1196,22 @@ static void wk_start(wk *k, const ctl_msg *m)
 	k->worker_of_core = calloc((size_t)k->ncores + 1, sizeof(int));
 	if (!k->peers || !k->worker_of_core)
 		return;
+	/* Each entry: "FIRST NCORES ADDR" of worker i. */
 	const char *s = m->list;
 	for (int i = 0; i < m->nlist; i++) {
-		k->peers[i] = strdup(s);
+		int first, n, off = 0;
+		if (sscanf(s, "%d %d %n", &first, &n, &off) != 2 || !off || first < 0 ||
+		    n < 1 || first + n > k->ncores) {
+			wlog(LOG_ERROR, "worker: bad START entry '%s'", s);
+			return;
+		}
+		for (int c = first; c < first + n; c++)
+			k->worker_of_core[c] = i;
+		k->peers[i] = strdup(s + off);
+		if (!k->peers[i])
+			return;
 		s += strlen(s) + 1;
 	}
-	/* Which worker runs each core: the coordinator deals cores in worker
-	 * order, so worker i's range starts where i-1's ends; we know only
-	 * ours and the total, and learn the rest from the count of cores of
-	 * each... which the START message does not carry: derive it from
-	 * the plan rule instead -- equal shares are not assumed. */
-	(void)0;
 	k->cl = (run_cluster){ .ncores = k->ncores, .first = k->first, .nlocal = k->o->cores,
 			       .run = k->run, .ctx = k, .net_start = cb_net_start,
 			       .net_done = cb_net_done, .ck_trigger = cb_ck_trigger,

@@ -73,6 +73,11 @@ struct dataplane {
 	_Atomic int mode;    /* 0 run, 1 finish (flush), 2 abort */
 	_Atomic int done;    /* 1 finished cleanly, -1 torn down */
 	sendbuf *free_bufs, *all_bufs;
+	/* connecting (on our thread: the transport's ring is single-issuer) */
+	int npeers_c;
+	const char *const *addrs;
+	_Atomic int conn_rc;        /* 1 pending, 0 connected, < 0 failed */
+	char conn_err[512];
 	size_t buf_size;
 	uint64_t frames_out, frames_in, bytes_out, bytes_in;
 };
@@ -181,8 +186,8 @@ static bool pump_out(dataplane *dp, int i)
 			hdr_init(h, XF_DATA, (uint32_t)i, 0);
 			h->len = (uint32_t)n;
 			h->crc = crc32c(0, sb->data + XF_HDR, n);
-			struct iovec iov = { sb->data, XF_HDR + n };
-			int rc = dp->ops->send(dp->x, e->peer, &iov, 1, sb);
+			struct iovec iov[2] = { { sb->data, XF_HDR }, { sb->data + XF_HDR, n } };
+			int rc = dp->ops->send(dp->x, e->peer, iov, n ? 2 : 1, sb);
 			if (rc == -EAGAIN) {
 				buf_put(dp, sb);
 				break;
@@ -312,6 +317,11 @@ static void *dp_main(void *arg)
 	xport_events ev = { .ctx = dp, .frame = ev_frame, .sent = ev_sent, .lost = ev_lost };
 	unsigned spins = 0;
 
+	int crc = dp->ops->connect(dp->x, dp->npeers_c, dp->addrs, 20000, dp->conn_err,
+				   sizeof(dp->conn_err));
+	atomic_store(&dp->conn_rc, crc < 0 ? crc : 0);
+	if (crc < 0)
+		return NULL;
 	runtime_bind_net_thread(dp->rt);
 	for (;;) {
 		int mode = atomic_load(&dp->mode);
@@ -369,7 +379,8 @@ static void *dp_main(void *arg)
 }
 
 int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
-		    const int *worker_of_core, dataplane **out, char *err, size_t errlen)
+		    const int *worker_of_core, int npeers, const char *const *addrs,
+		    dataplane **out, char *err, size_t errlen)
 {
 	dataplane *dp = calloc(1, sizeof(*dp));
 	const weir_config *cfg = NULL;
@@ -415,6 +426,9 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 				       .schema = g->nodes[c->src_node]->schema[c->src_port],
 				       .credit = c->credits };
 	}
+	dp->npeers_c = npeers;
+	dp->addrs = addrs;
+	atomic_store(&dp->conn_rc, 1);
 	if (pthread_create(&dp->thread, NULL, dp_main, dp)) {
 		snprintf(err, errlen, "cannot start the data-plane thread");
 		free(dp->edges);
@@ -422,6 +436,17 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 		return -EAGAIN;
 	}
 	dp->started = true;
+	while (atomic_load(&dp->conn_rc) == 1)
+		usleep(1000);
+	int rc = atomic_load(&dp->conn_rc);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", dp->conn_err);
+		pthread_join(dp->thread, NULL);
+		dp->ops->close(dp->x);
+		free(dp->edges);
+		free(dp);
+		return rc;
+	}
 	*out = dp;
 	return 0;
 }

@@ -16,13 +16,15 @@ typedef struct dataplane_stats {
 } dataplane_stats;
 
 /*
- * Start carrying rt's crossing channels over x (connected to every peer):
+ * Connect x to every peer (addrs[i]: worker i's address; on the data
+ * plane's own thread, which the transport requires) and carry rt's
+ * crossing channels over it:
  * worker_of_core[c] is the worker that runs global core c, self is ours.
  * Takes over x (dataplane_stop closes it).  0 or -errno with err.
  */
 int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
-		    const int *worker_of_core, dataplane **out, char *err,
-		    size_t errlen);
+		    const int *worker_of_core, int npeers, const char *const *addrs,
+		    dataplane **out, char *err, size_t errlen);
 /* The local reactors exited: with flush, deliver what they sent and say
  * goodbye to the peers; without, tear down.  Non-zero once done. */
 int dataplane_done(dataplane *dp, bool flush);

@@ -885,8 +885,14 @@ static int env_prepare(weir_env *env, const char *job_name, weir_config *cfg)
 
 int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 {
+	return env_execute_cluster(env, job_name, progress_ms, NULL);
+}
+
+int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
+			const run_cluster *cluster)
+{
 	weir_config cfg;
-	run_hooks hooks = { .progress_ms = progress_ms,
+	run_hooks hooks = { .progress_ms = progress_ms, .cluster = cluster,
 			    .print_plan = env->cfg.print_plan,
 			    .print_metrics = env->cfg.print_metrics,
 			    .store = &checkpoint_store_ops,

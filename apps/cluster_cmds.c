@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `weir` command's cluster side: `weir coordinator`, `weir worker`,
+ * and the --cluster forms of run, list, cancel, savepoint and stop, which
+ * talk to a coordinator over the control protocol (net/control.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "weir.h"
+#include "cluster.h"
+#include "control.h"
+
+/* From state/ and operators/ (exported by libweir). */
+int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
+			 int nparts, char *err, size_t errlen);
+int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
+			const run_cluster *cluster);
+int env_describe_plan(weir_env *env, char *buf, size_t len);
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	cluster_stop();
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int load_secret(const char *path, uint8_t *key, size_t *keylen)
+{
+	char err[512];
+	*keylen = 0;
+	if (!path)
+		return 0;
+	if (ctl_read_secret(path, key, keylen, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- weir coordinator ------------------------------------------------------- */
+
+int cmd_coordinator(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "secret-file", required_argument, NULL, 's' },
+		{ "heartbeat-timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *listen = NULL, *secret = NULL;
+	long hb = 1000;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': listen = optarg; break;
+		case 's': secret = optarg; break;
+		case 't':
+			if (parse_int("--heartbeat-timeout", optarg, 100, 600000, &hb))
+				return 2;
+			break;
+		case 'h':
+			printf("usage: %s coordinator --listen ADDR:PORT [--secret-file F]\n"
+			       "                        [--heartbeat-timeout MS]\n\n"
+			       "Run a cluster's coordinator: workers register with it ('%s worker'),\n"
+			       "clients submit jobs to it ('%s run --cluster ADDR:PORT JOB.so').\n"
+			       "It deploys each job over the workers' cores, drives its checkpoints\n"
+			       "(written to the job's --checkpoint-dir, which every node must reach)\n"
+			       "and restarts it from the newest checkpoint when a worker dies\n"
+			       "(no heartbeat for MS ms, default 1000, or its connection drops).\n"
+			       "--secret-file: workers and clients must prove they hold the same\n"
+			       "secret (HMAC-SHA256 challenge); without it anyone who reaches the\n"
+			       "port can run code on the workers.\n", prog, prog, prog);
+			return 0;
+		default:
+			fprintf(stderr, "Try '%s coordinator --help'.\n", prog);
+			return 2;
+		}
+	}
+	if (!listen || optind < argc) {
+		fprintf(stderr, "%s coordinator: %s\nTry '%s coordinator --help'.\n", prog,
+			listen ? "too many arguments" : "--listen ADDR:PORT is required", prog);
+		return 2;
+	}
+	uint8_t key[4097];
+	size_t keylen;
+	if (load_secret(secret, key, &keylen) < 0)
+		return 1;
+	catch_signals();
+	coord_opts o = { .listen = listen, .key = key, .keylen = keylen,
+			 .heartbeat_timeout_ms = (int)hb,
+			 .manifest_write = manifest_merge_write };
+	return coordinator_main(&o) < 0 ? 1 : 0;
+}
+
+/* ---- weir worker ------------------------------------------------------------------ */
+
+static int job_load(const char *so_path, int argc, char **argv, int ncores, void **job,
+		    char *plan, size_t planlen, char *err, size_t errlen)
+{
+	loaded_job *L = calloc(1, sizeof(*L));
+	(void)so_path;
+	if (!L)
+		return -ENOMEM;
+	int rc = run_prepare(argc, argv, L);
+	if (rc) {
+		snprintf(err, errlen, "the job does not build here (see the worker's log; "
+			 "status %d)", rc);
+		loaded_free(L);
+		free(L);
+		return -EINVAL;
+	}
+	weir_env_config(L->env)->cores = ncores;
+	weir_env_config(L->env)->pin = false; /* several workers may share a host */
+	if (env_describe_plan(L->env, plan, planlen) < 0) {
+		snprintf(err, errlen, "%s", plan);
+		loaded_free(L);
+		free(L);
+		return -EINVAL;
+	}
+	*job = L;
+	return 0;
+}
+
+static int job_run(void *job, const run_cluster *cl, char *err, size_t errlen)
+{
+	loaded_job *L = job;
+	int rc = env_execute_cluster(L->env, L->name, 0, cl);
+	if (rc < 0)
+		snprintf(err, errlen, "%s", rc == -ECANCELED ? "cancelled" : strerror(-rc));
+	return rc;
+}
+
+static void job_free(void *job)
+{
+	loaded_free(job);
+	free(job);
+}
+
+int cmd_worker(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "coordinator", required_argument, NULL, 'c' },
+		{ "cores", required_argument, NULL, 'n' },
+		{ "transport", required_argument, NULL, 't' },
+		{ "data-addr", required_argument, NULL, 'a' },
+		{ "dpdk-device", required_argument, NULL, 'd' },
+		{ "secret-file", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	worker_opts o = { .cores = 1, .transport = "tcp", .job_load = job_load,
+			  .job_run = job_run, .job_free = job_free };
+	const char *secret = NULL;
+	long v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': o.coordinator = optarg; break;
+		case 'n':
+			if (parse_int("--cores", optarg, 1, 1024, &v))
+				return 2;
+			o.cores = (int)v;
+			break;
+		case 't':
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "dpdk")) {
+				fprintf(stderr, "%s worker: --transport: '%s' is not tcp or dpdk\n",
+					prog, optarg);
+				return 2;
+			}
+			o.transport = optarg;
+			break;
+		case 'a': o.data_addr = optarg; break;
+		case 'd': o.device = optarg; break;
+		case 's': secret = optarg; break;
+		case 'h':
+			printf("usage: %s worker --coordinator ADDR:PORT --cores N\n"
+			       "                   [--transport tcp|dpdk] [--data-addr IP]\n"
+			       "                   [--dpdk-device DEV] [--secret-file F]\n\n"
+			       "Run a worker: register N cores with the coordinator and run the\n"
+			       "parts of jobs it deploys here.  Edges between workers go over\n"
+			       "io_uring TCP (default) or DPDK (--dpdk-device names the port, e.g.\n"
+			       "net_af_packet0,iface=eth1; see docs/network.md).  The data plane\n"
+			       "listens on --data-addr (default: the address this worker reaches\n"
+			       "the coordinator from).\n", prog);
+			return 0;
+		default:
+			fprintf(stderr, "Try '%s worker --help'.\n", prog);
+			return 2;
+		}
+	}
+	if (!o.coordinator || optind < argc) {
+		fprintf(stderr, "%s worker: %s\nTry '%s worker --help'.\n", prog,
+			o.coordinator ? "too many arguments" : "--coordinator ADDR:PORT is required",
+			prog);
+		return 2;
+	}
+	uint8_t key[4097];
+	if (load_secret(secret, key, &o.keylen) < 0)
+		return 1;
+	o.key = key;
+	catch_signals();
+	return worker_main(&o) < 0 ? 1 : 0;
+}
+
+/* ---- clients ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t client_interrupted;
+
+static void on_client_signal(int sig)
+{
+	(void)sig;
+	client_interrupted = 1;
+}
+
+/* Wait for REPLY messages on fd, printing progress; the final status. */
+static int await_reply(int fd, bool cancel_on_signal, uint32_t job)
+{
+	ctl_conn c = { .fd = fd };
+	ctl_msg m;
+	char err[512];
+	bool cancelled = false;
+	for (;;) {
+		if (cancel_on_signal && client_interrupted && !cancelled) {
+			ctl_msg cm = { .type = CTL_CANCEL_JOB, .job = job };
+			ctl_send(fd, &cm);
+			cancelled = true;
+			fprintf(stderr, "%s: cancelling the job\n", prog);
+		}
+		int rc = ctl_recv(&c, &m, err, sizeof(err));
+		if (rc == 0)
+			continue;
+		if (rc < 0) {
+			if (rc == -EINTR)
+				continue;
+			fprintf(stderr, "%s: the coordinator %s\n", prog,
+				rc == -ECONNRESET ? "closed the connection" : err[0] ? err : strerror(-rc));
+			ctl_conn_reset(&c);
+			return 1;
+		}
+		if (m.type != CTL_REPLY)
+			continue;
+		if (m.rc == 1) {
+			fprintf(stderr, "%.*s\n", (int)m.blob_len, (const char *)m.blob);
+			continue;
+		}
+		int st = m.rc == 0 ? 0 : 1;
+		fprintf(st ? stderr : stdout, "%s%.*s\n", st ? "error: " : "", (int)m.blob_len,
+			(const char *)m.blob);
+		ctl_conn_reset(&c);
+		return st;
+	}
+}
+
+int submit_cluster(int argc, char **argv, loaded_job *L)
+{
+	uint8_t key[4097];
+	size_t keylen;
+	char err[1024];
+	const weir_config *cfg = weir_env_config(L->env);
+
+	if (load_secret(L->secret, key, &keylen) < 0)
+		return 1;
+	/* The job's shared object, shipped to every worker. */
+	const char *path = argv[L->job_arg];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "%s run: %s: %s\n", prog, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	if ((uint64_t)st.st_size > CTL_MAX_LARGE - 65536) {
+		fprintf(stderr, "%s run: %s is too large to ship (%lld bytes)\n", prog, path,
+			(long long)st.st_size);
+		close(fd);
+		return 1;
+	}
+	uint8_t *so = malloc((size_t)st.st_size + 1);
+	ssize_t got = so ? read(fd, so, (size_t)st.st_size) : -1;
+	close(fd);
+	if (got != st.st_size) {
+		fprintf(stderr, "%s run: cannot read %s\n", prog, path);
+		free(so);
+		return 1;
+	}
+	/* The run arguments without the cluster's own; JOB.so's place marked. */
+	size_t cap = 16;
+	for (int i = 1; i < argc; i++)
+		cap += strlen(argv[i]) + 8;
+	char *list = malloc(cap);
+	size_t len = 0;
+	int n = 0;
+	for (int i = 1; list && i < argc; i++) {
+		const char *a = argv[i];
+		if (i < L->job_arg) {
+			if (!strcmp(a, "--cluster") || !strcmp(a, "--secret-file")) {
+				i++;
+				continue;
+			}
+			if (!strncmp(a, "--cluster=", 10) || !strncmp(a, "--secret-file=", 14))
+				continue;
+		}
+		const char *w = i == L->job_arg ? "@JOB" : a;
+		memcpy(list + len, w, strlen(w) + 1);
+		len += strlen(w) + 1;
+		n++;
+	}
+	if (!list || sodium_init() < 0) {
+		free(so);
+		free(list);
+		return 1;
+	}
+	ctl_msg m = { .type = CTL_SUBMIT, .blob = so, .blob_len = (size_t)st.st_size,
+		      .nlist = n, .list = list, .list_len = len,
+		      .interval_ms = (uint64_t)cfg->checkpoint_interval_ms,
+		      .timeout_ms = (uint64_t)cfg->checkpoint_timeout_ms,
+		      .retained = (uint32_t)cfg->checkpoints_retained };
+	snprintf(m.name, sizeof(m.name), "%s", L->name);
+	snprintf(m.dir, sizeof(m.dir), "%s", cfg->checkpoint_dir ? cfg->checkpoint_dir : "");
+	crypto_hash_sha256(m.digest, so, (size_t)st.st_size);
+	int cfd = cluster_client_connect(L->cluster, key, keylen, err, sizeof(err));
+	if (cfd < 0) {
+		fprintf(stderr, "%s run: %s\n", prog, err);
+		free(so);
+		free(list);
+		return 1;
+	}
+	struct sigaction sa = { .sa_handler = on_client_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int rc = ctl_send(cfd, &m);
+	free(so);
+	free(list);
+	if (rc < 0) {
+		fprintf(stderr, "%s run: sending the job: %s\n", prog, strerror(-rc));
+		close(cfd);
+		return 1;
+	}
+	rc = await_reply(cfd, true, 0);
+	close(cfd);
+	return rc;
+}
+
+/* weir list|cancel|savepoint|stop --cluster ADDR [--secret-file F] ... */
+int cluster_client_cmd(const char *cmd, int argc, char **argv)
+{
+	const char *addr = NULL, *secret = NULL, *dir = NULL;
+	bool with_sp = false;
+	long job = 0;
+	int pos = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--cluster") && i + 1 < argc)
+			addr = argv[++i];
+		else if (!strncmp(a, "--cluster=", 10))
+			addr = a + 10;
+		else if (!strcmp(a, "--secret-file") && i + 1 < argc)
+			secret = argv[++i];
+		else if (!strncmp(a, "--secret-file=", 14))
+			secret = a + 14;
+		else if (!strcmp(a, "--savepoint"))
+			with_sp = true;
+		else if (!strcmp(a, "--job") && i + 1 < argc) {
+			if (parse_int("--job", argv[++i], 1, 1L << 31, &job))
+				return 2;
+		} else if (a[0] != '-' && pos == 0) {
+			dir = a;
+			pos++;
+		} else {
+			return -1; /* not ours: the local command reports it */
+		}
+	}
+	if (!addr)
+		return -1;
+	uint8_t key[4097];
+	size_t keylen;
+	char err[1024];
+	if (load_secret(secret, key, &keylen) < 0)
+		return 1;
+	if (sodium_init() < 0)
+		return 1;
+	int fd = cluster_client_connect(addr, key, keylen, err, sizeof(err));
+	if (fd < 0) {
+		fprintf(stderr, "%s %s: %s\n", prog, cmd, err);
+		return 1;
+	}
+	ctl_msg m = { .job = (uint32_t)job };
+	if (!strcmp(cmd, "list")) {
+		m.type = CTL_LIST;
+	} else if (!strcmp(cmd, "cancel") || (!strcmp(cmd, "stop") && !with_sp)) {
+		m.type = CTL_CANCEL_JOB;
+	} else {
+		m.type = CTL_SAVEPOINT;
+		m.stop = !strcmp(cmd, "stop");
+		if (dir && dir[0] != '/') {
+			fprintf(stderr, "%s %s: the savepoint directory must be an absolute path "
+				"every worker reaches\n", prog, cmd);
+			close(fd);
+			return 2;
+		}
+		snprintf(m.dir, sizeof(m.dir), "%s", dir ? dir : "");
+	}
+	int rc = ctl_send(fd, &m);
+	if (rc < 0) {
+		fprintf(stderr, "%s %s: %s\n", prog, cmd, strerror(-rc));
+		close(fd);
+		return 1;
+	}
+	rc = await_reply(fd, false, 0);
+	close(fd);
+	return rc;
+}
