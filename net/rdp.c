@@ -350,6 +350,12 @@ static void peer_lose(rdp *r, int peer_id, int err, const char *why)
 	p->asm_on = false;
 }
 
+void rdp_abort_peer(rdp *r, int peer_id, int err, const char *why)
+{
+	if (peer_id >= 0 && peer_id < r->c.npeers && peer_id != r->c.self)
+		peer_lose(r, peer_id, err, why);
+}
+
 /* The next unsent fragment, if the window allows: fills its txfrag. */
 static bool next_fragment(rdp *r, rpeer *p)
 {

@@ -173,6 +173,9 @@ int rdp_input(rdp *r, const void *dgram, size_t n, uint64_t now);
  * timers and reports lost peers.  Returns the datagrams emitted. */
 int rdp_poll(rdp *r, uint64_t now, rdp_emit_fn emit, void *ectx);
 
+/* Declare peer lost (the caller found its frames malformed): lost() and
+ * sent() fire as for a give-up; its datagrams are dropped from now on. */
+void rdp_abort_peer(rdp *r, int peer, int err, const char *why);
 /* Frames queued to peer and not yet fully acknowledged. */
 uint32_t rdp_pending(const rdp *r, int peer);
 bool rdp_lost(const rdp *r, int peer);
