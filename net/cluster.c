@@ -945,6 +945,8 @@ typedef struct wk {
 	int index, nworkers, first, ncores;
 	uint64_t run;
 	void *handle;                /* apps' loaded job */
+	char *args;                  /* its arguments (the job keeps pointers
+				      * into them: they live as long as it) */
 	char so_path[512];
 	xport *x;
 	const xport_ops *xops;
@@ -1087,6 +1089,8 @@ static void wk_reset(wk *k)
 		unlink(k->so_path);
 		k->so_path[0] = 0;
 	}
+	free(k->args);
+	k->args = NULL;
 	for (int i = 0; k->peers && i < k->nworkers; i++)
 		free(k->peers[i]);
 	free(k->peers);
@@ -1152,7 +1156,16 @@ static void wk_deploy(wk *k, const ctl_msg *m, const char *local_ip)
 		rc = -ENOMEM;
 		goto out;
 	}
-	const char *s = m->list;
+	/* The message's payload is gone at the next message: copy. */
+	free(k->args);
+	k->args = malloc(m->list_len + 1);
+	if (!k->args) {
+		free(argv);
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(k->args, m->list, m->list_len);
+	const char *s = k->args;
 	argv[0] = (char *)"run";
 	for (int i = 0; i < m->nlist; i++) {
 		argv[i + 1] = strcmp(s, "@JOB") ? (char *)s : k->so_path;
