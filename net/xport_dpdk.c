@@ -484,8 +484,17 @@ static void xd_close(xport *x)
 	for (int i = 0; i < x->ntx; i++)
 		rte_pktmbuf_free(x->txb[i]);
 	if (x->port != UINT16_MAX) {
+		/* Unplug the device too: the next attempt's open() probes it
+		 * again (a closed port's device stays probed, and probing it
+		 * twice fails). */
+		struct rte_eth_dev_info info;
+		struct rte_device *dev = NULL;
+		if (rte_eth_dev_info_get(x->port, &info) == 0)
+			dev = info.device;
 		rte_eth_dev_stop(x->port);
 		rte_eth_dev_close(x->port);
+		if (dev)
+			rte_dev_remove(dev);
 	}
 	rdp_free(x->r);
 	while (x->stash) {
