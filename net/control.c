@@ -402,6 +402,10 @@ int ctl_recv(ctl_conn *c, ctl_msg *m, char *err, size_t errlen)
 		}
 		if (c->got < CTL_HDR) {
 			ssize_t r = recv(c->fd, c->hdr + c->got, CTL_HDR - c->got, 0);
+			if (r == 0 && c->got) {
+				snprintf(err, errlen, "connection closed in the middle of a message");
+				return -EPIPE;
+			}
 			if (r == 0)
 				return -ECONNRESET;
 			if (r < 0)
@@ -429,8 +433,11 @@ int ctl_recv(ctl_conn *c, ctl_msg *m, char *err, size_t errlen)
 		uint32_t have = c->got - CTL_HDR;
 		if (have < c->len) {
 			ssize_t r = recv(c->fd, c->payload + have, c->len - have, 0);
-			if (r == 0)
-				return -ECONNRESET;
+			if (r == 0) {
+				snprintf(err, errlen, "connection closed in the middle of a %s "
+					 "message", ctl_type_name(c->type));
+				return -EPIPE;
+			}
 			if (r < 0)
 				return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 			c->got += (uint32_t)r;

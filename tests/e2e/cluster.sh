@@ -235,6 +235,13 @@ phase() {
 		> "$TMP/n.out" 2> "$TMP/n.err" &
 	RUN=$!
 	sleep 1.5
+	if [ "$T" = tcp ]; then
+		# garbage at the workers' live data ports (from the placement)
+		sed -n 's/.*: cores [0-9-]*, data \([0-9.]*\):\([0-9]*\)$/\1 \2/p' "$TMP/n.err" |
+			while read -r ip port; do
+				ip netns exec "ww1$S" python3 "$HERE/garbage.py" data "$ip" "$port"
+			done > "$TMP/dgarbage.out" 2>&1 || true
+	fi
 	ip -n "ww3$S" link set "$LINK" down
 	sleep 0.3
 	ip -n "ww3$S" link set "$LINK" up
@@ -246,6 +253,14 @@ phase() {
 	else
 		tail -20 "$TMP/n.err"
 		not_ok "$T: the job under network faults failed or lost/repeated output (rc $rc)"
+	fi
+	if [ "$T" = tcp ]; then
+		if [ "$(grep -c ' refused$' "$TMP/dgarbage.out")" -eq 15 ] && [ "$rc" -eq 0 ]; then
+			ok "tcp: garbage, truncated, oversized and wrong-HELLO frames at the 3 workers' data ports were refused (a complete mesh accepts nothing more), and the job went on"
+		else
+			cat "$TMP/dgarbage.out"
+			not_ok "tcp: a worker did not refuse garbage on its data port cleanly"
+		fi
 	fi
 	for n in 2 3 4; do ip netns exec "ww$n$S" nft delete table inet weirloss 2> /dev/null || true; done
 	stop_workers
@@ -260,33 +275,7 @@ else
 fi
 
 # ---- garbage on the wire -----------------------------------------------------------
-ip netns exec "ww3$S" python3 - "$NET.1" "$PORT" > "$TMP/garbage.out" 2>&1 <<'EOF' || true
-import os, socket, struct, sys, time
-host, port = sys.argv[1], int(sys.argv[2])
-def conn():
-    s = socket.create_connection((host, port), timeout=5)
-    s.recv(8 + 32)  # the challenge
-    return s
-cases = {
-    "random bytes": os.urandom(4096),
-    "truncated header": b"WC\x01",
-    "bad magic": b"XX\x01\x02" + struct.pack("<I", 33) + os.urandom(33),
-    "oversized": b"WC\x01\x02" + struct.pack("<I", 0xFFFFFFF0),
-    "unknown type": b"WC\x01\x63" + struct.pack("<I", 0),
-    "wrong mac": b"WC\x01\x02" + struct.pack("<I", 33) + b"\x01" + os.urandom(32),
-    "short auth": b"WC\x01\x02" + struct.pack("<I", 5) + b"\x01abcd",
-}
-for name, data in cases.items():
-    s = conn()
-    s.sendall(data)
-    s.settimeout(3)
-    try:
-        closed = s.recv(100) == b""
-    except (ConnectionResetError, socket.timeout):
-        closed = True
-    print(name, "closed" if closed else "NOT CLOSED")
-    s.close()
-EOF
+ip netns exec "ww3$S" python3 "$HERE/garbage.py" control "$NET.1" "$PORT" > "$TMP/garbage.out" 2>&1 || true
 if ! grep -q "NOT CLOSED" "$TMP/garbage.out" && [ "$(grep -c closed "$TMP/garbage.out")" -eq 7 ] &&
 	ip netns exec "wco$S" "$WEIR" list --cluster "$CO" > /dev/null 2>&1; then
 	ok "garbage, truncated, oversized and unauthenticated messages close their connection; the coordinator serves on"
@@ -296,5 +285,14 @@ else
 fi
 grep -q "refusing\|closing" "$TMP/coord.log" && ok "the coordinator logged what it refused" ||
 	not_ok "nothing logged about the garbage"
+# ... and what a worker gets from a (fake) coordinator
+ip netns exec "ww1$S" python3 "$HERE/garbage.py" fake-coordinator 7790 "$WEIR" \
+	> "$TMP/wgarbage.out" 2>&1 || true
+if [ "$(grep -c 'worker exited 1: weir worker: the coordinator connection failed' "$TMP/wgarbage.out")" -eq 6 ]; then
+	ok "a worker sent garbage, truncated, oversized or malformed messages logs why, closes and exits 1"
+else
+	cat "$TMP/wgarbage.out"
+	not_ok "a worker did not refuse a bad coordinator cleanly"
+fi
 
 finish
