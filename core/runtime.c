@@ -74,17 +74,14 @@ int channel_remote(const runtime *rt, const channel *c)
 	return (c->consumer == net ? 1 : 0) | (c->producer == net ? 2 : 0);
 }
 
+static void fail_v(struct runtime *rt, const char *fmt, va_list ap);
+
 void runtime_fail(runtime *rt, const char *fmt, ...)
 {
-	int expected = 0;
 	va_list ap;
-
-	if (!atomic_compare_exchange_strong(&rt->failed, &expected, 2))
-		return;
 	va_start(ap, fmt);
-	vsnprintf(rt->error, sizeof(rt->error), fmt, ap);
+	fail_v(rt, fmt, ap);
 	va_end(ap);
-	atomic_store_explicit(&rt->failed, 1, memory_order_release);
 	for (int i = rt->lo; i < rt->hi; i++)
 		reactor_wake(&rt->reactors[i]);
 }
@@ -118,19 +115,22 @@ void task_wait(task *t, uint64_t until_ns, int fd)
 	t->wait_fd = fd;
 }
 
-void task_fail(task *t, const char *fmt, ...)
+static void fail_v(struct runtime *rt, const char *fmt, va_list ap)
 {
-	struct runtime *rt = t->rt;
 	int expected = 0;
-	va_list ap;
-
 	if (!atomic_compare_exchange_strong(&rt->failed, &expected, 2))
 		return;
-	va_start(ap, fmt);
 	vsnprintf(rt->error, sizeof(rt->error), fmt, ap);
-	va_end(ap);
 	/* Publish the message before the flag others act on. */
 	atomic_store_explicit(&rt->failed, 1, memory_order_release);
+}
+
+void task_fail(task *t, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fail_v(t->rt, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- growable arrays (setup only) ---------------------------------------- */

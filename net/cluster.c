@@ -377,6 +377,23 @@ static void job_over(coord *co)
 		}
 }
 
+/* The checkpoint in flight failed (rc, why): tell whoever waits for it and
+ * forget it; a failed final checkpoint still ends the job (its output
+ * stays uncommitted, as locally). */
+static void abandon(coord *co, int rc, const char *why)
+{
+	cjob *j = &co->job;
+	tell(co, "checkpoint %lld abandoned: %s", (long long)j->inflight, why);
+	if (j->sp_client >= 0)
+		reply(co, j->sp_client, rc, "savepoint failed: %s", why);
+	j->sp_client = -1;
+	j->sp_path[0] = 0;
+	j->inflight = 0;
+	clear_parts(co);
+	if (j->phase == PH_FINAL)
+		job_over(co);
+}
+
 /* Every worker sent its part of the checkpoint in flight: write it. */
 static void complete(coord *co)
 {
@@ -405,15 +422,7 @@ static void complete(coord *co)
 	if (rc == 0 && is_sp)
 		rc = co->o->manifest_write(j->sp_path, "_metadata", sp, n, err, sizeof(err));
 	if (rc < 0) {
-		tell(co, "checkpoint %lld failed: %s", (long long)j->inflight, err);
-		if (j->sp_client >= 0)
-			reply(co, j->sp_client, rc, "savepoint failed: %s", err);
-		j->sp_client = -1;
-		j->sp_path[0] = 0;
-		j->inflight = 0;
-		clear_parts(co);
-		if (j->phase == PH_FINAL)
-			job_over(co);
+		abandon(co, rc, err);
 		return;
 	}
 	j->last_completed = j->inflight;
@@ -549,17 +558,10 @@ static void handle_worker_msg(coord *co, int ci, const ctl_msg *m)
 		if ((int64_t)m->id != j->inflight || r->acked)
 			return;
 		if (m->rc < 0) {
-			tell(co, "checkpoint %lld failed on worker %s: %.*s", (long long)m->id,
-			     r->peer, (int)m->blob_len, (const char *)m->blob);
-			if (j->sp_client >= 0)
-				reply(co, j->sp_client, m->rc, "savepoint failed on worker %s: %.*s",
-				      r->peer, (int)m->blob_len, (const char *)m->blob);
-			j->sp_client = -1;
-			j->sp_path[0] = 0;
-			j->inflight = 0;
-			clear_parts(co);
-			if (j->phase == PH_FINAL)
-				job_over(co);
+			char why[1200];
+			snprintf(why, sizeof(why), "worker %s: %.*s", r->peer, (int)m->blob_len,
+				 (const char *)m->blob);
+			abandon(co, m->rc, why);
 			return;
 		}
 		r->part = malloc(m->blob_len + 1);
@@ -839,16 +841,10 @@ static void tick(coord *co)
 		return;
 	}
 	if (j->inflight && now - j->ck_started > j->timeout_ms) {
-		tell(co, "checkpoint %lld expired after %llu ms; abandoned", (long long)j->inflight,
-		     (unsigned long long)j->timeout_ms);
-		if (j->sp_client >= 0)
-			reply(co, j->sp_client, -ETIMEDOUT, "the savepoint expired");
-		j->sp_client = -1;
-		j->sp_path[0] = 0;
-		j->inflight = 0;
-		clear_parts(co);
-		if (j->phase == PH_FINAL)
-			job_over(co);
+		char why[128];
+		snprintf(why, sizeof(why), "it expired after %llu ms",
+			 (unsigned long long)j->timeout_ms);
+		abandon(co, -ETIMEDOUT, why);
 	}
 	if (j->phase == PH_RUNNING && !j->inflight && j->ckdir[0] && j->interval_ms &&
 	    now - j->last_trigger >= j->interval_ms)

@@ -2498,6 +2498,19 @@ out:
 	free(runs);
 }
 
+/* Close the savepoint's log files of every core; the first error, or rc. */
+static int close_sp_logs(ckpt_store *s, int rc)
+{
+	for (int c = 0; c < s->ncores; c++)
+		if (s->cores[c].sp_done) {
+			int e = slog_close(s->cores[c].sp_done);
+			s->cores[c].sp_done = NULL;
+			if (e < 0 && !rc)
+				rc = e;
+		}
+	return rc;
+}
+
 static int st_complete(ckpt_store *s, int64_t id, char *msg, size_t msglen)
 {
 	bool sp = id == atomic_load_explicit(&s->sp_id, memory_order_relaxed);
@@ -2522,13 +2535,7 @@ static int st_complete(ckpt_store *s, int64_t id, char *msg, size_t msglen)
 		s->bytes_prev = bytes;
 	}
 	if (sp) {
-		for (int c = 0; c < s->ncores; c++)
-			if (s->cores[c].sp_done) {
-				int e = slog_close(s->cores[c].sp_done);
-				s->cores[c].sp_done = NULL;
-				if (e < 0 && !rc)
-					rc = e;
-			}
+		rc = close_sp_logs(s, rc);
 		b.len = 0;
 		if (!rc && (rc = manifest_text(s, id, true, &b)) == 0)
 			rc = write_atomic(s->sp_path, "_metadata", b.p, b.len, err, sizeof(err));
@@ -2564,13 +2571,7 @@ static int st_part(ckpt_store *s, int64_t id, char **text, char *err, size_t err
 	if (s->dir[0] && (rc = manifest_text(s, id, false, &b)) < 0)
 		goto out;
 	if (sp) {
-		for (int c = 0; c < s->ncores; c++)
-			if (s->cores[c].sp_done) {
-				int e = slog_close(s->cores[c].sp_done);
-				s->cores[c].sp_done = NULL;
-				if (e < 0 && !rc)
-					rc = e;
-			}
+		rc = close_sp_logs(s, rc);
 		sb_printf(&b, "--- savepoint\n");
 		if (!rc)
 			rc = manifest_text(s, id, true, &b);
