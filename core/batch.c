@@ -17,6 +17,8 @@
 
 #include <ck_stack.h>
 
+#include <sys/uio.h>
+
 #include "core.h"
 #include "tsan.h"
 
@@ -618,6 +620,78 @@ void batch_encode(const weir_batch *b, void *out)
 			p += (size_t)rows * 8;
 		}
 	}
+}
+
+/* Append [p, p + n) to a gather list, merging with the previous piece
+ * when contiguous; false when more than max pieces would be needed. */
+static bool iov_add(struct iovec *iov, int *n, int max, const void *p, size_t len)
+{
+	if (!len)
+		return true;
+	if (*n && (const char *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == (const char *)p) {
+		iov[*n - 1].iov_len += len;
+		return true;
+	}
+	if (*n == max)
+		return false;
+	iov[(*n)++] = (struct iovec){ (void *)p, len };
+	return true;
+}
+
+int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int maxiov,
+		     size_t *len)
+{
+	const weir_schema *s = b->schema;
+	char *p = scratch;
+	uint32_t rows = b->rows, ncols = (uint32_t)s->ncols;
+	int n = 0;
+	bool ok;
+
+	memcpy(p, &rows, 4);
+	memcpy(p + 4, &ncols, 4);
+	memset(p + 8, 0, PAD8(ncols));
+	for (uint32_t c = 0; c < ncols; c++)
+		p[8 + c] = (char)s->fields[c].type;
+	ok = iov_add(iov, &n, maxiov, p, 8 + PAD8(ncols));
+	p += 8 + PAD8(ncols);
+	/* Event times and fixed-width columns are already laid out as the
+	 * codec writes them: point at them. */
+	ok = ok && iov_add(iov, &n, maxiov, b->ts, (size_t)rows * 8);
+	for (uint32_t c = 0; ok && c < ncols; c++) {
+		char *q = p;
+		switch (s->fields[c].type) {
+		case WEIR_BOOL:
+			memset(p, 0, PAD8(rows));
+			memcpy(p, b->cols[c], rows);
+			p += PAD8(rows);
+			break;
+		case WEIR_STR: {
+			const weir_str *v = b->cols[c];
+			size_t bytes = 0;
+			memset(p, 0, PAD8((size_t)rows * 4));
+			for (uint32_t r = 0; r < rows; r++)
+				memcpy(p + 4 * (size_t)r, &v[r].len, 4);
+			p += PAD8((size_t)rows * 4);
+			for (uint32_t r = 0; r < rows; r++) {
+				memcpy(p + bytes, b->heap + v[r].off, v[r].len);
+				bytes += v[r].len;
+			}
+			memset(p + bytes, 0, PAD8(bytes) - bytes);
+			p += PAD8(bytes);
+			break;
+		}
+		default:
+			ok = iov_add(iov, &n, maxiov, b->cols[c], (size_t)rows * 8);
+			continue;
+		}
+		ok = iov_add(iov, &n, maxiov, q, (size_t)(p - q));
+	}
+	if (!ok)
+		return 0;
+	*len = 0;
+	for (int i = 0; i < n; i++)
+		*len += iov[i].iov_len;
+	return n;
 }
 
 /* An empty batch of `s` with room for exactly `rows` rows and `heap` heap

@@ -145,6 +145,17 @@ void batch_compact(weir_batch *b, const uint8_t *keep);
 size_t batch_encoded_size(const weir_batch *b);
 void batch_encode(const weir_batch *b, void *out);
 int batch_decode(const weir_schema *s, const void *p, size_t n, weir_batch **out);
+/*
+ * The same bytes as a gather list, for the network: the event times and
+ * fixed-width columns point into b itself (b must stay alive and unchanged
+ * until the list is sent); the rest is written into scratch (room for
+ * batch_encoded_size(b) bytes is always enough).  Returns the number of
+ * pieces (<= maxiov) with their total in *len, or 0 when more than maxiov
+ * pieces would be needed (then encode with batch_encode).
+ */
+struct iovec;
+int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int maxiov,
+		     size_t *len);
 
 /* ---- stream elements and channels ------------------------------------------ */
 

@@ -1473,7 +1473,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	if (rt->cl) {
 		char why[512] = "";
 		if ((err = rt->cl->net_start(rt->cl->ctx, rt, why, sizeof(why))) < 0) {
-			snprintf(rt->error, sizeof(rt->error), "data plane: %s",
+			snprintf(rt->error, sizeof(rt->error), "data plane: %.400s",
 				 why[0] ? why : strerror(-err));
 			wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
 			atomic_store(&rt->failed, 1);

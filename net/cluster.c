@@ -959,6 +959,10 @@ typedef struct wk {
 	bool over, cancelled, local_done_sent;
 	char fin_msg[1024];
 	int fin_rc;
+	/* Heartbeats come from their own thread: deploying (loading a job,
+	 * starting DPDK) may keep the control thread busy for seconds. */
+	pthread_t hb_thread;
+	_Atomic int hb_stop;
 } wk;
 
 static void wk_send(wk *k, ctl_msg *m)
@@ -1230,6 +1234,17 @@ static void wk_start(wk *k, const ctl_msg *m)
 		k->running = true;
 }
 
+static void *heartbeat_main(void *arg)
+{
+	wk *k = arg;
+	while (!atomic_load(&k->hb_stop) && !stop_flag) {
+		ctl_msg hb = { .type = CTL_HEARTBEAT };
+		wk_send(k, &hb);
+		usleep(200 * 1000);
+	}
+	return NULL;
+}
+
 int worker_main(const worker_opts *o)
 {
 	wk *k = calloc(1, sizeof(*k));
@@ -1268,16 +1283,10 @@ int worker_main(const worker_opts *o)
 		o->data_addr ? o->data_addr : local_ip);
 	ctl_conn c = { .fd = k->fd };
 	snprintf(c.peer, sizeof(c.peer), "%s", o->coordinator);
-	uint64_t last_hb = 0;
+	bool hb = pthread_create(&k->hb_thread, NULL, heartbeat_main, k) == 0;
 	rc = 0;
 	while (!stop_flag) {
 		struct pollfd pfd = { .fd = k->fd, .events = POLLIN };
-		uint64_t now = ms_now();
-		if (now - last_hb >= 200) {
-			ctl_msg hb = { .type = CTL_HEARTBEAT };
-			wk_send(k, &hb);
-			last_hb = now;
-		}
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
 		ctl_msg m;
@@ -1344,6 +1353,10 @@ int worker_main(const worker_opts *o)
 		}
 	}
 	ctl_conn_reset(&c);
+	if (hb) {
+		atomic_store(&k->hb_stop, 1);
+		pthread_join(k->hb_thread, NULL);
+	}
 	wk_reset(k);
 out:
 	if (k->fd >= 0)

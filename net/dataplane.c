@@ -7,8 +7,12 @@
  *                                                         --ring--> consumer
  *
  * On the sending side the data plane is the consumer of the channel's ring:
- * it pops an element, encodes it as a frame (a batch in the batch codec's
- * layout, copied once into a send buffer) and gives it to the transport;
+ * it pops an element and gives it to the transport as a frame: a header
+ * and the batch in the batch codec's layout, whose event times and
+ * fixed-width columns are the batch's own memory (a gather list, sent
+ * zero-copy where the transport can: SEND_ZC, mbufs attached to it); only
+ * bool and string columns are re-laid into a send buffer.  The batch is
+ * released once the transport says the frame left (sent());
  * on the receiving side it is the ring's producer: it decodes each frame
  * into a batch from its own pool and pushes it.
  *
@@ -43,6 +47,8 @@ typedef struct sbuf_ {
 	struct sbuf_ *next;  /* free list */
 	struct sbuf_ *all;   /* every buffer, freed at the end (the
 			      * transport may hold some when torn down) */
+	weir_batch *batch;   /* referenced by the frame until sent() */
+	bool in_flight;
 	size_t cap;
 	uint8_t data[]; /* header, then payload */
 } sendbuf;
@@ -122,7 +128,13 @@ static void buf_put(dataplane *dp, sendbuf *b)
 
 static void ev_sent(void *ctx, void *cookie)
 {
-	buf_put(ctx, cookie);
+	sendbuf *sb = cookie;
+	if (sb->batch) {
+		batch_release(sb->batch);
+		sb->batch = NULL;
+	}
+	sb->in_flight = false;
+	buf_put(ctx, sb);
 }
 
 static void hdr_init(xf_hdr *h, uint8_t kind, uint32_t eid, uint64_t value)
@@ -182,12 +194,29 @@ static bool pump_out(dataplane *dp, int i)
 				return did;
 			}
 			xf_hdr *h = (xf_hdr *)sb->data;
-			batch_encode(b, sb->data + XF_HDR);
+			struct iovec iov[XF_MAX_IOV];
+			size_t len = 0;
+			int k = batch_encode_iov(b, sb->data + XF_HDR, iov + 1, XF_MAX_IOV - 1, &len);
+			bool by_ref = k > 0;
+			if (!by_ref) { /* too many pieces: one copy */
+				batch_encode(b, sb->data + XF_HDR);
+				iov[1] = (struct iovec){ sb->data + XF_HDR, n };
+				k = 1;
+				len = n;
+			}
 			hdr_init(h, XF_DATA, (uint32_t)i, 0);
-			h->len = (uint32_t)n;
-			h->crc = crc32c(0, sb->data + XF_HDR, n);
-			struct iovec iov[2] = { { sb->data, XF_HDR }, { sb->data + XF_HDR, n } };
-			int rc = dp->ops->send(dp->x, e->peer, iov, n ? 2 : 1, sb);
+			h->len = (uint32_t)len;
+			h->crc = 0;
+			for (int v = 1; v <= k; v++)
+				h->crc = crc32c(h->crc, iov[v].iov_base, iov[v].iov_len);
+			iov[0] = (struct iovec){ sb->data, XF_HDR };
+			sb->batch = by_ref ? b : NULL;
+			sb->in_flight = true;
+			int rc = dp->ops->send(dp->x, e->peer, iov, k + 1, sb);
+			if (rc == -EAGAIN || rc < 0) {
+				sb->batch = NULL;
+				sb->in_flight = false;
+			}
 			if (rc == -EAGAIN) {
 				buf_put(dp, sb);
 				break;
@@ -198,7 +227,8 @@ static bool pump_out(dataplane *dp, int i)
 				return did;
 			}
 			channel_pop(c, &el);
-			batch_release(el.batch);
+			if (!by_ref)
+				batch_release(el.batch);
 			channel_consumed(c);
 			e->credit--;
 			dp->frames_out++;
@@ -316,6 +346,7 @@ static void *dp_main(void *arg)
 	dataplane *dp = arg;
 	xport_events ev = { .ctx = dp, .frame = ev_frame, .sent = ev_sent, .lost = ev_lost };
 	unsigned spins = 0;
+	int result = -1;
 
 	int crc = dp->ops->connect(dp->x, dp->npeers_c, dp->addrs, 20000, dp->conn_err,
 				   sizeof(dp->conn_err));
@@ -348,7 +379,7 @@ static void *dp_main(void *arg)
 				if (rc != 0) {
 					if (rc < 0)
 						fail(dp, "finishing: %s", strerror(-rc));
-					atomic_store(&dp->done, rc > 0 ? 1 : -1);
+					result = rc > 0 ? 1 : -1;
 					break;
 				}
 			}
@@ -370,11 +401,20 @@ static void *dp_main(void *arg)
 		(void)r;
 		spins = 0;
 	}
-	/* Release what we still hold: batches queued towards local rings are
-	 * the runtime's to drain (drain_after_cancel). */
+	/* Close the transport here (its ring is ours), then release the
+	 * batches of frames it never reported sent; batches queued towards
+	 * local rings are the runtime's to drain (drain_after_cancel). */
+	dp->ops->close(dp->x);
+	dp->x = NULL;
+	for (sendbuf *b = dp->all_bufs; b; b = b->all)
+		if (b->in_flight && b->batch) {
+			batch_release(b->batch);
+			b->batch = NULL;
+			b->in_flight = false;
+		}
 	pool_reclaim(pool_current());
-	if (atomic_load(&dp->done) == 0)
-		atomic_store(&dp->done, -1);
+	/* Last: the runtime frees the pools once it sees this. */
+	atomic_store(&dp->done, result);
 	return NULL;
 }
 
@@ -474,7 +514,6 @@ void dataplane_stop(dataplane *dp, dataplane_stats *st)
 	if (st)
 		*st = (dataplane_stats){ dp->frames_out, dp->frames_in, dp->bytes_out,
 					 dp->bytes_in };
-	dp->ops->close(dp->x);
 	while (dp->all_bufs) {
 		sendbuf *b = dp->all_bufs;
 		dp->all_bufs = b->all;

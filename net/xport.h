@@ -49,6 +49,9 @@
 /* Largest frame (header included): a jumbo batch may not cross workers
  * beyond this; the sender fails the job with a message instead. */
 #define XPORT_MAX_FRAME (64u << 20)
+/* Pieces of one frame in send() (header included): every transport takes
+ * at least this many. */
+#define XF_MAX_IOV 8
 
 enum xf_kind {
 	XF_DATA = 1,      /* payload: one batch */
