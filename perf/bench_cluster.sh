@@ -46,6 +46,8 @@ RECORDS=${RECORDS:-60000000}
 RATE=${RATE:-10000}
 LAT_SECS=${LAT_SECS:-3}
 SECS=${SECS:-2}
+POLICIES=${POLICIES:-park busy-poll}
+NCPU=$(nproc)
 say() { echo "bench_cluster: $*" >&2; }
 if [ "$(id -u)" != 0 ]; then
 	say "skipped: needs root for network namespaces"
@@ -68,7 +70,7 @@ cleanup() {
 	for n in $NSS; do ip netns del "$n" 2> /dev/null; done
 	ip link del "$BR" 2> /dev/null
 	ip link del "$BR2" 2> /dev/null
-	rm -rf "$TMP"
+	if [ -n "${KEEP:-}" ]; then say "logs kept in $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 ip link add "$BR" type bridge 2> /dev/null || { say "skipped: cannot create a bridge"; exit 77; }
@@ -95,13 +97,15 @@ CO="$NET.1:7700"
 ip netns exec "wco$S" "$WEIR" coordinator --listen "$CO" --heartbeat-timeout 1000 \
 	> "$TMP/coord.log" 2>&1 &
 PIDS="$PIDS $!"
+disown
 # worker N LOG [args]: worker N (namespace wwN) logging into LOG; pid in WPID
 worker() {
 	n=$1 log=$2
 	shift 2
-	ip netns exec "ww$n$S" "$WEIR" worker --coordinator "$CO" --cores 1 "$@" \
-		>> "$log" 2>&1 &
+	ip netns exec "ww$n$S" taskset -c $(((n - 1) % NCPU)) \
+		"$WEIR" worker --coordinator "$CO" --cores 1 "$@" >> "$log" 2>&1 &
 	WPID=$!
+	disown
 	PIDS="$PIDS $WPID"
 }
 # await_workers K: until the coordinator lists K live workers (5 s at most)
@@ -115,9 +119,13 @@ await_workers() {
 	return 1
 }
 run_cluster() { # args... (from the coordinator's namespace)
-	timeout 60 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --no-progress "$@"
+	timeout 60 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --no-progress --no-pin "$@"
 }
-kill_pid() { kill -9 "$1" 2> /dev/null; wait "$1" 2> /dev/null; }
+# (the processes started in the background are disowned: no "Killed" notes)
+kill_pid() {
+	kill -9 "$1" 2> /dev/null
+	for _ in $(seq 100); do kill -0 "$1" 2> /dev/null || return 0; sleep 0.02; done
+}
 sleep 0.2
 # Registration order is global core order: worker 1 (core 0) first.
 worker 1 "$TMP/w1.log"
@@ -177,9 +185,9 @@ else
 fi
 
 # ---- 2. round trip of a record through worker 1 ---------------------------------------
-# latency_figures LOG TRANSPORT PLAIN_JSON: the JSON line of a latency run
+# latency_figures LOG TRANSPORT PLAIN_JSON POLICY: the JSON line of a latency run
 latency_figures() {
-	python3 - "$1" "$2" "$3" "$RATE" "$LAT_SECS" <<'PY'
+	python3 - "$1" "$2" "$3" "$RATE" "$LAT_SECS" "$4" <<'PY'
 import json, re, sys
 w = open(sys.argv[1]).read()
 m = re.search(r"cluster_job: latency rows (\d+) count (\d+) p50_us ([\d.]+) p99_us ([\d.]+) "
@@ -194,7 +202,7 @@ except ValueError:
 r = {"bench": "cluster_rtt" if sys.argv[2] == "tcp" else "cluster_rtt_" + sys.argv[2],
      "transport": sys.argv[2], "path": "source@w0 -> pass@w1 -> sink@w0",
      "rate": int(sys.argv[4]), "measure_s": float(sys.argv[5]), "warmup_s": 1,
-     "buffer_timeout_ms": 0, "idle_policy": "park", "count": int(m[2]),
+     "buffer_timeout_ms": 0, "idle_policy": sys.argv[6], "count": int(m[2]),
      "p50_us": float(m[3]), "p99_us": float(m[4]), "p999_us": float(m[5]),
      "max_us": float(m[6])}
 if plain.get("plain_p50_us"):
@@ -216,22 +224,30 @@ wait $srv
 plain=$(grep net_tcp_rtt "$TMP/ping.json" | head -1)
 [ -n "$plain" ] && echo "$plain" | sed 's/"bench":"net_tcp_rtt"/"bench":"cluster_net_tcp_rtt"/' ||
 	say "no plain TCP ping-pong figure: $(cat "$TMP/ping.err")"
-LATARGS="-p 1 --mode streaming --buffer-timeout 0 $JOB --job latency --rate $RATE --seconds $LAT_SECS --warmup 1"
-: > "$TMP/w1.log"
-if run_cluster $LATARGS > "$TMP/lat.out" 2> "$TMP/lat.err"; then
-	sleep 0.2
-	if ! grep -q "ticks .*(cores: 0)" "$TMP/lat.err" || ! grep -q "pass .*(cores: 1)" "$TMP/lat.err" ||
-	   ! grep -q "latency .*(cores: 0)" "$TMP/lat.err"; then
-		say "unexpected placement for the round trip:"
-		cat "$TMP/lat.err" >&2
+# -p 1, no pinning inside (each worker runs under taskset on its own CPU)
+latargs() { # POLICY
+	echo "-p 1 --mode streaming --buffer-timeout 0 --idle-policy $1 $JOB --job latency --rate $RATE --seconds $LAT_SECS --warmup 1"
+}
+for pol in $POLICIES; do
+	: > "$TMP/w1.log"
+	if run_cluster $(latargs "$pol") > "$TMP/lat.out" 2> "$TMP/lat.err"; then
+		sleep 0.2
+		if ! grep -q "ticks .*(cores: 0)" "$TMP/lat.err" || ! grep -q "pass .*(cores: 1)" "$TMP/lat.err" ||
+		   ! grep -q "latency .*(cores: 0)" "$TMP/lat.err"; then
+			say "unexpected placement for the round trip:"
+			cat "$TMP/lat.err" >&2
+		fi
+		latency_figures "$TMP/w1.log" tcp "$plain" "$pol"
+	else
+		say "latency job ($pol) failed:"
+		tail -5 "$TMP/lat.err" >&2
 	fi
-	latency_figures "$TMP/w1.log" tcp "$plain"
-else
-	say "latency job failed:"
-	tail -5 "$TMP/lat.err" >&2
-fi
+done
 
 # ---- 2b. the same round trip over DPDK (af_packet on a second veth) ----------------------
+veth_bytes() { # rx + tx bytes of worker 0's DPDK veth (its bridge end)
+	echo $(($(cat /sys/class/net/hd${S}1/statistics/rx_bytes) + $(cat /sys/class/net/hd${S}1/statistics/tx_bytes)))
+}
 dpdk_skip() { echo "{\"bench\":\"cluster_rtt_dpdk\",\"measured\":false,\"why\":\"$*\"}"; say "DPDK round trip not measured: $*"; }
 if ! "$WEIR" worker --help 2>&1 | grep -q dpdk; then
 	dpdk_skip "weir built without DPDK"
@@ -258,13 +274,18 @@ else
 	D2=$WPID
 	if ! await_workers 2; then
 		dpdk_skip "DPDK workers did not register: $(tail -1 "$TMP/d2.log" | tr -d '"\\')"
-	elif timeout 20 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --no-progress $LATARGS \
-		> "$TMP/dlat.out" 2> "$TMP/dlat.err"; then
+	elif vb0=$(veth_bytes) && run_cluster $(latargs park) > "$TMP/dlat.out" 2> "$TMP/dlat.err"; then
 		sleep 0.2
-		latency_figures "$TMP/d1.log" dpdk "$plain" ||
+		# The frames must have crossed the af_packet veths, not the control bridge.
+		say "worker 0's DPDK veth carried $(($(veth_bytes) - vb0)) bytes during the job"
+		latency_figures "$TMP/d1.log" dpdk "$plain" park ||
 			dpdk_skip "no figures: $(tail -1 "$TMP/d1.log" | tr -d '"\\')"
 	else
-		dpdk_skip "the job failed: $(grep -h -i 'error\|fail\|cannot' "$TMP/dlat.err" "$TMP/d1.log" "$TMP/d2.log" | head -2 | tr -d '"\\' | tr '\n' ' ')"
+		alive=""
+		kill -0 "$D1" 2> /dev/null || alive="$alive worker 0 (dpdk) exited;"
+		kill -0 "$D2" 2> /dev/null || alive="$alive worker 1 (dpdk) exited;"
+		dpdk_skip "the job failed:$alive $(grep -h -i 'error\|fail\|cannot\|signal\|abort' "$TMP/dlat.err" "$TMP/d1.log" "$TMP/d2.log" | head -3 | tr -d '"\\' | tr '\n' ' ')"
+		tail -5 "$TMP/d1.log" "$TMP/d2.log" >&2
 	fi
 	kill_pid "$D1"
 	kill_pid "$D2"
@@ -296,6 +317,7 @@ coord_lines0=$(wc -l < "$TMP/coord.log")
 run_cluster -p 3 --mode streaming --checkpoint-dir "$CK" --checkpoint-interval 200 \
 	"$WC" --input "$TMP/words.txt" --output "$OUT" --rate 4000 > "$TMP/f.stdout" 2> "$TMP/f.err" &
 RUN=$!
+disown
 PIDS="$PIDS $RUN"
 # placements printed since the job was submitted (1: the first attempt)
 placements() { tail -n +"$((coord_lines0 + 1))" "$TMP/coord.log" | grep -c "placement of job"; }
@@ -342,6 +364,5 @@ else
 		tail -8 "$TMP/coord.log" >&2
 	fi
 fi
-timeout 10 tail --pid="$RUN" -f /dev/null 2> /dev/null
 kill_pid "$RUN"
 exit 0
