@@ -23,7 +23,10 @@ FIGURES = ("records_per_s", "records_per_s_per_core", "events_per_s",
            "rtt_p50_us", "rtt_p99_us", "p50_us", "p99_us", "p999_us", "p9999_us",
            "max_us", "bytes_per_key", "bytes_per_key_beyond_key", "ns_per_entry",
            "log_bytes_per_checkpoint", "speedup_vs_p1",
-           "events_per_s_checkpointed", "checkpoint_cost", "rows_per_s")
+           "events_per_s_checkpointed", "checkpoint_cost", "rows_per_s",
+           "failover_ms", "detect_redeploy_ms", "plain_tcp_p50_us", "plain_tcp_p99_us",
+           "plain_tcp_p999_us", "iperf3_mb_per_s", "plain_p50_us", "plain_p99_us",
+           "plain_p999_us")
 
 
 def human(v):
