@@ -506,9 +506,13 @@ void dataplane_stop(dataplane *dp, dataplane_stats *st)
 	if (!dp)
 		return;
 	if (dp->started) {
-		if (atomic_load(&dp->done) == 0)
+		/* Normally the thread is done (dataplane_done said so before the
+		 * runtime -- and our stand-in reactor -- went away); if not, the
+		 * runtime still exists: stop it. */
+		if (atomic_load(&dp->done) == 0) {
 			atomic_store(&dp->mode, 2);
-		reactor_wake(dp->net);
+			reactor_wake(dp->net);
+		}
 		pthread_join(dp->thread, NULL);
 	}
 	if (st)

@@ -28,8 +28,9 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 /* The local reactors exited: with flush, deliver what they sent and say
  * goodbye to the peers; without, tear down.  Non-zero once done. */
 int dataplane_done(dataplane *dp, bool flush);
-/* Join the thread, close the transport, free; figures into st (may be
- * NULL). */
+/* Join the thread (it closed the transport), free; figures into st (may
+ * be NULL).  After dataplane_done() returned non-zero: until then the
+ * thread uses the runtime. */
 void dataplane_stop(dataplane *dp, dataplane_stats *st);
 
 #endif

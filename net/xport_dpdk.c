@@ -232,7 +232,12 @@ static int parse_addr(const char *s, struct rte_ether_addr *mac, uint32_t *ip)
 static void xd_deliver(void *ctx, int peer, const void *frame, size_t len)
 {
 	struct xport *x = ctx;
-	const xf_hdr *h = frame;
+	/* The frame may sit at any offset of a datagram: read its header
+	 * through an aligned copy. */
+	xf_hdr hc;
+	const xf_hdr *h = &hc;
+	if (len >= XF_HDR)
+		memcpy(&hc, frame, XF_HDR);
 	if (len < XF_HDR || xf_check_header(h) || h->len != len - XF_HDR ||
 	    xf_check_payload(h, (const uint8_t *)frame + XF_HDR)) {
 		rdp_abort_peer(x->r, peer, -EBADMSG, "malformed frame");

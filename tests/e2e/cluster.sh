@@ -81,12 +81,16 @@ echo "# seed $SEED"
 
 PORT=7700
 COPID=""
+SECRET="$TMP/secret"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$SECRET"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/other-secret"
 # start_coordinator: a fresh coordinator (its own port: the old one's may linger)
 start_coordinator() {
 	[ -n "$COPID" ] && kill -9 "$COPID" 2> /dev/null || true
 	PORT=$((PORT + 1))
 	CO="$NET.1:$PORT"
 	ip netns exec "wco$S" "$WEIR" coordinator --listen "$CO" --heartbeat-timeout 1000 \
+		--secret-file "$SECRET" \
 		>> "$TMP/coord.log" 2>&1 &
 	COPID=$!
 	PIDS="$PIDS $COPID"
@@ -102,14 +106,14 @@ worker() {
 		set --
 	fi
 	ip netns exec "ww$n$S" env ${DROP:+WEIR_DPDK_RX_DROP_PPM=$DROP} "$WEIR" worker \
-		--coordinator "$CO" --cores 1 "$@" >> "$TMP/w$n.$T.log" 2>&1 &
+		--coordinator "$CO" --cores 1 --secret-file "$SECRET" "$@" >> "$TMP/w$n.$T.log" 2>&1 &
 	WPID=$!
 	PIDS="$PIDS $WPID"
 }
 # wait until the coordinator lists K live workers
 await_workers() {
 	for _ in $(seq 100); do
-		k=$(ip netns exec "wco$S" "$WEIR" list --cluster "$CO" 2> /dev/null |
+		k=$(ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" 2> /dev/null |
 			grep -v dead | grep -c "cores 1 $T\$" || true)
 		[ "$k" -ge "$1" ] && return 0
 		sleep 0.1
@@ -118,7 +122,7 @@ await_workers() {
 }
 stop_workers() { for w in $WORKERS; do kill -9 "$w" 2> /dev/null || true; done; WORKERS=""; }
 run_cluster() { # run args... (from the coordinator's namespace: any node works)
-	timeout 300 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --no-progress "$@"
+	timeout 300 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --secret-file "$SECRET" --no-progress "$@"
 }
 
 # phase T: everything over transport T
@@ -152,7 +156,16 @@ phase() {
 		tail -20 "$TMP/run.err"
 		not_ok "$T: wordcount across 3 workers"
 	fi
-	ip netns exec "wco$S" "$WEIR" list --cluster "$CO" > "$TMP/list" 2>&1 &&
+	if ip netns exec "wco$S" "$WEIR" list --cluster "$CO" > "$TMP/nosecret" 2>&1 ||
+		ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$TMP/other-secret" \
+			>> "$TMP/nosecret" 2>&1; then
+		not_ok "$T: a client without the cluster's secret was let in"
+	else
+		grep -q "refused us" "$TMP/nosecret" &&
+			ok "$T: clients without the secret, or with another one, are refused" ||
+			{ cat "$TMP/nosecret"; not_ok "$T: no clear refusal without the secret"; }
+	fi
+	ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" > "$TMP/list" 2>&1 &&
 		grep -q "jobs: none" "$TMP/list" && [ "$(grep -c " $T\$" "$TMP/list")" -eq 3 ] &&
 		ok "$T: weir list --cluster shows 3 workers and no job" ||
 		{ cat "$TMP/list"; not_ok "$T: weir list"; }
@@ -277,7 +290,7 @@ fi
 # ---- garbage on the wire -----------------------------------------------------------
 ip netns exec "ww3$S" python3 "$HERE/garbage.py" control "$NET.1" "$PORT" > "$TMP/garbage.out" 2>&1 || true
 if ! grep -q "NOT CLOSED" "$TMP/garbage.out" && [ "$(grep -c closed "$TMP/garbage.out")" -eq 7 ] &&
-	ip netns exec "wco$S" "$WEIR" list --cluster "$CO" > /dev/null 2>&1; then
+	ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" > /dev/null 2>&1; then
 	ok "garbage, truncated, oversized and unauthenticated messages close their connection; the coordinator serves on"
 else
 	cat "$TMP/garbage.out"
