@@ -965,6 +965,18 @@ typedef struct wk {
 	_Atomic int hb_stop;
 } wk;
 
+/* Send m as is (any thread). */
+static void wk_send_raw(wk *k, const ctl_msg *m)
+{
+	pthread_mutex_lock(&k->send_mu);
+	int rc = ctl_send(k->fd, m);
+	pthread_mutex_unlock(&k->send_mu);
+	if (rc < 0)
+		wlog(LOG_WARN, "worker: sending %s: %s", ctl_type_name(m->type), strerror(-rc));
+}
+
+/* Send m about the current attempt: the control thread, or the job thread
+ * (which the control thread joins before it changes the attempt). */
 static void wk_send(wk *k, ctl_msg *m)
 {
 	m->job = k->job;
@@ -1239,7 +1251,7 @@ static void *heartbeat_main(void *arg)
 	wk *k = arg;
 	while (!atomic_load(&k->hb_stop) && !stop_flag) {
 		ctl_msg hb = { .type = CTL_HEARTBEAT };
-		wk_send(k, &hb);
+		wk_send_raw(k, &hb);
 		usleep(200 * 1000);
 	}
 	return NULL;

@@ -61,6 +61,8 @@ typedef struct edge {
 	/* sending */
 	uint32_t credit;     /* data frames we may still send */
 	bool eoi_sent;
+	bool held;           /* `next` was popped but could not go yet */
+	elem next;
 	/* receiving */
 	uint64_t credited;   /* consumed count last returned as credit */
 	bool eoi_seen;
@@ -177,7 +179,11 @@ static bool pump_out(dataplane *dp, int i)
 	bool did = false;
 	elem el;
 
-	while (!e->eoi_sent && channel_peek(c, 0, &el)) {
+	/* Popped before it can go (not peeked: the ring's slots are ck_ring's
+	 * to read); one that must wait is held in the edge. */
+	while (!e->eoi_sent && (e->held || channel_pop(c, &e->next))) {
+		el = e->next;
+		e->held = true;
 		if (el.kind == ELEM_DATA) {
 			if (!e->credit)
 				break;
@@ -226,7 +232,7 @@ static bool pump_out(dataplane *dp, int i)
 				fail(dp, "sending to worker %d: %s", e->peer, strerror(-rc));
 				return did;
 			}
-			channel_pop(c, &el);
+			e->held = false;
 			if (!by_ref)
 				batch_release(el.batch);
 			channel_consumed(c);
@@ -237,7 +243,7 @@ static bool pump_out(dataplane *dp, int i)
 			if (!send_ctl(dp, e->peer, (uint8_t)elem_to_kind(el.kind), (uint32_t)i,
 				      (uint64_t)el.value))
 				break;
-			channel_pop(c, &el);
+			e->held = false;
 			if (el.kind == ELEM_EOI)
 				e->eoi_sent = true;
 		}
@@ -332,7 +338,7 @@ static bool has_work(dataplane *dp)
 {
 	for (int i = 0; i < dp->nedges; i++) {
 		edge *e = &dp->edges[i];
-		if (e->dir == 1 && !e->eoi_sent && ck_ring_size(&e->c->ring) > 0)
+		if (e->dir == 1 && !e->eoi_sent && (e->held || ck_ring_size(&e->c->ring) > 0))
 			return true;
 		if (e->dir == 2 && (__atomic_load_n(&e->c->consumed, __ATOMIC_ACQUIRE) > e->credited ||
 				    e->c->pend_len))
@@ -372,7 +378,8 @@ static void *dp_main(void *arg)
 			 * exited: nothing more comes): flush, say goodbye. */
 			bool all = true;
 			for (int i = 0; i < dp->nedges && all; i++)
-				if (dp->edges[i].dir == 1 && ck_ring_size(&dp->edges[i].c->ring))
+				if (dp->edges[i].dir == 1 &&
+				    (dp->edges[i].held || ck_ring_size(&dp->edges[i].c->ring)))
 					all = false;
 			if (all) {
 				int rc = dp->ops->finish(dp->x, &ev);
@@ -406,6 +413,11 @@ static void *dp_main(void *arg)
 	 * local rings are the runtime's to drain (drain_after_cancel). */
 	dp->ops->close(dp->x);
 	dp->x = NULL;
+	for (int i = 0; i < dp->nedges; i++)
+		if (dp->edges[i].held && dp->edges[i].next.kind == ELEM_DATA) {
+			batch_release(dp->edges[i].next.batch);
+			dp->edges[i].held = false;
+		}
 	for (sendbuf *b = dp->all_bufs; b; b = b->all)
 		if (b->in_flight && b->batch) {
 			batch_release(b->batch);

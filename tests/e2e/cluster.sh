@@ -27,7 +27,7 @@ cleanup() {
 	for n in $NSS; do ip netns del "$n" 2> /dev/null || true; done
 	ip link del "$BR" 2> /dev/null || true
 	ip link del "$BD" 2> /dev/null || true
-	rm -rf "$TMP"
+	if [ -n "${KEEP:-}" ]; then echo "# logs kept in $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 ip link add "$BR" type bridge 2> /dev/null || { echo "skip: cannot create a bridge"; exit 77; }
