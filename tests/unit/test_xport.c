@@ -73,7 +73,8 @@ typedef struct worker {
 	char err[256];
 	uint32_t next[MAXW]; /* next expected seq per peer */
 	int bad;             /* frames out of order, wrong size or content */
-	long eagain;
+	long eagain;            /* atomic: a slow peer waits for it */
+	struct worker *wait_for;/* read only once this worker's sends hit -EAGAIN */
 	long cookies_out; /* sent with a cookie, not yet reported sent() */
 	int lost_err[MAXW];
 	char lost_why[MAXW][128];
@@ -122,7 +123,7 @@ static int send_one(worker *w, const xport_events *ev, int dst, uint32_t seq)
 	struct iovec v[3] = { { &h, XF_HDR }, { p, len / 3 }, { p + len / 3, len - len / 3 } };
 	int rc;
 	while ((rc = xport_tcp_ops.send(w->x, dst, v, 3, by_ref ? p : NULL)) == -EAGAIN) {
-		w->eagain++;
+		__atomic_fetch_add(&w->eagain, 1, __ATOMIC_RELAXED);
 		xport_tcp_ops.poll(w->x, ev);
 	}
 	if (rc == 0 && by_ref)
@@ -147,6 +148,11 @@ static void *worker_main(void *arg)
 	}
 	if (w->start_delay_ms)
 		usleep((useconds_t)w->start_delay_ms * 1000);
+	/* A receiver that does not read until its peer's bounded queue is full
+	 * (at most 20 s: if the bound never bites, the test says so). */
+	for (int ms = 0; w->wait_for && ms < 20000 &&
+	     !__atomic_load_n(&w->wait_for->eagain, __ATOMIC_RELAXED); ms++)
+		usleep(1000);
 	int most = 0;
 	for (int j = 0; j < w->n; j++)
 		most = w->nframes[j] > most ? w->nframes[j] : most;
@@ -286,7 +292,7 @@ Test(xport, sender_faster_than_receiver)
 	mesh_open(&m, 2, false);
 	m.w[0].nframes[1] = 600;
 	m.w[0].fixed = m.w[1].fixed = 128u << 10;
-	m.w[1].start_delay_ms = 300; /* not reading meanwhile */
+	m.w[1].wait_for = &m.w[0]; /* not reading until the sender's queue is full */
 	mesh_run(&m);
 	check_clean(&m);
 	cr_assert_gt(m.w[0].eagain, 0, "the bounded queue never said -EAGAIN");
