@@ -1158,7 +1158,14 @@ static int plan(struct runtime *rt)
 					pr = &rt->reactors[rt->nreactors];
 				if (rt->cl && !runtime_core_local(rt, cr->id))
 					cr = &rt->reactors[rt->nreactors];
-				channel *c = channel_new(cfg->channel_credits, pr, cr);
+				/* A channel that crosses the network grants 4x the
+				 * credits: its credit loop takes a network round trip
+				 * and two thread wake-ups, not a cache miss (measured:
+				 * 16 -> 64 credits, 21 -> 28 M rows/s across a veth). */
+				uint32_t credits = cfg->channel_credits;
+				if (pr != src->actor->r || cr != da->r)
+					credits = credits > UINT32_MAX / 4 ? UINT32_MAX : credits * 4;
+				channel *c = channel_new(credits, pr, cr);
 				if (!c)
 					return -ENOMEM;
 				c->dst_input = ed->dst_input;
