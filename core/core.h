@@ -593,13 +593,21 @@ typedef struct run_cluster {
 	int first, nlocal;   /* this worker's: [first, first + nlocal) */
 	uint64_t run;        /* state-log run number (the coordinator's) */
 	void *ctx;
-	/* After planning and opening: start the data plane for the channels
-	 * that cross workers (runtime_nchannels, channel_remote).  0 or
-	 * -errno with a message in err. */
+	/* Main, after planning and opening: prepare the data plane for the
+	 * channels that cross workers (runtime_nchannels, channel_remote).
+	 * 0 or -errno with a message in err. */
 	int (*net_start)(void *ctx, runtime *rt, char *err, size_t errlen);
-	/* Local reactors exited: 1 once the data plane delivered everything
-	 * (flush: the job ended here) or was torn down (!flush); 0 not yet. */
-	int (*net_done)(void *ctx, bool flush);
+	/* The data plane is polled by this worker's first reactor (no thread
+	 * of its own: a one-core worker would switch threads per frame).
+	 * On that reactor's thread: attach (connect) before its first turn;
+	 * step each turn (> 0 did work, 0 idle, < 0 done; flush: every local
+	 * actor finished, so finish); has_work / wait while parking (wait up
+	 * to timeout_ns, or until fd is readable); detach as it stops. */
+	int (*net_attach)(void *ctx, char *err, size_t errlen);
+	int (*net_step)(void *ctx, bool flush);
+	bool (*net_has_work)(void *ctx);
+	void (*net_wait)(void *ctx, int fd, uint64_t timeout_ns);
+	void (*net_detach)(void *ctx);
 	/* The next checkpoint the coordinator asks for (0: none); a savepoint
 	 * when *sp_dir is set; *stop: stop with it. */
 	int64_t (*ck_trigger)(void *ctx, char *sp_dir, size_t len, bool *stop);
@@ -617,11 +625,10 @@ typedef struct run_cluster {
 const run_cluster *runtime_cluster(const runtime *rt);
 /* Is core (a reactor index) one of this process's? */
 bool runtime_core_local(const runtime *rt, int core);
-/* The data plane's stand-in reactor (remote end of crossing channels);
- * its pool is the data plane thread's (runtime_bind_net_thread). */
+/* The data plane's stand-in reactor: the remote end of crossing channels
+ * (it shares the first local reactor's eventfd, which polls the data
+ * plane). */
 struct reactor *runtime_net_reactor(const runtime *rt);
-/* Bind the calling (data-plane) thread to the net reactor's pool. */
-void runtime_bind_net_thread(runtime *rt);
 /* Which end of channel c is on another worker: 0 none (local), 1 the
  * consumer (we send), 2 the producer (we receive), 3 both (unused here). */
 int channel_remote(const runtime *rt, const channel *c);

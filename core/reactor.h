@@ -37,6 +37,9 @@ typedef struct reactor {
 	int64_t ck_notified;  /* last completed id given to tasks' commit */
 	bool ck_dirty;        /* a barrier passed or an actor ended */
 	bool all_finished;    /* every actor finished (counted in reactors_idle) */
+	bool quiet;           /* ... counted in reactors_quiet */
+	/* cluster: the first local reactor polls the data plane */
+	bool net_attached, net_live;
 	/* written by the owner (release), read by the coordinator (acquire) */
 	_Alignas(CACHELINE) _Atomic int64_t ck_acked;
 } reactor;
@@ -158,6 +161,7 @@ struct runtime
 	 * reactors[nreactors] is the data plane's stand-in (cluster only). */
 	int lo, hi;
 	const run_cluster *cl;
+	_Atomic int reactors_quiet; /* local reactors with every actor finished */
 	struct ckpt_coord *coord;   /* main thread only */
 	weir_checkpoint_stats *stats; /* main thread only; may be NULL */
 	const char *job;

@@ -63,7 +63,6 @@ struct reactor *runtime_net_reactor(const runtime *rt)
 {
 	return rt->cl ? &rt->reactors[rt->nreactors] : NULL;
 }
-void runtime_bind_net_thread(runtime *rt) { pool_bind_thread(rt->pools, rt->nreactors); }
 void runtime_notify(struct reactor *r) { reactor_notify(r); }
 
 int channel_remote(const runtime *rt, const channel *c)
@@ -783,6 +782,12 @@ static uint64_t next_deadline(reactor *r, uint64_t timeout_ns)
 	return d;
 }
 
+/* This reactor polls the cluster's data plane (and still does)? */
+static bool polls_net(const reactor *r)
+{
+	return r->net_live;
+}
+
 static void park(reactor *r, uint64_t timeout_ns)
 {
 	uint64_t now = now_ns(), deadline = next_deadline(r, timeout_ns);
@@ -813,17 +818,33 @@ static void park(reactor *r, uint64_t timeout_ns)
 	}
 	struct timespec ts = { .tv_sec = (time_t)(wait_ns / 1000000000),
 			       .tv_nsec = (long)(wait_ns % 1000000000) };
+	const run_cluster *cl = r->rt->cl;
+	reactor *net = polls_net(r) ? &r->rt->reactors[r->rt->nreactors] : NULL;
 	__atomic_store_n(&r->parked, 1, __ATOMIC_RELAXED);
+	if (net) /* its channels' notifications wake us (same eventfd) */
+		__atomic_store_n(&net->parked, 1, __ATOMIC_RELAXED);
 	/* Pairs with the fence in reactor_notify (Dekker): see reactor.h. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (!reactor_has_work(r) && !rt_stopping(r->rt)) {
-		if (ppoll(pfd, (nfds_t)npfd, &ts, NULL) > 0 && (pfd[0].revents & POLLIN)) {
+	if (!reactor_has_work(r) && !rt_stopping(r->rt) &&
+	    !(net && cl->net_has_work(cl->ctx))) {
+		if (net) {
+			/* The transport's wait watches our eventfd too.  (An idle
+			 * source's fd on this core is then polled every 1 ms.) */
+			if (npfd > 1 && wait_ns > 1000000)
+				wait_ns = 1000000;
+			cl->net_wait(cl->ctx, r->efd, wait_ns);
+			uint64_t v;
+			ssize_t n = read(r->efd, &v, sizeof(v));
+			(void)n;
+		} else if (ppoll(pfd, (nfds_t)npfd, &ts, NULL) > 0 && (pfd[0].revents & POLLIN)) {
 			uint64_t v;
 			ssize_t n = read(r->efd, &v, sizeof(v));
 			(void)n;
 		}
 		metric_add(&r->m.parks, 1);
 	}
+	if (net)
+		__atomic_store_n(&net->parked, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->parked, 0, __ATOMIC_RELAXED);
 }
 
@@ -848,6 +869,16 @@ static void *reactor_main(void *arg)
 	 * to that, which is most of a latency run's median at 100 k/s. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	pool_bind_thread(rt->pools, r->id);
+	if (rt->cl && r->id == rt->lo) {
+		/* This worker's data plane is ours to poll. */
+		char why[400] = "";
+		int rc = rt->cl->net_attach(rt->cl->ctx, why, sizeof(why));
+		if (rc < 0)
+			runtime_fail(rt, "data plane: %s", why[0] ? why : strerror(-rc));
+		else
+			r->net_live = true;
+		r->net_attached = true;
+	}
 	for (;;) {
 		bool did = false, blocked = false;
 		int alive = 0;
@@ -865,6 +896,25 @@ static void *reactor_main(void *arg)
 		}
 		if (rt->store && ckpt_reactor_poll(r))
 			did = true;
+		if (!alive && !r->quiet) {
+			r->quiet = true;
+			atomic_fetch_add(&rt->reactors_quiet, 1);
+		}
+		if (r->net_live) {
+			bool flush = atomic_load(&rt->reactors_quiet) == rt->hi - rt->lo;
+			int st = rt->cl->net_step(rt->cl->ctx, flush);
+			if (st > 0)
+				did = true;
+			else if (st < 0)
+				r->net_live = false;
+		}
+		if (!alive && r->net_live) {
+			/* Finishing the data plane (delivering what other local
+			 * cores sent), or waiting for the others to finish. */
+			if (!did)
+				park(r, timeout_ns);
+			continue;
+		}
 		if (!alive) {
 			if (!rt->store)
 				break;
@@ -905,6 +955,8 @@ static void *reactor_main(void *arg)
 		park(r, timeout_ns);
 		idle_spins = 0;
 	}
+	if (r->net_attached)
+		rt->cl->net_detach(rt->cl->ctx);
 	if (rt->store)
 		rt->sops->core_quiesce(rt->store, r->id);
 	pool_reclaim(pool_current());
@@ -1069,10 +1121,14 @@ static int plan(struct runtime *rt)
 		r->efd = -1;
 		if (i < rt->lo || (i >= rt->hi && i < rt->nreactors))
 			continue; /* another worker's core */
+		if (i == rt->nreactors) /* the stand-in: notifications wake lo */
+			continue;
 		r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (r->efd < 0)
 			return plan_fail(rt, "eventfd: %s", strerror(errno));
 	}
+	if (rt->cl)
+		rt->reactors[rt->nreactors].efd = rt->reactors[rt->lo].efd;
 
 	/* Actors: one per chain head and subtask, placed round-robin over
 	 * the reactors; a chain fed by an unchained forward edge sits with
@@ -1346,7 +1402,7 @@ static void runtime_free(struct runtime *rt)
 	for (int i = 0; i < rt->nchannels; i++)
 		channel_free(rt->channels[i]);
 	for (int i = 0; rt->reactors && i < rt->nreactors + (rt->cl ? 1 : 0); i++) {
-		if (rt->reactors[i].efd > 0)
+		if (rt->reactors[i].efd > 0 && i < rt->nreactors)
 			close(rt->reactors[i].efd);
 		free(rt->reactors[i].actors);
 	}
@@ -1493,11 +1549,9 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		if (pthread_create(&rt->reactors[i].thread, NULL, reactor_main,
 				   &rt->reactors[i])) {
 			runtime_fail(rt, "cannot start reactor thread %d", i);
+			/* (The first reactor detaches the data plane as it exits.) */
 			for (int k = rt->lo; k < i; k++)
 				pthread_join(rt->reactors[k].thread, NULL);
-			if (rt->cl)
-				while (rt->cl->net_done(rt->cl->ctx, false) == 0)
-					poll(NULL, 0, 1);
 			drain_after_cancel(rt);
 			err = -EAGAIN;
 			goto close;
@@ -1505,11 +1559,11 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 	}
 	if (rt->cl) {
 		/* Main thread of a worker: checkpoints as the coordinator
-		 * drives them, until the local reactors exited, the data plane
-		 * delivered what they sent, and the coordinator says the job
-		 * is over everywhere. */
+		 * drives them, until the local reactors exited (the first one
+		 * last, once the data plane delivered what they sent) and the
+		 * coordinator says the job is over everywhere. */
 		uint64_t next = t0 + (uint64_t)(hooks->progress_ms) * 1000000;
-		bool local_done = false, net_done = false;
+		bool local_done = false;
 		for (;;) {
 			int ms = rt->store ? ckpt_coordinate(rt) : 5;
 			if (!local_done &&
@@ -1519,11 +1573,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 					pthread_join(rt->reactors[i].thread, NULL);
 				local_done = true;
 			}
-			if (local_done && !net_done) {
-				bool ok = !rt_stopping(rt);
-				net_done = rt->cl->net_done(rt->cl->ctx, ok) != 0;
-			}
-			if (local_done && net_done &&
+			if (local_done &&
 			    (rt->cl->job_over(rt->cl->ctx, true) || rt_stopping(rt)))
 				break;
 			if (!local_done && rt->cl->job_over(rt->cl->ctx, false))

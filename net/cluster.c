@@ -1002,10 +1002,34 @@ static int cb_net_start(void *ctx, runtime *rt, char *err, size_t errlen)
 			       addrs, &k->dp, err, errlen);
 }
 
-static int cb_net_done(void *ctx, bool flush)
+static int cb_net_attach(void *ctx, char *err, size_t errlen)
 {
 	wk *k = ctx;
-	return k->dp ? dataplane_done(k->dp, flush) : 1;
+	return dataplane_attach(k->dp, err, errlen);
+}
+
+static int cb_net_step(void *ctx, bool flush)
+{
+	wk *k = ctx;
+	return dataplane_step(k->dp, flush);
+}
+
+static bool cb_net_has_work(void *ctx)
+{
+	wk *k = ctx;
+	return dataplane_has_work(k->dp);
+}
+
+static void cb_net_wait(void *ctx, int fd, uint64_t timeout_ns)
+{
+	wk *k = ctx;
+	dataplane_wait(k->dp, fd, timeout_ns);
+}
+
+static void cb_net_detach(void *ctx)
+{
+	wk *k = ctx;
+	dataplane_detach(k->dp);
 }
 
 static int64_t cb_ck_trigger(void *ctx, char *dir, size_t len, bool *stop)
@@ -1239,7 +1263,9 @@ static void wk_start(wk *k, const ctl_msg *m)
 	}
 	k->cl = (run_cluster){ .ncores = k->ncores, .first = k->first, .nlocal = k->o->cores,
 			       .run = k->run, .ctx = k, .net_start = cb_net_start,
-			       .net_done = cb_net_done, .ck_trigger = cb_ck_trigger,
+			       .net_attach = cb_net_attach, .net_step = cb_net_step,
+			       .net_has_work = cb_net_has_work, .net_wait = cb_net_wait,
+			       .net_detach = cb_net_detach, .ck_trigger = cb_ck_trigger,
 			       .ck_ack = cb_ck_ack, .ck_committed = cb_ck_committed,
 			       .job_over = cb_job_over };
 	if (pthread_create(&k->thread, NULL, job_thread, k) == 0)

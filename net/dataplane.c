@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The data plane of a worker: one thread that carries the elements of the
- * channels crossing workers over a transport (xport.h).
+ * The data plane of a worker carries the elements of the channels crossing
+ * workers over a transport (xport.h).  It has no thread of its own: the
+ * worker's first reactor polls it each turn and parks in the transport's
+ * wait (dataplane_step, dataplane_wait), so a one-core worker never
+ * switches threads to move a frame.
  *
  *   local producer --ring--> [data plane] ==frames==> [peer's data plane]
  *                                                         --ring--> consumer
@@ -76,16 +79,17 @@ struct dataplane {
 	edge *edges;         /* by channel index; dir 0: not ours */
 	int nedges;
 	reactor *net;        /* our stand-in reactor: parked flag and eventfd */
-	pthread_t thread;
-	bool started;
-	_Atomic int mode;    /* 0 run, 1 finish (flush), 2 abort */
-	_Atomic int done;    /* 1 finished cleanly, -1 torn down */
+	xport_events ev;
+	bool attached;       /* connected (on the polling reactor's thread) */
+	bool finished;       /* finish() returned: result 1 clean, -1 failed */
+	bool detaching;
+	int result;
+	_Atomic int done;    /* set by dataplane_detach: 1 clean, -1 torn down */
 	sendbuf *free_bufs, *all_bufs;
-	/* connecting (on our thread: the transport's ring is single-issuer) */
+	/* whom to connect to (on the polling reactor's thread: the
+	 * transport's ring is single-issuer) */
 	int npeers_c;
-	const char *const *addrs;
-	_Atomic int conn_rc;        /* 1 pending, 0 connected, < 0 failed */
-	char conn_err[512];
+	char **addrs;
 	size_t buf_size;
 	uint64_t frames_out, frames_in, bytes_out, bytes_in;
 };
@@ -329,7 +333,7 @@ static void ev_frame(void *ctx, int peer, const xf_hdr *h, const void *payload)
 static void ev_lost(void *ctx, int peer, int err, const char *why)
 {
 	dataplane *dp = ctx;
-	if (atomic_load(&dp->mode) == 2)
+	if (dp->detaching)
 		return;
 	fail(dp, "lost worker %d: %s (%s)", peer, why, strerror(-err));
 }
@@ -347,71 +351,77 @@ static bool has_work(dataplane *dp)
 	return false;
 }
 
-static void *dp_main(void *arg)
+static const xport_events *events(dataplane *dp)
 {
-	dataplane *dp = arg;
-	xport_events ev = { .ctx = dp, .frame = ev_frame, .sent = ev_sent, .lost = ev_lost };
-	unsigned spins = 0;
-	int result = -1;
+	dp->ev = (xport_events){ .ctx = dp, .frame = ev_frame, .sent = ev_sent,
+				 .lost = ev_lost };
+	return &dp->ev;
+}
 
-	int crc = dp->ops->connect(dp->x, dp->npeers_c, dp->addrs, 20000, dp->conn_err,
-				   sizeof(dp->conn_err));
-	atomic_store(&dp->conn_rc, crc < 0 ? crc : 0);
-	if (crc < 0)
-		return NULL;
-	runtime_bind_net_thread(dp->rt);
-	for (;;) {
-		int mode = atomic_load(&dp->mode);
-		bool did = false;
-		if (mode == 2)
-			break;
-		for (int i = 0; i < dp->nedges; i++) {
-			if (dp->edges[i].dir == 1)
-				did |= pump_out(dp, i);
-			else if (dp->edges[i].dir == 2)
-				did |= pump_credit(dp, i);
-		}
-		if (dp->ops->poll(dp->x, &ev) > 0)
-			did = true;
-		if (mode == 1) {
-			/* Everything we send was popped (the local reactors have
-			 * exited: nothing more comes): flush, say goodbye. */
-			bool all = true;
-			for (int i = 0; i < dp->nedges && all; i++)
-				if (dp->edges[i].dir == 1 &&
-				    (dp->edges[i].held || ck_ring_size(&dp->edges[i].c->ring)))
-					all = false;
-			if (all) {
-				int rc = dp->ops->finish(dp->x, &ev);
-				if (rc != 0) {
-					if (rc < 0)
-						fail(dp, "finishing: %s", strerror(-rc));
-					result = rc > 0 ? 1 : -1;
-					break;
-				}
+int dataplane_attach(dataplane *dp, char *err, size_t errlen)
+{
+	int rc = dp->ops->connect(dp->x, dp->npeers_c, (const char *const *)dp->addrs, 20000,
+				  err, errlen);
+	dp->attached = rc == 0;
+	return rc;
+}
+
+int dataplane_step(dataplane *dp, bool flush)
+{
+	const xport_events *ev = events(dp);
+	bool did = false;
+
+	if (dp->finished)
+		return -1;
+	for (int i = 0; i < dp->nedges; i++) {
+		if (dp->edges[i].dir == 1)
+			did |= pump_out(dp, i);
+		else if (dp->edges[i].dir == 2)
+			did |= pump_credit(dp, i);
+	}
+	if (dp->ops->poll(dp->x, ev) > 0)
+		did = true;
+	if (flush) {
+		/* Every local actor finished: nothing more comes into the
+		 * sending rings.  Once they are empty, flush and say goodbye. */
+		bool all = true;
+		for (int i = 0; i < dp->nedges && all; i++)
+			if (dp->edges[i].dir == 1 &&
+			    (dp->edges[i].held || ck_ring_size(&dp->edges[i].c->ring)))
+				all = false;
+		if (all) {
+			int rc = dp->ops->finish(dp->x, ev);
+			if (rc != 0) {
+				if (rc < 0)
+					fail(dp, "finishing: %s", strerror(-rc));
+				dp->finished = true;
+				dp->result = rc > 0 ? 1 : -1;
+				return -1;
 			}
 		}
-		if (did) {
-			spins = 0;
-			continue;
-		}
-		if (++spins < 64)
-			continue;
-		/* Park: the Dekker pairing of reactor_notify (reactor.h). */
-		__atomic_store_n(&dp->net->parked, 1, __ATOMIC_RELAXED);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (!has_work(dp) && atomic_load(&dp->mode) == mode)
-			dp->ops->wait(dp->x, dp->net->efd, mode == 1 ? 1 : 10);
-		__atomic_store_n(&dp->net->parked, 0, __ATOMIC_RELAXED);
-		uint64_t v;
-		ssize_t r = read(dp->net->efd, &v, sizeof(v));
-		(void)r;
-		spins = 0;
 	}
-	/* Close the transport here (its ring is ours), then release the
-	 * batches of frames it never reported sent; batches queued towards
-	 * local rings are the runtime's to drain (drain_after_cancel). */
-	dp->ops->close(dp->x);
+	return did ? 1 : 0;
+}
+
+bool dataplane_has_work(dataplane *dp)
+{
+	return !dp->finished && has_work(dp);
+}
+
+void dataplane_wait(dataplane *dp, int fd, uint64_t timeout_ns)
+{
+	dp->ops->wait(dp->x, fd, timeout_ns);
+}
+
+void dataplane_detach(dataplane *dp)
+{
+	/* Close the transport here (its ring belongs to this thread), then
+	 * release the batches of frames it never reported sent; batches
+	 * queued towards local rings are the runtime's to drain
+	 * (drain_after_cancel). */
+	dp->detaching = true;
+	if (dp->x)
+		dp->ops->close(dp->x);
 	dp->x = NULL;
 	for (int i = 0; i < dp->nedges; i++)
 		if (dp->edges[i].held && dp->edges[i].next.kind == ELEM_DATA) {
@@ -424,10 +434,8 @@ static void *dp_main(void *arg)
 			b->batch = NULL;
 			b->in_flight = false;
 		}
-	pool_reclaim(pool_current());
-	/* Last: the runtime frees the pools once it sees this. */
-	atomic_store(&dp->done, result);
-	return NULL;
+	/* Last: the runtime may free the pools once it sees this. */
+	atomic_store(&dp->done, dp->finished && dp->result > 0 ? 1 : -1);
 }
 
 int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
@@ -479,37 +487,24 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 				       .credit = c->credits };
 	}
 	dp->npeers_c = npeers;
-	dp->addrs = addrs;
-	atomic_store(&dp->conn_rc, 1);
-	if (pthread_create(&dp->thread, NULL, dp_main, dp)) {
-		snprintf(err, errlen, "cannot start the data-plane thread");
+	dp->addrs = calloc((size_t)npeers + 1, sizeof(char *));
+	for (int k = 0; dp->addrs && k < npeers; k++)
+		if (!(dp->addrs[k] = strdup(addrs[k] ? addrs[k] : "")))
+			break;
+	if (!dp->addrs || (npeers && !dp->addrs[npeers - 1])) {
+		for (int k = 0; dp->addrs && k < npeers; k++)
+			free(dp->addrs[k]);
+		free(dp->addrs);
 		free(dp->edges);
 		free(dp);
-		return -EAGAIN;
-	}
-	dp->started = true;
-	while (atomic_load(&dp->conn_rc) == 1)
-		usleep(1000);
-	int rc = atomic_load(&dp->conn_rc);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s", dp->conn_err);
-		pthread_join(dp->thread, NULL);
-		dp->ops->close(dp->x);
-		free(dp->edges);
-		free(dp);
-		return rc;
+		return -ENOMEM;
 	}
 	*out = dp;
 	return 0;
 }
 
-int dataplane_done(dataplane *dp, bool flush)
+int dataplane_done(const dataplane *dp)
 {
-	int want = flush ? 1 : 2;
-	if (atomic_load(&dp->mode) < want) {
-		atomic_store(&dp->mode, want);
-		reactor_wake(dp->net);
-	}
 	return atomic_load(&dp->done) != 0;
 }
 
@@ -517,24 +512,19 @@ void dataplane_stop(dataplane *dp, dataplane_stats *st)
 {
 	if (!dp)
 		return;
-	if (dp->started) {
-		/* Normally the thread is done (dataplane_done said so before the
-		 * runtime -- and our stand-in reactor -- went away); if not, the
-		 * runtime still exists: stop it. */
-		if (atomic_load(&dp->done) == 0) {
-			atomic_store(&dp->mode, 2);
-			reactor_wake(dp->net);
-		}
-		pthread_join(dp->thread, NULL);
-	}
 	if (st)
 		*st = (dataplane_stats){ dp->frames_out, dp->frames_in, dp->bytes_out,
 					 dp->bytes_in };
+	if (dp->x) /* never attached */
+		dp->ops->close(dp->x);
 	while (dp->all_bufs) {
 		sendbuf *b = dp->all_bufs;
 		dp->all_bufs = b->all;
 		free(b);
 	}
+	for (int k = 0; k < dp->npeers_c; k++)
+		free(dp->addrs[k]);
+	free(dp->addrs);
 	free(dp->edges);
 	free(dp);
 }

@@ -143,9 +143,9 @@ typedef struct xport_ops {
 	/* Submit queued sends, reap completions, deliver what arrived.  > 0
 	 * when it did work; never blocks. */
 	int (*poll)(xport *x, const xport_events *ev);
-	/* Wait (sleep) up to timeout_ms for transport activity, or until fd
-	 * (an eventfd of the data plane, -1: none) is readable. */
-	void (*wait)(xport *x, int fd, int timeout_ms);
+	/* Wait (sleep) up to timeout_ns for transport activity, or until fd
+	 * (the polling reactor's eventfd, -1: none) is readable. */
+	void (*wait)(xport *x, int fd, uint64_t timeout_ns);
 	/*
 	 * We send nothing more: flush what is queued, tell every peer (XF_BYE),
 	 * and return 1 once every frame we sent was delivered and every peer

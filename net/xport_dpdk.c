@@ -31,7 +31,7 @@
  * TX ring inside rte_eth_tx_burst() and frees the mbufs at once; there the
  * attachment only saves our own copy.
  *
- * Threads: open() on any thread; everything else on the data-plane thread
+ * Threads: open() on any thread; everything else on the thread that polls the data plane (a reactor)
  * that owns the xport.  rte_eal_init() runs once per process (the first
  * open()); later opens hot-plug their device with rte_dev_probe().
  */
@@ -79,7 +79,7 @@ typedef struct xd_stash {      /* a frame that arrived during connect() */
 	uint8_t b[];
 } xd_stash;
 
-/* Owned by the data-plane thread (open() hands it over before it starts). */
+/* Owned by the thread that polls the data plane (open() hands it over). */
 struct xport {
 	rdp *r;
 	uint16_t port;
@@ -705,12 +705,12 @@ static int xd_send(xport *x, int peer, const struct iovec *iov, int iovcnt, void
 	return rc;
 }
 
-static void xd_wait(xport *x, int fd, int timeout_ms)
+static void xd_wait(xport *x, int fd, uint64_t timeout_ns)
 {
 	(void)x;
 	/* No RX interrupt on the virtual devices: nap briefly (a NIC's
 	 * rte_eth_dev_rx_intr_enable() + epoll would go here). */
-	int us = timeout_ms <= 0 ? 0 : timeout_ms * 1000 < 100 ? timeout_ms * 1000 : 100;
+	int us = timeout_ns < 100000 ? (int)(timeout_ns / 1000) : 100;
 	if (fd >= 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		struct timespec ts = { 0, (long)us * 1000 };

@@ -98,7 +98,7 @@ typedef struct sop {
 	bool notified;         /* the kernel no longer holds its memory */
 } sop;
 
-/* One connection.  Touched only by the xport's data-plane thread. */
+/* One connection.  Touched only by the thread that polls the data plane. */
 typedef struct tpeer {
 	int fd;
 	int err; /* the loss, once lost */
@@ -116,7 +116,7 @@ typedef struct tpeer {
 	struct iovec giov[GATHER_IOV];
 } tpeer;
 
-/* Owned by the worker's data-plane thread (open() may run elsewhere,
+/* Owned by the thread that polls the worker's data plane (open() may run elsewhere,
  * before that thread starts; the ring is made by connect()). */
 struct xport {
 	int lfd;
@@ -376,7 +376,7 @@ nomem:
 	return -ENOMEM;
 }
 
-/* The ring is made here, on the data-plane thread, so it can be
+/* The ring is made here, on the polling thread, so it can be
  * single-issuer with deferred task work (completions run when that thread
  * enters the kernel, not by interrupting it). */
 static int ring_setup(xport *x, char *err, size_t errlen)
@@ -693,7 +693,7 @@ static int tcp_poll(xport *x, const xport_events *ev)
 	return work;
 }
 
-static void tcp_wait(xport *x, int fd, int timeout_ms)
+static void tcp_wait(xport *x, int fd, uint64_t timeout_ns)
 {
 	struct io_uring_cqe *cqe;
 	if (fd >= 0 && x->efd_armed != fd) {
@@ -704,12 +704,12 @@ static void tcp_wait(xport *x, int fd, int timeout_ms)
 			x->efd_armed = fd;
 		}
 	}
-	if (timeout_ms <= 0 || io_uring_cq_ready(&x->ring)) {
+	if (timeout_ns == 0 || io_uring_cq_ready(&x->ring)) {
 		io_uring_submit_and_get_events(&x->ring);
 		return;
 	}
-	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
-					.tv_nsec = (long long)(timeout_ms % 1000) * 1000000 };
+	struct __kernel_timespec ts = { .tv_sec = (long long)(timeout_ns / 1000000000),
+					.tv_nsec = (long long)(timeout_ns % 1000000000) };
 	io_uring_submit_and_wait_timeout(&x->ring, &cqe, 1, &ts, NULL);
 }
 

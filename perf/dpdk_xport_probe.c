@@ -288,7 +288,7 @@ int main(int argc, char **argv)
 		}
 		int w = ops->poll(x, &ev);
 		if (!w && strcmp(mode, "lat"))
-			ops->wait(x, -1, 1);
+			ops->wait(x, -1, 1000000);
 	}
 	uint64_t t1 = now_ns();
 	int status = 0;

@@ -173,13 +173,13 @@ static void *worker_main(void *arg)
 			if (all && w->cookies_out == 0)
 				break;
 			xport_tcp_ops.poll(w->x, &ev);
-			xport_tcp_ops.wait(w->x, -1, 2);
+			xport_tcp_ops.wait(w->x, -1, 2000000);
 		}
 		return NULL;
 	}
 	while ((w->finish_rc = xport_tcp_ops.finish(w->x, &ev)) == 0 &&
 	       (int64_t)(now_ns() / 1000000) < end)
-		xport_tcp_ops.wait(w->x, -1, 5);
+		xport_tcp_ops.wait(w->x, -1, 5000000);
 	return NULL;
 }
 
