@@ -578,50 +578,6 @@ size_t batch_encoded_size(const weir_batch *b)
 	return n;
 }
 
-void batch_encode(const weir_batch *b, void *out)
-{
-	const weir_schema *s = b->schema;
-	char *p = out;
-	uint32_t rows = b->rows, ncols = (uint32_t)s->ncols;
-
-	memcpy(p, &rows, 4);
-	memcpy(p + 4, &ncols, 4);
-	p += 8;
-	memset(p, 0, PAD8(ncols));
-	for (uint32_t c = 0; c < ncols; c++)
-		p[c] = (char)s->fields[c].type;
-	p += PAD8(ncols);
-	memcpy(p, b->ts, (size_t)rows * 8);
-	p += (size_t)rows * 8;
-	for (uint32_t c = 0; c < ncols; c++) {
-		switch (s->fields[c].type) {
-		case WEIR_BOOL:
-			memset(p, 0, PAD8(rows));
-			memcpy(p, b->cols[c], rows);
-			p += PAD8(rows);
-			break;
-		case WEIR_STR: {
-			const weir_str *v = b->cols[c];
-			size_t bytes = 0;
-			memset(p, 0, PAD8((size_t)rows * 4));
-			for (uint32_t r = 0; r < rows; r++)
-				memcpy(p + 4 * (size_t)r, &v[r].len, 4);
-			p += PAD8((size_t)rows * 4);
-			for (uint32_t r = 0; r < rows; r++) {
-				memcpy(p + bytes, b->heap + v[r].off, v[r].len);
-				bytes += v[r].len;
-			}
-			memset(p + bytes, 0, PAD8(bytes) - bytes);
-			p += PAD8(bytes);
-			break;
-		}
-		default:
-			memcpy(p, b->cols[c], (size_t)rows * 8);
-			p += (size_t)rows * 8;
-		}
-	}
-}
-
 /* Append [p, p + n) to a gather list, merging with the previous piece
  * when contiguous; false when more than max pieces would be needed. */
 static bool iov_add(struct iovec *iov, int *n, int max, const void *p, size_t len)
@@ -638,8 +594,13 @@ static bool iov_add(struct iovec *iov, int *n, int max, const void *p, size_t le
 	return true;
 }
 
-int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int maxiov,
-		     size_t *len)
+/*
+ * Encode b as a gather list: with by_ref, the event times and fixed-width
+ * columns are pointed at in place, everything else is written into
+ * scratch; without, everything is written into scratch (one piece).
+ */
+static int encode(const weir_batch *b, char *scratch, struct iovec *iov, int maxiov,
+		  size_t *len, bool by_ref)
 {
 	const weir_schema *s = b->schema;
 	char *p = scratch;
@@ -654,19 +615,19 @@ int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int 
 		p[8 + c] = (char)s->fields[c].type;
 	ok = iov_add(iov, &n, maxiov, p, 8 + PAD8(ncols));
 	p += 8 + PAD8(ncols);
-	/* Event times and fixed-width columns are already laid out as the
-	 * codec writes them: point at them. */
-	ok = ok && iov_add(iov, &n, maxiov, b->ts, (size_t)rows * 8);
-	for (uint32_t c = 0; ok && c < ncols; c++) {
+	for (int c = -1; ok && c < (int)ncols; c++) {
+		/* c = -1: the event times, laid out as an i64 column */
+		weir_type t = c < 0 ? WEIR_I64 : s->fields[c].type;
+		const void *col = c < 0 ? (const void *)b->ts : b->cols[c];
 		char *q = p;
-		switch (s->fields[c].type) {
+		switch (t) {
 		case WEIR_BOOL:
 			memset(p, 0, PAD8(rows));
-			memcpy(p, b->cols[c], rows);
+			memcpy(p, col, rows);
 			p += PAD8(rows);
 			break;
 		case WEIR_STR: {
-			const weir_str *v = b->cols[c];
+			const weir_str *v = col;
 			size_t bytes = 0;
 			memset(p, 0, PAD8((size_t)rows * 4));
 			for (uint32_t r = 0; r < rows; r++)
@@ -681,8 +642,13 @@ int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int 
 			break;
 		}
 		default:
-			ok = iov_add(iov, &n, maxiov, b->cols[c], (size_t)rows * 8);
-			continue;
+			/* already laid out as the codec writes it */
+			if (by_ref) {
+				ok = iov_add(iov, &n, maxiov, col, (size_t)rows * 8);
+				continue;
+			}
+			memcpy(p, col, (size_t)rows * 8);
+			p += (size_t)rows * 8;
 		}
 		ok = iov_add(iov, &n, maxiov, q, (size_t)(p - q));
 	}
@@ -692,6 +658,19 @@ int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int 
 	for (int i = 0; i < n; i++)
 		*len += iov[i].iov_len;
 	return n;
+}
+
+void batch_encode(const weir_batch *b, void *out)
+{
+	struct iovec one;
+	size_t len;
+	encode(b, out, &one, 1, &len, false);
+}
+
+int batch_encode_iov(const weir_batch *b, void *scratch, struct iovec *iov, int maxiov,
+		     size_t *len)
+{
+	return encode(b, scratch, iov, maxiov, len, true);
 }
 
 /* An empty batch of `s` with room for exactly `rows` rows and `heap` heap

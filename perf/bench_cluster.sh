@@ -58,36 +58,10 @@ for f in "$WEIR" "$JOB" "$NETB" "$WC"; do
 	[ -e "$f" ] || { say "skipped: $f not built"; exit 77; }
 done
 
-S=$$
-BR=wcb$S
-BR2=wcd$S
-NET=10.89.$((S % 200))
 TMP=$(mktemp -d)
-NSS=""
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill -9 "$p" 2> /dev/null; done
-	for n in $NSS; do ip netns del "$n" 2> /dev/null; done
-	ip link del "$BR" 2> /dev/null
-	ip link del "$BR2" 2> /dev/null
-	if [ -n "${KEEP:-}" ]; then say "logs kept in $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-ip link add "$BR" type bridge 2> /dev/null || { say "skipped: cannot create a bridge"; exit 77; }
-ip link set "$BR" up
-# node NAME IP: a namespace with a veth on the bridge
-i=0
-node() {
-	i=$((i + 1))
-	ip netns add "$1" 2> /dev/null || { say "skipped: cannot create network namespaces"; exit 77; }
-	NSS="$NSS $1"
-	ip link add "h$S$i" type veth peer name "n$S$i"
-	ip link set "h$S$i" master "$BR" up
-	ip link set "n$S$i" netns "$1"
-	ip -n "$1" addr add "$2/24" dev "n$S$i"
-	ip -n "$1" link set "n$S$i" up
-	ip -n "$1" link set lo up
-}
+# the namespaces, bridges and cleanup (shared with tests/e2e/cluster.sh)
+. "$(dirname "$(realpath "$0")")/../tests/e2e/netns_lib.sh"
+NET=10.89.$((S % 200))
 node "wco$S" "$NET.1"
 node "ww1$S" "$NET.11"
 node "ww2$S" "$NET.12"
@@ -246,31 +220,23 @@ done
 
 # ---- 2b. the same round trip over DPDK (af_packet on a second veth) ----------------------
 veth_bytes() { # rx + tx bytes of worker 0's DPDK veth (its bridge end)
-	echo $(($(cat /sys/class/net/hd${S}1/statistics/rx_bytes) + $(cat /sys/class/net/hd${S}1/statistics/tx_bytes)))
+	echo $(($(cat /sys/class/net/hd${S}2/statistics/rx_bytes) + $(cat /sys/class/net/hd${S}2/statistics/tx_bytes)))
 }
 dpdk_skip() { echo "{\"bench\":\"cluster_rtt_dpdk\",\"measured\":false,\"why\":\"$*\"}"; say "DPDK round trip not measured: $*"; }
 if ! "$WEIR" worker --help 2>&1 | grep -q dpdk; then
 	dpdk_skip "weir built without DPDK"
-elif ! ip link add "$BR2" type bridge 2> /dev/null; then
-	dpdk_skip "cannot create a second bridge"
 else
-	ip link set "$BR2" up
-	for n in 1 2; do
-		ip link add "hd$S$n" type veth peer name "d$S$n"
-		ip link set "hd$S$n" master "$BR2" up
-		ip link set "d$S$n" netns "ww$n$S"
-		# No IP address: the kernel would drop what af_packet also hands it.
-		ip -n "ww$n$S" link set "d$S$n" address "02:00:00:89:00:0$n" up
-	done
+	# each worker's data veth (netns_lib.sh: no IP address, so the kernel
+	# ignores what af_packet also hands it): node k = worker k - 1
 	kill_pid "$W1"
 	kill_pid "$W2"
 	sleep 1.2 # the coordinator notices both (connection drop)
 	: > "$TMP/d1.log"
 	: > "$TMP/d2.log"
-	worker 1 "$TMP/d1.log" --transport dpdk --dpdk-device "net_af_packet0,iface=d${S}1"
+	worker 1 "$TMP/d1.log" --transport dpdk --dpdk-device "net_af_packet0,iface=d${S}2"
 	D1=$WPID
 	await_workers 1
-	worker 2 "$TMP/d2.log" --transport dpdk --dpdk-device "net_af_packet0,iface=d${S}2"
+	worker 2 "$TMP/d2.log" --transport dpdk --dpdk-device "net_af_packet0,iface=d${S}3"
 	D2=$WPID
 	if ! await_workers 2; then
 		dpdk_skip "DPDK workers did not register: $(tail -1 "$TMP/d2.log" | tr -d '"\\')"

@@ -15,43 +15,7 @@
 # DPDK protocol's unit test (test_rdp).  Needs root; exits 77 otherwise.
 . "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-[ "$(id -u)" -eq 0 ] || { echo "skip: not root (network namespaces)"; exit 77; }
-command -v ip > /dev/null || { echo "skip: ip (iproute2) not found"; exit 77; }
-
-S=$$
-BR=wbr$S
-NSS=""
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill -9 "$p" 2> /dev/null || true; done
-	for n in $NSS; do ip netns del "$n" 2> /dev/null || true; done
-	ip link del "$BR" 2> /dev/null || true
-	ip link del "$BD" 2> /dev/null || true
-	if [ -n "${KEEP:-}" ]; then echo "# logs kept in $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-ip link add "$BR" type bridge 2> /dev/null || { echo "skip: cannot create a bridge"; exit 77; }
-ip link set "$BR" up
-BD=wbd$S
-ip link add "$BD" type bridge && ip link set "$BD" up
-# node NAME IP: a namespace with a veth on the bridge
-i=0
-node() {
-	i=$((i + 1))
-	ip netns add "$1" || { echo "skip: cannot create network namespaces"; exit 77; }
-	NSS="$NSS $1"
-	ip link add "h$S$i" type veth peer name "n$S$i"
-	ip link set "h$S$i" master "$BR" up
-	ip link set "n$S$i" netns "$1"
-	ip -n "$1" addr add "$2/24" dev "n$S$i"
-	ip -n "$1" link set "n$S$i" up
-	ip -n "$1" link set lo up
-	# the data veth (DPDK): no IP address, so the kernel ignores its traffic
-	ip link add "hd$S$i" type veth peer name "d$S$i"
-	ip link set "hd$S$i" master "$BD" up
-	ip link set "d$S$i" netns "$1"
-	ip -n "$1" link set "d$S$i" address "02:00:00:$(printf %02x $((S % 250))):00:$(printf %02x $i)" up
-}
+. "$HERE/netns_lib.sh"
 node "wco$S" 10.88.$((S % 200)).1
 NET=10.88.$((S % 200))
 node "ww1$S" "$NET.11"
