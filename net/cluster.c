@@ -1221,7 +1221,7 @@ static void wk_deploy(wk *k, const ctl_msg *m, const char *local_ip)
 	char bind[160];
 	snprintf(bind, sizeof(bind), "%s:0", k->o->data_addr ? k->o->data_addr : local_ip);
 	xport_conf xc = { .bind = k->o->data_addr ? k->o->data_addr : local_ip,
-			  .device = k->o->device, .core = -1, .zerocopy = true,
+			  .device = k->o->device, .core = -1, .zerocopy = !k->o->no_zerocopy,
 			  .self = k->index, .attempt = k->attempt };
 	if (!strcmp(k->o->transport, "tcp"))
 		xc.bind = bind;

@@ -13,6 +13,7 @@
 #ifndef WEIR_NET_CLUSTER_H
 #define WEIR_NET_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,7 @@ typedef struct worker_opts {
 	const char *data_addr;       /* IP for the data plane (NULL: the
 				      * control connection's local address) */
 	const char *device;          /* dpdk: EAL device */
+	bool no_zerocopy;            /* tcp: plain sends (SEND_ZC is slower on veth) */
 	const uint8_t *key;
 	size_t keylen;
 	/*

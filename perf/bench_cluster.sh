@@ -34,7 +34,8 @@
 #      the checkpoint resumed from.
 #
 #   perf/bench_cluster.sh [WEIR [CLUSTER_JOB.so [BENCH_NET [WORDCOUNT.so]]]]
-#   RECORDS=60000000 RATE=10000 LAT_SECS=3 SECS=2 to change; the whole
+#   RECORDS=60000000 RATE=10000 LAT_SECS=3 SECS=2 to change (WORKER_ARGS:
+#   more `weir worker` options, e.g. --no-zerocopy); the whole
 #   script takes 30-45 s.  Needs root; exits 77 (skip) otherwise or when
 #   namespaces or a bridge cannot be made.
 set -u
@@ -77,7 +78,7 @@ worker() {
 	n=$1 log=$2
 	shift 2
 	ip netns exec "ww$n$S" taskset -c $(((n - 1) % NCPU)) \
-		"$WEIR" worker --coordinator "$CO" --cores 1 "$@" >> "$log" 2>&1 &
+		"$WEIR" worker --coordinator "$CO" --cores 1 ${WORKER_ARGS:-} "$@" >> "$log" 2>&1 &
 	WPID=$!
 	disown
 	PIDS="$PIDS $WPID"
