@@ -153,6 +153,47 @@ phase() {
 		not_ok "$T: window_agg across 3 workers failed"
 	fi
 
+	# ---- savepoints, stop, restore at another parallelism, cancel -----------
+	if [ "$T" = tcp ]; then
+		run_cluster -p 2 --mode streaming --checkpoint-dir "$TMP/s.ck" \
+			--checkpoint-interval 300 "$EXAMPLES/wordcount.so" --input "$TMP/words.txt" \
+			--output "$TMP/s.out" --rate 2000 > "$TMP/s.stdout" 2> "$TMP/s.err" &
+		RUN=$!
+		sleep 1.5
+		ctl() { ip netns exec "wco$S" "$WEIR" "$@" --cluster "$CO" --secret-file "$SECRET"; }
+		sp1=$(ctl savepoint "$TMP/sp" 2> "$TMP/sp.err") || cat "$TMP/sp.err"
+		sleep 0.5
+		sp2=$(ctl stop --savepoint "$TMP/sp" 2> "$TMP/sp.err") || cat "$TMP/sp.err"
+		rc=0
+		wait "$RUN" || rc=$?
+		if [ -f "$sp1/_metadata" ] && [ -f "$sp2/_metadata" ] && [ "$rc" -eq 0 ] &&
+			grep -q "finished with a savepoint" "$TMP/s.stdout"; then
+			ok "$T: weir savepoint and weir stop --savepoint against the cluster"
+		else
+			not_ok "$T: savepoint or stop --savepoint on the cluster (rc $rc: '$sp1' '$sp2')"
+		fi
+		if run_cluster -p 3 --mode streaming --checkpoint-dir "$TMP/s2.ck" \
+			--from-savepoint "$sp2" "$EXAMPLES/wordcount.so" --input "$TMP/words.txt" \
+			--output "$TMP/s.out" > /dev/null 2> "$TMP/s2.err" &&
+			python3 "$HERE/fault_check.py" sequence "$TMP/s.out" > "$TMP/s.final" &&
+			cmp -s "$TMP/words.ref" "$TMP/s.final"; then
+			ok "$T: the stop's savepoint restored on the cluster at -p 3 (from 2) continues exactly once"
+		else
+			tail -5 "$TMP/s2.err"
+			not_ok "$T: restoring the cluster's savepoint at -p 3"
+		fi
+		run_cluster -p 2 --mode streaming "$EXAMPLES/wordcount.so" --input "$TMP/words.txt" \
+			--output "$TMP/c.csv" --rate 500 > /dev/null 2> "$TMP/c.err" &
+		RUN=$!
+		sleep 1.5
+		rc=0
+		ctl cancel > /dev/null 2>&1 || rc=$?
+		wait "$RUN" && not_ok "$T: a cancelled job's client exited 0" ||
+			{ [ "$rc" -eq 0 ] && grep -q "cancelled" "$TMP/c.err" &&
+				ok "$T: weir cancel --cluster cancels the running job" ||
+				not_ok "$T: weir cancel --cluster"; }
+	fi
+
 	# ---- failover: SIGKILL a worker mid-job, twice ---------------------------
 	run_cluster -p 3 --mode streaming --checkpoint-dir "$TMP/f.$T.ck" --checkpoint-interval 200 \
 		"$EXAMPLES/wordcount.so" --input "$TMP/words.txt" --output "$TMP/f.$T" --rate 1000 \
