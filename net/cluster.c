@@ -112,6 +112,7 @@ typedef struct cjob {
 	int nargs;
 	char ckdir[4096];
 	uint64_t interval_ms, timeout_ms;
+	int retained;          /* complete checkpoints kept (--checkpoints-retained) */
 	int client;            /* conns[] index, -1 once gone */
 	int nworkers, ncores;
 	int lock_fd;
@@ -394,6 +395,85 @@ static void abandon(coord *co, int rc, const char *why)
 		job_over(co);
 }
 
+/* The "run <r>" line of a manifest file (0: unreadable). */
+static uint64_t manifest_run(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned long long r = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "run %llu", &r) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return r;
+}
+
+static int cmp_i64_desc(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Keep the newest j->retained manifests of the checkpoint directory and
+ * delete the others, then the state logs of earlier attempts' runs that no
+ * kept manifest reads (the current run's segments are not truncated: the
+ * workers' stores know their positions, the coordinator does not).
+ */
+static void retain(coord *co)
+{
+	cjob *j = &co->job;
+	int64_t ids[1024];
+	int n = 0;
+	DIR *d = opendir(j->ckdir);
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < (int)ARRAY_SIZE(ids)) {
+		long long id;
+		char tail[8];
+		if (sscanf(e->d_name, "chk-%lld.manifes%1s", &id, tail) == 2)
+			ids[n++] = id;
+	}
+	if (d)
+		closedir(d);
+	qsort(ids, (size_t)n, sizeof(ids[0]), cmp_i64_desc);
+	uint64_t keep_from = j->run; /* the oldest run a kept manifest reads */
+	char path[4400];
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/chk-%010lld.manifest", j->ckdir, (long long)ids[i]);
+		if (i >= j->retained) {
+			unlink(path);
+			continue;
+		}
+		uint64_t r = manifest_run(path);
+		if (!r)
+			return; /* keep everything an unreadable manifest may need */
+		if (r < keep_from)
+			keep_from = r;
+	}
+	d = opendir(j->ckdir);
+	while (d && (e = readdir(d))) {
+		unsigned long long r;
+		if (sscanf(e->d_name, "run-%llu", &r) != 1 || r >= keep_from)
+			continue;
+		char rd[4400];
+		snprintf(rd, sizeof(rd), "%s/%s", j->ckdir, e->d_name);
+		DIR *dd = opendir(rd);
+		struct dirent *f;
+		while (dd && (f = readdir(dd))) {
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", rd, f->d_name);
+			unlink(path);
+		}
+		if (dd)
+			closedir(dd);
+		rmdir(rd);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Every worker sent its part of the checkpoint in flight: write it. */
 static void complete(coord *co)
 {
@@ -426,6 +506,8 @@ static void complete(coord *co)
 		return;
 	}
 	j->last_completed = j->inflight;
+	if (j->ckdir[0] && ck[0][0])
+		retain(co);
 	fprintf(stderr, "coordinator: %s %lld complete in %llu ms%s%s\n",
 		is_sp ? "savepoint" : "checkpoint", (long long)j->inflight,
 		(unsigned long long)(ms_now() - j->ck_started), is_sp ? ": " : "",
@@ -686,6 +768,7 @@ static void handle_client_msg(coord *co, int ci, const ctl_msg *m)
 		snprintf(j->ckdir, sizeof(j->ckdir), "%s", m->dir);
 		j->interval_ms = m->interval_ms;
 		j->timeout_ms = m->timeout_ms ? m->timeout_ms : 60000;
+		j->retained = m->retained ? (int)m->retained : 2;
 		j->client = ci;
 		j->next_ck = 1;
 		if (j->ckdir[0]) {
@@ -957,8 +1040,6 @@ typedef struct wk {
 	char trig_dir[4096];
 	bool trig_stop;
 	bool over, cancelled, local_done_sent;
-	char fin_msg[1024];
-	int fin_rc;
 	/* Heartbeats come from their own thread: deploying (loading a job,
 	 * starting DPDK) may keep the control thread busy for seconds. */
 	pthread_t hb_thread;

@@ -33,7 +33,6 @@
  * edges x credits; the per-record path has no allocation.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

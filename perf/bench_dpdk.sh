@@ -7,7 +7,7 @@
 # (77) when not root or when DPDK cannot start.  About 10 s.
 set -eu
 PROBE="${DPDK_PROBE:-$(dirname "$0")/../build/tests/jobs/dpdk_xport_probe}"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")"
+TMP="$(mktemp -d -p "${TMPDIR:-/tmp}" --suffix=.weir-bench-dpdk)"
 . "$(dirname "$0")/../tests/e2e/dpdk_lib.sh"
 trap 'cleanup_ns; rm -rf "$TMP"' EXIT
 ns_up

@@ -221,6 +221,11 @@ phase() {
 		not_ok "$T: after the kills a committed count was lost or repeated (seed $SEED)"
 	cmp -s "$TMP/words.ref" "$TMP/f.final" && ok "$T: after the kills the final counts are right" ||
 		{ diff "$TMP/words.ref" "$TMP/f.final" | head -5; not_ok "$T: final counts differ (seed $SEED)"; }
+	nm=$(ls "$TMP/f.$T.ck" | grep -c '^chk-.*\.manifest$' || true)
+	nr=$(ls "$TMP/f.$T.ck" | grep -c '^run-' || true)
+	[ "$nm" -eq 2 ] && [ "$nr" -le 2 ] &&
+		ok "$T: the coordinator keeps 2 checkpoints and only the runs they read ($nr of 3 attempts)" ||
+		{ ls "$TMP/f.$T.ck"; not_ok "$T: checkpoint retention ($nm manifests, $nr runs)"; }
 	grep "restarting\|attempt" "$TMP/f.err" | sed 's/^/# /' | head -6
 	stop_workers
 
