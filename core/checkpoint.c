@@ -592,8 +592,8 @@ static void savepoint_parent(struct runtime *rt, char *out, size_t len)
 		snprintf(out, len, "savepoints");
 }
 
-/* Local reactors exited (a worker whose part of the job ended): make
- * every local core's log durable up to id from this thread. */
+/* The local reactors exited (the job ended, or a worker's part of it):
+ * make every local core's log durable up to id from this thread. */
 static int sync_exited(struct runtime *rt, int64_t id)
 {
 	for (int i = rt->lo; i < rt->hi; i++) {
@@ -827,14 +827,8 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 		int64_t id = c->next_id++;
 		uint64_t t0 = now_ns();
 		int rc = rt->sops->begin(rt->store, id, NULL, msg, sizeof(msg));
-		for (int i = 0; rc == 0 && i < rt->nreactors; i++) {
-			rt->sops->core_sync(rt->store, i, id);
-			int64_t d;
-			while ((d = rt->sops->core_poll(rt->store, i)) >= 0 && d < id)
-				usleep(200);
-			if (d < 0)
-				rc = (int)d;
-		}
+		if (rc == 0)
+			rc = sync_exited(rt, id);
 		if (rc == 0)
 			rc = rt->sops->complete(rt->store, id, msg, sizeof(msg));
 		if (rc < 0) {

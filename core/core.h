@@ -634,8 +634,6 @@ struct reactor *runtime_net_reactor(const runtime *rt);
 int channel_remote(const runtime *rt, const channel *c);
 /* Fail the whole job with a message (any thread). */
 void runtime_fail(runtime *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Wake reactor r (any thread). */
-void runtime_notify(struct reactor *r);
 
 typedef struct run_hooks {
 	int progress_ms;

@@ -63,7 +63,6 @@ struct reactor *runtime_net_reactor(const runtime *rt)
 {
 	return rt->cl ? &rt->reactors[rt->nreactors] : NULL;
 }
-void runtime_notify(struct reactor *r) { reactor_notify(r); }
 
 int channel_remote(const runtime *rt, const channel *c)
 {
@@ -782,12 +781,6 @@ static uint64_t next_deadline(reactor *r, uint64_t timeout_ns)
 	return d;
 }
 
-/* This reactor polls the cluster's data plane (and still does)? */
-static bool polls_net(const reactor *r)
-{
-	return r->net_live;
-}
-
 static void park(reactor *r, uint64_t timeout_ns)
 {
 	uint64_t now = now_ns(), deadline = next_deadline(r, timeout_ns);
@@ -819,7 +812,8 @@ static void park(reactor *r, uint64_t timeout_ns)
 	struct timespec ts = { .tv_sec = (time_t)(wait_ns / 1000000000),
 			       .tv_nsec = (long)(wait_ns % 1000000000) };
 	const run_cluster *cl = r->rt->cl;
-	reactor *net = polls_net(r) ? &r->rt->reactors[r->rt->nreactors] : NULL;
+	/* The first local reactor of a worker polls its data plane. */
+	reactor *net = r->net_live ? &r->rt->reactors[r->rt->nreactors] : NULL;
 	__atomic_store_n(&r->parked, 1, __ATOMIC_RELAXED);
 	if (net) /* its channels' notifications wake us (same eventfd) */
 		__atomic_store_n(&net->parked, 1, __ATOMIC_RELAXED);
@@ -1116,7 +1110,8 @@ static int plan(struct runtime *rt)
 	for (int i = 0; i < nalloc; i++) {
 		reactor *r = &rt->reactors[i];
 		r->id = i;
-		r->cpu = (int)((i - rt->lo + nalloc) % (ncpu > 0 ? ncpu : 1));
+		/* a worker's first core on CPU 0, as a local run's */
+		r->cpu = i >= rt->lo ? (int)((i - rt->lo) % (ncpu > 0 ? ncpu : 1)) : 0;
 		r->rt = rt;
 		r->efd = -1;
 		if (i < rt->lo || (i >= rt->hi && i < rt->nreactors))

@@ -77,6 +77,8 @@ struct dataplane {
 	int self, npeers;
 	edge *edges;         /* by channel index; dir 0: not ours */
 	int nedges;
+	int *cross;          /* the indexes of the crossing ones (dir 1 or 2) */
+	int ncross;
 	reactor *net;        /* our stand-in reactor: parked flag and eventfd */
 	xport_events ev;
 	bool attached;       /* connected (on the polling reactor's thread) */
@@ -339,8 +341,8 @@ static void ev_lost(void *ctx, int peer, int err, const char *why)
 
 static bool has_work(dataplane *dp)
 {
-	for (int i = 0; i < dp->nedges; i++) {
-		edge *e = &dp->edges[i];
+	for (int x = 0; x < dp->ncross; x++) {
+		edge *e = &dp->edges[dp->cross[x]];
 		if (e->dir == 1 && !e->eoi_sent && (e->held || ck_ring_size(&e->c->ring) > 0))
 			return true;
 		if (e->dir == 2 && (__atomic_load_n(&e->c->consumed, __ATOMIC_ACQUIRE) > e->credited ||
@@ -372,7 +374,8 @@ int dataplane_step(dataplane *dp, bool flush)
 
 	if (dp->finished)
 		return -1;
-	for (int i = 0; i < dp->nedges; i++) {
+	for (int x = 0; x < dp->ncross; x++) {
+		int i = dp->cross[x];
 		if (dp->edges[i].dir == 1)
 			did |= pump_out(dp, i);
 		else if (dp->edges[i].dir == 2)
@@ -384,10 +387,11 @@ int dataplane_step(dataplane *dp, bool flush)
 		/* Every local actor finished: nothing more comes into the
 		 * sending rings.  Once they are empty, flush and say goodbye. */
 		bool all = true;
-		for (int i = 0; i < dp->nedges && all; i++)
-			if (dp->edges[i].dir == 1 &&
-			    (dp->edges[i].held || ck_ring_size(&dp->edges[i].c->ring)))
+		for (int x = 0; x < dp->ncross && all; x++) {
+			const edge *e = &dp->edges[dp->cross[x]];
+			if (e->dir == 1 && (e->held || ck_ring_size(&e->c->ring)))
 				all = false;
+		}
 		if (all) {
 			int rc = dp->ops->finish(dp->x, ev);
 			if (rc != 0) {
@@ -422,11 +426,13 @@ void dataplane_detach(dataplane *dp)
 	if (dp->x)
 		dp->ops->close(dp->x);
 	dp->x = NULL;
-	for (int i = 0; i < dp->nedges; i++)
-		if (dp->edges[i].held && dp->edges[i].next.kind == ELEM_DATA) {
-			batch_release(dp->edges[i].next.batch);
-			dp->edges[i].held = false;
+	for (int x = 0; x < dp->ncross; x++) {
+		edge *e = &dp->edges[dp->cross[x]];
+		if (e->held && e->next.kind == ELEM_DATA) {
+			batch_release(e->next.batch);
+			e->held = false;
 		}
+	}
 	for (sendbuf *b = dp->all_bufs; b; b = b->all)
 		if (b->in_flight && b->batch) {
 			batch_release(b->batch);
@@ -444,8 +450,10 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 	dataplane *dp = calloc(1, sizeof(*dp));
 	const weir_config *cfg = NULL;
 	*out = NULL;
-	if (!dp)
+	if (!dp) {
+		ops->close(x); /* taken over, as on every error below */
 		return -ENOMEM;
+	}
 	dp->rt = rt;
 	dp->ops = ops;
 	dp->x = x;
@@ -453,7 +461,11 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 	dp->net = runtime_net_reactor(rt);
 	dp->nedges = runtime_nchannels(rt);
 	dp->edges = calloc((size_t)dp->nedges + 1, sizeof(edge));
-	if (!dp->edges) {
+	dp->cross = calloc((size_t)dp->nedges + 1, sizeof(int));
+	if (!dp->edges || !dp->cross) {
+		free(dp->edges);
+		free(dp->cross);
+		ops->close(x);
 		free(dp);
 		return -ENOMEM;
 	}
@@ -477,10 +489,13 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 		}
 		if (core < 0) {
 			snprintf(err, errlen, "edge %d: no task %d/%d", i, node, sub);
+			ops->close(x);
 			free(dp->edges);
+			free(dp->cross);
 			free(dp);
 			return -EINVAL;
 		}
+		dp->cross[dp->ncross++] = i;
 		dp->edges[i] = (edge){ .c = c, .dir = dir, .peer = worker_of_core[core],
 				       .schema = g->nodes[c->src_node]->schema[c->src_port],
 				       .credit = c->credits };
@@ -494,7 +509,9 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 		for (int k = 0; dp->addrs && k < npeers; k++)
 			free(dp->addrs[k]);
 		free(dp->addrs);
+		ops->close(x);
 		free(dp->edges);
+		free(dp->cross);
 		free(dp);
 		return -ENOMEM;
 	}
@@ -525,5 +542,6 @@ void dataplane_stop(dataplane *dp, dataplane_stats *st)
 		free(dp->addrs[k]);
 	free(dp->addrs);
 	free(dp->edges);
+	free(dp->cross);
 	free(dp);
 }

@@ -35,7 +35,8 @@
 #
 #   perf/bench_cluster.sh [WEIR [CLUSTER_JOB.so [BENCH_NET [WORDCOUNT.so]]]]
 #   RECORDS=60000000 RATE=10000 LAT_SECS=3 SECS=2 to change (WORKER_ARGS:
-#   more `weir worker` options, e.g. --no-zerocopy); the whole
+#   more `weir worker` options, e.g. --no-zerocopy; RUN_ARGS: more `weir run`
+#   options for the throughput job, e.g. --credits 4); the whole
 #   script takes 30-45 s.  Needs root; exits 77 (skip) otherwise or when
 #   namespaces or a bridge cannot be made.
 set -u
@@ -125,7 +126,7 @@ else
 fi
 : > "$TMP/w1.log"
 : > "$TMP/w2.log"
-if run_cluster -p 1 "$JOB" --job throughput --records "$RECORDS" > "$TMP/tp.out" 2> "$TMP/tp.err"; then
+if run_cluster -p 1 ${RUN_ARGS:-} "$JOB" --job throughput --records "$RECORDS" > "$TMP/tp.out" 2> "$TMP/tp.err"; then
 	sleep 0.2 # the workers' end-of-job lines
 	# The placement must put gen on core 0 (worker 0) and count on core 1.
 	if ! grep -q "gen .*(cores: 0)" "$TMP/tp.err" || ! grep -q "count .*(cores: 1)" "$TMP/tp.err"; then
