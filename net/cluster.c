@@ -669,7 +669,15 @@ static void handle_worker_msg(coord *co, int ci, const ctl_msg *m)
 		return;
 	case CTL_FINISHED:
 		r->finished = true;
-		if (m->rc < 0 && j->phase != PH_RESTARTING && j->phase != PH_ENDING) {
+		if (m->rc < 0 && j->stopped) {
+			/* Stopped with a savepoint: the workers tear down as they
+			 * each learn that it is complete, and one that learns
+			 * later may first see its peers go.  The savepoint is
+			 * complete and committed; a sink that had not committed
+			 * yet commits when the savepoint is restored. */
+			fprintf(stderr, "coordinator: worker %s ended after the stop's savepoint: "
+				"%.*s\n", r->peer, (int)m->blob_len, (const char *)m->blob);
+		} else if (m->rc < 0 && j->phase != PH_RESTARTING && j->phase != PH_ENDING) {
 			/* It failed by itself: the job fails (a bug or bad input
 			 * does not go away by restarting). */
 			snprintf(j->msg, sizeof(j->msg), "worker %s: %.*s", r->peer,
