@@ -121,7 +121,10 @@ typedef struct cjob {
 	int64_t next_ck, inflight, last_completed;
 	bool inflight_final, inflight_stop, stopped;
 	int sp_client;         /* conns[] index waiting for the savepoint, -1 */
-	char sp_path[4096];
+	char sp_path[4096];    /* the savepoint in flight ("": none) */
+	bool sp_queued;        /* one asked for while a checkpoint was in flight: */
+	bool sp_stop;          /* ... taken when it ends, into sp_parent */
+	char sp_parent[4096];
 	uint64_t ck_started, last_trigger, phase_since, lost_at;
 	int restarts;
 	int rc;                /* final status */
@@ -265,6 +268,8 @@ static void end_job(coord *co, int rc, const char *fmt, ...)
 	job_free(j);
 }
 
+static void abandon(coord *co, int rc, const char *why);
+
 /* Deploy the next attempt of the job on the live workers. */
 static void deploy(coord *co)
 {
@@ -284,12 +289,13 @@ static void deploy(coord *co)
 		end_job(co, -EHOSTUNREACH, "no worker is registered");
 		return;
 	}
+	if (j->inflight) /* a savepoint's client hears of it */
+		abandon(co, -ECANCELED, "its attempt was cancelled (a worker died)");
 	j->attempt++;
 	j->nworkers = n;
 	j->ncores = first;
 	j->phase = PH_DEPLOYING;
 	j->phase_since = ms_now();
-	j->inflight = 0;
 	j->plan[0] = 0;
 	clear_parts(co);
 	if (j->ckdir[0]) {
@@ -385,10 +391,12 @@ static void abandon(coord *co, int rc, const char *why)
 {
 	cjob *j = &co->job;
 	tell(co, "checkpoint %lld abandoned: %s", (long long)j->inflight, why);
-	if (j->sp_client >= 0)
-		reply(co, j->sp_client, rc, "savepoint failed: %s", why);
-	j->sp_client = -1;
-	j->sp_path[0] = 0;
+	if (j->sp_path[0]) { /* it was the savepoint */
+		if (j->sp_client >= 0)
+			reply(co, j->sp_client, rc, "savepoint failed: %s", why);
+		j->sp_client = -1;
+		j->sp_path[0] = 0;
+	}
 	j->inflight = 0;
 	clear_parts(co);
 	if (j->phase == PH_FINAL)
@@ -735,6 +743,19 @@ static void list_text(coord *co, char *out, size_t cap)
 		snprintf(out + len, cap - (size_t)len, "%s", j->plan);
 }
 
+/* A savepoint was asked for: trigger it unless a checkpoint is in flight. */
+static void take_savepoint(coord *co)
+{
+	cjob *j = &co->job;
+	if (!j->sp_queued || j->inflight || j->phase != PH_RUNNING)
+		return;
+	int64_t id = j->next_ck++;
+	snprintf(j->sp_path, sizeof(j->sp_path), "%s/savepoint-%06lld", j->sp_parent,
+		 (long long)id);
+	j->sp_queued = false;
+	trigger(co, id, false, j->sp_path, j->sp_stop);
+}
+
 static void handle_client_msg(coord *co, int ci, const ctl_msg *m)
 {
 	cjob *j = &co->job;
@@ -814,25 +835,25 @@ static void handle_client_msg(coord *co, int ci, const ctl_msg *m)
 			      " (it is not in its running phase)");
 			return;
 		}
-		if (j->inflight || j->sp_client >= 0) {
-			reply(co, ci, -EBUSY, "a checkpoint is in flight; try again");
+		if (j->sp_queued || j->sp_path[0]) {
+			reply(co, ci, -EBUSY, "a savepoint is being taken; try again when it "
+			      "is done");
 			return;
 		}
-		char parent[4096];
 		if (m->dir[0])
-			snprintf(parent, sizeof(parent), "%s", m->dir);
+			snprintf(j->sp_parent, sizeof(j->sp_parent), "%s", m->dir);
 		else if (j->ckdir[0])
-			snprintf(parent, sizeof(parent), "%s/savepoints", j->ckdir);
+			snprintf(j->sp_parent, sizeof(j->sp_parent), "%s/savepoints", j->ckdir);
 		else {
 			reply(co, ci, -EINVAL, "give a savepoint directory (the job has no "
 			      "--checkpoint-dir)");
 			return;
 		}
-		int64_t id = j->next_ck++;
-		snprintf(j->sp_path, sizeof(j->sp_path), "%s/savepoint-%06lld", parent,
-			 (long long)id);
+		/* Taken at once, or when the checkpoint in flight ends (tick). */
 		j->sp_client = ci;
-		trigger(co, id, false, j->sp_path, m->stop);
+		j->sp_queued = true;
+		j->sp_stop = m->stop;
+		take_savepoint(co);
 		return;
 	}
 	default:
@@ -937,6 +958,7 @@ static void tick(coord *co)
 			 (unsigned long long)j->timeout_ms);
 		abandon(co, -ETIMEDOUT, why);
 	}
+	take_savepoint(co);
 	if (j->phase == PH_RUNNING && !j->inflight && j->ckdir[0] && j->interval_ms &&
 	    now - j->last_trigger >= j->interval_ms)
 		trigger(co, j->next_ck++, false, NULL, false);
