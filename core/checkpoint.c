@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint_policy.h"
 #include "core.h"
 #include "reactor.h"
 
@@ -450,7 +451,8 @@ typedef struct ckpt_coord {
 	int64_t inflight;        /* 0 = none */
 	bool inflight_request;   /* a savepoint somebody waits for */
 	bool inflight_stop;
-	uint64_t started_ns, last_trigger_ns, last_end_ns;
+	ckpt_policy policy;      /* when to trigger (checkpoint_policy.h) */
+	ckpt_schedule sched;     /* what was triggered when */
 	int64_t last_completed;
 	bool acked;              /* worker: its part of inflight was sent */
 	char sp_path[4096];
@@ -493,7 +495,8 @@ int ckpt_start(struct runtime *rt)
 			t->out_watermark = t->watermark;
 	}
 	rt->coord->next_id = next;
-	rt->coord->last_end_ns = rt->coord->last_trigger_ns = now_ns();
+	ckpt_policy_from_config(&rt->coord->policy, rt->cfg, 1000000);
+	ckpt_schedule_start(&rt->coord->sched, now_ns());
 	for (int i = 0; i < rt->nreactors; i++) {
 		rt->reactors[i].ck_synced = next - 1;
 		rt->reactors[i].ck_notified = next - 1;
@@ -523,7 +526,7 @@ static void trigger(struct runtime *rt, int64_t id, bool stop, bool savepoint)
 	ckpt_coord *c = rt->coord;
 	c->inflight = id;
 	c->inflight_stop = stop;
-	c->started_ns = c->last_trigger_ns = now_ns();
+	ckpt_schedule_triggered(&c->sched, now_ns());
 	if (stop)
 		atomic_store_explicit(&rt->ck_stop_id, id, memory_order_relaxed);
 	/* Savepoints are always aligned (portable, rescalable: no in-flight
@@ -559,7 +562,7 @@ static void end_inflight(struct runtime *rt, int rc, const char *msg)
 		atomic_store_explicit(&rt->ck_stop_id, 0, memory_order_relaxed);
 	c->inflight = 0;
 	c->inflight_request = c->inflight_stop = false;
-	c->last_end_ns = now_ns();
+	ckpt_schedule_ended(&c->sched, now_ns());
 }
 
 /* Take a pending savepoint request (or the signal's); true if one. */
@@ -629,7 +632,7 @@ static int coordinate_worker(struct runtime *rt)
 	if (comp > c->last_completed) {
 		c->last_completed = comp;
 		if (c->inflight && comp >= c->inflight) {
-			count_completed(rt, c->started_ns);
+			count_completed(rt, c->sched.started);
 			bool st = c->inflight_stop;
 			end_inflight(rt, 0, "");
 			if (st)
@@ -654,7 +657,7 @@ static int coordinate_worker(struct runtime *rt)
 		c->acked = false;
 		if (exited) {
 			c->inflight = id;
-			c->started_ns = now_ns();
+			c->sched.started = now_ns();
 		} else {
 			trigger(rt, id, stop, dir[0] != 0);
 		}
@@ -688,7 +691,6 @@ static int coordinate_worker(struct runtime *rt)
 int ckpt_coordinate(struct runtime *rt)
 {
 	ckpt_coord *c = rt->coord;
-	const weir_config *cfg = rt->cfg;
 	uint64_t now = now_ns();
 	char err[1024], msg[1024];
 
@@ -713,7 +715,7 @@ int ckpt_coordinate(struct runtime *rt)
 			}
 			if (msg[0])
 				wlog(LOG_INFO, "%s", msg);
-			count_completed(rt, c->started_ns);
+			count_completed(rt, c->sched.started);
 			c->last_completed = id;
 			bool stop = c->inflight_stop;
 			atomic_store_explicit(&rt->ck_completed, id, memory_order_release);
@@ -723,12 +725,12 @@ int ckpt_coordinate(struct runtime *rt)
 			wake_all(rt);
 			return 1;
 		}
-		int64_t timeout = cfg->checkpoint_timeout_ms > 0 ? cfg->checkpoint_timeout_ms : 60000;
-		if (now - c->started_ns > (uint64_t)timeout * 1000000) {
+		if (ckpt_schedule_expired(&c->policy, &c->sched, now)) {
 			snprintf(msg, sizeof(msg),
-				 "checkpoint %lld expired after %lld ms before every core "
+				 "checkpoint %lld expired after %llu ms before every core "
 				 "acknowledged it; abandoned, the job goes on",
-				 (long long)c->inflight, (long long)timeout);
+				 (long long)c->inflight,
+				 (unsigned long long)(c->policy.timeout / 1000000));
 			wlog(LOG_WARN, "%s", msg);
 			rt->sops->abandon(rt->store, c->inflight);
 			end_inflight(rt, -ETIMEDOUT, msg);
@@ -766,23 +768,17 @@ int ckpt_coordinate(struct runtime *rt)
 		trigger(rt, id, stop, true);
 		return 1;
 	}
-	int64_t every = cfg->checkpoint_interval_ms;
-	if (!cfg->checkpoint_dir || !cfg->checkpoint_dir[0] || every <= 0)
-		return 5;
-	uint64_t due = c->last_trigger_ns + (uint64_t)every * 1000000;
-	uint64_t pause = c->last_end_ns + (uint64_t)(cfg->checkpoint_min_pause_ms > 0
-						     ? cfg->checkpoint_min_pause_ms : 0) * 1000000;
-	if (pause > due)
-		due = pause;
-	if (now < due) {
-		uint64_t ms = (due - now) / 1000000;
+	uint64_t wait = ckpt_schedule_due_in(&c->policy, &c->sched, now);
+	if (wait) {
+		uint64_t ms = wait / 1000000;
 		return ms < 5 ? (int)ms + 1 : 5;
 	}
 	int64_t id = c->next_id++;
 	err[0] = 0;
 	if (rt->sops->begin(rt->store, id, NULL, err, sizeof(err)) < 0) {
 		wlog(LOG_WARN, "checkpoint %lld: %s", (long long)id, err);
-		c->last_end_ns = c->last_trigger_ns = now;
+		ckpt_schedule_triggered(&c->sched, now);
+		ckpt_schedule_ended(&c->sched, now);
 		return 5;
 	}
 	trigger(rt, id, false, false);
