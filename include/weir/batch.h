@@ -71,7 +71,9 @@ typedef struct weir_str {
 /*
  * A record batch.  Fields are read-only for user code except the column
  * arrays of an output batch handed to a map function, and `rows` is set by
- * the runtime.  Runtime-private fields follow `heap_cap`.
+ * the runtime.  `runtime_private` is the runtime's bookkeeping of the block
+ * (pool link, reference count, owning core): opaque, never touched by user
+ * code.
  */
 typedef struct weir_batch {
 	const weir_schema *schema;
@@ -82,11 +84,7 @@ typedef struct weir_batch {
 	char *heap;
 	uint32_t heap_used;
 	uint32_t heap_cap;
-	/* runtime-private below */
-	struct weir_batch *next;  /* pool free list, owner core only */
-	uint32_t refs;            /* atomic: holders of this batch */
-	uint16_t owner;           /* core whose pool the block came from */
-	uint16_t flags;
+	uint64_t runtime_private[2];
 } weir_batch;
 
 static inline int64_t *weir_col_i64(const weir_batch *b, int c)
