@@ -24,6 +24,7 @@
 
 #include <ck_ring.h>
 
+#include <weir/admin.h>
 #include <weir/weir.h>
 
 #define CACHELINE 64
@@ -609,7 +610,7 @@ typedef struct ckpt_store_ops {
  * the worker acknowledges with its part of the manifest.  Callbacks run on
  * the thread that called runtime_run.
  */
-typedef struct run_cluster {
+typedef struct weir_cluster_part {
 	int ncores;          /* reactors over the whole cluster */
 	int first, nlocal;   /* this worker's: [first, first + nlocal) */
 	uint64_t run;        /* state-log run number (the coordinator's) */
@@ -674,19 +675,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 int runtime_describe_plan(graph *g, const weir_config *cfg, char *buf,
 			  size_t len);
 
-/* Request cancellation of the running job (signal-safe). */
-void runtime_cancel_all(void);
-
-/*
- * Take a savepoint of the running job into directory `dir` (NULL: the
- * configured savepoint directory, in a new "savepoint-<id>" folder); with
- * `stop`, sources stop at its barrier and the job ends once it is
- * complete.  Blocks until then.  0 with the savepoint's path in msg, or
- * -errno with the reason (-ENOENT: no job runs or it cannot savepoint).
- * Any thread but a reactor's.
- */
-int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len);
-/* Signal-safe: request a savepoint into the default directory. */
-void runtime_savepoint_async(void);
+/* weir_cancel_all, weir_savepoint and weir_savepoint_async (the job this
+ * process runs) are declared in weir/admin.h. */
 
 #endif

@@ -885,10 +885,10 @@ static int env_prepare(weir_env *env, const char *job_name, weir_config *cfg)
 
 int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 {
-	return env_execute_cluster(env, job_name, progress_ms, NULL);
+	return weir_env_execute_part(env, job_name, progress_ms, NULL);
 }
 
-int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
+int weir_env_execute_part(weir_env *env, const char *job_name, int progress_ms,
 			const run_cluster *cluster)
 {
 	weir_config cfg;
@@ -918,7 +918,7 @@ int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out)
 	return 0;
 }
 
-int env_describe_plan(weir_env *env, char *buf, size_t len)
+int weir_env_describe_plan(weir_env *env, char *buf, size_t len)
 {
 	weir_config cfg;
 	if (env_prepare(env, "plan", &cfg) < 0) {

@@ -107,7 +107,7 @@ enum weir_nexmark_bid_col {
  * the reason in weir_env_error(env); the streams are then NULL.  The
  * configuration is copied.  Build thread only.
  */
-int weir_source_nexmark(weir_env *env, const char *name,
+WEIR_API int weir_source_nexmark(weir_env *env, const char *name,
 			const weir_nexmark_conf *conf, weir_stream **person,
 			weir_stream **auction, weir_stream **bid);
 
@@ -166,7 +166,7 @@ typedef struct weir_nexmark_row {
  * pool; see nexmark.c) but allocation-free and thread-safe.  0, or -EINVAL
  * for a bad configuration.
  */
-int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
+WEIR_API int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
 		       weir_nexmark_row *out);
 
 /*
@@ -177,7 +177,7 @@ int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
  * for which this returns UINT64_MAX: a bounded run is the unbounded run's
  * order restricted to ids below N.  Pure.
  */
-uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
+WEIR_API uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
 
 /* ---- the options every Nexmark job takes -------------------------------------- */
 
@@ -198,7 +198,7 @@ uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
 	"                   (default: as fast as possible)\n"                 \
 	"  --ooo-group G    emit events out of order in groups of G (1)\n"    \
 	"  --seed S         random seed (0)\n"
-int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
+WEIR_API int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
 			 char *err, size_t errlen);
 
 /*
@@ -209,7 +209,7 @@ int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
  * comma, a quote or a line end (RFC 4180), rows in emission order.  0, or
  * -errno with a message naming the file in err.  Any thread; allocates.
  */
-int weir_nexmark_write_csv(const weir_nexmark_conf *conf, const char *dir,
+WEIR_API int weir_nexmark_write_csv(const weir_nexmark_conf *conf, const char *dir,
 			   char *err, size_t errlen);
 
 #ifdef __cplusplus

@@ -2,11 +2,8 @@
 /*
  * Weir public API: the one header a job includes.
  *
- * Error convention (all of Weir): a function that can fail returns 0 or a
- * non-negative count on success and a negative errno value on failure
- * (-EINVAL, -ENOMEM, -ENOENT, ...).  No Weir function sets errno for the
- * caller to read.  Functions returning pointers return NULL on failure and
- * say where the reason is recorded (for graph building: weir_env_error).
+ * The conventions every header follows (errors, lifetimes, threads) are
+ * in weir/api.h.
  */
 #ifndef WEIR_WEIR_H
 #define WEIR_WEIR_H

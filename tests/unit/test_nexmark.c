@@ -1008,7 +1008,7 @@ static void check_committed(const char *out)
 static void *cancel_after(void *arg)
 {
 	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
+	weir_cancel_all();
 	return NULL;
 }
 

@@ -123,7 +123,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_stream *k = weir_count(weir_key_by(s, "key"));
 	weir_sink_discard(k, "sink");
 	weir_env_config(env)->mode = WEIR_MODE_STREAMING;
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "chain x2: gen -> f  (cores: 0 1)"), "%s", buf);
 	cr_assert(strstr(buf, "chain x2: count -> sink"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: f =hash=> count"), "%s", buf);
@@ -137,7 +137,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_env_config(env)->cores = 2;
 	s = weir_filter(weir_source_generator(env, "gen", &g), "f", keep_even, NULL);
 	weir_sink_discard(weir_count(weir_key_by(s, "key")), "sink");
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "chain x2: gen -> f -> count-combine  (cores: 0 1)"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: count-combine =hash=> count"), "%s", buf);
 	weir_env_free(env);
@@ -146,7 +146,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_env_config(env)->chaining = false;
 	s = weir_source_generator(env, "gen", &g);
 	weir_sink_discard(weir_filter(s, "f", keep_even, NULL), "sink");
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "actors 6 channels 4"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: gen =forward=> f"), "%s", buf);
 	weir_env_free(env);
@@ -178,7 +178,7 @@ Test(ops, bad_graphs_are_reported)
 	s = weir_source_stdin(env, "in");
 	weir_stream_set_parallelism(s, 2);
 	weir_sink_discard(s, "d");
-	cr_assert_lt(env_describe_plan(env, buf, sizeof(buf)), 0);
+	cr_assert_lt(weir_env_describe_plan(env, buf, sizeof(buf)), 0);
 	cr_assert(strstr(buf, "parallelism 1 only"), "%s", buf);
 	weir_env_free(env);
 }
