@@ -723,6 +723,24 @@ int weir_sink_discard(weir_stream *in, const char *name)
 	return sink(in, name, "discard-sink", &op_discard_sink, NULL);
 }
 
+int weir_sink(weir_stream *in, const char *name, const weir_sink_fns *fns)
+{
+	if (!in)
+		return -EINVAL;
+	if (!fns || !fns->invoke) {
+		env_fail(in->env, "sink '%s': no invoke function", name ? name : "user-sink");
+		return -EINVAL;
+	}
+	weir_sink_fns *c = conf_new(in->env, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = *fns;
+	lnode *n = add_node(in->env, name, "user-sink", &op_user_sink, weir_stream_schema(in), c);
+	if (!n)
+		return -ENOMEM;
+	return connect(in, n) ? 0 : -EINVAL;
+}
+
 int weir_sink_files(weir_stream *in, const char *name, const char *dir)
 {
 	if (!in)

@@ -52,7 +52,7 @@ extern const op_ops op_window, op_process, op_interval_join;
 extern const op_ops op_join, op_topn;
 extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator, op_nexmark;
-extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
+extern const op_ops op_csv_sink, op_discard_sink, op_files_sink, op_user_sink;
 
 /* ---- replayable sources (source.c) ------------------------------------------------
  *

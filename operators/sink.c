@@ -235,6 +235,57 @@ static void discard_process(task *t, int input, weir_batch *b)
 
 const op_ops op_discard_sink = { .kind = "discard", .process = discard_process };
 
+/* ---- user-defined sinks (weir_sink) ------------------------------------------------------ */
+
+typedef struct user_sink {
+	const weir_sink_fns *fns; /* the node's copy */
+	void *state;
+	bool opened;
+} user_sink;
+
+static int user_open(task *t)
+{
+	const weir_sink_fns *f = t->node->conf;
+	user_sink *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fns = f;
+	s->state = f->arg;
+	t->st = s;
+	if (f->open) {
+		int rc = f->open(f->arg, t->subtask, t->parallelism, &s->state);
+		if (rc < 0)
+			return rc;
+	}
+	s->opened = true;
+	return 0;
+}
+
+static void user_process(task *t, int input, weir_batch *b)
+{
+	user_sink *s = t->st;
+	(void)input;
+	int rc = s->fns->invoke(s->state, b);
+	batch_release(b);
+	if (rc < 0)
+		task_fail(t, "sink '%s': invoke returned %d", t->node->name, rc);
+}
+
+static void user_close(task *t)
+{
+	user_sink *s = t->st;
+	if (!s)
+		return;
+	if (s->opened && s->fns->close)
+		s->fns->close(s->state);
+	free(s);
+	t->st = NULL;
+}
+
+const op_ops op_user_sink = {
+	.kind = "user_sink", .open = user_open, .process = user_process, .close = user_close,
+};
+
 /* ---- exactly-once files (two-phase commit, see the top of the file) --------------- */
 
 #define NAME_MAX_PART 64 /* ".part-4095-18446744073709551615.inprogress" fits */

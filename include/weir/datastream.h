@@ -294,6 +294,29 @@ WEIR_API int weir_sink_discard(weir_stream *in, const char *name);
  */
 WEIR_API int weir_sink_files(weir_stream *in, const char *name, const char *dir);
 
+/*
+ * A sink of your own, called per batch.  Each subtask calls open once
+ * (main thread, before the job runs), then invoke for every batch that
+ * reaches it (on its reactor thread, one call at a time), then close
+ * (main thread, after the run, also when it failed).  open and close may
+ * be NULL; open's *state is what invoke and close get (NULL if open is
+ * NULL: invoke gets arg).  A negative return fails the job.  `in` is
+ * borrowed for the call.
+ *
+ * Delivery: the function takes no part in checkpoints, so after a restart
+ * from a checkpoint it sees again the records that came after that
+ * checkpoint (at least once), as a Flink SinkFunction that is not
+ * checkpointed would; for exactly-once output use weir_sink_files.  fns
+ * is copied; arg must outlive the run.  Runs at the input's parallelism.
+ */
+typedef struct weir_sink_fns {
+	int (*open)(void *arg, int subtask, int parallelism, void **state);
+	int (*invoke)(void *state, const weir_batch *in);
+	void (*close)(void *state);
+	void *arg;
+} weir_sink_fns;
+WEIR_API int weir_sink(weir_stream *in, const char *name, const weir_sink_fns *fns);
+
 /* ---- per-operator settings -------------------------------------------------- */
 
 WEIR_API int weir_stream_set_parallelism(weir_stream *s, int parallelism);
