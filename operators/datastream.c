@@ -523,21 +523,25 @@ weir_stream *weir_project(weir_stream *in, const char *name, const char *columns
 	return new_stream(in->env, n->id, 0);
 }
 
-weir_stream *weir_side_output(weir_stream *s, const char *tag,
-			      const weir_schema *schema)
+weir_stream *weir_side_output(weir_stream *s, int tag, const weir_schema *schema)
 {
 	lnode *n;
 	if (!s)
 		return NULL;
 	n = s->env->g.nodes[s->node];
 	if (!schema) {
-		env_fail(s->env, "side output '%s': no schema", tag ? tag : "?");
+		env_fail(s->env, "side output %d of '%s': no schema", tag, n->name);
 		return NULL;
 	}
 	if (!n->side_outputs) {
-		env_fail(s->env, "side output '%s': only flat_map and process operators "
-			 "have side outputs ('%s' is a %s)", tag ? tag : "?", n->name,
-			 n->ops->kind);
+		env_fail(s->env, "side output %d: only flat_map and process operators "
+			 "have side outputs ('%s' is a %s)", tag, n->name, n->ops->kind);
+		return NULL;
+	}
+	if (tag != n->nports) {
+		env_fail(s->env, "side output %d of '%s': side outputs are numbered 1, 2, ... "
+			 "in the order they are declared; the next one is %d", tag, n->name,
+			 n->nports);
 		return NULL;
 	}
 	return stream_add_port(s, schema);

@@ -141,7 +141,8 @@ WEIR_API void weir_out_str(weir_out *o, int c, const void *p, size_t len);
 WEIR_API void weir_out_ts(weir_out *o, int64_t event_time);
 /* Append the staged row to the output; flushes a full batch downstream. */
 WEIR_API void weir_out_emit(weir_out *o);
-/* Emitter of side output number `tag` (1, 2, ... in declaration order). */
+/* Emitter of side output `tag`, as declared with weir_side_output (1, 2,
+ * ... in declaration order). */
 WEIR_API weir_out *weir_out_side(weir_out *o, int tag);
 
 #ifdef __cplusplus

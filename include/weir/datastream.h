@@ -223,13 +223,13 @@ WEIR_API weir_stream *weir_project(weir_stream *in, const char *name,
 			  const char *columns);
 
 /*
- * Declare side output `tag` of the operator that produces `s` and return
- * the stream of it.  Inside the operator's function, weir_out_side(out, k)
- * emits to the k-th declared side output (k = 1, 2, ...).  Only flat_map
- * functions have an emitter, so only they can use side outputs.
+ * Declare side output number `tag` of the operator that produces `s`, with
+ * its schema, and return the stream of it.  Tags are numbered 1, 2, ... in
+ * the order they are declared (another number is an error); inside the
+ * operator's function, weir_out_side(out, tag) emits to it.  Only flat_map
+ * and process functions have an emitter, so only they have side outputs.
  */
-WEIR_API weir_stream *weir_side_output(weir_stream *s, const char *tag,
-			      const weir_schema *schema);
+WEIR_API weir_stream *weir_side_output(weir_stream *s, int tag, const weir_schema *schema);
 
 /* Merge streams of the same schema. */
 WEIR_API weir_stream *weir_union(weir_stream *a, weir_stream *b);

@@ -958,7 +958,7 @@ Test(nexmark_job, bad_configurations_are_build_errors)
 	env = env_p(1, 1024);
 	c = (weir_nexmark_conf){ .events = 10 };
 	cr_assert_eq(weir_source_nexmark(env, NULL, &c, &p, &a, &b), 0);
-	cr_assert_null(weir_side_output(p, "more", weir_stream_schema(p)));
+	cr_assert_null(weir_side_output(p, 1, weir_stream_schema(p)));
 	weir_env_free(env);
 }
 
