@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include <weir/admin.h>
+#include <weir/nexmark.h>
 #include <weir/weir.h>
 
 #include "cli.h"

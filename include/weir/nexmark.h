@@ -89,8 +89,9 @@ enum weir_nexmark_bid_col {
  * Add the Nexmark source `name` (NULL: "nexmark") to env: one operator
  * whose port 0 carries people and whose side ports carry auctions and
  * bids, with the schemas above; each batch's event time (ts) is the
- * event's date_time.  *person, *auction and *bid (each may be NULL) receive
- * the streams.  A stream nobody consumes is not generated.
+ * event's date_time.  It returns the person stream, like every source its
+ * first stream; weir_nexmark_stream gives each kind's.  A stream nobody
+ * consumes is not generated.
  *
  * Parallel subtasks deal the emission order out in blocks of batch-size
  * events, round-robin, so event time advances evenly on every subtask.
@@ -103,13 +104,16 @@ enum weir_nexmark_bid_col {
  * group, seed or base time.  weir_source_set_rate also applies (the
  * tighter cap holds).
  *
- * Returns 0, or -EINVAL (bad configuration, or env NULL) or -ENOMEM with
- * the reason in weir_env_error(env); the streams are then NULL.  The
- * configuration is copied.  Build thread only.
+ * Returns the person stream, or NULL (bad configuration, env NULL, out of
+ * memory) with the reason in weir_env_error(env).  The configuration is
+ * copied.  Build thread only.
  */
-WEIR_API int weir_source_nexmark(weir_env *env, const char *name,
-			const weir_nexmark_conf *conf, weir_stream **person,
-			weir_stream **auction, weir_stream **bid);
+WEIR_API weir_stream *weir_source_nexmark(weir_env *env, const char *name,
+					  const weir_nexmark_conf *conf);
+
+/* The stream of events of `kind` of the Nexmark source `source` (the
+ * stream weir_source_nexmark returned).  NULL if source is not one. */
+WEIR_API weir_stream *weir_nexmark_stream(weir_stream *source, weir_nexmark_kind kind);
 
 /* ---- one event as plain values ------------------------------------------------ */
 
