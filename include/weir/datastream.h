@@ -50,7 +50,10 @@ typedef enum weir_idle_policy {
 	WEIR_IDLE_BUSY_POLL = 1, /* never sleep: lowest latency, a full core */
 } weir_idle_policy;
 
-/* Configuration read by the runtime; set by `weir run` options. */
+/* Configuration read by the runtime; set by `weir run` options.  It
+ * belongs to its environment (weir_env_config); the strings it points to
+ * (checkpoint_dir, savepoint_dir, restore_savepoint) are not copied and
+ * must outlive the run. */
 typedef struct weir_config {
 	int parallelism;          /* default parallelism of operators */
 	int cores;                /* reactors (pinned threads); 0 = min(CPUs, p) */
