@@ -132,25 +132,6 @@ int state_register_timers(task *t, const char *name, tsvc *s)
 	return reg_add(t, name, NULL, s);
 }
 
-int state_bind_log(task *t, struct slog *log)
-{
-	st_task *k = st_of(t);
-	if (!k)
-		return -ENOMEM;
-	k->log = log;
-	for (int r = 0; r < k->n; r++) {
-		const kvtab_conf *c = k->regs[r].tab ? kv_conf(k->regs[r].tab) : NULL;
-		k->binds[r].plain = c && c->key_type != WEIR_STR && !c->nlists &&
-				    !c->encoded_size && !c->encode;
-		k->binds[r].vsize = c ? c->vsize : 0;
-		if (!k->regs[r].tab)
-			tsvc_bind(k->regs[r].svc, log ? &k->binds[r] : NULL);
-		else if (kv_bind(k->regs[r].tab, log ? &k->binds[r] : NULL) < 0)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
 /* ---- log entries ------------------------------------------------------------------ */
 
 /* An entry read back (format at the top of checkpoint.h). */
@@ -231,8 +212,8 @@ static char *entry_begin(st_bind *b, uint8_t kind, weir_type kt, skey k,
 			   key_bytes(kt, &k), key_len(kt, k), ns, vlen);
 }
 
-void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		const void *value)
+static void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		       const void *value)
 {
 	st_task *s = b->owner;
 	if (!s->log)
@@ -249,8 +230,8 @@ void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
 		kv_value_encode(t, value, v);
 }
 
-void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		   unsigned list, const void *p, uint32_t len)
+static void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
+			  unsigned list, const void *p, uint32_t len)
 {
 	if (!b->owner->log)
 		return;
@@ -262,13 +243,13 @@ void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
 	}
 }
 
-void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns)
+static void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns)
 {
 	if (b->owner->log)
 		entry_begin(b, ST_DEL, kv_key_type(t), k, ns, 0);
 }
 
-void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm)
+static void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm)
 {
 	if (!b->owner->log)
 		return;
@@ -276,6 +257,33 @@ void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm)
 			      tm->ns, 8);
 	if (v)
 		memcpy(v, &tm->ts, 8);
+}
+
+/* What a bound table or timer service logs through (state.h). */
+static const st_log_ops log_ops = {
+	.put = st_log_put,
+	.append = st_log_append,
+	.del = st_log_del,
+	.timer = st_log_timer,
+};
+
+int state_bind_log(task *t, struct slog *log)
+{
+	st_task *k = st_of(t);
+	if (!k)
+		return -ENOMEM;
+	k->log = log;
+	for (int r = 0; r < k->n; r++) {
+		const kvtab_conf *c = k->regs[r].tab ? kv_conf(k->regs[r].tab) : NULL;
+		k->binds[r].plain = c && c->key_type != WEIR_STR && !c->nlists &&
+				    !c->encoded_size && !c->encode;
+		k->binds[r].vsize = c ? c->vsize : 0;
+		if (!k->regs[r].tab)
+			tsvc_bind(k->regs[r].svc, &log_ops, log ? &k->binds[r] : NULL);
+		else if (kv_bind(k->regs[r].tab, &log_ops, log ? &k->binds[r] : NULL) < 0)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /* ---- materialization: every entry of a task's tables, as PUTs and TIMER+ --------- */
