@@ -1,21 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Checkpoint storage (see checkpoint.h): per-task registries of keyed
- * state, the state-log entries their mutations append, materialization,
- * manifests, recovery and savepoints.
- *
- * What a task's log range holds.  DEL, APPEND and timer entries are
- * appended as the mutation happens.  PUTs are deferred: kv_written only
- * marks the entry dirty, and at each barrier st_task_barrier has every
- * registered table log one PUT per dirty entry (kv_flush_dirty) before it
- * marks the task's position, so the range [materialization, mark) holds
- * each key's value at the barrier once, however often it changed (a
- * running sum over 4 M keys wrote a 56-byte entry per record, ~400 MB/s;
- * keyed.c explains why the order still replays correctly).  The cost moves
- * to the barrier: the task pauses to encode the changed entries, fewer
- * than the records since the previous barrier.  A barrier that
- * materializes into the log skips that: the materialization writes every
- * entry, so the dirty marks are just forgotten.
+ * Checkpoint storage (see checkpoint.h): the store, manifests, recovery and
+ * savepoints.  What the tables' changes become in the log (registries,
+ * entries, materialization) is the write path's, log_write.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +16,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "log_write.h"
 #include "keyhash.h"
 #include "statelog.h"
 
@@ -41,322 +29,6 @@
 static bool is_local(const task *t)
 {
 	return runtime_core_local(t->rt, task_core(t));
-}
-
-
-typedef struct st_task st_task;
-
-struct st_bind {
-	st_task *owner;
-	uint8_t tab;
-	/* A table with fixed-width keys whose values are their vsize bytes
-	 * (no codec, no lists): st_log_put copies them without asking the
-	 * table (a barrier's flush logs millions). */
-	bool plain;
-	uint32_t vsize;
-};
-
-typedef struct st_reg {
-	char name[48];
-	kvtab *tab;  /* or */
-	tsvc *svc;
-} st_reg;
-
-struct st_task {
-	task *t;
-	int n;
-	st_reg regs[ST_MAX_TABLES];
-	st_bind binds[ST_MAX_TABLES];
-	slog *log;      /* the core's log while logging, else NULL */
-	uint16_t node;  /* manifest index of the operator */
-	uint16_t sub;
-	int err;        /* first logging error (reported at the barrier) */
-	int core;
-	/* checkpoint positions (owner core; the coordinator reads them
-	 * after the core's acknowledgement) */
-	bool has_mat;
-	slog_pos from, to;      /* at the task's checkpoint t->ck_id */
-	slog_pos final_to;      /* when it ended */
-	/* the savepoint in flight */
-	int64_t sp_id;
-	slog_pos sp_from, sp_to;
-};
-
-static void st_task_free(void *p)
-{
-	free(p);
-}
-
-static st_task *st_of(task *t)
-{
-	if (!t->keyed) {
-		st_task *s = calloc(1, sizeof(*s));
-		if (!s)
-			return NULL;
-		s->t = t;
-		s->sub = (uint16_t)t->subtask;
-		for (int i = 0; i < ST_MAX_TABLES; i++)
-			s->binds[i] = (st_bind){ .owner = s, .tab = (uint8_t)i };
-		t->keyed = s;
-		t->keyed_free = st_task_free;
-	}
-	return t->keyed;
-}
-
-static int reg_add(task *t, const char *name, kvtab *tab, tsvc *svc)
-{
-	st_task *s = st_of(t);
-	if (!s)
-		return -ENOMEM;
-	if (strlen(name) >= sizeof(s->regs[0].name))
-		return -ENAMETOOLONG;
-	for (int i = 0; i < s->n; i++)
-		if (!strcmp(s->regs[i].name, name))
-			return -EEXIST;
-	if (s->n == ST_MAX_TABLES)
-		return -E2BIG;
-	st_reg *r = &s->regs[s->n++];
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->tab = tab;
-	r->svc = svc;
-	return 0;
-}
-
-int state_register_table(task *t, const char *name, kvtab *tab)
-{
-	return reg_add(t, name, tab, NULL);
-}
-
-int state_register_timers(task *t, const char *name, tsvc *s)
-{
-	return reg_add(t, name, NULL, s);
-}
-
-/* ---- log entries ------------------------------------------------------------------ */
-
-/* An entry read back (format at the top of checkpoint.h). */
-typedef struct st_entry {
-	uint8_t kind, tab;
-	uint16_t node, sub, spare;
-	uint32_t klen, vlen;
-	uint64_t khash;
-	int64_t ns;
-	const char *kp, *vp;  /* key and value bytes */
-} st_entry;
-
-/* Parse the entry at p of a frame that ends at end: the next entry, or
- * NULL if it does not fit in the frame. */
-static const char *entry_parse(const char *p, const char *end, st_entry *e)
-{
-	if (end - p < ST_ENTRY_HDR)
-		return NULL;
-	e->kind = (uint8_t)p[0];
-	e->tab = (uint8_t)p[1];
-	memcpy(&e->node, p + 2, 2);
-	memcpy(&e->sub, p + 4, 2);
-	memcpy(&e->spare, p + 6, 2);
-	memcpy(&e->klen, p + 8, 4);
-	memcpy(&e->vlen, p + 12, 4);
-	memcpy(&e->khash, p + 16, 8);
-	memcpy(&e->ns, p + 24, 8);
-	if ((uint64_t)(end - p) - ST_ENTRY_HDR < (uint64_t)e->klen + e->vlen)
-		return NULL;
-	e->kp = p + ST_ENTRY_HDR;
-	e->vp = e->kp + e->klen;
-	return e->vp + e->vlen;
-}
-
-static size_t key_len(weir_type kt, skey k)
-{
-	return kt == WEIR_STR ? ((const kstr *)(uintptr_t)k.v)->len : 8;
-}
-
-static const void *key_bytes(weir_type kt, const skey *k)
-{
-	return kt == WEIR_STR ? ((const kstr *)(uintptr_t)k->v)->data
-			      : (const void *)&k->v;
-}
-
-/* Reserve an entry of task s in log w and fill its header; returns where
- * the value goes (after the key), or NULL (error recorded in s->err). */
-static char *entry_write(st_task *s, slog *w, uint8_t tab, uint8_t kind,
-			 uint64_t khash, const void *key, size_t klen,
-			 int64_t ns, size_t vlen)
-{
-	char *p = slog_reserve(w, ST_ENTRY_HDR + klen + vlen);
-	if (!p) {
-		if (!s->err)
-			s->err = slog_error(w) ? slog_error(w) : -ENOMEM;
-		return NULL;
-	}
-	uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
-	uint16_t zero = 0;
-	p[0] = (char)kind;
-	p[1] = (char)tab;
-	memcpy(p + 2, &s->node, 2);
-	memcpy(p + 4, &s->sub, 2);
-	memcpy(p + 6, &zero, 2);
-	memcpy(p + 8, &kl, 4);
-	memcpy(p + 12, &vl, 4);
-	memcpy(p + 16, &khash, 8);
-	memcpy(p + 24, &ns, 8);
-	if (klen)
-		memcpy(p + ST_ENTRY_HDR, key, klen);
-	return p + ST_ENTRY_HDR + klen;
-}
-
-static char *entry_begin(st_bind *b, uint8_t kind, weir_type kt, skey k,
-			 int64_t ns, size_t vlen)
-{
-	return entry_write(b->owner, b->owner->log, b->tab, kind, k.hash,
-			   key_bytes(kt, &k), key_len(kt, k), ns, vlen);
-}
-
-static void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		       const void *value)
-{
-	st_task *s = b->owner;
-	if (!s->log)
-		return;
-	if (b->plain) {
-		char *v = entry_write(s, s->log, b->tab, ST_PUT, k.hash, &k.v, 8, ns, b->vsize);
-		if (v)
-			memcpy(v, value, b->vsize);
-		return;
-	}
-	size_t vlen = kv_value_encoded_size(t, value);
-	char *v = entry_begin(b, ST_PUT, kv_key_type(t), k, ns, vlen);
-	if (v)
-		kv_value_encode(t, value, v);
-}
-
-static void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
-			  unsigned list, const void *p, uint32_t len)
-{
-	if (!b->owner->log)
-		return;
-	char *v = entry_begin(b, ST_APPEND, kv_key_type(t), k, ns, 4 + (size_t)len);
-	if (v) {
-		uint32_t l = list;
-		memcpy(v, &l, 4);
-		memcpy(v + 4, p, len);
-	}
-}
-
-static void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns)
-{
-	if (b->owner->log)
-		entry_begin(b, ST_DEL, kv_key_type(t), k, ns, 0);
-}
-
-static void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm)
-{
-	if (!b->owner->log)
-		return;
-	char *v = entry_begin(b, add ? ST_TIMER_ADD : ST_TIMER_DEL, kt, tm->key,
-			      tm->ns, 8);
-	if (v)
-		memcpy(v, &tm->ts, 8);
-}
-
-/* What a bound table or timer service logs through (state.h). */
-static const st_log_ops log_ops = {
-	.put = st_log_put,
-	.append = st_log_append,
-	.del = st_log_del,
-	.timer = st_log_timer,
-};
-
-int state_bind_log(task *t, struct slog *log)
-{
-	st_task *k = st_of(t);
-	if (!k)
-		return -ENOMEM;
-	k->log = log;
-	for (int r = 0; r < k->n; r++) {
-		const kvtab_conf *c = k->regs[r].tab ? kv_conf(k->regs[r].tab) : NULL;
-		k->binds[r].plain = c && c->key_type != WEIR_STR && !c->nlists &&
-				    !c->encoded_size && !c->encode;
-		k->binds[r].vsize = c ? c->vsize : 0;
-		if (!k->regs[r].tab)
-			tsvc_bind(k->regs[r].svc, &log_ops, log ? &k->binds[r] : NULL);
-		else if (kv_bind(k->regs[r].tab, &log_ops, log ? &k->binds[r] : NULL) < 0)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-/* ---- materialization: every entry of a task's tables, as PUTs and TIMER+ --------- */
-
-typedef struct dump_ctx {
-	st_task *s;
-	slog *w;
-	uint8_t tab;
-	weir_type kt;
-	const kvtab *t;
-	uint64_t entries, bytes;
-} dump_ctx;
-
-static int dump_entry(void *arg, skey k, int64_t ns, void *value)
-{
-	dump_ctx *d = arg;
-	size_t vlen = kv_value_encoded_size(d->t, value);
-	char *v = entry_write(d->s, d->w, d->tab, ST_PUT, k.hash,
-			      key_bytes(d->kt, &k), key_len(d->kt, k), ns, vlen);
-	if (!v)
-		return 1;
-	kv_value_encode(d->t, value, v);
-	d->entries++;
-	d->bytes += ST_ENTRY_HDR + key_len(d->kt, k) + vlen;
-	return 0;
-}
-
-static int dump_timer(void *arg, const timer *tm)
-{
-	dump_ctx *d = arg;
-	char *v = entry_write(d->s, d->w, d->tab, ST_TIMER_ADD, tm->key.hash,
-			      key_bytes(d->kt, &tm->key), key_len(d->kt, tm->key),
-			      tm->ns, 8);
-	if (!v)
-		return 1;
-	memcpy(v, &tm->ts, 8);
-	d->entries++;
-	d->bytes += ST_ENTRY_HDR + key_len(d->kt, tm->key) + 8;
-	return 0;
-}
-
-/* Write a materialization of s into w: [from, to) positions; adds the
- * entry bytes to *bytes.  0 or -errno. */
-static int materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to,
-		       uint64_t *bytes)
-{
-	*from = slog_mark(w);
-	/* The MAT entry says how many entries follow per registration, so a
-	 * restore can size the tables once. */
-	char *cnt = entry_write(s, w, 0, ST_MAT, 0, NULL, 0, 0, 8 * (size_t)s->n);
-	if (!cnt)
-		return s->err;
-	for (int i = 0; i < s->n; i++) {
-		uint64_t n = s->regs[i].tab ? kv_count(s->regs[i].tab) : tsvc_count(s->regs[i].svc);
-		memcpy(cnt + 8 * i, &n, 8);
-	}
-	for (int i = 0; i < s->n; i++) {
-		st_reg *r = &s->regs[i];
-		dump_ctx d = { .s = s, .w = w, .tab = (uint8_t)i };
-		if (r->tab) {
-			d.t = r->tab;
-			d.kt = kv_key_type(r->tab);
-			kv_foreach(r->tab, dump_entry, &d);
-		} else {
-			d.kt = tsvc_key_type(r->svc);
-			tsvc_foreach(r->svc, dump_timer, &d);
-		}
-		*bytes += d.bytes;
-		if (s->err)
-			return s->err;
-	}
-	*to = slog_mark(w);
-	return s->err;
 }
 
 /* ---- the store ---------------------------------------------------------------------- */
@@ -442,14 +114,6 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-/* Log the PUTs task k's tables deferred (see the top of the file). */
-static void flush_dirty(st_task *k)
-{
-	for (int i = 0; i < k->n; i++)
-		if (k->regs[i].tab)
-			kv_flush_dirty(k->regs[i].tab);
-}
-
 /* Savepoint id: task k's whole state into the savepoint's file (once).
  * 0 or -errno. */
 static int sp_materialize(ckpt_store *s, st_task *k, core_st *c, int64_t id)
@@ -472,7 +136,7 @@ static int sp_materialize(ckpt_store *s, st_task *k, core_st *c, int64_t id)
 			c->sp_for = id;
 		}
 		uint64_t spb = 0;
-		if ((rc = materialize(k, c->sp, &k->sp_from, &k->sp_to, &spb)) < 0)
+		if ((rc = st_materialize(k, c->sp, &k->sp_from, &k->sp_to, &spb)) < 0)
 			return rc;
 		k->sp_id = id;
 	}
@@ -511,10 +175,8 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		uint64_t t0 = now_ns(), mb = 0;
 		/* Every entry is written below: nothing deferred is needed
 		 * (the interval's PUTs would fall before k->from anyway). */
-		for (int i = 0; i < k->n; i++)
-			if (k->regs[i].tab)
-				kv_dirty_forget(k->regs[i].tab);
-		if ((rc = materialize(k, c->log, &k->from, &to, &mb)) < 0)
+		st_forget_dirty(k);
+		if ((rc = st_materialize(k, c->log, &k->from, &to, &mb)) < 0)
 			return rc;
 		k->has_mat = true;
 		/* A core's pause to materialize at barrier id: all its tasks. */
@@ -532,7 +194,7 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		/* Before the mark: the range up to it must hold them (the
 		 * final barrier, CKPT_FINAL, too: nothing changes after it). */
 		uint64_t t0 = now_ns();
-		flush_dirty(k);
+		st_flush_dirty(k);
 		/* A core's pause at barrier id: all its tasks. */
 		if (c->flush_acc_id != id) {
 			c->flush_acc_id = id;
@@ -720,6 +382,7 @@ typedef struct sbuf {
 } sbuf;
 
 static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void sb_printf(sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -1604,6 +1267,7 @@ static void reset_tables(rctx *c)
 static int tmr_cmp(const void *a, const void *b)
 {
 	const tmr_op *x = a, *y = b;
+
 #define CMP(f) if (x->f != y->f) return x->f < y->f ? -1 : 1
 	CMP(task);
 	CMP(reg);
@@ -1677,6 +1341,7 @@ static int restore_timers(rctx *c)
 }
 
 struct inflight_el;
+
 static void els_free(runtime *rt, struct inflight_el *els, size_t n);
 
 static void rctx_free(rctx *c)

@@ -2,86 +2,18 @@
 /*
  * Checkpoints, recovery and savepoints: the storage side (state/).  The
  * protocol side -- triggering, barriers, alignment, acknowledgements,
- * timeouts -- is in core/checkpoint.c and reaches this file only through
+ * timeouts -- is in core/checkpoint.c and reaches state/ only through
  * the ckpt_store interface of core.h, so core/ knows no file format.
  *
- * Operators register the keyed state of each subtask from open():
- *
- *     s->wins = kv_new(&conf, dict);
- *     state_register_table(t, "windows", s->wins);
- *     state_register_timers(t, "event-timers", s->timers);
- *
- * A registered structure is logged while the job checkpoints, materialized
- * into checkpoints and savepoints, and restored (by key group, so at any
- * parallelism) before the job runs.  A table's PUTs are logged at the
- * barriers, one per changed entry (kv_flush_dirty), its other entries as
- * they happen.  Names must be unique within the operator and stable
- * across versions of a job: a savepoint finds state by (operator name,
- * table name).
- *
- * State-log entries (the payload of log frames, see statelog.h), each
- *
- *   +--------+-------+--------+---------+------+------+-------+-----+-----+
- *   | kind u8| tab u8| node u16| sub u16| 0 u16| klen | vlen  |khash| ns  |
- *   |        |       |         |        |      | u32  | u32   | u64 | i64 |
- *   +--------+-------+--------+---------+------+------+-------+-----+-----+
- *   then klen key bytes (8 for fixed-width keys, the string for str keys)
- *   then vlen value bytes.  32-byte header, little-endian, unaligned.
- *
- *   PUT      value = the table's encoding of the whole value (written at
- *            the barrier after the change, with the value then: see
- *            state.h kv_written and keyed.c "Dirty tracking")
- *   APPEND   value = u32 list, then the appended element
- *   DEL      no value
- *   TIMER+   / TIMER-   ns = timer namespace, value = i64 timestamp
- *   MAT      a materialization of (node, sub) starts: replay from here
- *            resets nothing (it is always a replay's first entry);
- *            value = u64 entries that follow, per registration (in tab
- *            order), so a restore sizes its tables once (empty in logs
- *            written before this was added)
- *   CHAN     an element in flight across an unaligned checkpoint: node
- *            and sub are the consumer's, tab its input, the spare u16 the
- *            producer's subtask, khash = producer node | port << 16, ns =
- *            the checkpoint id, key = u64 order within the channel (see
- *            ckpt_store_ops.channel_state), value = u8 element kind, then
- *            an i64 (watermark, idleness) or the encoded batch (batch.c)
- *
- * `node` is the operator's index in the run's manifest, `sub` the writing
- * subtask, `tab` the registration index within the task (tables and timer
- * services share the numbering).
+ * Registering keyed state, the bindings tables log through and the
+ * state-log entry format are the write path's (log_write.h).
  */
 #ifndef WEIR_CHECKPOINT_H
 #define WEIR_CHECKPOINT_H
 
 #include "core.h"
+#include "log_write.h"
 #include "state.h"
-
-enum st_entry_kind {
-	ST_PUT = 1,
-	ST_APPEND = 2,
-	ST_DEL = 3,
-	ST_TIMER_ADD = 4,
-	ST_TIMER_DEL = 5,
-	ST_MAT = 6,
-	ST_CHAN = 7,
-};
-
-#define ST_ENTRY_HDR 32
-#define ST_MAX_TABLES 64
-
-/* Register keyed state of task t (call from open(), after creating it).
- * 0, -EEXIST (name taken), -ENOMEM, -E2BIG (too many). */
-int state_register_table(task *t, const char *name, kvtab *tab);
-int state_register_timers(task *t, const char *name, tsvc *s);
-/*
- * Log task t's registered state into `log` (NULL: log nothing): bind its
- * tables and timer services.  The store does it for every task when a run
- * starts logging (after the restore); a test may drive registered tables
- * against a log of its own, calling kv_flush_dirty() where a barrier
- * would.  Owner core (or main before the job runs).  0 or -ENOMEM.
- */
-struct slog;
-int state_bind_log(task *t, struct slog *log);
 
 /* The storage implementation handed to the runtime (core.h ckpt_store). */
 extern const ckpt_store_ops checkpoint_store_ops;
