@@ -2,102 +2,33 @@
 /*
  * Checkpoints, recovery and savepoints: the storage side (state/).  The
  * protocol side -- triggering, barriers, alignment, acknowledgements,
- * timeouts -- is in core/checkpoint.c and reaches state/ only through
- * the ckpt_store interface of core.h, so core/ knows no file format.
+ * timeouts -- is in core/checkpoint.c and reaches state/ only through the
+ * ckpt_store interface of core.h (checkpoint_store_ops below), so core/
+ * knows no file format.
  *
- * Registering keyed state, the bindings tables log through and the
- * state-log entry format are the write path's (log_write.h).
+ * The store's files, each on those above it in this list:
+ *
+ *   keyed.c timers.c  tables and timer services (state.h)
+ *   statelog.c        state-log files: segments of checksummed frames
+ *   log_write.c       registration of keyed state, the bindings tables log
+ *                     through, the entry format, materialization
+ *   manifest.c        manifests: text format, write, parse, merge, list
+ *   checkpoint.c      the store: per-core logs, barriers, syncing,
+ *                     completion, retention, recovery (checkpoint_store_ops)
+ *
+ * store_internal.h holds what the last two share.  Other folders include
+ * this header alone: it brings the registration calls (log_write.h) and
+ * the manifest format and parser (manifest.h).
  */
 #ifndef WEIR_CHECKPOINT_H
 #define WEIR_CHECKPOINT_H
 
 #include "core.h"
 #include "log_write.h"
+#include "manifest.h"
 #include "state.h"
 
 /* The storage implementation handed to the runtime (core.h ckpt_store). */
 extern const ckpt_store_ops checkpoint_store_ops;
-
-/* ---- manifests ---------------------------------------------------------------------
- *
- * A checkpoint's manifest "<dir>/chk-<id:010>.manifest" (and a savepoint's
- * "<savepoint>/_metadata") is text, one record per line, names
- * percent-encoded, written to a temporary file, fsynced, renamed into
- * place, and the directory fsynced:
- *
- *   weir-manifest 1
- *   kind checkpoint|savepoint
- *   id <n>
- *   job <name>
- *   created <unix ms>
- *   run <r>                    state logs in <dir>/run-<r:06>/core-<c>-*.seg
- *   max-parallelism <k>
- *   cores <n>
- *   op <index> <parallelism> <uid> <ntables> <table name>...
- *   at-least-once <op index>   a source that cannot replay
- *   task <op> <subtask> <core> <final 0|1> <from seg> <from off> <to seg>
- *        <to off> <watermark> <blob length> <blob hex | ->
- *   inflight <core> <from seg> <from off> <to seg> <to off>
- *                              unaligned checkpoints: CHAN entries of this
- *                              checkpoint lie in that range of core's log
- *   crc <crc32c of every byte before this line, 8 hex digits>
- *
- * A task's keyed state is the entries it wrote in its core's log between
- * `from` (a materialization) and `to` (its barrier); in a savepoint, in
- * "<savepoint>/core-<c>-00000000.seg".  The blob is its operator state.
- */
-typedef struct mf_op {
-	int parallelism;
-	char uid[160];
-	int ntables;
-	char tables[ST_MAX_TABLES][48];
-} mf_op;
-
-typedef struct mf_task {
-	int op, sub, core;
-	bool final;
-	uint64_t from_seg, from_off, to_seg, to_off;
-	int64_t watermark;
-	size_t blob_len;
-	uint8_t *blob;
-} mf_task;
-
-typedef struct mf_inflight {
-	int core;
-	uint64_t from_seg, from_off, to_seg, to_off;
-} mf_inflight;
-
-typedef struct manifest {
-	int version;
-	bool savepoint;
-	int64_t id;
-	char job[256];
-	int64_t created_ms;
-	uint64_t run;
-	int max_parallelism;
-	int ncores;
-	int nops;
-	mf_op *ops;
-	bool *at_least_once;  /* per op */
-	int ntasks;
-	mf_task *tasks;
-	int ninflight;
-	mf_inflight *inflight;
-} manifest;
-
-/* Parse manifest text; 0 or -EINVAL with the line and problem in err.
- * Free with manifest_free (also after a failure). */
-int manifest_parse(const char *text, size_t len, manifest *m, char *err,
-		   size_t errlen);
-void manifest_free(manifest *m);
-
-/*
- * The coordinator of a cluster: merge the workers' parts of a manifest
- * (ckpt_store_ops.part, each without its "--- savepoint" half) into one,
- * check that it parses, and write it atomically as dir/name.  0 or -errno
- * with a message in err.
- */
-int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
-			 int nparts, char *err, size_t errlen);
 
 #endif
