@@ -13,10 +13,12 @@
  *   log_write.c       registration of keyed state, the bindings tables log
  *                     through, the entry format, materialization
  *   manifest.c        manifests: text format, write, parse, merge, list
+ *   inflight.c        in-flight data of unaligned checkpoints
+ *   recovery.c        restoring a job from a manifest and its logs
  *   checkpoint.c      the store: per-core logs, barriers, syncing,
- *                     completion, retention, recovery (checkpoint_store_ops)
+ *                     completion, retention (checkpoint_store_ops)
  *
- * store_internal.h holds what the last two share.  Other folders include
+ * store_internal.h holds what the last four share.  Other folders include
  * this header alone: it brings the registration calls (log_write.h) and
  * the manifest format and parser (manifest.h).
  */

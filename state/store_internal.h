@@ -2,10 +2,13 @@
 /*
  * What the checkpoint store's files share (state/ only, never included
  * from another folder): the store and its per-core state (checkpoint.c
- * owns them) and the functions manifest.c offers it.  Dependencies go one
- * way: checkpoint.c calls manifest.c; manifest.c reads the structs below
- * but calls nothing in checkpoint.c; both sit on the write path
- * (log_write.h), the state logs (statelog.h) and the tables (state.h).
+ * owns them), the context of a restore (recovery.c and inflight.c), and
+ * the functions each of those files offers the others.  Dependencies go
+ * one way: checkpoint.c calls manifest.c, recovery.c and inflight.c;
+ * recovery.c calls inflight.c; manifest.c, recovery.c and inflight.c read
+ * the structs below but call nothing in checkpoint.c; all of them sit on
+ * the write path (log_write.h), the state logs (statelog.h) and the tables
+ * (state.h).
  */
 #ifndef WEIR_STORE_INTERNAL_H
 #define WEIR_STORE_INTERNAL_H
@@ -115,5 +118,55 @@ int mf_load(const char *path, manifest *m, char *err, size_t errlen);
 /* One line for a person: which checkpoint or savepoint m is, from where,
  * when taken. */
 void mf_describe(const manifest *m, const char *where, char *out, size_t len);
+
+/* ---- restoring (recovery.c, inflight.c) ------------------------------------------ */
+
+struct tmr_op;
+struct inflight_el;
+
+/* The context of one restore, on the main thread before the job runs. */
+typedef struct rctx {
+	ckpt_store *s;
+	runtime *rt;
+	const manifest *m;
+	char logdir[3300];
+	int *op_map;                 /* manifest op -> graph node, -1 */
+	int (*tab_map)[ST_MAX_TABLES];
+	int *node_par;               /* graph node -> parallelism */
+	task ***by_node;             /* graph node -> its tasks by subtask */
+	task ***by_kg;               /* graph node -> the task of each key group */
+	struct tmr_op *tmr;          /* timer entries, netted at the end */
+	size_t ntmr, cap_tmr;
+	int **mt_of;                 /* manifest op, old subtask -> manifest task */
+	uint64_t *reserved;          /* runtime task * ST_MAX_TABLES + reg */
+	struct inflight_el *els;     /* in-flight data to inject, sorted */
+	size_t nels;
+	char *err;
+	size_t errlen;
+} rctx;
+
+/* Restore the job from manifest m, whose state logs are under logdir
+ * (recovery.c).  0, or -errno with the reason in err.  Logs and in-flight
+ * data are read and checked before any operator restores its own state;
+ * a bad checksum, a truncated or missing segment or malformed in-flight
+ * data empties the tables again, so the caller may try an older
+ * checkpoint as if nothing had been loaded. */
+int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir,
+		    char *err, size_t errlen);
+
+/* In-flight data of unaligned checkpoints (inflight.c). */
+/* ckpt_store_ops.channel_state: log element e of channel ch, in flight
+ * across unaligned checkpoint id, as a CHAN entry of core's log (core's
+ * reactor).  0 or -errno. */
+int st_channel_state(ckpt_store *s, int core, int64_t id, const channel *ch,
+		     uint64_t key, const elem *e);
+/* Read and check the in-flight data of c->m into c->els.  0 or -errno
+ * (c->err). */
+int inflight_load(rctx *c);
+/* Put the elements inflight_load() read into their channels (cannot
+ * fail). */
+void inflight_inject(rctx *c);
+/* Release n elements read by inflight_load and the array. */
+void inflight_free(runtime *rt, struct inflight_el *els, size_t n);
 
 #endif
