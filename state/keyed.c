@@ -43,8 +43,9 @@
  * PUT per kv_written: it sets the slot's bit in a bitmap (one bit per slot,
  * 1/(8 * slot size) of the slots' memory), and kv_flush_dirty(), which the
  * store calls at every checkpoint barrier before it marks the task's log
- * position (state/checkpoint.c), logs one PUT per set bit, in slot order,
- * with the value as it is then.  A hot key updated a million times between
+ * position (state/checkpoint.c, through log_write.c), logs one PUT per set
+ * bit, in slot order, with the value as it is then, through the table's
+ * binding (state.h st_log_ops).  A hot key updated a million times between
  * two checkpoints thus costs one entry instead of a million (a running sum
  * over 4 M keys wrote ~56 bytes per record, ~400 MB/s, which cost a third
  * of its throughput).  kv_written costs a multiply and an OR, and
@@ -91,7 +92,7 @@
  * sweep through kv_sweep (above); kv_written sets the bit; kv_appended
  * logs its APPEND at once; kv_delete logs its DEL at once and kv_remove_at
  * clears the bit; kv_clear_all (not logged, a failed restore starting
- * over) clears the bitmap; restore (apply in checkpoint.c) writes values
+ * over) clears the bitmap; restore (apply in recovery.c) writes values
  * without kv_written into tables that are not bound yet (kv_bind comes
  * after it), and the first barrier of a run materializes them.  A caller
  * that changes a value without kv_written (the window operator's early-
