@@ -6,7 +6,7 @@
  * ckpt_store interface of core.h (checkpoint_store_ops below), so core/
  * knows no file format.
  *
- * The store's files, each on those above it in this list:
+ * The store's files, from the bottom up (each calls only files above it):
  *
  *   keyed.c timers.c  tables and timer services (state.h)
  *   statelog.c        state-log files: segments of checksummed frames
