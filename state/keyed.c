@@ -43,8 +43,9 @@
  * PUT per kv_written: it sets the slot's bit in a bitmap (one bit per slot,
  * 1/(8 * slot size) of the slots' memory), and kv_flush_dirty(), which the
  * store calls at every checkpoint barrier before it marks the task's log
- * position (state/checkpoint.c), logs one PUT per set bit, in slot order,
- * with the value as it is then.  A hot key updated a million times between
+ * position (state/checkpoint.c, through log_write.c), logs one PUT per set
+ * bit, in slot order, with the value as it is then, through the table's
+ * binding (state.h st_log_ops).  A hot key updated a million times between
  * two checkpoints thus costs one entry instead of a million (a running sum
  * over 4 M keys wrote ~56 bytes per record, ~400 MB/s, which cost a third
  * of its throughput).  kv_written costs a multiply and an OR, and
@@ -91,7 +92,7 @@
  * sweep through kv_sweep (above); kv_written sets the bit; kv_appended
  * logs its APPEND at once; kv_delete logs its DEL at once and kv_remove_at
  * clears the bit; kv_clear_all (not logged, a failed restore starting
- * over) clears the bitmap; restore (apply in checkpoint.c) writes values
+ * over) clears the bitmap; restore (apply in recovery.c) writes values
  * without kv_written into tables that are not bound yet (kv_bind comes
  * after it), and the first barrier of a run materializes them.  A caller
  * that changes a value without kv_written (the window operator's early-
@@ -433,6 +434,7 @@ struct kvtab {
 	kdict *d;
 	kvtab_conf conf;
 	st_bind *bind;      /* state log of the task, NULL when not logged */
+	const st_log_ops *log; /* how to log through bind (state.h) */
 };
 
 #define KV_MIN_CAP 64
@@ -707,8 +709,8 @@ void *kv_get(kvtab *t, skey k, int64_t ns)
 /* Log the PUT of entry e now (the caller clears its dirty bit). */
 static void kv_flush_one(kvtab *t, uint64_t *e)
 {
-	st_log_put(t->bind, t, (skey){ e[E_HASH], e[E_KEY] }, (int64_t)e[E_NS],
-		   (char *)e + t->voff);
+	t->log->put(t->bind, t, (skey){ e[E_HASH], e[E_KEY] }, (int64_t)e[E_NS],
+		    (char *)e + t->voff);
 }
 
 /* Delete expired entries among the next two slots of the sweep. */
@@ -822,7 +824,8 @@ void kv_written(kvtab *t, void *value)
  * perf/bench_checkpoint changes ~4% of 16 M keys per second): each one
  * was a cache and TLB miss, 100-130 ns per entry flushed, 67 ns when 30%
  * are dirty.  So each is prefetched FLUSH_AHEAD set bits before it is
- * logged: 45-75 ns and 38 ns (this VM is noisy), mostly st_log_put.
+ * logged: 45-75 ns and 38 ns (this VM is noisy), mostly the PUT itself
+ * (st_log_put in log_write.c).
  */
 #define FLUSH_AHEAD 16
 
@@ -878,11 +881,11 @@ void kv_appended(kvtab *t, void *value, unsigned list, const void *p,
 					  ? t->upsert_now : t->now_ms());
 	t->writes++;
 	if (t->bind)
-		st_log_append(t->bind, t, (skey){ e[E_HASH], e[E_KEY] },
-			      (int64_t)e[E_NS], list, p, len);
+		t->log->append(t->bind, t, (skey){ e[E_HASH], e[E_KEY] },
+			       (int64_t)e[E_NS], list, p, len);
 }
 
-int kv_bind(kvtab *t, st_bind *b)
+int kv_bind(kvtab *t, const st_log_ops *ops, st_bind *b)
 {
 	if (b && !t->dirty && !(t->dirty = dirty_new(t->mask + 1)))
 		return -ENOMEM;
@@ -891,6 +894,7 @@ int kv_bind(kvtab *t, st_bind *b)
 		t->dirty = NULL;
 	}
 	t->bind = b;
+	t->log = b ? ops : NULL;
 	return 0;
 }
 
@@ -988,7 +992,7 @@ bool kv_delete(kvtab *t, skey k, int64_t ns)
 	/* An expired entry is absent already: reclaim it, record nothing. */
 	bool live = !t->ttl_ms || !kv_expired(t, e, t->now_ms());
 	if (t->bind)
-		st_log_del(t->bind, t, k, ns);
+		t->log->del(t->bind, t, k, ns);
 	kv_release_entry(t, e);
 	kv_remove_at(t, i);
 	if (live)

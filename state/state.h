@@ -171,6 +171,8 @@ size_t kv_value_encoded_size(const kvtab *t, const void *value);
 void kv_value_encode(const kvtab *t, const void *value, void *out);
 int kv_value_decode(const kvtab *t, void *value, const void *in, size_t len);
 const kvtab_conf *kv_conf(const kvtab *t);
+weir_type kv_key_type(const kvtab *t);
+kdict *kv_dict(const kvtab *t);
 /* Start loading the cache lines (k, ns) will probe (batch prefetch). */
 void kv_prefetch(const kvtab *t, skey k, int64_t ns);
 
@@ -191,42 +193,6 @@ uint64_t kv_writes(const kvtab *t);
 /* Processing-time clock used for TTL (tests set it; default: the wall
  * clock in ms).  Per table. */
 void kv_set_clock(kvtab *t, int64_t (*now_ms)(void));
-
-/* ---- state-log binding (state/checkpoint.c) -------------------------------------
- *
- * A table or timer service registered with a task (checkpoint.h) is bound
- * to the task's state log while the job checkpoints: every change is then
- * appended to the log of the core that owns the task, by these calls.
- * kv_appended / kv_delete and tsvc_add / tsvc_pop / tsvc_delete append
- * their entry at once; kv_written only marks its entry dirty, and
- * kv_flush_dirty appends one PUT per dirty entry (write amplification: an
- * entry per changed key per checkpoint, not per change).  Unbound (NULL)
- * structures log nothing.
- */
-typedef struct st_bind st_bind;
-/* Bind t to b (NULL: unbind, forgetting changes not flushed yet).  Binding
- * allocates the dirty bitmap: 0 or -ENOMEM.  Owner core only. */
-int kv_bind(kvtab *t, st_bind *b);
-/*
- * Log a PUT (st_log_put) for every entry of t changed by kv_written since
- * the last flush, in slot order, with its value as it is now, and forget
- * them; returns how many.  The store calls it at every checkpoint barrier
- * of the task, before marking the task's log position, so the mark covers
- * them (log errors are the task's, reported at that barrier).  A no-op on
- * an unbound table.  Owner core only.
- */
-size_t kv_flush_dirty(kvtab *t);
-/* Forget the dirty entries without logging them: a materialization just
- * wrote every entry. */
-void kv_dirty_forget(kvtab *t);
-st_bind *kv_binding(const kvtab *t);
-weir_type kv_key_type(const kvtab *t);
-kdict *kv_dict(const kvtab *t);
-void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		const void *value);
-void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		   unsigned list, const void *p, uint32_t len);
-void st_log_del(st_bind *b, const kvtab *t, skey k, int64_t ns);
 
 /* ---- variable-size values: lists of byte strings and byte-keyed maps --------------- */
 
@@ -321,13 +287,64 @@ bool tsvc_pop(tsvc *s, int64_t upto, timer *out);
 /* Earliest pending ts, or INT64_MAX. */
 int64_t tsvc_next(const tsvc *s);
 size_t tsvc_count(const tsvc *s);
-struct tsvc;
-void tsvc_bind(struct tsvc *s, st_bind *b);
-weir_type tsvc_key_type(const struct tsvc *s);
-kdict *tsvc_dict(const struct tsvc *s);
-void st_log_timer(st_bind *b, bool add, weir_type kt, const timer *tm);
+weir_type tsvc_key_type(const tsvc *s);
+kdict *tsvc_dict(const tsvc *s);
 /* Every pending timer, in no particular order; fn returns non-zero to
  * stop.  fn must not add or pop. */
 void tsvc_foreach(tsvc *s, int (*fn)(void *arg, const timer *tm), void *arg);
+
+/* ---- logging changes: the binding to a state log ----------------------------------
+ *
+ * A table or timer service registered with a task (state/log_write.h) is
+ * bound to the task's state log while the job checkpoints: every change is
+ * then appended to the log of the core that owns the task.  kv_appended /
+ * kv_delete and tsvc_add / tsvc_pop / tsvc_delete append their entry at
+ * once; kv_written only marks its entry dirty, and kv_flush_dirty appends
+ * one PUT per dirty entry (write amplification: an entry per changed key
+ * per checkpoint, not per change).  Unbound (NULL) structures log nothing.
+ *
+ * The tables know the log only through this narrow interface: an opaque
+ * binding and the four calls a bound structure makes through it.  The
+ * write path (state/log_write.c) defines the binding, implements the calls
+ * and hands both over with kv_bind / tsvc_bind, so nothing in keyed.c or
+ * timers.c calls into the write path or the checkpoint store above it.
+ */
+typedef struct st_bind st_bind; /* the write path's (log_write.h) */
+
+/* What a bound structure calls to log one change, with its binding.  Each
+ * appends one entry to the owner core's log (errors are kept by the
+ * binding's task and reported at its next barrier). */
+typedef struct st_log_ops {
+	/* (k, ns) of t now holds `value`: its whole value. */
+	void (*put)(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		    const void *value);
+	/* Element (p, len) was appended to list `list` of (k, ns) of t. */
+	void (*append)(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		       unsigned list, const void *p, uint32_t len);
+	/* (k, ns) was deleted from t. */
+	void (*del)(st_bind *b, const kvtab *t, skey k, int64_t ns);
+	/* Timer tm (of key type kt) was added (add) or popped or deleted. */
+	void (*timer)(st_bind *b, bool add, weir_type kt, const timer *tm);
+} st_log_ops;
+
+/* Bind t to b, logging through ops (b NULL: unbind, forgetting changes not
+ * flushed yet).  Binding allocates the dirty bitmap: 0 or -ENOMEM.  Owner
+ * core only. */
+int kv_bind(kvtab *t, const st_log_ops *ops, st_bind *b);
+/* The same for a timer service (cannot fail). */
+void tsvc_bind(tsvc *s, const st_log_ops *ops, st_bind *b);
+/*
+ * Log a PUT (ops->put) for every entry of t changed by kv_written since
+ * the last flush, in slot order, with its value as it is now, and forget
+ * them; returns how many.  The store calls it at every checkpoint barrier
+ * of the task, before marking the task's log position, so the mark covers
+ * them (log errors are the task's, reported at that barrier).  A no-op on
+ * an unbound table.  Owner core only.
+ */
+size_t kv_flush_dirty(kvtab *t);
+/* Forget the dirty entries without logging them: a materialization just
+ * wrote every entry. */
+void kv_dirty_forget(kvtab *t);
+st_bind *kv_binding(const kvtab *t);
 
 #endif

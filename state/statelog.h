@@ -2,7 +2,7 @@
 /*
  * State logs: append-only files of checksummed frames, written through
  * io_uring.  Each core has one log per run of a job (its state mutations,
- * materializations and barrier marks, see checkpoint.h); a savepoint is
+ * materializations and barrier marks, see log_write.h); a savepoint is
  * written with the same writer into a file per core.  Only the core that
  * owns a log touches it (the main thread may, once the reactors stopped).
  *

@@ -59,6 +59,7 @@ struct tsvc {
 	weir_type key_type;
 	bool dedup;
 	st_bind *bind;     /* state log, NULL when not logged */
+	const st_log_ops *log; /* how to log through bind (state.h) */
 	tset_slot *set;    /* dedup only */
 	size_t set_mask, set_count;
 	int set_shift;     /* 64 - log2(set capacity) */
@@ -320,8 +321,8 @@ int tsvc_add(tsvc *s, int64_t ts, skey k, int64_t ns)
 	key_retain(s->key_type, k);
 	s->live++;
 	if (s->bind)
-		st_log_timer(s->bind, true, s->key_type,
-			     &(timer){ .ts = ts, .ns = ns, .key = k });
+		s->log->timer(s->bind, true, s->key_type,
+			      &(timer){ .ts = ts, .ns = ns, .key = k });
 	return 0;
 }
 
@@ -337,8 +338,8 @@ int tsvc_delete(tsvc *s, int64_t ts, skey k, int64_t ns)
 	s->live--;
 	purge_top(s);
 	if (s->bind)
-		st_log_timer(s->bind, false, s->key_type,
-			     &(timer){ .ts = ts, .ns = ns, .key = k });
+		s->log->timer(s->bind, false, s->key_type,
+			      &(timer){ .ts = ts, .ns = ns, .key = k });
 	return 0;
 }
 
@@ -370,11 +371,15 @@ bool tsvc_pop(tsvc *s, int64_t upto, timer *out)
 	out->key = e.key; /* the heap's reference passes to the caller */
 	purge_top(s);
 	if (s->bind)
-		st_log_timer(s->bind, false, s->key_type, out);
+		s->log->timer(s->bind, false, s->key_type, out);
 	return true;
 }
 
-void tsvc_bind(tsvc *s, st_bind *b) { s->bind = b; }
+void tsvc_bind(tsvc *s, const st_log_ops *ops, st_bind *b)
+{
+	s->bind = b;
+	s->log = b ? ops : NULL;
+}
 weir_type tsvc_key_type(const tsvc *s) { return s->key_type; }
 kdict *tsvc_dict(const tsvc *s) { return s->d; }
 
