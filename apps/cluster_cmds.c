@@ -340,6 +340,7 @@ int submit_cluster(int argc, char **argv, loaded_job *L)
 		      .nlist = n, .list = list, .list_len = len,
 		      .interval_ms = (uint64_t)cfg->checkpoint_interval_ms,
 		      .timeout_ms = (uint64_t)cfg->checkpoint_timeout_ms,
+		      .min_pause_ms = (uint64_t)cfg->checkpoint_min_pause_ms,
 		      .retained = (uint32_t)cfg->checkpoints_retained };
 	snprintf(m.name, sizeof(m.name), "%s", L->name);
 	snprintf(m.dir, sizeof(m.dir), "%s", cfg->checkpoint_dir ? cfg->checkpoint_dir : "");

@@ -50,6 +50,7 @@
 
 #include <sodium.h>
 
+#include "checkpoint_policy.h"
 #include "cluster.h"
 #include "control.h"
 #include "dataplane.h"
@@ -111,8 +112,11 @@ typedef struct cjob {
 	size_t args_len;
 	int nargs;
 	char ckdir[4096];
-	uint64_t interval_ms, timeout_ms;
-	int retained;          /* complete checkpoints kept (--checkpoints-retained) */
+	/* When to checkpoint (core/checkpoint_policy.h, clock ms_now()):
+	 * interval, minimum pause, timeout, retained; and what was
+	 * triggered when.  One checkpoint or savepoint in flight at a time. */
+	ckpt_policy policy;
+	ckpt_schedule sched;
 	int client;            /* conns[] index, -1 once gone */
 	int nworkers, ncores;
 	int lock_fd;
@@ -125,7 +129,7 @@ typedef struct cjob {
 	bool sp_queued;        /* one asked for while a checkpoint was in flight: */
 	bool sp_stop;          /* ... taken when it ends, into sp_parent */
 	char sp_parent[4096];
-	uint64_t ck_started, last_trigger, phase_since, lost_at;
+	uint64_t phase_since, lost_at;
 	int restarts;
 	int rc;                /* final status */
 	char msg[1024];
@@ -364,7 +368,7 @@ static void trigger(coord *co, int64_t id, bool final, const char *sp, bool stop
 	j->inflight = id;
 	j->inflight_final = final;
 	j->inflight_stop = stop;
-	j->ck_started = j->last_trigger = ms_now();
+	ckpt_schedule_triggered(&j->sched, ms_now());
 	clear_parts(co);
 	for (int w = 0; w < co->nworkers; w++)
 		if (co->workers[w].in_job) {
@@ -398,6 +402,7 @@ static void abandon(coord *co, int rc, const char *why)
 		j->sp_path[0] = 0;
 	}
 	j->inflight = 0;
+	ckpt_schedule_ended(&j->sched, ms_now());
 	clear_parts(co);
 	if (j->phase == PH_FINAL)
 		job_over(co);
@@ -449,7 +454,7 @@ static void retain(coord *co)
 	char path[4400];
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/chk-%010lld.manifest", j->ckdir, (long long)ids[i]);
-		if (i >= j->retained) {
+		if (i >= j->policy.retained) {
 			unlink(path);
 			continue;
 		}
@@ -518,7 +523,7 @@ static void complete(coord *co)
 		retain(co);
 	fprintf(stderr, "coordinator: %s %lld complete in %llu ms%s%s\n",
 		is_sp ? "savepoint" : "checkpoint", (long long)j->inflight,
-		(unsigned long long)(ms_now() - j->ck_started), is_sp ? ": " : "",
+		(unsigned long long)(ms_now() - j->sched.started), is_sp ? ": " : "",
 		is_sp ? j->sp_path : "");
 	for (int w = 0; w < co->nworkers; w++)
 		if (co->workers[w].in_job) {
@@ -534,6 +539,7 @@ static void complete(coord *co)
 	}
 	j->sp_path[0] = 0;
 	j->inflight = 0;
+	ckpt_schedule_ended(&j->sched, ms_now());
 	clear_parts(co);
 	if (j->phase == PH_FINAL)
 		job_over(co);
@@ -548,6 +554,7 @@ static void all_local_done(coord *co)
 		 * written at end of input. */
 		if (j->inflight) {
 			j->inflight = 0;
+			ckpt_schedule_ended(&j->sched, ms_now());
 			clear_parts(co);
 		}
 		trigger(co, j->next_ck++, true, NULL, false);
@@ -641,7 +648,10 @@ static void handle_worker_msg(coord *co, int ci, const ctl_msg *m)
 					wsend(co, k, &s);
 				}
 			j->phase = PH_RUNNING;
-			j->phase_since = j->last_trigger = ms_now();
+			j->phase_since = ms_now();
+			/* The schedule starts with the attempt: its first
+			 * checkpoint is one interval (and pause) after START. */
+			ckpt_schedule_start(&j->sched, j->phase_since);
 		}
 		return;
 	case CTL_ACK:
@@ -747,7 +757,8 @@ static void list_text(coord *co, char *out, size_t cap)
 static void take_savepoint(coord *co)
 {
 	cjob *j = &co->job;
-	if (!j->sp_queued || j->inflight || j->phase != PH_RUNNING)
+	if (!j->sp_queued || !ckpt_schedule_may_trigger(&j->policy, &j->sched) ||
+	    j->phase != PH_RUNNING)
 		return;
 	int64_t id = j->next_ck++;
 	snprintf(j->sp_path, sizeof(j->sp_path), "%s/savepoint-%06lld", j->sp_parent,
@@ -795,9 +806,11 @@ static void handle_client_msg(coord *co, int ci, const ctl_msg *m)
 		j->args_len = m->list_len;
 		j->nargs = m->nlist;
 		snprintf(j->ckdir, sizeof(j->ckdir), "%s", m->dir);
-		j->interval_ms = m->interval_ms;
-		j->timeout_ms = m->timeout_ms ? m->timeout_ms : 60000;
-		j->retained = m->retained ? (int)m->retained : 2;
+		/* The client's weir_config values (0: the defaults); no
+		 * periodic checkpoints without a directory, as locally. */
+		ckpt_policy_init(&j->policy, j->ckdir[0] ? (int64_t)m->interval_ms : 0,
+				 (int64_t)m->min_pause_ms, (int64_t)m->timeout_ms,
+				 (int)m->retained, 1);
 		j->client = ci;
 		j->next_ck = 1;
 		if (j->ckdir[0]) {
@@ -952,15 +965,15 @@ static void tick(coord *co)
 		end_job(co, -ETIMEDOUT, "workers did not deploy the job within 60 s");
 		return;
 	}
-	if (j->inflight && now - j->ck_started > j->timeout_ms) {
+	if (j->inflight && ckpt_schedule_expired(&j->policy, &j->sched, now)) {
 		char why[128];
 		snprintf(why, sizeof(why), "it expired after %llu ms",
-			 (unsigned long long)j->timeout_ms);
+			 (unsigned long long)j->policy.timeout);
 		abandon(co, -ETIMEDOUT, why);
 	}
 	take_savepoint(co);
-	if (j->phase == PH_RUNNING && !j->inflight && j->ckdir[0] && j->interval_ms &&
-	    now - j->last_trigger >= j->interval_ms)
+	if (j->phase == PH_RUNNING &&
+	    ckpt_schedule_due_in(&j->policy, &j->sched, now) == 0)
 		trigger(co, j->next_ck++, false, NULL, false);
 }
 
