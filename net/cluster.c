@@ -54,7 +54,6 @@
 #include "cluster.h"
 #include "control.h"
 #include "dataplane.h"
-#include "reactor.h"
 #include "xport.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
