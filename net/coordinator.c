@@ -46,7 +46,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,20 +62,6 @@
 #include "control.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
-
-/* ---- the request to stop, shared with worker.c ---------------------------- */
-
-static volatile sig_atomic_t stop_flag;
-
-void cluster_stop(void)
-{
-	stop_flag = 1;
-}
-
-bool cluster_stopping(void)
-{
-	return stop_flag != 0;
-}
 
 static uint64_t ms_now(void)
 {
@@ -1060,20 +1045,4 @@ int coordinator_main(const coord_opts *o)
 	close(co->lfd);
 	free(co);
 	return rc;
-}
-
-
-int cluster_client_connect(const char *addr, const uint8_t *key, size_t keylen,
-			   char *err, size_t errlen)
-{
-	uint32_t id;
-	int fd = ctl_dial(addr, 10000, err, errlen);
-	if (fd < 0)
-		return fd;
-	int rc = ctl_client_auth(fd, key, keylen, CTL_ROLE_CLIENT, &id, err, errlen);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
-	return fd;
 }
