@@ -2,7 +2,7 @@
 /*
  * What the coordinator (coordinator.c) and the worker (worker.c) share
  * besides the control protocol (control.h): the request to stop that
- * cluster_stop() makes, and the size of a cluster.
+ * cluster_stop() makes (both in cluster.c), and the size of a cluster.
  */
 #ifndef WEIR_NET_CLUSTER_INTERNAL_H
 #define WEIR_NET_CLUSTER_INTERNAL_H
