@@ -600,7 +600,7 @@ typedef struct ckpt_store_ops {
  * logging why.
  */
 /*
- * Running one worker's part of a job in a cluster (net/cluster.c).  Every
+ * Running one worker's part of a job in a cluster (net/worker.c).  Every
  * worker plans the whole job over the cluster's cores (the same plan
  * everywhere: channel i is the same edge on every worker) and runs only
  * the actors placed on its own cores; channels between a local and a

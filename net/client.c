@@ -119,6 +119,8 @@ int weir_cluster_submit(const char *addr, const uint8_t *key, size_t keylen,
 		      .nlist = job->nargs, .list = list, .list_len = len,
 		      .interval_ms = (uint64_t)cfg->checkpoint_interval_ms,
 		      .timeout_ms = (uint64_t)cfg->checkpoint_timeout_ms,
+		      .min_pause_ms = (uint64_t)(cfg->checkpoint_min_pause_ms > 0
+						 ? cfg->checkpoint_min_pause_ms : 0),
 		      .retained = (uint32_t)cfg->checkpoints_retained };
 	snprintf(m.name, sizeof(m.name), "%s", job->name);
 	snprintf(m.dir, sizeof(m.dir), "%s", cfg->checkpoint_dir ? cfg->checkpoint_dir : "");

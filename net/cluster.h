@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Cluster execution (cluster.c): the coordinator, which accepts workers and
- * clients, deploys jobs over the workers' cores, drives checkpoints and
+ * Cluster execution: the coordinator (coordinator.c), which accepts workers
+ * and clients, deploys jobs over the workers' cores, drives checkpoints and
  * restarts a job from its newest checkpoint when a worker dies; and the
- * worker, which runs its part of each deployed job (run_cluster in core.h)
- * with the data plane carrying the edges that cross workers.
+ * worker (worker.c), which runs its part of each deployed job (run_cluster
+ * in core.h) with the data plane carrying the edges that cross workers.
  *
  * What a job is -- a shared object whose entry point builds a dataflow from
  * arguments -- is the `weir` command's business (apps/), reached through

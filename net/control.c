@@ -27,7 +27,7 @@
 /*
  * Field codes: j job, a attempt, i index, w nworkers, f first, c ncores,
  * k cores, n retained (u32); r role, s stop (u8); e rc (i32); d id, u run,
- * v interval, t timeout (u64); N name, H host, X transport, D dir, A addr
+ * v interval, t timeout, p min_pause (u64); N name, H host, X transport, D dir, A addr
  * (strings); B blob; G digest (32 bytes); L list of strings.
  */
 static const char *const ctl_fields[CTL_TYPE_MAX + 1] = {
@@ -36,7 +36,7 @@ static const char *const ctl_fields[CTL_TYPE_MAX + 1] = {
 	[CTL_AUTH_OK] = "i",
 	[CTL_REGISTER] = "kHX",
 	[CTL_HEARTBEAT] = "",
-	[CTL_SUBMIT] = "NBGLDvtn",
+	[CTL_SUBMIT] = "NBGLDvtnp",
 	[CTL_DEPLOY] = "jaiwfcuNBGLD",
 	[CTL_DEPLOYED] = "jaeAB",
 	[CTL_START] = "jaL",
@@ -138,6 +138,7 @@ static void encode_fields(const ctl_msg *m, wr *w)
 		case 'u': put_u64(w, m->run); break;
 		case 'v': put_u64(w, m->interval_ms); break;
 		case 't': put_u64(w, m->timeout_ms); break;
+		case 'p': put_u64(w, m->min_pause_ms); break;
 		case 'N': put_str(w, m->name); break;
 		case 'H': put_str(w, m->host); break;
 		case 'X': put_str(w, m->transport); break;
@@ -278,6 +279,7 @@ int ctl_decode(uint8_t type, const uint8_t *p, size_t n, ctl_msg *m, char *err,
 		case 'u': if (!get_u64(&r, &m->run) || m->run > 999999) what = "run"; break;
 		case 'v': if (!get_u64(&r, &m->interval_ms)) what = "interval"; break;
 		case 't': if (!get_u64(&r, &m->timeout_ms)) what = "timeout"; break;
+		case 'p': if (!get_u64(&r, &m->min_pause_ms)) what = "min_pause"; break;
 		case 'N': if (!get_str(&r, m->name, sizeof(m->name))) what = "name"; break;
 		case 'H': if (!get_str(&r, m->host, sizeof(m->host))) what = "host"; break;
 		case 'X': if (!get_str(&r, m->transport, sizeof(m->transport))) what = "transport"; break;

@@ -19,7 +19,13 @@
  * control.c.  A message whose magic, version or type is unknown, whose
  * length is over the type's bound, or whose payload does not decode to
  * exactly its fields is refused: the receiver logs it and closes the
- * connection.
+ * connection.  So a type's field list never changes within a version:
+ * adding, removing or reordering a field bumps CTL_VERSION, and peers of
+ * different versions refuse each other's first message (the client
+ * sees its connection closed; the receiver logs the version).
+ *
+ * Versions: 1, the first; 2, SUBMIT carries min_pause (the checkpoint
+ * minimum pause, --checkpoint-min-pause).
  *
  * Authentication: a connection starts with the server's CHALLENGE (32
  * random bytes); the peer answers AUTH with its role and
@@ -37,7 +43,7 @@
 #include <weir/admin.h>
 
 #define CTL_MAGIC 0x4357u /* "WC" */
-#define CTL_VERSION 1
+#define CTL_VERSION 2
 #define CTL_HDR 8u
 #define CTL_MAX_SMALL (1u << 20)   /* bound of most messages */
 #define CTL_MAX_LARGE (256u << 20) /* jobs' shared objects, manifest parts */
@@ -51,7 +57,7 @@ enum ctl_type {
 	CTL_HEARTBEAT,     /* W->S */
 	CTL_SUBMIT,        /* client->S: name, blob = job .so, digest = its
 			    * sha256, list = run arguments, dir = checkpoint
-			    * dir, interval, timeout, retained */
+			    * dir, interval, timeout, retained, min_pause */
 	CTL_DEPLOY,        /* S->W: job, attempt, index, nworkers, first,
 			    * ncores, run, name, blob, digest, list, dir */
 	CTL_DEPLOYED,      /* W->S: job, attempt, rc, addr, blob = plan or
@@ -80,7 +86,7 @@ typedef struct ctl_msg {
 	uint8_t role, stop;
 	uint32_t job, attempt, index, nworkers, first, ncores, cores, retained;
 	int32_t rc;
-	uint64_t id, run, interval_ms, timeout_ms;
+	uint64_t id, run, interval_ms, timeout_ms, min_pause_ms;
 	char name[256], host[256], transport[16], dir[4096], addr[128];
 	uint8_t digest[32];
 	/* Points into the received payload (decode) or the caller's memory

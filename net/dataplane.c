@@ -40,7 +40,6 @@
 #include <unistd.h>
 
 #include "core.h"
-#include "reactor.h"
 #include "dataplane.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -79,7 +78,6 @@ struct dataplane {
 	int nedges;
 	int *cross;          /* the indexes of the crossing ones (dir 1 or 2) */
 	int ncross;
-	reactor *net;        /* our stand-in reactor: parked flag and eventfd */
 	xport_events ev;
 	bool attached;       /* connected (on the polling reactor's thread) */
 	bool finished;       /* finish() returned: result 1 clean, -1 failed */
@@ -458,7 +456,6 @@ int dataplane_start(runtime *rt, const xport_ops *ops, xport *x, int self,
 	dp->ops = ops;
 	dp->x = x;
 	dp->self = self;
-	dp->net = runtime_net_reactor(rt);
 	dp->nedges = runtime_nchannels(rt);
 	dp->edges = calloc((size_t)dp->nedges + 1, sizeof(edge));
 	dp->cross = calloc((size_t)dp->nedges + 1, sizeof(int));

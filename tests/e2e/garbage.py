@@ -55,16 +55,21 @@ def probe(host, port, data, challenge):
     return closed
 
 
+# The control protocol's version (CTL_VERSION in net/control.h): the
+# messages below are well-formed but for what each case breaks.
+V = b"\x02"
+
+
 def msg(t, payload):
-    return b"WC\x01" + bytes([t]) + struct.pack("<I", len(payload)) + payload
+    return b"WC" + V + bytes([t]) + struct.pack("<I", len(payload)) + payload
 
 
 def fake_coordinator(port, weir):
     import subprocess
     cases = {
         "random bytes": os.urandom(4096),
-        "truncated then closed": b"WC\x01\x0a\x10",
-        "oversized": b"WC\x01\x07" + struct.pack("<I", 0xFFFFFFF0),
+        "truncated then closed": b"WC" + V + b"\x0a\x10",
+        "oversized": b"WC" + V + b"\x07" + struct.pack("<I", 0xFFFFFFF0),
         "bad magic": b"QQ\x01\x07" + struct.pack("<I", 0),
         "malformed deploy": msg(7, b"\x01\x02\x03"),
         "unknown type": msg(99, b""),
@@ -104,12 +109,12 @@ def main():
     if what == "control":
         cases = {
             "random bytes": os.urandom(4096),
-            "truncated header": b"WC\x01",
-            "bad magic": b"XX\x01\x02" + struct.pack("<I", 33) + os.urandom(33),
-            "oversized": b"WC\x01\x02" + struct.pack("<I", 0xFFFFFFF0),
-            "unknown type": b"WC\x01\x63" + struct.pack("<I", 0),
-            "wrong mac": b"WC\x01\x02" + struct.pack("<I", 33) + b"\x01" + os.urandom(32),
-            "short auth": b"WC\x01\x02" + struct.pack("<I", 5) + b"\x01abcd",
+            "truncated header": b"WC" + V,
+            "bad magic": b"XX" + V + b"\x02" + struct.pack("<I", 33) + os.urandom(33),
+            "oversized": b"WC" + V + b"\x02" + struct.pack("<I", 0xFFFFFFF0),
+            "unknown type": b"WC" + V + b"\x63" + struct.pack("<I", 0),
+            "wrong mac": b"WC" + V + b"\x02" + struct.pack("<I", 33) + b"\x01" + os.urandom(32),
+            "short auth": b"WC" + V + b"\x02" + struct.pack("<I", 5) + b"\x01abcd",
         }
         word = "closed"
     else:
