@@ -202,6 +202,10 @@ typedef struct channel {
 	uint32_t pend_head, pend_len, pend_cap;
 	uint32_t credits;
 	struct reactor *producer, *consumer;
+	/* Wakes the reactor at an end after the channel gave it
+	 * something to do: set by the planner (reactor_notify), so that a
+	 * channel knows nothing of reactors.  NULL: no wake-ups (tests). */
+	void (*notify)(struct reactor *r);
 	int dst_input;         /* logical input index at the consumer */
 	/* consumer core only */
 	uint32_t ended;        /* EOI received */

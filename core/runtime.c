@@ -1219,6 +1219,7 @@ static int plan(struct runtime *rt)
 				channel *c = channel_new(credits, pr, cr);
 				if (!c)
 					return -ENOMEM;
+				c->notify = reactor_notify;
 				c->dst_input = ed->dst_input;
 				c->src_node = ed->src;
 				c->src_sub = s;
