@@ -254,7 +254,7 @@ enum part_kind { PART_DEFAULT = 0, PART_FORWARD, PART_HASH, PART_REBALANCE,
 
 typedef struct task task;
 
-/* ---- operator snapshots ----------------------------------------------------------
+/* ---- operator snapshots (snapshot.c) ---------------------------------------------
  *
  * Operator (non-keyed) state travels as an opaque byte string per subtask,
  * written by op_ops.snapshot() at a barrier and given back to
