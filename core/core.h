@@ -514,8 +514,9 @@ void runtime_bind_pool(runtime *rt, const channel *c);
 
 /*
  * Checkpoint storage, implemented in state/ (checkpoint.c) and handed to
- * the runtime, which runs the protocol (core/checkpoint.c): triggers,
- * barriers, alignment, acknowledgements, timeouts.  "Main" functions run
+ * the runtime, which runs the protocol: triggers, acknowledgements and
+ * timeouts on the job thread (core/checkpoint_coordinator.c), barriers and
+ * alignment on the reactors (core/barrier.c).  "Main" functions run
  * on the thread that called runtime_run, "core" ones on core's reactor
  * thread (or the main thread once the reactors stopped).
  */
