@@ -15,9 +15,11 @@
  * cancels that of an older, abandoned one.
  *
  * Unaligned checkpoints (below) let a barrier overtake the data in the
- * channels and log that data instead.  Storage (logs, manifests,
- * recovery) is the store's (state/checkpoint.c); this file knows no file
- * format.
+ * channels and log that data instead; before a restored job runs, the
+ * store puts that data back (runtime_restore_element, at the end).  Sinks
+ * pre-commit at a barrier through task_sync_fd.  Storage (logs,
+ * manifests, recovery) is the store's (state/checkpoint.c); this file
+ * knows no file format.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -3,7 +3,9 @@
  * What a task sends downstream (private to core/): outlets, the row
  * emitter and the forwarding of control elements, defined in emit.c.
  * task_process() is here, inline, because both the chain (emit.c) and the
- * reactor's input loop (reactor.c) call it for every batch.
+ * reactor's input loop (reactor.c) call it for every batch.  Outlets and
+ * row emitters are made by the planner on the main thread; once the job
+ * runs, only their task's reactor thread touches them.
  */
 #ifndef WEIR_EMIT_H
 #define WEIR_EMIT_H
