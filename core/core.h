@@ -202,9 +202,10 @@ typedef struct channel {
 	uint32_t pend_head, pend_len, pend_cap;
 	uint32_t credits;
 	struct reactor *producer, *consumer;
-	/* Wakes the reactor at an end after the channel gave it
-	 * something to do: set by the planner (reactor_notify), so that a
-	 * channel knows nothing of reactors.  NULL: no wake-ups (tests). */
+	/* Wakes the reactor at an end after the channel gave it something
+	 * to do (both ends call it): set by the planner to reactor_notify,
+	 * read-only afterwards, so that a channel knows nothing of
+	 * reactors.  NULL: no wake-ups (tests). */
 	void (*notify)(struct reactor *r);
 	int dst_input;         /* logical input index at the consumer */
 	/* consumer core only */
