@@ -10,16 +10,28 @@
  *     consumer (declared to TSan with tsan_release/tsan_acquire);
  *   - credits: the consumer publishes `consumed` with a release store after
  *     it finished with a batch; the producer reads it with acquire.
+ *
+ * A channel wakes the reactor at its other end through the hook the
+ * planner set (c->notify: reactor_notify, whose fence orders the hand-off
+ * before the test of the reactor's parked flag); channels know nothing of
+ * reactors.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
-#include "reactor.h"
 #include "tsan.h"
 
 CK_RING_PROTOTYPE(elem, elem)
+
+/* Tell the reactor at end r (c->producer or c->consumer) that c has
+ * something for it. */
+static inline void notify(const channel *c, struct reactor *r)
+{
+	if (c->notify)
+		c->notify(r);
+}
 
 channel *channel_new(uint32_t credits, struct reactor *producer,
 		     struct reactor *consumer)
@@ -68,7 +80,7 @@ static bool try_push(channel *c, const elem *e)
 	c->pushed++;
 	if (e->kind == ELEM_DATA)
 		c->sent++;
-	reactor_notify(c->consumer);
+	notify(c, c->consumer);
 	return true;
 }
 
@@ -123,7 +135,7 @@ bool channel_pop(channel *c, elem *e)
 	 * producer that may be parked behind a full ring.  (Data elements
 	 * notify in channel_consumed, once processed.) */
 	if (e->kind != ELEM_DATA)
-		reactor_notify(c->producer);
+		notify(c, c->producer);
 	return true;
 }
 
@@ -147,5 +159,5 @@ void channel_consumed(channel *c)
 	c->consumed_local++;
 	/* Pairs with the acquire load in try_push. */
 	__atomic_store_n(&c->consumed, c->consumed_local, __ATOMIC_RELEASE);
-	reactor_notify(c->producer);
+	notify(c, c->producer);
 }

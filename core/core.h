@@ -224,6 +224,11 @@ typedef struct channel {
 	uint32_t pend_head, pend_len, pend_cap;
 	uint32_t credits;
 	struct reactor *producer, *consumer;
+	/* Wakes the reactor at an end after the channel gave it something
+	 * to do (both ends call it): set by the planner to reactor_notify,
+	 * read-only afterwards, so that a channel knows nothing of
+	 * reactors.  NULL: no wake-ups (tests). */
+	void (*notify)(struct reactor *r);
 	int dst_input;         /* logical input index at the consumer */
 	/* consumer core only */
 	uint32_t ended;        /* EOI received */
@@ -272,7 +277,7 @@ enum part_kind { PART_DEFAULT = 0, PART_FORWARD, PART_HASH, PART_REBALANCE,
 
 typedef struct task task;
 
-/* ---- operator snapshots ----------------------------------------------------------
+/* ---- operator snapshots (snapshot.c) ---------------------------------------------
  *
  * Operator (non-keyed) state travels as an opaque byte string per subtask,
  * written by op_ops.snapshot() at a barrier and given back to
@@ -532,8 +537,9 @@ void runtime_bind_pool(runtime *rt, const channel *c);
 
 /*
  * Checkpoint storage, implemented in state/ (checkpoint.c) and handed to
- * the runtime, which runs the protocol (core/checkpoint.c): triggers,
- * barriers, alignment, acknowledgements, timeouts.  "Main" functions run
+ * the runtime, which runs the protocol: triggers, acknowledgements and
+ * timeouts on the job thread (core/checkpoint_coordinator.c), barriers and
+ * alignment on the reactors (core/barrier.c).  "Main" functions run
  * on the thread that called runtime_run, "core" ones on core's reactor
  * thread (or the main thread once the reactors stopped).
  */

@@ -2,7 +2,7 @@
 /*
  * The logical job graph: operators (nodes) with output ports, and edges with
  * a partitioning.  Built by the DataStream API, expanded into subtasks,
- * chains and channels by the planner in runtime.c.
+ * chains and channels by the planner in plan.c.
  */
 #include <errno.h>
 #include <stdio.h>

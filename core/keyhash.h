@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Hashing of key cells, shared by hash partitioning (runtime.c) and keyed
+ * Hashing of key cells, shared by hash partitioning (emit.c) and keyed
  * state (operators/aggregate.c) so both agree on where a key lives.
  * Strings use XXH3 (xxhash); fixed-width values a 64-bit finaliser
  * (MurmurHash3's fmix64).  Inline: it runs once per record.

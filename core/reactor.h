@@ -1,20 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Reactors and actors (private to core/).
+ * Reactors and actors (private to core/): the structs reactor.c runs.
  *
  * A reactor is one thread pinned to one CPU.  It owns a set of actors; an
  * actor is a chain of fused operator subtasks (tasks) whose head reads the
  * actor's input channels or, for a source, produces data.  Everything in
  * these structs is touched only by the owning reactor's thread, except the
  * fields marked otherwise.
+ *
+ * A reactor's doorbell -- the `parked` flag and the eventfd it sleeps on --
+ * is rung by whoever hands it work or news (reactor_notify, reactor_wake
+ * below): the coordinator, a failing job, and the lower layers through
+ * their hooks (channel.notify, pool_set.wake), which know nothing of
+ * reactors.  park() in reactor.c is the sleeping side.
  */
 #ifndef WEIR_REACTOR_H
 #define WEIR_REACTOR_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "core.h"
+#include "emit.h"
+#include "runtime.h"
 
 typedef struct reactor_metrics {
 	uint64_t busy_ns, idle_ns, backpressured_ns, parks;
@@ -44,7 +53,15 @@ typedef struct reactor {
 	_Alignas(CACHELINE) _Atomic int64_t ck_acked;
 } reactor;
 
-void reactor_wake(reactor *r);
+/* Wake r (it may be parked on its eventfd).  Any thread. */
+static inline void reactor_wake(reactor *r)
+{
+	uint64_t one = 1;
+	if (r->efd < 0)
+		return;
+	ssize_t w = write(r->efd, &one, sizeof(one));
+	(void)w;
+}
 
 /*
  * Wake r if it is parked.  Called after publishing work for r (an element
@@ -61,42 +78,6 @@ static inline void reactor_notify(reactor *r)
 	if (__atomic_load_n(&r->parked, __ATOMIC_RELAXED))
 		reactor_wake(r);
 }
-
-/* An outlet: where one output port of a task sends its batches. */
-enum outlet_kind { OUT_CHAIN = 1, OUT_CHANNELS = 2 };
-
-struct outlet {
-	enum outlet_kind kind;
-	task *owner;
-	/* OUT_CHAIN */
-	task *next;
-	int next_input;
-	/* OUT_CHANNELS */
-	enum part_kind part;
-	int key_col;
-	int nch;
-	channel **ch;
-	weir_batch **build;     /* PART_HASH: row builders per channel */
-	uint64_t *build_since;  /* when each builder got its first row */
-	uint16_t *scratch;      /* PART_HASH: target of each row */
-	uint16_t *kg_target;    /* PART_HASH: channel of each key group */
-	uint32_t scratch_cap;
-	uint32_t rr;
-	int max_parallelism;
-};
-
-struct weir_out {
-	task *t;
-	int port;
-	const weir_schema *schema;
-	weir_batch *cur;
-	uint64_t since;
-	int64_t ts;
-	uint32_t str_bytes;
-	int64_t v[WEIR_MAX_COLS];
-	const char *sp[WEIR_MAX_COLS];
-	uint32_t sl[WEIR_MAX_COLS];
-};
 
 typedef struct actor {
 	reactor *r;
@@ -127,77 +108,8 @@ typedef struct actor {
 	bool stopped;     /* source: stopped by stop-with-savepoint */
 } actor;
 
-struct runtime
-{
-	const weir_config *cfg;
-	graph *g;
-	pool_set *pools;
-	int nreactors;
-	reactor *reactors;
-	actor **actors;
-	int nactors, cap_actors;
-	task **tasks;
-	int ntasks, cap_tasks;
-	channel **channels;
-	int nchannels, cap_channels;
-	int *node_par;
-	_Atomic int failed;
-	char error[512];
-	/* checkpointing (core/checkpoint.c) */
-	const ckpt_store_ops *sops;
-	ckpt_store *store;          /* NULL: no checkpoints or savepoints */
-	_Atomic int64_t ck_trigger; /* main (release) -> reactors (acquire):
-				     * the barrier sources inject next */
-	_Atomic int64_t ck_completed; /* main (release) -> reactors: commit */
-	_Atomic int64_t ck_stop_id;   /* sources stop after injecting this */
-	_Atomic int64_t ck_unaligned; /* = ck_trigger when that checkpoint is
-				       * unaligned, else 0 (ordered by the
-				       * trigger's release) */
-	_Atomic int stop_now;       /* main: the job stopped (savepoint) */
-	_Atomic int reactors_idle;  /* reactors with every actor finished */
-	_Atomic int reactors_exited;
-	/* Cluster: this process runs reactors [lo, hi); the other reactors
-	 * are placeholders for other workers' cores (no thread).
-	 * reactors[nreactors] is the data plane's stand-in (cluster only). */
-	int lo, hi;
-	const run_cluster *cl;
-	_Atomic int reactors_quiet; /* local reactors with every actor finished */
-	struct ckpt_coord *coord;   /* main thread only */
-	weir_checkpoint_stats *stats; /* main thread only; may be NULL */
-	const char *job;
-};
-
-/* ---- core/checkpoint.c ---------------------------------------------------- */
-
-/* Barrier id reached task t (before it is forwarded): snapshot it. */
-void ckpt_task_barrier(task *t, int64_t id);
-/* Actor a ended: take its tasks' final snapshots. */
-void ckpt_actor_ended(actor *a);
-/* Is barrier id of an unaligned checkpoint?  Reactor threads. */
-static inline bool ckpt_unaligned(struct runtime *rt, int64_t id)
-{
-	return id == atomic_load_explicit(&rt->ck_unaligned, memory_order_relaxed);
-}
-/* Task t forwards unaligned barrier id on channel c: log what c's producer
- * queue holds ahead of it, and announce it to the consumer. */
-void ckpt_announce(task *t, channel *c, int64_t id);
-/* Before actor a pops from c: c's producer announced an unaligned barrier
- * a has not seen (c->ann_id > a->barrier): start that checkpoint at a now,
- * before a takes an element that follows the barrier. */
-void ckpt_announced(actor *a, channel *c);
-/* Actor a popped e from c while c captures in-flight data (c->cap_id set,
- * !c->cap_done): log it if it precedes the barrier. */
-void ckpt_capture_popped(actor *a, channel *c, const elem *e);
-/* Reactor loop: inject barriers, acknowledge, deliver commits.  True if
- * it did work. */
-bool ckpt_reactor_poll(reactor *r);
-/* Main thread: set up the store (restore), before the reactors start. */
-int ckpt_start(struct runtime *rt);
-/* Main thread while the reactors run: trigger, complete, time out,
- * answer savepoint requests.  Returns ms until it wants to run again. */
-int ckpt_coordinate(struct runtime *rt);
-/* Main thread after the reactors stopped: the final checkpoint (if the job
- * ended), commits, close. */
-void ckpt_finish(struct runtime *rt, bool job_ended);
+/* The loop of reactor r (a struct reactor *): the thread runtime_run
+ * starts for each local core.  Returns when the job ended or stops. */
+void *reactor_main(void *arg);
 
 #endif

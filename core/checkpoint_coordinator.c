@@ -1,19 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The checkpoint protocol (asynchronous barrier snapshotting, as in
- * Flink): a coordinator on the thread that runs the job triggers
- * checkpoint n by publishing n in rt->ck_trigger; every source actor
- * injects barrier n at its next turn (after recording its position); the
- * barrier flows with the data, is aligned at multi-input actors
- * (runtime.c), and each task it passes snapshots its operator state
- * (op_ops.snapshot) and has the store mark its state-log position.  A core
- * whose tasks all passed n (or ended) asks the store to make its log
- * durable, and acknowledges n (ck_acked) once it is.  When every core
- * acknowledged, the coordinator has the store write the manifest and
- * publishes ck_completed = n; each core then calls op_ops.commit on its
- * tasks (sinks' second phase).  One checkpoint is in flight at a time; one
- * that is not acknowledged within the timeout is abandoned, and the
- * alignment of a newer barrier cancels that of an older one.
+ * The checkpoint coordinator, on the thread that runs the job: it decides
+ * when to take checkpoint n (checkpoint_policy.h: interval, minimum pause,
+ * timeout, one in flight), has the store begin it, and triggers it by
+ * publishing n in rt->ck_trigger; the reactors carry the barrier through
+ * the job and acknowledge n once their logs are durable (barrier.c).  When
+ * every core acknowledged, the coordinator has the store write the
+ * manifest and publishes ck_completed = n, on which the tasks commit.  One
+ * checkpoint is in flight at a time; one that is not acknowledged within
+ * the timeout is abandoned, and the job goes on.
  *
  * Savepoints are checkpoints a person asks for (weir_savepoint, from
  * the control socket or a signal) whose state the store also writes into
@@ -23,8 +18,10 @@
  * checkpoint of the ended tasks and commits it, so nothing written at end
  * of input is committed without a checkpoint behind it.
  *
- * Storage (logs, manifests, recovery) is the store's (state/checkpoint.c);
- * this file knows no file format.  Also here: snapshot buffers.
+ * In a cluster worker the cluster's coordinator triggers and completes
+ * checkpoints instead (coordinate_worker).  Storage (logs, manifests,
+ * recovery) is the store's (state/checkpoint.c); this file knows no file
+ * format.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,84 +30,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint_coordinator.h"
 #include "checkpoint_policy.h"
 #include "core.h"
 #include "reactor.h"
 
 /* Messages name paths; one cut short is still a useful message. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
-
-int snap_put(snap_buf *b, const void *p, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *q = realloc(b->p, cap);
-		if (!q)
-			return -ENOMEM;
-		b->p = q;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
-int snap_put_u64(snap_buf *b, uint64_t v)
-{
-	return snap_put(b, &v, 8);
-}
-
-int snap_put_str(snap_buf *b, const char *s)
-{
-	uint32_t n = (uint32_t)strlen(s);
-	int rc = snap_put(b, &n, 4);
-	return rc ? rc : snap_put(b, s, n);
-}
-
-void snap_free(snap_buf *b)
-{
-	free(b->p);
-	*b = (snap_buf){ 0 };
-}
-
-const void *snap_get(snap_rd *r, size_t n)
-{
-	if (r->err || r->len - r->off < n) {
-		r->err = true;
-		return NULL;
-	}
-	const void *p = r->p + r->off;
-	r->off += n;
-	return p;
-}
-
-uint64_t snap_get_u64(snap_rd *r)
-{
-	uint64_t v = 0;
-	const void *p = snap_get(r, 8);
-	if (p)
-		memcpy(&v, p, 8);
-	return v;
-}
-
-bool snap_get_str(snap_rd *r, char *buf, size_t cap)
-{
-	uint32_t n = 0;
-	const void *p = snap_get(r, 4);
-	if (p)
-		memcpy(&n, p, 4);
-	const char *s = p ? snap_get(r, n) : NULL;
-	if (!s || n + 1 > cap) {
-		r->err = true;
-		return false;
-	}
-	memcpy(buf, s, n);
-	buf[n] = 0;
-	return true;
-}
 
 /* ---- savepoint requests (any thread -> the coordinator) --------------------------- */
 
@@ -172,276 +98,6 @@ static void sp_reply(int rc, const char *msg)
 		pthread_cond_broadcast(&spr.cv);
 	}
 	pthread_mutex_unlock(&spr.mu);
-}
-
-/* ---- tasks and reactors (reactor threads) -------------------------------------- */
-
-void ckpt_task_barrier(task *t, int64_t id)
-{
-	struct runtime *rt = t->rt;
-	int rc;
-
-	snap_buf *snap = &t->final_snap;
-	if (id != CKPT_FINAL) {
-		if (id <= t->ck_id)
-			return;
-		t->ck_id = id;
-		t->ck_watermark = t->watermark;
-		snap = &t->snap;
-	} else {
-		t->final_watermark = t->watermark;
-	}
-	snap->len = 0;
-	if (t->ops->snapshot && (rc = t->ops->snapshot(t, id, snap)) < 0) {
-		task_fail(t, "%s: snapshot for checkpoint %lld: %s", t->node->name,
-			  (long long)id, strerror(-rc));
-		return;
-	}
-	if (rt && rt->store && (rc = rt->sops->task_barrier(rt->store, t, id)) < 0)
-		task_fail(t, "%s: checkpoint %lld: state log: %s", t->node->name,
-			  (long long)id, strerror(-rc));
-	if (t->actor)
-		t->actor->r->ck_dirty = true;
-}
-
-void ckpt_actor_ended(actor *a)
-{
-	if (!a->r->rt->store)
-		return;
-	for (int i = 0; i < a->ntasks; i++) {
-		task *t = a->tasks[i];
-		t->ck_final = true;
-		ckpt_task_barrier(t, CKPT_FINAL);
-	}
-	a->r->ck_dirty = true;
-}
-
-/* ---- unaligned checkpoints (reactor threads) ---------------------------------------
- *
- * An unaligned barrier does not travel through the ring: the producer
- * logs what its queue holds for the channel (elements it emitted before
- * the barrier that have not entered the ring), then announces the barrier
- * on the channel with the number of elements it pushed before it
- * (ckpt_announce).  The consumer, at its first announcement of checkpoint
- * n, takes its snapshot at once and forwards the barrier the same way
- * (ua_begin): whatever its inputs hold is not waited for.  Instead, for
- * each input channel it logs the elements it had not processed yet that
- * precede that channel's barrier -- by peeking into the ring once the
- * channel's announcement is visible, and by logging what it pops before
- * then (ckpt_capture_popped) -- plus the channel's watermark and
- * idleness.  The core acknowledges n once every task passed it and every
- * actor has captured its inputs; a restore puts the logged elements back
- * into their channels (state/checkpoint.c), so every element is processed
- * exactly once: before the snapshot, or after the restore.
- */
-
-static bool capturable(uint32_t kind)
-{
-	return kind == ELEM_DATA || kind == ELEM_WATERMARK || kind == ELEM_IDLE;
-}
-
-static void log_inflight(task *t, int core, int64_t id, const channel *c,
-			 uint64_t key, const elem *e)
-{
-	struct runtime *rt = t->rt;
-	int rc = rt->sops->channel_state(rt->store, core, id, c, key, e);
-	if (rc < 0)
-		task_fail(t, "%s: checkpoint %lld: logging in-flight data: %s", t->node->name,
-			  (long long)id, strerror(-rc));
-}
-
-void ckpt_announce(task *t, channel *c, int64_t id)
-{
-	if (!t->rt->store)
-		return;
-	for (uint32_t k = 0; k < c->pend_len; k++) {
-		const elem *e = &c->pend[(c->pend_head + k) % c->pend_cap];
-		if (capturable(e->kind))
-			log_inflight(t, task_core(t), id, c, 2 * (c->pushed + k) + 1, e);
-	}
-	atomic_store_explicit(&c->ann_seq, c->pushed, memory_order_relaxed);
-	/* Pairs with the consumer's acquire in ua_poll/ckpt_capture_popped:
-	 * elements [0, ann_seq) are in the ring by then. */
-	atomic_store_explicit(&c->ann_id, id, memory_order_release);
-	reactor_notify(c->consumer);
-}
-
-/* c's announcement of c->cap_id is visible: log the ring's elements up to
- * it (they stay in the ring, to be processed as usual). */
-static void capture_rest(actor *a, channel *c)
-{
-	uint64_t end = atomic_load_explicit(&c->ann_seq, memory_order_relaxed);
-	c->cap_end = end;
-	for (uint64_t seq = c->popped; seq < end; seq++) {
-		elem e;
-		if (!channel_peek(c, seq - c->popped, &e))
-			break; /* cannot happen: announced elements are in the ring */
-		if (capturable(e.kind))
-			log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, &e);
-	}
-	c->cap_done = true;
-}
-
-void ckpt_capture_popped(actor *a, channel *c, const elem *e)
-{
-	uint64_t seq = c->popped - 1;
-	struct runtime *rt = a->r->rt;
-	if (c->cap_id < atomic_load_explicit(&rt->ck_trigger, memory_order_relaxed)) {
-		c->cap_done = true; /* that checkpoint was abandoned */
-		return;
-	}
-	if (atomic_load_explicit(&c->ann_id, memory_order_acquire) == c->cap_id) {
-		uint64_t end = atomic_load_explicit(&c->ann_seq, memory_order_relaxed);
-		if (seq < end && capturable(e->kind))
-			log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, e);
-		capture_rest(a, c);
-		return;
-	}
-	if (e->kind == ELEM_EOI) {
-		c->cap_done = true;
-		return;
-	}
-	if (capturable(e->kind))
-		log_inflight(a->head, a->r->id, c->cap_id, c, 2 * seq + 1, e);
-}
-
-/* The first announcement of unaligned checkpoint id reached actor a. */
-static void ua_begin(actor *a, int64_t id)
-{
-	if (a->aligned) { /* an older aligned checkpoint: abandoned */
-		for (int i = 0; i < a->nin; i++)
-			a->in[i]->aligned = 0;
-		a->aligned = 0;
-	}
-	a->barrier = id;
-	a->ua_id = id;
-	for (int i = 0; i < a->nin; i++) {
-		channel *c = a->in[i];
-		c->cap_id = id;
-		c->cap_end = UINT64_MAX;
-		c->cap_done = c->ended != 0;
-		if (c->ended)
-			continue;
-		/* The channel's own state, restored ahead of its elements. */
-		if (c->watermark != INT64_MIN)
-			log_inflight(a->head, a->r->id, id, c, 2 * c->popped,
-				     &(elem){ .kind = ELEM_WATERMARK, .value = c->watermark });
-		if (c->idle)
-			log_inflight(a->head, a->r->id, id, c, 2 * c->popped,
-				     &(elem){ .kind = ELEM_IDLE, .value = 1 });
-	}
-	task_emit_barrier(a->head, id); /* snapshot the chain, forward */
-}
-
-void ckpt_announced(actor *a, channel *c)
-{
-	int64_t id = atomic_load_explicit(&c->ann_id, memory_order_acquire);
-	if (id > a->barrier && ckpt_unaligned(a->r->rt, id) && !a->ended)
-		ua_begin(a, id);
-}
-
-/* Unaligned checkpoint id is in flight: start it at actors that got its
- * first announcement, capture what announced channels hold. */
-static bool ua_poll(reactor *r, int64_t id)
-{
-	bool did = false;
-	for (int i = 0; i < r->nactors; i++) {
-		actor *a = r->actors[i];
-		if (a->is_source || a->ended)
-			continue;
-		if (a->barrier < id)
-			for (int k = 0; k < a->nin; k++)
-				if (atomic_load_explicit(&a->in[k]->ann_id, memory_order_acquire) == id) {
-					ua_begin(a, id);
-					did = true;
-					break;
-				}
-		if (a->ua_id != id)
-			continue;
-		bool all = true;
-		for (int k = 0; k < a->nin; k++) {
-			channel *c = a->in[k];
-			if (c->cap_done)
-				continue;
-			if (c->ended) {
-				c->cap_done = true;
-			} else if (atomic_load_explicit(&c->ann_id, memory_order_acquire) == id) {
-				capture_rest(a, c);
-				did = true;
-			} else {
-				all = false;
-			}
-		}
-		a->ua_capturing = !all;
-	}
-	return did;
-}
-
-bool ckpt_reactor_poll(reactor *r)
-{
-	struct runtime *rt = r->rt;
-	bool did = false;
-
-	if (!rt->store)
-		return false;
-	int64_t trig = atomic_load_explicit(&rt->ck_trigger, memory_order_acquire);
-	if (trig > r->ck_synced) {
-		if (ckpt_unaligned(rt, trig))
-			did |= ua_poll(r, trig);
-		for (int i = 0; i < r->nactors; i++) {
-			actor *a = r->actors[i];
-			if (a->is_source && !a->ended && a->ck_injected < trig) {
-				/* The source's snapshot (its position) is taken
-				 * as the barrier passes it. */
-				a->ck_injected = trig;
-				task_emit_barrier(a->head, trig);
-				did = true;
-			}
-		}
-		bool all = true;
-		for (int i = 0; i < r->nactors && all; i++) {
-			if (r->actors[i]->ua_id == trig && r->actors[i]->ua_capturing &&
-			    !r->actors[i]->ended)
-				all = false;
-			for (int k = 0; k < r->actors[i]->ntasks; k++) {
-				task *t = r->actors[i]->tasks[k];
-				if (t->ck_id < trig && !t->ck_final) {
-					all = false;
-					break;
-				}
-			}
-		}
-		if (all) {
-			rt->sops->core_sync(rt->store, r->id, trig);
-			r->ck_synced = trig;
-		}
-	}
-	int64_t d = rt->sops->core_poll(rt->store, r->id);
-	if (d < 0) {
-		if (r->nactors)
-			task_fail(r->actors[0]->head, "checkpoint: state log on core %d: %s",
-				  r->id, strerror((int)-d));
-		else
-			wlog(LOG_ERROR, "checkpoint: state log on core %d: %s", r->id,
-			     strerror((int)-d));
-	} else if (d > atomic_load_explicit(&r->ck_acked, memory_order_relaxed)) {
-		/* Pairs with the coordinator's acquire: the tasks' snapshots
-		 * and log positions written above are visible to it. */
-		atomic_store_explicit(&r->ck_acked, d, memory_order_release);
-	}
-	int64_t comp = atomic_load_explicit(&rt->ck_completed, memory_order_acquire);
-	if (comp > r->ck_notified) {
-		r->ck_notified = comp;
-		for (int i = 0; i < r->nactors; i++)
-			for (int k = 0; k < r->actors[i]->ntasks; k++) {
-				task *t = r->actors[i]->tasks[k];
-				if (t->ops->commit)
-					t->ops->commit(t, comp);
-			}
-		did = true;
-	}
-	r->ck_dirty = false;
-	return did;
 }
 
 /* ---- the coordinator (main thread) ------------------------------------------------ */
@@ -851,17 +507,4 @@ void ckpt_finish(struct runtime *rt, bool job_ended)
 	rt->store = NULL;
 	free(c);
 	rt->coord = NULL;
-}
-
-int task_sync_fd(task *t, int fd)
-{
-	struct runtime *rt = t->rt;
-	if (rt && rt->store && t->actor)
-		return rt->sops->core_sync_fd(rt->store, task_core(t), fd);
-	return fdatasync(fd) ? -errno : 0;
-}
-
-bool task_checkpointing(const task *t)
-{
-	return t->cfg->checkpoint_dir && t->cfg->checkpoint_dir[0];
 }
