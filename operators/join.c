@@ -71,6 +71,7 @@
 #include "checkpoint.h"
 #include "blocks.h"
 #include "ops.h"
+#include "rows.h"
 #include "state.h"
 
 typedef struct rj_conf {

@@ -88,6 +88,7 @@
 #include "checkpoint.h"
 #include "blocks.h"
 #include "ops.h"
+#include "rows.h"
 #include "state.h"
 
 /* ==== keyed process functions ======================================================= */
@@ -263,13 +264,6 @@ static kvtab_conf state_conf(const weir_state_desc *d, weir_type kt)
 		break;
 	}
 	return kc;
-}
-
-/* Set the default event time of the next rows of every port. */
-static inline void out_default_ts(task *t, int64_t ts)
-{
-	for (int p = 0; p < t->nports; p++)
-		weir_out_ts(t->emit[p], ts);
 }
 
 static int proc_open(task *t)
@@ -923,22 +917,6 @@ typedef struct ij_state {
 
 static inline uint32_t rec_size(const char *p) { return *(const uint32_t *)p; }
 static inline int64_t rec_ts(const char *p) { return *(const int64_t *)(p + REC_HDR); }
-
-static inline int64_t sat_add(int64_t a, int64_t b)
-{
-	int64_t r;
-	if (__builtin_add_overflow(a, b, &r))
-		return b > 0 ? INT64_MAX : INT64_MIN;
-	return r;
-}
-
-static inline int64_t sat_sub(int64_t a, int64_t b)
-{
-	int64_t r;
-	if (__builtin_sub_overflow(a, b, &r))
-		return b < 0 ? INT64_MAX : INT64_MIN;
-	return r;
-}
 
 /* When the watermark reaches this, a row of `side` at ts can go. */
 static inline int64_t drop_time(const ij_conf *c, int side, int64_t ts)
@@ -1607,8 +1585,7 @@ weir_stream *weir_interval_join(weir_stream *a, weir_stream *b, const char *name
  * For weir_window_late (operators/window.c), which gives an interval join
  * its late output (port 1): the schema of input i (0 = a, 1 = b) of
  * interval-join node n, or NULL if n is not one.  Late rows of an input go
- * to port 1 when its schema equals that port's.  (Declared here until
- * ops.h declares it.)
+ * to port 1 when its schema equals that port's.
  */
 const weir_schema *interval_join_input_schema(const lnode *n, int i)
 {

@@ -145,6 +145,7 @@
 
 #include "checkpoint.h"
 #include "ops.h"
+#include "rows.h"
 #include "state.h"
 
 /* ---- configuration (build time; read-only while the job runs) --------------- */
@@ -225,14 +226,6 @@ struct weir_rows {
 
 #define I64(v, off) (*(int64_t *)((char *)(v) + (off)))
 #define PTR(v, i) (((void **)(v))[i])
-
-static inline int64_t sat_add(int64_t a, int64_t b)
-{
-	int64_t r;
-	if (__builtin_add_overflow(a, b, &r))
-		return b > 0 ? INT64_MAX : INT64_MIN;
-	return r;
-}
 
 /* a mod m in [0, m), m > 0 */
 static inline int64_t mod_floor(int64_t a, int64_t m)
@@ -321,39 +314,6 @@ static bool scratch_room(task *t, win_state *s, size_t n)
 	s->scratch = p;
 	s->scratch_cap = cap;
 	return true;
-}
-
-/* Encode cells as a row (the format of state.h's row codec). */
-static size_t cells_size(const weir_schema *sc, const weir_value *cells)
-{
-	size_t n = 8;
-	for (int c = 0; c < sc->ncols; c++)
-		n += sc->fields[c].type == WEIR_STR ? 4 + cells[c].str.len
-		     : sc->fields[c].type == WEIR_BOOL ? 1 : 8;
-	return n;
-}
-
-static void cells_encode(const weir_schema *sc, const weir_value *cells,
-			 int64_t ts, char *p)
-{
-	memcpy(p, &ts, 8);
-	p += 8;
-	for (int c = 0; c < sc->ncols; c++) {
-		switch (sc->fields[c].type) {
-		case WEIR_STR:
-			memcpy(p, &cells[c].str.len, 4);
-			if (cells[c].str.len)
-				memcpy(p + 4, cells[c].str.ptr, cells[c].str.len);
-			p += 4 + cells[c].str.len;
-			break;
-		case WEIR_BOOL:
-			*p++ = cells[c].b ? 1 : 0;
-			break;
-		default:
-			memcpy(p, &cells[c].i64, 8);
-			p += 8;
-		}
-	}
 }
 
 /* Store the n bytes at src (not in *ap) as the accumulator *ap. */
@@ -1854,39 +1814,6 @@ bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts)
 	return true;
 }
 
-bool row_valid(const weir_schema *s, const void *buf, size_t len)
-{
-	const char *p = buf, *end = p + len;
-	uint32_t n;
-
-	if (len < 8)
-		return false;
-	p += 8; /* event time */
-	for (int c = 0; c < s->ncols; c++) {
-		switch (s->fields[c].type) {
-		case WEIR_STR:
-			if (end - p < 4)
-				return false;
-			memcpy(&n, p, 4);
-			p += 4;
-			if ((size_t)(end - p) < n)
-				return false;
-			p += n;
-			break;
-		case WEIR_BOOL:
-			if (end - p < 1)
-				return false;
-			p++;
-			break;
-		default:
-			if (end - p < 8)
-				return false;
-			p += 8;
-		}
-	}
-	return p == end;
-}
-
 /* ---- building --------------------------------------------------------------------- */
 
 /* A strictly parsed decimal integer > 0 ending at ':' or the end. */
@@ -2272,10 +2199,6 @@ fail:
 	free(c);
 	return NULL;
 }
-
-/* operators/process.c: the schema of input i of an interval-join node, or
- * NULL if n is not one (not in ops.h yet, which this file may not edit). */
-const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
 /*
  * Port 1 of a window operator or an interval join, with the input's
