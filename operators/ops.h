@@ -5,8 +5,8 @@
  * small helpers several operators share (saturating time arithmetic, an
  * output's default event time), and the CSV codec shared by the CSV
  * source, the sinks and the fuzz target.  Row helpers are in rows.h
- * (included here, as the tests read row_valid through this header), the
- * generators' mixer in splitmix.h.
+ * (included here, as the tests read row_valid through this header), what
+ * the joins share in two_input.h, the generators' mixer in splitmix.h.
  */
 #ifndef WEIR_OPS_H
 #define WEIR_OPS_H
@@ -207,18 +207,9 @@ weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
 /* The stream of an existing port of the node of s. */
 weir_stream *stream_port(weir_stream *s, int port);
 
-/* Key columns of two inputs that may meet in one keyed operator: equal
- * types, ts and i64 counting as one (process.c). */
-bool key_types_match(weir_type a, weir_type b);
-/* The default output of a join: a's columns, then b's, "b_" before a name
- * a already has; NULL after an env error naming `what` '`nm`'
- * (process.c). */
-const weir_schema *join_concat_schema(weir_env *env, const char *what,
-				      const char *nm, const weir_schema *a,
-				      const weir_schema *b);
-
 /* The schema of input i (0 = a, 1 = b) of an interval-join node (its late
- * records), or NULL if n is not one (process.c; for weir_window_late). */
+ * records), or NULL if n is not one (interval_join.c; for
+ * weir_window_late). */
 const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
 /* Plan env's graph without running it; describe it into buf (tests). */
@@ -276,6 +267,9 @@ int window_table_conf(const lnode *n, const char *name,
 		      struct kvtab_conf *out);
 int process_table_conf(const lnode *n, const char *name,
 		       struct kvtab_conf *out);
+/* The interval join's tables (process_table_conf answers for them too). */
+int interval_join_table_conf(const lnode *n, const char *name,
+			     struct kvtab_conf *out);
 int join_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
 int topn_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
 
