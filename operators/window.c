@@ -7,8 +7,11 @@
  * functions: the built-in aggregate (count, sum, min, max), a user
  * aggregate, a reduce, a full window function over the buffered rows
  * (window_fns.c), or a join of two inputs (window_join.c).  This file is
- * the operator itself: open and close, when windows fire and are freed,
- * lateness, triggers, checkpoints, and the window spec.
+ * the operator itself: open and close, its input, watermark and timer
+ * callbacks, popping timers (fire and free), checkpoints, and the
+ * configuration of its state; when a window fires and what is late is
+ * window_trigger.c's, the window spec window_spec.c's (window.h lists
+ * the files).
  *
  * Event time.  A window [s, e) fires when the watermark wm reaches e - 1.
  * With allowed lateness L a record is accepted into window w if
@@ -32,13 +35,6 @@
  * window fires and is freed, processing-time windows too (unlike the
  * timers of process functions, which are dropped: a window's contents are
  * data, and dropping them at the end of a bounded input would lose it).
- *
- * Triggers.  Besides the above: trigger_count > 0 fires a window (without
- * purging) each time its record count reaches a multiple of trigger_count;
- * early_fire_ms > 0 fires the windows that changed since their last firing
- * at most early_fire_ms of processing time after their first change (a
- * dirty list, so a tick never scans the table; the tick is only armed
- * while something is dirty).
  *
  * Output event time is the window end - 1; what a firing emits is each
  * window function's (window_fns.c, window_join.c).
@@ -87,92 +83,7 @@ uint64_t window_take_peak_states(void)
 	return __atomic_exchange_n(&peak_states, 0, __ATOMIC_RELAXED);
 }
 
-/* ---- firing and freeing --------------------------------------------------------- */
-
-void free_window(win_state *s, skey k, int64_t ns)
-{
-	if (!kv_delete(s->wins, k, ns))
-		return;
-	s->live--;
-	if (s->kind == WEIR_WIN_SESSION)
-		sidx_remove(s, k, ns);
-}
-
-/* Timers of a tumbling, sliding or processing-time window (k, ns) ending
- * at end, registered once when it opens: its firing (unless the watermark
- * is past it already: a window opened by a late record fires at once) and
- * its cleanup.  Their times never change, so no timer goes stale. */
-bool add_timers(task *t, win_state *s, skey k, int64_t ns, int64_t end)
-{
-	int64_t fire = fire_time(s, end), clean = clean_time(s, end);
-	if ((s->proc || fire > t->watermark) && tsvc_add(s->tm, fire, k, ns) < 0)
-		return oom(t);
-	if (clean != fire && tsvc_add(s->tm, clean, k, ns) < 0)
-		return oom(t);
-	return true;
-}
-
-/* ---- processing-time deadlines ------------------------------------------------ */
-
-static void schedule(task *t, win_state *s)
-{
-	int64_t next = s->early_due;
-	if (s->proc && tsvc_next(s->tm) < next)
-		next = tsvc_next(s->tm);
-	if (next == INT64_MAX) {
-		if (s->sched_ms != INT64_MAX) {
-			task_set_timer(t, 0);
-			s->sched_ms = INT64_MAX;
-		}
-		return;
-	}
-	if (next >= s->sched_ms)
-		return;
-	s->sched_ms = next;
-	int64_t delta = next - wall_ms();
-	if (delta < 0)
-		delta = 0;
-	if (delta > INT64_MAX / 2000000)
-		delta = INT64_MAX / 2000000;
-	task_set_timer(t, now_ns() + (uint64_t)delta * 1000000u);
-}
-
-void mark_dirty(task *t, win_state *s, skey k, int64_t ns, void *v)
-{
-	if (I64(v, s->o_flags))
-		return;
-	if (s->ndirty == s->cap_dirty) {
-		uint32_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
-		dirty_ent *d = realloc(s->dirty, cap * sizeof(*d));
-		if (!d) {
-			oom(t);
-			return;
-		}
-		s->dirty = d;
-		s->cap_dirty = cap;
-	}
-	I64(v, s->o_flags) = 1;
-	key_retain(s->kt, k);
-	s->dirty[s->ndirty++] = (dirty_ent){ .k = k, .ns = ns };
-	if (s->early_due == INT64_MAX) {
-		s->early_due = sat_add(wall_ms(), s->early_ms);
-		schedule(t, s);
-	}
-}
-
-/* Fire the windows that changed since they last fired; empty the list. */
-static void fire_dirty(task *t, win_state *s, bool fire)
-{
-	for (uint32_t i = 0; i < s->ndirty; i++) {
-		dirty_ent *e = &s->dirty[i];
-		void *v = fire ? kv_get(s->wins, e->k, e->ns) : NULL;
-		if (v && I64(v, s->o_flags))
-			fire_window(t, s, e->k, e->ns, v);
-		key_release(s->d, s->kt, e->k);
-	}
-	s->ndirty = 0;
-	s->early_due = INT64_MAX;
-}
+/* ---- timers ------------------------------------------------------------------ */
 
 /* A popped timer: fire and/or free its window if it is still current. */
 static void on_timer(task *t, win_state *s, const timer *tm)
@@ -243,22 +154,6 @@ static void pop_timers(task *t, win_state *s, int64_t upto)
 	} while (n > 0); /* not n == TIMER_GROUP: the group may have added timers */
 }
 
-/* ---- late records ------------------------------------------------------------- */
-
-void late_record(task *t, win_state *s, const weir_batch *b, uint32_t r)
-{
-	if (!s->late_port) {
-		metric_add(&t->m.dead_letters, 1);
-		s->late_dropped++;
-		return;
-	}
-	weir_out *o = task_out(t, 1);
-	for (int c = 0; c < b->schema->ncols; c++)
-		s->cells2[c] = cell_value(b, c, r);
-	row_stage(o, b->schema, s->cells2, b->ts[r]);
-	weir_out_emit(o);
-}
-
 /* ---- after a restore ---------------------------------------------------------- */
 
 typedef struct start_ctx {
@@ -321,7 +216,7 @@ static void win_start(task *t, win_state *s)
 			  "schema (did the job change since the checkpoint?)", t->node->name);
 		return;
 	}
-	schedule(t, s);
+	win_schedule(t, s);
 }
 
 /* ---- the operator ------------------------------------------------------------ */
@@ -335,7 +230,7 @@ static void win_process(task *t, int input, weir_batch *b)
 	assign_batch(t, s, input, b);
 	batch_release(b);
 	if (s->proc)
-		schedule(t, s);
+		win_schedule(t, s);
 }
 
 static void win_watermark(task *t, int64_t wm)
@@ -352,7 +247,7 @@ static void win_watermark(task *t, int64_t wm)
 		if (s->proc)
 			pop_timers(t, s, INT64_MAX);
 		fire_dirty(t, s, false);
-		schedule(t, s);
+		win_schedule(t, s);
 	}
 }
 
@@ -369,7 +264,7 @@ static void win_timer(task *t)
 	if (s->early_due <= now)
 		fire_dirty(t, s, true);
 	task_flush(t);
-	schedule(t, s);
+	win_schedule(t, s);
 }
 
 /*
@@ -582,168 +477,7 @@ const op_ops op_window = {
 	.restore = win_restore, .close = win_close,
 };
 
-/* ---- building --------------------------------------------------------------------- */
-
-/* A strictly parsed decimal integer > 0 ending at ':' or the end. */
-static const char *parse_pos(const char *p, int64_t *out)
-{
-	int64_t v = 0;
-	if (*p < '0' || *p > '9')
-		return NULL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (INT64_MAX - (*p - '0')) / 10)
-			return NULL;
-		v = v * 10 + (*p - '0');
-	}
-	if ((*p && *p != ':') || v <= 0)
-		return NULL;
-	*out = v;
-	return p;
-}
-
-int weir_window_parse(const char *text, weir_window_spec *w)
-{
-	static const struct { const char *name; weir_window_kind kind; int min, max; } kinds[] = {
-		{ "tumbling", WEIR_WIN_TUMBLING, 1, 1 },
-		{ "sliding", WEIR_WIN_SLIDING, 2, 2 },
-		{ "session", WEIR_WIN_SESSION, 1, 1 },
-		{ "count", WEIR_WIN_COUNT, 1, 2 },
-	};
-	weir_window_spec ws;
-	int64_t n[2] = { 0, 0 };
-	int k, nn = 0;
-
-	if (!text || !w)
-		return -EINVAL;
-	const char *p = strchr(text, ':');
-	if (!p)
-		return -EINVAL;
-	for (k = 0; k < (int)ARRAY_SIZE(kinds); k++)
-		if (strlen(kinds[k].name) == (size_t)(p - text) &&
-		    !strncmp(text, kinds[k].name, (size_t)(p - text)))
-			break;
-	if (k == (int)ARRAY_SIZE(kinds))
-		return -EINVAL;
-	while (*p == ':') {
-		if (nn == kinds[k].max || !(p = parse_pos(p + 1, &n[nn])))
-			return -EINVAL;
-		nn++;
-	}
-	if (*p || nn < kinds[k].min)
-		return -EINVAL;
-	memset(&ws, 0, sizeof(ws));
-	ws.kind = kinds[k].kind;
-	if (ws.kind == WEIR_WIN_SESSION) {
-		ws.gap = n[0];
-	} else {
-		ws.size = n[0];
-		ws.slide = n[1];
-	}
-	*w = ws;
-	return 0;
-}
-
-/* Check a spec; false after recording an env error. */
-static bool spec_check(weir_env *env, const char *nm, const weir_window_spec *w)
-{
-	const int64_t max_per_record = 1 << 16;
-
-	if (!w) {
-		env_error(env, "window '%s': no window spec", nm);
-		return false;
-	}
-	if (w->time != WEIR_EVENT_TIME && w->time != WEIR_PROCESSING_TIME) {
-		env_error(env, "window '%s': unknown time domain %d", nm, (int)w->time);
-		return false;
-	}
-	if (w->allowed_lateness < 0 || w->trigger_count < 0 || w->early_fire_ms < 0) {
-		env_error(env, "window '%s': allowed_lateness, trigger_count and "
-			  "early_fire_ms must be >= 0", nm);
-		return false;
-	}
-	switch (w->kind) {
-	case WEIR_WIN_TUMBLING:
-		if (w->size <= 0) {
-			env_error(env, "window '%s': tumbling window size must be > 0 ms (got %lld)",
-				  nm, (long long)w->size);
-			return false;
-		}
-		return true;
-	case WEIR_WIN_SLIDING:
-		if (w->size <= 0 || w->slide <= 0) {
-			env_error(env, "window '%s': sliding window size and slide must be > 0 ms "
-				  "(got %lld and %lld)", nm, (long long)w->size, (long long)w->slide);
-			return false;
-		}
-		if (w->size / w->slide >= max_per_record) {
-			env_error(env, "window '%s': sliding window size %lld / slide %lld puts a "
-				  "record in too many windows (at most %lld)", nm,
-				  (long long)w->size, (long long)w->slide,
-				  (long long)max_per_record);
-			return false;
-		}
-		return true;
-	case WEIR_WIN_SESSION:
-		if (w->gap <= 0) {
-			env_error(env, "window '%s': session gap must be > 0 ms (got %lld)", nm,
-				  (long long)w->gap);
-			return false;
-		}
-		return true;
-	case WEIR_WIN_COUNT:
-		if (w->size <= 0 || w->slide < 0) {
-			env_error(env, "window '%s': count window size must be > 0 and slide >= 0 "
-				  "(got %lld and %lld)", nm, (long long)w->size, (long long)w->slide);
-			return false;
-		}
-		if (w->slide && (w->size - 1) / w->slide + 1 >= max_per_record) {
-			env_error(env, "window '%s': count window size %lld / slide %lld puts a "
-				  "record in too many windows", nm, (long long)w->size,
-				  (long long)w->slide);
-			return false;
-		}
-		if (w->trigger_count || w->early_fire_ms || w->allowed_lateness) {
-			env_error(env, "window '%s': count windows fire by count only "
-				  "(trigger_count, early_fire_ms and allowed_lateness must be 0)", nm);
-			return false;
-		}
-		return true;
-	default:
-		env_error(env, "window '%s': unknown window kind %d", nm, (int)w->kind);
-		return false;
-	}
-}
-
-win_conf *win_begin(weir_stream *keyed, const char *nm,
-			   const weir_window_spec *w)
-{
-	weir_env *env;
-	win_conf *c;
-	int kc;
-
-	if (!keyed)
-		return NULL;
-	env = stream_env(keyed);
-	kc = stream_key_col(keyed);
-	if (kc < 0) {
-		env_error(env, "window '%s': the input is not keyed (call weir_key_by first)", nm);
-		return NULL;
-	}
-	if (!spec_check(env, nm, w))
-		return NULL;
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		env_error(env, "out of memory");
-		return NULL;
-	}
-	c->w = *w;
-	c->nin = 1;
-	c->key_col[0] = kc;
-	c->in[0] = weir_stream_schema(keyed);
-	c->key_type = c->in[0]->fields[kc].type;
-	c->col = -1;
-	return c;
-}
+/* ---- building ---------------------------------------------------------------------- */
 
 /*
  * Port 1 of a window operator or an interval join, with the input's

@@ -3,15 +3,23 @@
  * The window operator's internals (the windows of include/weir/keyed.h),
  * private to its files in operators/, which it is cut into by concept:
  *
- *   window.c         the operator: open and close, timers and firing on
- *                    the watermark or the clock, allowed lateness and
- *                    late records, count and early triggers, checkpoints,
- *                    the window spec and weir_window_late
+ *   window.c         the operator: open and close, the input, watermark
+ *                    and timer callbacks, popping timers, checkpoints,
+ *                    the state's configuration, weir_window_late
  *   window_assign.c  the assigners: tumbling, sliding (and its slices),
  *                    session merging, count
+ *   window_trigger.c when windows fire: their timers, late records, count
+ *                    and early triggers, processing-time deadlines
  *   window_fns.c     the window functions: built-in aggregate, user
  *                    aggregate, reduce, window process function
  *   window_join.c    the window join: the window function of two inputs
+ *   window_spec.c    the window spec: parsing, checking, and what every
+ *                    window builder starts and ends with
+ *
+ * Each calls only files listed after it, so none calls back into one
+ * that calls it; the builders in window_fns.c and window_join.c reach the
+ * operator only through window_spec.c, which names op_window (window.c's
+ * table of callbacks) for the graph without calling into window.c.
  *
  * This header holds what they share: the configuration, the per-subtask
  * state and the layout of a window value (below), the steps every
@@ -19,19 +27,20 @@
  * assigners' loops: add a record to a window value, log it, check the
  * triggers), and the functions the files call across.
  *
- * State.  Per subtask: a kdict of keys, the window table `wins`
- * ((key, ns) -> window value, ns = the window start for time windows, the
- * window's ordinal for count windows), and for sessions an index table
- * ((key, 0) -> the key's open sessions, sorted by start), and for sliding
- * count windows a table of per-key record counts (never freed: one entry
- * per key).  One tsvc (event or processing time, without dedup) holds the
- * timers.  A tumbling or sliding window registers its two timers (firing
- * and cleanup; one without allowed lateness) once, when it is created; on a pop, the
+ * State.  Per subtask: a kdict of keys, the window table `wins` ((key, ns)
+ * -> window value, ns = the window start for time windows, the window's
+ * ordinal for count windows), and for sessions an index table ((key, 0) ->
+ * the key's open sessions, sorted by start), and for sliding count windows
+ * a table of per-key record counts (never freed: one entry per key).  One
+ * tsvc (event or processing time, without dedup) holds the timers.  A
+ * tumbling or sliding window registers its two timers (firing and cleanup;
+ * one without allowed lateness) once, when it is created; on a pop, the
  * window must still exist (sliding windows kept as slices differ: see
- * Slices in window_assign.c).  A session's end moves as it grows and merges,
- * so a session has one live timer at a time ("armed"), kept next to the
- * time it must act at ("due"); see session_timer() in window_assign.c.  Timers whose window
- * merged away find no window and are ignored.  A window value:
+ * Slices in window_assign.c).  A session's end moves as it grows and
+ * merges, so a session has one live timer at a time ("armed"), kept next
+ * to the time it must act at ("due"); see session_timer() in
+ * window_assign.c.  Timers whose window merged away find no window and are
+ * ignored.  A window value:
  *
  *   +------+------+-----+-----------------+--------------+-----+---------+
  *   | ptr0 | ptr1 | [n] | [end due armed] | [mints maxts]| [fl]| payload |
@@ -189,29 +198,29 @@ static inline int64_t win_n(const win_state *s, const void *v)
 
 /* ---- across the files ---------------------------------------------------------- */
 
-/* window.c: the operator */
-/* The common part of every window builder: a new conf, or NULL after an
- * env error. */
-win_conf *win_begin(weir_stream *keyed, const char *nm, const weir_window_spec *w);
-/* The timers of a new tumbling, sliding or processing-time window. */
-bool add_timers(task *t, win_state *s, skey k, int64_t ns, int64_t end);
-/* Delete window (k, ns) (and its session index entry). */
-void free_window(win_state *s, skey k, int64_t ns);
-/* Row r of b is late for every window it belongs to. */
-void late_record(task *t, win_state *s, const weir_batch *b, uint32_t r);
-/* List window (k, ns) with value v as changed, for early firing. */
-void mark_dirty(task *t, win_state *s, skey k, int64_t ns, void *v);
-
 /* window_assign.c: the assigners */
 /* Assign the rows of b (from input `input`) to their windows. */
 void assign_batch(task *t, win_state *s, int input, const weir_batch *b);
 /* A popped timer of a sliced window; of a session (value v). */
 void sliced_on_timer(task *t, win_state *s, const timer *tm);
 void session_on_timer(task *t, win_state *s, const timer *tm, void *v);
-/* Remove start ns from the key's session index. */
-void sidx_remove(win_state *s, skey k, int64_t ns);
+/* Delete window (k, ns) (and its session index entry). */
+void free_window(win_state *s, skey k, int64_t ns);
 /* The "session-index" table's value size, codec and free function. */
 void sidx_table_conf(kvtab_conf *kc);
+
+/* window_trigger.c: when windows fire */
+/* The timers of a new tumbling, sliding or processing-time window. */
+bool add_timers(task *t, win_state *s, skey k, int64_t ns, int64_t end);
+/* Row r of b is late for every window it belongs to. */
+void late_record(task *t, win_state *s, const weir_batch *b, uint32_t r);
+/* List window (k, ns) with value v as changed, for early firing. */
+void mark_dirty(task *t, win_state *s, skey k, int64_t ns, void *v);
+/* Fire the windows that changed since they last fired (if `fire`);
+ * empty the list. */
+void fire_dirty(task *t, win_state *s, bool fire);
+/* Give the runtime the next processing-time deadline (task_set_timer). */
+void win_schedule(task *t, win_state *s);
 
 /* window_fns.c: the window functions */
 /* Make s->scratch hold n bytes.  False after failing the job. */
@@ -227,6 +236,16 @@ void fire_window(task *t, win_state *s, skey k, int64_t ns, void *v);
 /* The "windows" table's value size, codec and free function.  0 or
  * -EINVAL. */
 int win_values_conf(const win_state *s, kvtab_conf *kc);
+
+/* window_spec.c: the spec and the builders' common parts */
+/* The common part of every window builder: a new conf, or NULL after an
+ * env error. */
+win_conf *win_begin(weir_stream *keyed, const char *nm, const weir_window_spec *w);
+/* Add the window operator with conf c (owned by it from now on, also on
+ * failure) reading in[0..nin), output schema out: stream_add_op for
+ * op_window. */
+weir_stream *win_add_op(weir_stream *const *in, int nin, const char *name,
+			const char *dflt, const weir_schema *out, win_conf *c);
 
 /* window_join.c: the window join */
 /* Emit every pair of window value v's a-rows and b-rows (the window ends

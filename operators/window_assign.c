@@ -382,7 +382,7 @@ static bool sidx_replace(task *t, win_state *s, skey k, uint32_t i, uint32_t j,
 }
 
 /* Remove start ns from the key's session index. */
-void sidx_remove(win_state *s, skey k, int64_t ns)
+static void sidx_remove(win_state *s, skey k, int64_t ns)
 {
 	sess_idx *x = kv_get(s->sidx, k, 0);
 	if (!x)
@@ -399,6 +399,15 @@ void sidx_remove(win_state *s, skey k, int64_t ns)
 			kv_written(s->sidx, x);
 		return;
 	}
+}
+
+void free_window(win_state *s, skey k, int64_t ns)
+{
+	if (!kv_delete(s->wins, k, ns))
+		return;
+	s->live--;
+	if (s->kind == WEIR_WIN_SESSION)
+		sidx_remove(s, k, ns);
 }
 
 /* The index entry and window of the last record's session: valid until a

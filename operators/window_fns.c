@@ -327,7 +327,7 @@ weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
 			snprintf(os->fields[0].name, WEIR_MAX_NAME, "key");
 	}
 	os->ncols = c->col >= 0 ? 7 : 4;
-	return stream_add_op(&keyed, 1, name, "window-aggregate", &op_window, os, c, NULL);
+	return win_add_op(&keyed, 1, name, "window-aggregate", os, c);
 fail:
 	free(c);
 	return NULL;
@@ -360,7 +360,7 @@ weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
 	}
 	c->fn = WF_AGG;
 	c->agg = *fns;
-	return stream_add_op(&keyed, 1, name, "window-agg", &op_window, out_schema, c, NULL);
+	return win_add_op(&keyed, 1, name, "window-agg", out_schema, c);
 fail:
 	free(c);
 	return NULL;
@@ -383,7 +383,7 @@ weir_stream *weir_window_reduce(weir_stream *keyed, const char *name,
 	c->fn = WF_REDUCE;
 	c->reduce = fn;
 	c->arg = arg;
-	return stream_add_op(&keyed, 1, name, "window-reduce", &op_window, c->in[0], c, NULL);
+	return win_add_op(&keyed, 1, name, "window-reduce", c->in[0], c);
 }
 
 weir_stream *weir_window_process(weir_stream *keyed, const char *name,
@@ -405,6 +405,5 @@ weir_stream *weir_window_process(weir_stream *keyed, const char *name,
 	c->fn = WF_PROCESS;
 	c->process = fn;
 	c->arg = arg;
-	return stream_add_op(&keyed, 1, name, "window-process", &op_window, out_schema,
-			     c, NULL);
+	return win_add_op(&keyed, 1, name, "window-process", out_schema, c);
 }

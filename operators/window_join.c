@@ -139,7 +139,7 @@ weir_stream *weir_window_join(weir_stream *a_keyed, weir_stream *b_keyed,
 	c->join = fn;
 	c->arg = arg;
 	weir_stream *in[2] = { a_keyed, b_keyed };
-	return stream_add_op(in, 2, name, "window-join", &op_window, out_schema, c, NULL);
+	return win_add_op(in, 2, name, "window-join", out_schema, c);
 fail:
 	free(c);
 	return NULL;
