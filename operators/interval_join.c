@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The interval join (weir_interval_join, include/weir/keyed.h), one of the
- * joins over the two-input core (two_input.h).
+ * joins over the two-input core (two_input.h: its chunked key loop, key
+ * types, output schema).
  *
  * op_interval_join keeps, per side and key, the rows not yet too old to
  * join, in one kvtab entry per (side, key): a jbuf, whose byte buffer holds
@@ -34,16 +35,19 @@
  * have; a key with a huge buffer would want an index by time.
  *
  * A row whose event time is at or below the watermark is late: it is not
+ * joined (as in Flink) and goes to port 1 when the node has one with the
+ * row's schema (weir_window_late), else it is counted as a dead letter and
+ * logged once at close.
  *
- * that restored processing-time timers are armed without input.
- *
- * Checkpoints.  The interval join registers "buffer-a" and "buffer-b"; a buffer encodes
- * its live records (jbuf_encode), so each buffered row logs the key's
- * whole buffer -- fine for the small per-key buffers this join is built
- * for (above), and what a join with large per-key buffers would change
- * first (an appendable layout).  The cleanup timers are not registered:
- * they are derived from the buffers (one per (side, key) at the bucket of
- * its oldest row's drop time) and rebuilt after a restore (ij_start), and
+ * Checkpoints.  The interval join registers "buffer-a" and "buffer-b"; a
+ * buffer encodes its live records (jbuf_encode), so each buffered row logs
+ * the key's whole buffer -- fine for the small per-key buffers this join
+ * is built for (above), and what a join with large per-key buffers would
+ * change first (an appendable layout).  The cleanup timers are not
+ * registered: they are derived from the buffers (one per (side, key) at
+ * the bucket of its oldest row's drop time) and rebuilt after a restore
+ * (ij_start), and most of them live in FIFOs that no timer service would
+ * log.  Operator state (snapshot): the count of late records dropped.
  *
  * Everything here belongs to one subtask, on its reactor thread.
  */

@@ -25,18 +25,14 @@
  *     dropped, as in a bounded Flink job: the job is over, and waiting for
  *     the clock would only delay its end.
  *
- * row's schema (weir_window_late), else it is counted as a dead letter and
- * logged once at close.
- *
  * Checkpoints.  A process function registers each state table under the
  * descriptor's name (process_op checks that names are given, unique, at
  * most 47 bytes and not a timer's) and its timers as "event-timers" and
  * "processing-timers".  Encodings: values plain, a LIST its list (nlists
  * 1: weir_state_add logs the added element alone), a MAP every entry
  * (pmap: each put or remove logs the key's whole map, fine for the small
- *
- * most of them live in FIFOs that no timer service would log.  Operator
- * state (snapshot): the count of late records dropped.
+ * per-key maps this state is for).  open() asks for an early timer() so
+ * that restored processing-time timers are armed without input.
  *
  * Everything here belongs to one subtask, on its reactor thread.
  */
