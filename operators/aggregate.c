@@ -2,7 +2,8 @@
 /*
  * Keyed running aggregates: sum, min, max, count and user reduce, on a
  * hash-partitioned (key_by) stream, and the owned buffers (obuf) and their
- * value codec that this file shares with window.c.
+ * value codec that this file shares with the window functions
+ * (window_fns.c).
  *
  * Each subtask keeps, per key, one accumulator in a kvtab of state/
  * registered as "accumulators" (key = the key column, namespace 0), so

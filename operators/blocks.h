@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the two joins that buffer rows per key (the interval join in
- * process.c, the regular join in join.c) share: per-subtask free lists of
- * power-of-two blocks for the keys' record buffers, so that a buffer that
- * grows or empties costs no malloc in steady state.  A subtask's lists
- * are used by its reactor thread only.
+ * interval_join.c, the regular join in join.c) share: per-subtask free
+ * lists of power-of-two blocks for the keys' record buffers, so that a
+ * buffer that grows or empties costs no malloc in steady state.  A
+ * subtask's lists are used by its reactor thread only.
  */
 #ifndef WEIR_OPERATORS_BLOCKS_H
 #define WEIR_OPERATORS_BLOCKS_H

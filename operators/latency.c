@@ -32,6 +32,7 @@
 
 #include "latency.h"
 #include "ops.h"
+#include "splitmix.h"
 
 /* ---- source ---------------------------------------------------------------------- */
 
@@ -51,15 +52,6 @@ typedef struct lsrc_state {
 	int64_t wm;
 	latency_source_stats st;
 } lsrc_state;
-
-/* The generator's mix (source.c): keys and values drawn alike. */
-static inline uint64_t splitmix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
 
 static int lsrc_open(task *t)
 {

@@ -1,13 +1,46 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Built-in operators (private to operators/): their op_ops tables and
- * configuration structs, used by the DataStream API in datastream.c, and
- * the CSV codec shared by the CSV source, the sinks and the fuzz target.
+ * configuration structs, used by the DataStream API in datastream.c, the
+ * small helpers several operators share (saturating time arithmetic, an
+ * output's default event time), and the CSV codec shared by the CSV
+ * source, the sinks and the fuzz target.  Row helpers are in rows.h
+ * (included here, as the tests read row_valid through this header), what
+ * the joins share in two_input.h, the generators' mixer in splitmix.h.
  */
 #ifndef WEIR_OPS_H
 #define WEIR_OPS_H
 
 #include "core.h"
+#include "rows.h"
+
+/* ---- shared helpers ----------------------------------------------------------- */
+
+/* a + b, clamped to [INT64_MIN, INT64_MAX] (times near the ends of the
+ * range: windows, intervals, deadlines). */
+static inline int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* a - b, clamped likewise. */
+static inline int64_t sat_sub(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_sub_overflow(a, b, &r))
+		return b < 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* Set the default event time of the next rows of every port of t. */
+static inline void out_default_ts(task *t, int64_t ts)
+{
+	for (int p = 0; p < t->nports; p++)
+		weir_out_ts(t->emit[p], ts);
+}
 
 /* ---- configurations -------------------------------------------------------- */
 
@@ -174,17 +207,9 @@ weir_stream *stream_add_port(weir_stream *s, const weir_schema *schema);
 /* The stream of an existing port of the node of s. */
 weir_stream *stream_port(weir_stream *s, int port);
 
-/* Key columns of two inputs that may meet in one keyed operator: equal
- * types, ts and i64 counting as one (process.c). */
-bool key_types_match(weir_type a, weir_type b);
-/* The default output of a join: a's columns, then b's, "b_" before a name
- * a already has; NULL after an env error naming `what` '`nm`'
- * (process.c). */
-const weir_schema *join_concat_schema(weir_env *env, const char *what,
-				      const char *nm, const weir_schema *a,
-				      const weir_schema *b);
-
-/* The schema of input i of an interval-join node (its late records). */
+/* The schema of input i (0 = a, 1 = b) of an interval-join node (its late
+ * records), or NULL if n is not one (interval_join.c; for
+ * weir_window_late). */
 const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
 /* weir_env_describe_plan and weir_env_execute_part (a worker's part of
@@ -238,6 +263,9 @@ int window_table_conf(const lnode *n, const char *name,
 		      struct kvtab_conf *out);
 int process_table_conf(const lnode *n, const char *name,
 		       struct kvtab_conf *out);
+/* The interval join's tables (process_table_conf answers for them too). */
+int interval_join_table_conf(const lnode *n, const char *name,
+			     struct kvtab_conf *out);
 int join_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
 int topn_table_conf(const lnode *n, const char *name, struct kvtab_conf *out);
 
@@ -249,11 +277,6 @@ void join_set_clock(task *t, int64_t (*now_ms)(void));
  * included), the live rows of the live ones, and the bytes of their
  * buffers. */
 void join_state_size(task *t, size_t keys[2], size_t rows[2], size_t bytes[2]);
-
-/* Check a row encoding (state.h row codec) of schema s in p[0..len): true
- * when it decodes to exactly len bytes.  Restored rows are checked before
- * use, since a context-free decode cannot. */
-bool row_valid(const weir_schema *s, const void *p, size_t len);
 
 /* ---- CSV codec ----------------------------------------------------------------- */
 

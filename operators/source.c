@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "ops.h"
+#include "splitmix.h"
 
 #define READ_BUF (1u << 20)
 /* Longest line or CSV record accepted; longer input is reported, not
@@ -701,14 +702,6 @@ typedef struct gen_state {
 	rate_gate gate;
 	int64_t wm;
 } gen_state;
-
-static inline uint64_t splitmix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
 
 static void gen_default_fill(const weir_generator_conf *c, uint64_t first,
 			     uint32_t n, weir_batch *b)

@@ -69,6 +69,7 @@
 #include "checkpoint.h"
 #include "ops.h"
 #include "state.h"
+#include "two_input.h"
 
 typedef struct tn_conf {
 	int n;
@@ -95,7 +96,6 @@ typedef struct tn_val {
 #define TREC_HDR 12
 #define TN_MAX_N (1 << 20)
 #define TN_MAX_REC (1u << 30)
-#define PF_CHUNK 16
 
 /*
  * The slab: where a subtask's key buffers live.  Buffers grow a record at
@@ -157,7 +157,7 @@ typedef struct tn_state {
 	tn_slab slab;
 	weir_value nc[WEIR_MAX_COLS];  /* the row being inserted */
 	weir_value sc[WEIR_MAX_COLS];  /* a kept row */
-	skey keys[PF_CHUNK];
+	skey keys[KEY_CHUNK];
 } tn_state;
 
 static inline uint64_t trec_okey(const char *p)
@@ -891,7 +891,7 @@ static void tn_process(task *t, int input, weir_batch *b)
 	tn_state *s = t->st;
 	const tn_conf *c = s->c;
 	weir_type kt = c->key_type;
-	bool fixed = kt != WEIR_STR;
+	bool fixed = key_fixed(kt);
 	uint32_t full = (uint32_t)c->n;
 	int rc = 0;
 	(void)input;
@@ -900,19 +900,17 @@ static void tn_process(task *t, int input, weir_batch *b)
 		batch_release(b);
 		return;
 	}
-	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += PF_CHUNK) {
-		uint32_t n = b->rows - r0 < PF_CHUNK ? b->rows - r0 : PF_CHUNK;
+	for (uint32_t r0 = 0; r0 < b->rows && rc == 0; r0 += KEY_CHUNK) {
+		/* Fixed-width keys: the chunk's keys, their table slots
+		 * loading (two_input.h) ... */
+		uint32_t n = key_chunk_prefetch(s->dict, kt, b, c->key_col, r0, s->keys,
+						&s->tab, 1);
 		if (fixed) {
-			/* Load the chunk's table slots, then (they arrive
-			 * together) the buffers of the keys whose top n a row
-			 * may enter: with many keys each is a cache miss, which
-			 * would otherwise come one row at a time.  The values
-			 * read here are for prefetching only: the rows before
-			 * may change them. */
-			for (uint32_t i = 0; i < n; i++) {
-				s->keys[i] = key_of(s->dict, kt, b, c->key_col, r0 + i);
-				kv_prefetch(s->tab, s->keys[i], 0);
-			}
+			/* ... then (they arrive together) the buffers of the
+			 * keys whose top n a row may enter: with many keys
+			 * each is a cache miss, which would otherwise come one
+			 * row at a time.  The values read here are for
+			 * prefetching only: the rows before may change them. */
 			for (uint32_t i = 0; i < n; i++) {
 				const tn_val *v = kv_get(s->tab, s->keys[i], 0);
 				if (v && (v->n < full || okey_row(c, b, r0 + i) <= v->worst))
