@@ -138,14 +138,15 @@ static void usage_run(FILE *f)
 		prog, prog);
 }
 
-int parse_int(const char *opt, const char *v, long lo, long hi, long *out)
+int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi,
+	      long *out)
 {
 	char *end;
 	errno = 0;
 	long x = strtol(v, &end, 10);
 	if (errno || *end || !*v || x < lo || x > hi) {
-		fprintf(stderr, "%s run: %s: '%s' is not a number in [%ld, %ld]\n", prog,
-			opt, v, lo, hi);
+		fprintf(stderr, "%s %s: %s: '%s' is not a number in [%ld, %ld]\n", prog,
+			cmd, opt, v, lo, hi);
 		return -1;
 	}
 	*out = x;
@@ -365,8 +366,11 @@ static int cmd_list(int argc, char **argv)
 	return 0;
 }
 
-/* weir savepoint / weir stop: [--pid PID] [--savepoint] [DIR] */
-static int cmd_savepoint(int argc, char **argv, bool stop)
+/*
+ * weir savepoint [--pid PID] [DIR], weir stop [--pid PID] [--savepoint] [DIR]
+ * and weir cancel [--pid PID]: `name` is the command, for its messages.
+ */
+static int cmd_savepoint(int argc, char **argv, const char *name)
 {
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'P' },
@@ -374,7 +378,8 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *name = stop ? "stop" : "savepoint";
+	bool cancel = !strcmp(name, "cancel");
+	bool stop = cancel || !strcmp(name, "stop");
 	long pid = 0;
 	bool with_sp = !stop;
 	int c;
@@ -382,14 +387,24 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'P':
-			if (parse_int("--pid", optarg, 1, 1L << 30, &pid))
+			if (parse_int(name, "--pid", optarg, 1, 1L << 30, &pid))
 				return 2;
 			break;
 		case 'S':
+			if (cancel) {
+				fprintf(stderr, "%s cancel: --savepoint: a cancelled job takes no "
+					"savepoint; use '%s stop --savepoint'\n", prog, prog);
+				return 2;
+			}
 			with_sp = true;
 			break;
 		case 'h':
-			if (stop)
+			if (cancel)
+				printf("usage: %s cancel [--pid PID]\n"
+				       "       %s cancel --cluster ADDR:PORT [--job N] [--secret-file F]\n\n"
+				       "Cancel a running job: no savepoint, sinks keep only what the last\n"
+				       "checkpoint committed.\n", prog, prog);
+			else if (stop)
 				printf("usage: %s stop --savepoint [--pid PID] [DIR]\n\n"
 				       "Stop a running local job after a savepoint: its sources stop\n"
 				       "at the savepoint's barrier, what is in flight drains through\n"
@@ -413,8 +428,13 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 			return 2;
 		}
 	}
-	if (argc - optind > 1) {
-		fprintf(stderr, "%s %s: too many arguments\n", prog, name);
+	if (argc - optind > (cancel ? 0 : 1)) {
+		if (cancel)
+			fprintf(stderr, "%s cancel: unexpected argument '%s'\n", prog,
+				argv[optind]);
+		else
+			fprintf(stderr, "%s %s: too many arguments\n", prog, name);
+		fprintf(stderr, "Try '%s %s --help'.\n", prog, name);
 		return 2;
 	}
 	const char *dir = optind < argc ? argv[optind] : NULL;
@@ -447,6 +467,11 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 		snprintf(req, sizeof(req), "%s%s%s", stop ? "stop" : "savepoint",
 			 dir ? " " : "", dir ? dir : "");
 	int rc = ctl_call(path, req, out, sizeof(out));
+	if (pid && (rc == -ENOENT || rc == -ECONNREFUSED)) {
+		fprintf(stderr, "%s %s: no running job with pid %ld (see '%s list')\n", prog,
+			name, pid, prog);
+		return 1;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "%s %s: %s: %s\n", prog, name, path, strerror(-rc));
 		return 1;
@@ -458,23 +483,6 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	}
 	printf("%s\n", out + 3);
 	return 0;
-}
-
-/* weir cancel [--pid PID]: the local job */
-static int cmd_cancel(int argc, char **argv)
-{
-	char *av[8] = { argv[0] };
-	int n = 1;
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: %s cancel [--pid PID]\n"
-		       "       %s cancel --cluster ADDR:PORT [--job N] [--secret-file F]\n\n"
-		       "Cancel a running job: no savepoint, sinks keep only what the last\n"
-		       "checkpoint committed.\n", prog, prog);
-		return 0;
-	}
-	for (int i = 1; i < argc && n < 7; i++)
-		av[n++] = argv[i];
-	return cmd_savepoint(n, av, true);
 }
 
 /* ---- weir nexmark ------------------------------------------------------------ */
@@ -634,12 +642,12 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 	while ((c = getopt_long(argc, argv, "+p:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_int("--parallelism", optarg, 1, 4096, &v))
+			if (parse_int("run", "--parallelism", optarg, 1, 4096, &v))
 				goto usage;
 			cfg->parallelism = (int)v;
 			break;
 		case OPT_CORES:
-			if (parse_int("--cores", optarg, 1, 1024, &v))
+			if (parse_int("run", "--cores", optarg, 1, 1024, &v))
 				goto usage;
 			cfg->cores = (int)v;
 			break;
@@ -668,7 +676,7 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			}
 			break;
 		case OPT_BATCH:
-			if (parse_int("--batch-size", optarg, 1, 65535, &v))
+			if (parse_int("run", "--batch-size", optarg, 1, 65535, &v))
 				goto usage;
 			cfg->batch_rows = (uint32_t)v;
 			break;
@@ -684,12 +692,12 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			break;
 		}
 		case OPT_CREDITS:
-			if (parse_int("--credits", optarg, 1, 65536, &v))
+			if (parse_int("run", "--credits", optarg, 1, 65536, &v))
 				goto usage;
 			cfg->channel_credits = (uint32_t)v;
 			break;
 		case OPT_MAXP:
-			if (parse_int("--max-parallelism", optarg, 1, 32768, &v))
+			if (parse_int("run", "--max-parallelism", optarg, 1, 32768, &v))
 				goto usage;
 			cfg->max_parallelism = (int)v;
 			break;
@@ -702,7 +710,7 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 		case OPT_PROGRESS:
 			progress = 1000;
 			if (optarg) {
-				if (parse_int("--progress", optarg, 1, 3600000, &v))
+				if (parse_int("run", "--progress", optarg, 1, 3600000, &v))
 					goto usage;
 				progress = (int)v;
 			}
@@ -730,22 +738,22 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			cfg->checkpoint_dir = optarg;
 			break;
 		case OPT_CKINT:
-			if (parse_int("--checkpoint-interval", optarg, 0, 86400000, &v))
+			if (parse_int("run", "--checkpoint-interval", optarg, 0, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_interval_ms = v;
 			break;
 		case OPT_CKTIMEOUT:
-			if (parse_int("--checkpoint-timeout", optarg, 1, 86400000, &v))
+			if (parse_int("run", "--checkpoint-timeout", optarg, 1, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_timeout_ms = v;
 			break;
 		case OPT_CKPAUSE:
-			if (parse_int("--checkpoint-min-pause", optarg, 0, 86400000, &v))
+			if (parse_int("run", "--checkpoint-min-pause", optarg, 0, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_min_pause_ms = v;
 			break;
 		case OPT_CKRETAIN:
-			if (parse_int("--checkpoints-retained", optarg, 1, 1000, &v))
+			if (parse_int("run", "--checkpoints-retained", optarg, 1, 1000, &v))
 				goto usage;
 			cfg->checkpoints_retained = (int)v;
 			break;
@@ -900,10 +908,11 @@ int main(int argc, char **argv)
 			usage_run(stdout);
 			return 0;
 		}
-		if (!strcmp(argv[2], "savepoint") || !strcmp(argv[2], "stop")) {
+		if (!strcmp(argv[2], "savepoint") || !strcmp(argv[2], "stop") ||
+		    !strcmp(argv[2], "cancel")) {
 			char help[] = "--help";
 			char *hv[] = { argv[2], help, NULL };
-			return cmd_savepoint(2, hv, !strcmp(argv[2], "stop"));
+			return cmd_savepoint(2, hv, argv[2]);
 		}
 		if (!strcmp(argv[2], "list")) {
 			char help[] = "--help";
@@ -936,11 +945,11 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "savepoint"))
-		return cmd_savepoint(argc - 1, argv + 1, false);
+		return cmd_savepoint(argc - 1, argv + 1, "savepoint");
 	if (!strcmp(cmd, "stop"))
-		return cmd_savepoint(argc - 1, argv + 1, true);
+		return cmd_savepoint(argc - 1, argv + 1, "stop");
 	if (!strcmp(cmd, "cancel"))
-		return cmd_cancel(argc - 1, argv + 1);
+		return cmd_savepoint(argc - 1, argv + 1, "cancel");
 	if (!strcmp(cmd, "nexmark"))
 		return cmd_nexmark(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);

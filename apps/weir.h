@@ -12,8 +12,10 @@
 
 extern const char *prog;
 
-/* Parse an integer option value in [lo, hi]; non-zero (printed) if not. */
-int parse_int(const char *opt, const char *v, long lo, long hi, long *out);
+/* Parse an integer option value in [lo, hi]; non-zero if not, printed as
+ * "weir CMD: OPT: ..." (cmd: the command, "run", "worker", ...). */
+int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi,
+	      long *out);
 
 /* A job loaded from its shared object and built from its arguments. */
 typedef struct loaded_job {
