@@ -258,7 +258,8 @@ static int await_reply(int fd, bool cancel_on_signal, uint32_t job)
 		if (rc < 0) {
 			if (rc == -EINTR)
 				continue;
-			fprintf(stderr, "%s: the coordinator %s\n", prog,
+			fprintf(stderr, "%s: the coordinator%s%s\n", prog,
+				rc == -ECONNRESET ? " " : ": ",
 				rc == -ECONNRESET ? "closed the connection" : err[0] ? err : strerror(-rc));
 			ctl_conn_reset(&c);
 			return 1;

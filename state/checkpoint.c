@@ -2245,7 +2245,8 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		else if ((s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 ||
 			 flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 			rc = -errno;
-			snprintf(err, errlen, "checkpoint directory %s %s", s->dir,
+			snprintf(err, errlen, "checkpoint directory %s%s%s", s->dir,
+				 rc == -EWOULDBLOCK ? " " : ": ",
 				 rc == -EWOULDBLOCK ? "is in use by another running job"
 						    : strerror(-rc));
 			goto fail;

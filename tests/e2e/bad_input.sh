@@ -34,6 +34,10 @@ expect 2 "no job given" -- "$WEIR" run -p 2
 expect 1 "cannot read job" -- "$WEIR" run "$TMP/missing.so"
 printf 'not an ELF' > "$TMP/fake.so"
 expect 1 "cannot load job" -- "$WEIR" run "$TMP/fake.so"
+: > "$TMP/ckfile"
+expect 1 "checkpoint directory $TMP/ckfile: Not a directory" -- \
+	"$WEIR" run --checkpoint-dir "$TMP/ckfile" "$EXAMPLES/wordcount.so" --input /etc/hostname \
+	--output "$TMP/o.csv"
 expect 2 "unknown command 'frobnicate'" -- "$WEIR" frobnicate
 expect 2 "is not park or busy-poll" -- "$WEIR" run --idle-policy lazy "$EXAMPLES/wordcount.so"
 expect 0 "usage: weir run" -- "$WEIR" run --help
