@@ -30,6 +30,8 @@ expect 2 "unexpected argument 'extra'" -- \
 	"$WEIR" run "$EXAMPLES/wordcount.so" extra
 expect 2 "is not a number" -- "$WEIR" run -p zero "$EXAMPLES/wordcount.so"
 expect 2 "is not a number" -- "$WEIR" run -p 0 "$EXAMPLES/wordcount.so"
+expect 1 "parallelism 1000 exceeds the max parallelism 128 (the number of key groups, default 128): raise it with --max-parallelism N, N >= 1000" -- \
+	"$WEIR" run -p 1000 "$EXAMPLES/wordcount.so" --input /etc/hostname --output "$TMP/o.csv"
 expect 2 "no job given" -- "$WEIR" run -p 2
 expect 1 "cannot read job" -- "$WEIR" run "$TMP/missing.so"
 printf 'not an ELF' > "$TMP/fake.so"
