@@ -110,8 +110,11 @@ static void usage_run(FILE *f)
 		"      --checkpoint-dir DIR       log state and keep checkpoints in DIR; a\n"
 		"                                 run with the same DIR resumes from its\n"
 		"                                 newest complete checkpoint\n"
-		"      --checkpoint-interval MS   take a checkpoint every MS ms (0: only\n"
-		"                                 savepoints and the final checkpoint)\n"
+		"      --checkpoint-interval MS   take a checkpoint every MS ms (default 0,\n"
+		"                                 as in Flink: no periodic checkpoints, only\n"
+		"                                 savepoints and the final checkpoint at the\n"
+		"                                 end of bounded input; sinks commit and a\n"
+		"                                 rerun resumes only at those)\n"
 		"      --checkpoint-timeout MS    abandon a checkpoint after MS ms (60000)\n"
 		"      --checkpoint-min-pause MS  at least MS ms between checkpoints (0)\n"
 		"      --checkpoints-retained N   complete checkpoints kept (2)\n"
@@ -859,6 +862,12 @@ static int cmd_run(int argc, char **argv)
 		loaded_free(&L);
 		return rc == 3 ? 0 : rc;
 	}
+	const weir_config *cfg = weir_env_config(L.env);
+	if (cfg->checkpoint_dir && !cfg->checkpoint_interval_ms)
+		fprintf(stderr, "%s run: --checkpoint-dir without --checkpoint-interval: no "
+			"periodic checkpoints; only savepoints and the final checkpoint (at the "
+			"end of bounded input) are taken, and sinks commit output only at them\n",
+			prog);
 	if (L.cluster) {
 		rc = submit_cluster(argc, argv, &L);
 		loaded_free(&L);
@@ -870,7 +879,7 @@ static int cmd_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	ctl_start(L.name, weir_env_config(L.env)->checkpoint_dir);
+	ctl_start(L.name, cfg->checkpoint_dir);
 	rc = weir_env_execute(L.env, L.name, L.progress) == 0 ? 0 : 1;
 	ctl_stop();
 	loaded_free(&L);

@@ -40,6 +40,10 @@ expect 1 "cannot load job" -- "$WEIR" run "$TMP/fake.so"
 expect 1 "checkpoint directory $TMP/ckfile: Not a directory" -- \
 	"$WEIR" run --checkpoint-dir "$TMP/ckfile" "$EXAMPLES/wordcount.so" --input /etc/hostname \
 	--output "$TMP/o.csv"
+expect 0 "--checkpoint-dir without --checkpoint-interval: no periodic checkpoints" -- \
+	"$WEIR" run --checkpoint-dir "$TMP/ck0" "$EXAMPLES/wordcount.so" --input /etc/hostname \
+	--output "$TMP/o0"
+expect 0 "as in Flink: no periodic checkpoints" -- "$WEIR" run --help
 expect 2 "unknown command 'frobnicate'" -- "$WEIR" frobnicate
 expect 2 "is not park or busy-poll" -- "$WEIR" run --idle-policy lazy "$EXAMPLES/wordcount.so"
 expect 0 "usage: weir run" -- "$WEIR" run --help
