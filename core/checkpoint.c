@@ -512,7 +512,7 @@ int ckpt_start(struct runtime *rt)
 	pthread_mutex_lock(&spr.mu);
 	spr.rt = rt;
 	pthread_mutex_unlock(&spr.mu);
-	return 0;
+	return rc; /* 1: a finished run, nothing to run */
 }
 
 static void wake_all(struct runtime *rt)

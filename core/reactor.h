@@ -191,7 +191,8 @@ void ckpt_capture_popped(actor *a, channel *c, const elem *e);
 /* Reactor loop: inject barriers, acknowledge, deliver commits.  True if
  * it did work. */
 bool ckpt_reactor_poll(reactor *r);
-/* Main thread: set up the store (restore), before the reactors start. */
+/* Main thread: set up the store (restore), before the reactors start.
+ * 0, 1 when it restored a finished run (nothing to run), or -errno. */
 int ckpt_start(struct runtime *rt);
 /* Main thread while the reactors run: trigger, complete, time out,
  * answer savepoint requests.  Returns ms until it wants to run again. */
