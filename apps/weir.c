@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -579,6 +580,17 @@ enum {
 	OPT_CLUSTER, OPT_SECRET,
 };
 
+/* STT_FUNC, STT_OBJECT, ... of a symbol table entry (ElfW: this process's
+ * ELF class). */
+static unsigned sym_type(const ElfW(Sym) *se)
+{
+#if __ELF_NATIVE_CLASS == 64
+	return ELF64_ST_TYPE(se->st_info);
+#else
+	return ELF32_ST_TYPE(se->st_info);
+#endif
+}
+
 void loaded_free(loaded_job *L)
 {
 	weir_env_free(L->env);
@@ -819,12 +831,25 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 		fprintf(stderr, "%s run: cannot load job '%s': %s\n", prog, job, dlerror());
 		goto out;
 	}
-	weir_job_fn fn = (weir_job_fn)dlsym(dl, WEIR_JOB_SYMBOL);
-	if (!fn) {
+	void *sym = dlsym(dl, WEIR_JOB_SYMBOL);
+	if (!sym) {
 		fprintf(stderr, "%s run: '%s' is not a Weir job: it exports no '%s' "
 			"function\n", prog, job, WEIR_JOB_SYMBOL);
 		goto out;
 	}
+	/* Calling a data object would jump into it: check the symbol's type. */
+	Dl_info info;
+	const ElfW(Sym) *se = NULL;
+	if (!dladdr1(sym, &info, (void **)&se, RTLD_DL_SYMENT) || !se ||
+	    sym_type(se) != STT_FUNC) {
+		fprintf(stderr, "%s run: '%s' is not a Weir job: its '%s' is %s, not "
+			"a function (int %s(weir_env *env, int argc, char **argv))\n", prog,
+			job, WEIR_JOB_SYMBOL, !se ? "of unknown type"
+			: sym_type(se) == STT_OBJECT ? "a data object"
+			: "not a function symbol", WEIR_JOB_SYMBOL);
+		goto out;
+	}
+	weir_job_fn fn = (weir_job_fn)sym;
 	int jargc = argc - optind;
 	char **jargv = argv + optind;
 	optind = 0; /* full getopt re-initialisation for the job's parser */

@@ -44,6 +44,8 @@ expect 0 "--checkpoint-dir without --checkpoint-interval: no periodic checkpoint
 	"$WEIR" run --checkpoint-dir "$TMP/ck0" "$EXAMPLES/wordcount.so" --input /etc/hostname \
 	--output "$TMP/o0"
 expect 0 "as in Flink: no periodic checkpoints" -- "$WEIR" run --help
+expect 1 "is not a Weir job: its 'weir_job' is a data object, not a function" -- \
+	"$WEIR" run "$JOBS/data_symbol.so"
 expect 2 "unknown command 'frobnicate'" -- "$WEIR" frobnicate
 expect 2 "is not park or busy-poll" -- "$WEIR" run --idle-policy lazy "$EXAMPLES/wordcount.so"
 expect 0 "usage: weir run" -- "$WEIR" run --help
