@@ -125,7 +125,9 @@ static void usage_run(FILE *f)
 		"                                 at the same -p; savepoints stay aligned)\n"
 		"      --savepoint-dir DIR        where savepoints go by default\n"
 		"                                 (DIR/savepoint-<id>; default\n"
-		"                                 <checkpoint-dir>/savepoints)\n"
+		"                                 <checkpoint-dir>/savepoints; with\n"
+		"                                 neither, as in Flink, a savepoint needs\n"
+		"                                 its directory: 'weir savepoint DIR')\n"
 		"      --from-savepoint PATH      start from a savepoint, at any -p (or\n"
 		"                                 from a retained checkpoint's manifest)\n"
 		"      --allow-non-restored-state skip savepoint state no operator claims\n"
@@ -233,7 +235,12 @@ static void *ctl_main(void *arg)
 			while (*dir == ' ')
 				dir++;
 			int rc = runtime_savepoint(*dir ? dir : NULL, stop, msg, sizeof(msg));
-			if (rc == 0)
+			char cwd[2048];
+			/* A path relative to this job's directory means nothing to
+			 * the client: answer with an absolute one. */
+			if (rc == 0 && msg[0] != '/' && getcwd(cwd, sizeof(cwd)))
+				ctl_reply(fd, "ok %s/%s", cwd, msg);
+			else if (rc == 0)
 				ctl_reply(fd, "ok %s", msg);
 			else
 				ctl_reply(fd, "error %s", msg);
@@ -414,14 +421,16 @@ static int cmd_savepoint(int argc, char **argv, const char *name)
 				       "at the savepoint's barrier, what is in flight drains through\n"
 				       "the pipeline into the savepoint, sinks commit, the job ends.\n"
 				       "The savepoint goes to DIR/savepoint-<id> (default: the job's\n"
-				       "--savepoint-dir).  Without --savepoint the job is cancelled.\n"
+				       "--savepoint-dir, else <checkpoint-dir>/savepoints; a job with\n"
+				       "neither needs DIR).  Without --savepoint the job is cancelled.\n"
 				       "--pid picks the job when several run (see '%s list').\n",
 				       prog, prog);
 			else
 				printf("usage: %s savepoint [--pid PID] [DIR]\n\n"
 				       "Take a savepoint of a running local job, into\n"
-				       "DIR/savepoint-<id> (default: the job's --savepoint-dir), and\n"
-				       "print its path.  The job goes on.  Restore it with\n"
+				       "DIR/savepoint-<id> (default: the job's --savepoint-dir, else\n"
+				       "<checkpoint-dir>/savepoints; a job with neither needs DIR),\n"
+				       "and print its absolute path.  The job goes on.  Restore it with\n"
 				       "'%s run --from-savepoint PATH [-p N] JOB.so ...'.  Fallback\n"
 				       "without the control socket: kill -USR1 <pid> (default DIR).\n"
 				       "--pid picks the job when several run (see '%s list').\n",
