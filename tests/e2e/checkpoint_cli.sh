@@ -50,6 +50,23 @@ start_job() {
 	i=0
 	while [ ! -S "$WEIR_RUN_DIR/$PID.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 }
+# savepoint OUT ERR ARGS...: weir savepoint ARGS, again while the job is
+# still starting (its socket is up before its runtime); ST its status.
+savepoint() {
+	o="$1"
+	e="$2"
+	shift 2
+	i=0
+	while :; do
+		set +e
+		"$WEIR" savepoint "$@" > "$o" 2> "$e"
+		ST=$?
+		set -e
+		grep -q "no job that can take savepoints is running" "$e" && [ $i -lt 50 ] || break
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 stop_job() {
 	"$WEIR" cancel --pid "$PID" > /dev/null || true
 	wait "$PID" || true
@@ -60,12 +77,12 @@ stop_job() {
 # of the job's working directory); a DIR relative to the client's directory
 # works, and the path printed is absolute.
 start_job "$TMP/job1"
-set +e
-"$WEIR" savepoint --pid "$PID" > "$TMP/sp.out" 2> "$TMP/sp.err"
-st=$?
-(cd "$TMP" && "$WEIR" savepoint --pid "$PID" rel-sp) > "$TMP/sp2.out" 2> "$TMP/sp2.err"
-st2=$?
-set -e
+savepoint "$TMP/sp.out" "$TMP/sp.err" --pid "$PID"
+st=$ST
+cd "$TMP"
+savepoint "$TMP/sp2.out" "$TMP/sp2.err" --pid "$PID" rel-sp
+st2=$ST
+cd - > /dev/null
 stop_job
 if [ $st -eq 1 ] && grep -q "^weir savepoint: no savepoint directory: give the command one (DIR), or start the job with --savepoint-dir DIR or --checkpoint-dir CK" "$TMP/sp.err" &&
 	[ ! -e "$TMP/job1/savepoints" ]; then
@@ -83,10 +100,8 @@ fi
 # A relative --checkpoint-dir: the default is <checkpoint-dir>/savepoints,
 # printed as an absolute path that names the savepoint from anywhere.
 start_job "$TMP/job2" --checkpoint-dir ck
-set +e
-"$WEIR" savepoint --pid "$PID" > "$TMP/sp3.out" 2> "$TMP/sp3.err"
-st3=$?
-set -e
+savepoint "$TMP/sp3.out" "$TMP/sp3.err" --pid "$PID"
+st3=$ST
 stop_job
 if [ $st3 -eq 0 ] && grep -q "^$TMP/job2/ck/savepoints/savepoint-[0-9]*$" "$TMP/sp3.out" &&
 	[ -f "$(cat "$TMP/sp3.out")/_metadata" ]; then
