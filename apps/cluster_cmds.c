@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The `weir` command's cluster side: `weir coordinator`, `weir worker`,
- * and the --cluster forms of run, list, cancel, savepoint and stop, which
- * talk to a coordinator over the control protocol (net/control.h).
+ * The `weir` command's cluster side: `weir coordinator`, `weir worker`, and
+ * the clients `weir run --cluster` and `weir list|cancel|savepoint|stop
+ * --cluster`.  Options and messages live here; the cluster itself (control
+ * protocol, deployment, checkpoints) is libweir's, reached through
+ * weir/admin.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,23 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include <weir/admin.h>
 
-#include "weir.h"
-#include "cluster.h"
-#include "control.h"
-
-/* From state/ and operators/ (exported by libweir). */
-int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
-			 int nparts, char *err, size_t errlen);
-int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
-			const run_cluster *cluster);
-int env_describe_plan(weir_env *env, char *buf, size_t len);
+#include "cli.h"
 
 static void on_stop(int sig)
 {
 	(void)sig;
-	cluster_stop();
+	weir_cluster_stop();
 }
 
 static void catch_signals(void)
@@ -48,7 +41,7 @@ static int load_secret(const char *path, uint8_t *key, size_t *keylen)
 	*keylen = 0;
 	if (!path)
 		return 0;
-	if (ctl_read_secret(path, key, keylen, err, sizeof(err)) < 0) {
+	if (weir_cluster_read_secret(path, key, keylen, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return -1;
 	}
@@ -102,15 +95,15 @@ int cmd_coordinator(int argc, char **argv)
 			listen ? "too many arguments" : "--listen ADDR:PORT is required", prog);
 		return 2;
 	}
-	uint8_t key[4097];
+	uint8_t key[WEIR_SECRET_MAX];
 	size_t keylen;
 	if (load_secret(secret, key, &keylen) < 0)
 		return 1;
 	catch_signals();
-	coord_opts o = { .listen = listen, .key = key, .keylen = keylen,
-			 .heartbeat_timeout_ms = (int)hb,
-			 .manifest_write = manifest_merge_write };
-	return coordinator_main(&o) < 0 ? 1 : 0;
+	weir_coordinator_opts o = { .listen = listen, .key = key, .keylen = keylen,
+				    .heartbeat_timeout_ms = (int)hb,
+				    .manifest_write = weir_manifest_merge_write };
+	return weir_coordinator_main(&o) < 0 ? 1 : 0;
 }
 
 /* ---- weir worker ------------------------------------------------------------------ */
@@ -132,7 +125,7 @@ static int job_load(const char *so_path, int argc, char **argv, int ncores, void
 	}
 	weir_env_config(L->env)->cores = ncores;
 	weir_env_config(L->env)->pin = false; /* several workers may share a host */
-	if (env_describe_plan(L->env, plan, planlen) < 0) {
+	if (weir_env_describe_plan(L->env, plan, planlen) < 0) {
 		snprintf(err, errlen, "%s", plan);
 		loaded_free(L);
 		free(L);
@@ -142,10 +135,10 @@ static int job_load(const char *so_path, int argc, char **argv, int ncores, void
 	return 0;
 }
 
-static int job_run(void *job, const run_cluster *cl, char *err, size_t errlen)
+static int job_run(void *job, const weir_cluster_part *part, char *err, size_t errlen)
 {
 	loaded_job *L = job;
-	int rc = env_execute_cluster(L->env, L->name, 0, cl);
+	int rc = weir_env_execute_part(L->env, L->name, 0, part);
 	if (rc < 0)
 		snprintf(err, errlen, "%s", rc == -ECANCELED ? "cancelled" : strerror(-rc));
 	return rc;
@@ -170,7 +163,7 @@ int cmd_worker(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	worker_opts o = { .cores = 1, .transport = "tcp", .job_load = job_load,
+	weir_worker_opts o = { .cores = 1, .transport = "tcp", .job_load = job_load,
 			  .job_run = job_run, .job_free = job_free };
 	const char *secret = NULL;
 	long v;
@@ -220,12 +213,12 @@ int cmd_worker(int argc, char **argv)
 			prog);
 		return 2;
 	}
-	uint8_t key[4097];
+	uint8_t key[WEIR_SECRET_MAX];
 	if (load_secret(secret, key, &o.keylen) < 0)
 		return 1;
 	o.key = key;
 	catch_signals();
-	return worker_main(&o) < 0 ? 1 : 0;
+	return weir_worker_main(&o) < 0 ? 1 : 0;
 }
 
 /* ---- clients ------------------------------------------------------------------------- */
@@ -238,52 +231,22 @@ static void on_client_signal(int sig)
 	client_interrupted = 1;
 }
 
-/* Wait for REPLY messages on fd, printing progress; the final status. */
-static int await_reply(int fd, bool cancel_on_signal, uint32_t job)
+/* The coordinator's replies: progress on stderr, the answer on stdout
+ * (an error on stderr). */
+static void print_reply(void *arg, bool final, bool ok, const char *text, size_t len)
 {
-	ctl_conn c = { .fd = fd };
-	ctl_msg m;
-	char err[512];
-	bool cancelled = false;
-	for (;;) {
-		if (cancel_on_signal && client_interrupted && !cancelled) {
-			ctl_msg cm = { .type = CTL_CANCEL_JOB, .job = job };
-			ctl_send(fd, &cm);
-			cancelled = true;
-			fprintf(stderr, "%s: cancelling the job\n", prog);
-		}
-		int rc = ctl_recv(&c, &m, err, sizeof(err));
-		if (rc == 0)
-			continue;
-		if (rc < 0) {
-			if (rc == -EINTR)
-				continue;
-			fprintf(stderr, "%s: the coordinator%s%s\n", prog,
-				rc == -ECONNRESET ? " " : ": ",
-				rc == -ECONNRESET ? "closed the connection" : err[0] ? err : strerror(-rc));
-			ctl_conn_reset(&c);
-			return 1;
-		}
-		if (m.type != CTL_REPLY)
-			continue;
-		if (m.rc == 1) {
-			fprintf(stderr, "%.*s\n", (int)m.blob_len, (const char *)m.blob);
-			continue;
-		}
-		int st = m.rc == 0 ? 0 : 1;
-		fprintf(st ? stderr : stdout, "%s%.*s\n", st ? "error: " : "", (int)m.blob_len,
-			(const char *)m.blob);
-		ctl_conn_reset(&c);
-		return st;
-	}
+	(void)arg;
+	if (!final)
+		fprintf(stderr, "%.*s\n", (int)len, text);
+	else
+		fprintf(ok ? stdout : stderr, "%s%.*s\n", ok ? "" : "error: ", (int)len, text);
 }
 
 int submit_cluster(int argc, char **argv, loaded_job *L)
 {
-	uint8_t key[4097];
+	uint8_t key[WEIR_SECRET_MAX];
 	size_t keylen;
 	char err[1024];
-	const weir_config *cfg = weir_env_config(L->env);
 
 	if (load_secret(L->secret, key, &keylen) < 0)
 		return 1;
@@ -297,28 +260,19 @@ int submit_cluster(int argc, char **argv, loaded_job *L)
 			close(fd);
 		return 1;
 	}
-	if ((uint64_t)st.st_size > CTL_MAX_LARGE - 65536) {
-		fprintf(stderr, "%s run: %s is too large to ship (%lld bytes)\n", prog, path,
-			(long long)st.st_size);
-		close(fd);
-		return 1;
-	}
 	uint8_t *so = malloc((size_t)st.st_size + 1);
 	ssize_t got = so ? read(fd, so, (size_t)st.st_size) : -1;
 	close(fd);
-	if (got != st.st_size) {
+	/* The run arguments without the cluster's own; JOB.so's place marked. */
+	const char **args = calloc((size_t)argc + 1, sizeof(*args));
+	if (got != st.st_size || !args) {
 		fprintf(stderr, "%s run: cannot read %s\n", prog, path);
 		free(so);
+		free(args);
 		return 1;
 	}
-	/* The run arguments without the cluster's own; JOB.so's place marked. */
-	size_t cap = 16;
-	for (int i = 1; i < argc; i++)
-		cap += strlen(argv[i]) + 8;
-	char *list = malloc(cap);
-	size_t len = 0;
 	int n = 0;
-	for (int i = 1; list && i < argc; i++) {
+	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (i < L->job_arg) {
 			if (!strcmp(a, "--cluster") || !strcmp(a, "--secret-file")) {
@@ -328,46 +282,24 @@ int submit_cluster(int argc, char **argv, loaded_job *L)
 			if (!strncmp(a, "--cluster=", 10) || !strncmp(a, "--secret-file=", 14))
 				continue;
 		}
-		const char *w = i == L->job_arg ? "@JOB" : a;
-		memcpy(list + len, w, strlen(w) + 1);
-		len += strlen(w) + 1;
-		n++;
+		args[n++] = i == L->job_arg ? "@JOB" : a;
 	}
-	if (!list || sodium_init() < 0) {
-		free(so);
-		free(list);
-		return 1;
-	}
-	ctl_msg m = { .type = CTL_SUBMIT, .blob = so, .blob_len = (size_t)st.st_size,
-		      .nlist = n, .list = list, .list_len = len,
-		      .interval_ms = (uint64_t)cfg->checkpoint_interval_ms,
-		      .timeout_ms = (uint64_t)cfg->checkpoint_timeout_ms,
-		      .retained = (uint32_t)cfg->checkpoints_retained };
-	snprintf(m.name, sizeof(m.name), "%s", L->name);
-	snprintf(m.dir, sizeof(m.dir), "%s", cfg->checkpoint_dir ? cfg->checkpoint_dir : "");
-	crypto_hash_sha256(m.digest, so, (size_t)st.st_size);
-	int cfd = cluster_client_connect(L->cluster, key, keylen, err, sizeof(err));
-	if (cfd < 0) {
-		fprintf(stderr, "%s run: %s\n", prog, err);
-		free(so);
-		free(list);
-		return 1;
-	}
+	weir_cluster_job job = { .name = L->name, .so = so, .so_len = (size_t)st.st_size,
+				 .args = args, .nargs = n, .cfg = weir_env_config(L->env) };
 	struct sigaction sa = { .sa_handler = on_client_signal };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	int rc = ctl_send(cfd, &m);
+	err[0] = 0;
+	int rc = weir_cluster_submit(L->cluster, key, keylen, &job, &client_interrupted,
+				     print_reply, NULL, err, sizeof(err));
 	free(so);
-	free(list);
+	free(args);
 	if (rc < 0) {
-		fprintf(stderr, "%s run: sending the job: %s\n", prog, strerror(-rc));
-		close(cfd);
+		fprintf(stderr, "%s run: %s\n", prog, err);
 		return 1;
 	}
-	rc = await_reply(cfd, true, 0);
-	close(cfd);
 	return rc;
 }
 
@@ -402,41 +334,31 @@ int cluster_client_cmd(const char *cmd, int argc, char **argv)
 	}
 	if (!addr)
 		return -1;
-	uint8_t key[4097];
+	weir_cluster_action action;
+	if (!strcmp(cmd, "list"))
+		action = WEIR_CLUSTER_LIST;
+	else if (!strcmp(cmd, "cancel") || (!strcmp(cmd, "stop") && !with_sp))
+		action = WEIR_CLUSTER_CANCEL;
+	else
+		action = !strcmp(cmd, "stop") ? WEIR_CLUSTER_STOP : WEIR_CLUSTER_SAVEPOINT;
+	if ((action == WEIR_CLUSTER_SAVEPOINT || action == WEIR_CLUSTER_STOP) && dir &&
+	    dir[0] != '/') {
+		fprintf(stderr, "%s %s: the savepoint directory must be an absolute path "
+			"every worker reaches\n", prog, cmd);
+		return 2;
+	}
+	uint8_t key[WEIR_SECRET_MAX];
 	size_t keylen;
 	char err[1024];
 	if (load_secret(secret, key, &keylen) < 0)
 		return 1;
-	if (sodium_init() < 0)
-		return 1;
-	int fd = cluster_client_connect(addr, key, keylen, err, sizeof(err));
-	if (fd < 0) {
+	signal(SIGPIPE, SIG_IGN);
+	err[0] = 0;
+	int rc = weir_cluster_request(addr, key, keylen, action, (uint32_t)job, dir,
+				      print_reply, NULL, err, sizeof(err));
+	if (rc < 0) {
 		fprintf(stderr, "%s %s: %s\n", prog, cmd, err);
 		return 1;
 	}
-	ctl_msg m = { .job = (uint32_t)job };
-	if (!strcmp(cmd, "list")) {
-		m.type = CTL_LIST;
-	} else if (!strcmp(cmd, "cancel") || (!strcmp(cmd, "stop") && !with_sp)) {
-		m.type = CTL_CANCEL_JOB;
-	} else {
-		m.type = CTL_SAVEPOINT;
-		m.stop = !strcmp(cmd, "stop");
-		if (dir && dir[0] != '/') {
-			fprintf(stderr, "%s %s: the savepoint directory must be an absolute path "
-				"every worker reaches\n", prog, cmd);
-			close(fd);
-			return 2;
-		}
-		snprintf(m.dir, sizeof(m.dir), "%s", dir ? dir : "");
-	}
-	int rc = ctl_send(fd, &m);
-	if (rc < 0) {
-		fprintf(stderr, "%s %s: %s\n", prog, cmd, strerror(-rc));
-		close(fd);
-		return 1;
-	}
-	rc = await_reply(fd, false, 0);
-	close(fd);
 	return rc;
 }

@@ -149,15 +149,16 @@ struct pool {
 	_Alignas(CACHELINE) ck_stack_t overflow;
 };
 
-/* A batch's `next` field doubles as its ck_stack entry on an overflow stack. */
+/* A batch's `next` link doubles as its ck_stack entry on an overflow stack. */
 static ck_stack_entry_t *stack_entry(weir_batch *b)
 {
-	return (ck_stack_entry_t *)(void *)&b->next;
+	return (ck_stack_entry_t *)(void *)&batch_meta_of(b)->next;
 }
 
 static weir_batch *from_stack_entry(ck_stack_entry_t *e)
 {
-	return (weir_batch *)(void *)((char *)e - offsetof(weir_batch, next));
+	return (weir_batch *)(void *)((char *)e - offsetof(batch_meta, next) -
+				      offsetof(weir_batch, runtime_private));
 }
 
 static _Thread_local pool *cur_pool;
@@ -233,7 +234,7 @@ void pool_set_free(pool_set *ps)
 			     p->outstanding);
 		while (p->free) {
 			weir_batch *b = p->free;
-			p->free = b->next;
+			p->free = batch_meta_of(b)->next;
 			block_free(b);
 		}
 		for (int j = 0; p->ret && j < ps->n; j++)
@@ -257,11 +258,11 @@ uint64_t pool_blocks_allocated(const pool *p) { return p->allocated; }
 static void pool_put_local(pool *p, weir_batch *b)
 {
 	p->outstanding--;
-	if (unlikely(b->flags & BATCH_JUMBO)) {
+	if (unlikely(batch_meta_of(b)->flags & BATCH_JUMBO)) {
 		block_free(b);
 		return;
 	}
-	b->next = p->free;
+	batch_meta_of(b)->next = p->free;
 	p->free = b;
 	p->nfree++;
 }
@@ -270,7 +271,7 @@ static void pool_put_local(pool *p, weir_batch *b)
  * the owner's overflow stack.  Always succeeds; wakes the owner. */
 static void push_remote(pool *self, weir_batch *b)
 {
-	int owner = b->owner; /* b is not ours to read once published */
+	int owner = batch_meta_of(b)->owner; /* b is not ours to read once published */
 	pool *o = self->set->pools[owner];
 	ret_ring *r = &o->ret[self->core];
 
@@ -356,8 +357,8 @@ static void layout(weir_batch *b, const weir_schema *s, uint32_t rows,
 	b->heap = p;
 	b->heap_used = 0;
 	b->heap_cap = (uint32_t)(block - (size_t)(p - (char *)b));
-	b->next = NULL;
-	__atomic_store_n(&b->refs, 1, __ATOMIC_RELAXED);
+	batch_meta_of(b)->next = NULL;
+	atomic_store_explicit(&batch_meta_of(b)->refs, 1, memory_order_relaxed);
 }
 
 /* A batch in a block of its own (sz bytes), freed rather than pooled. */
@@ -367,8 +368,8 @@ static weir_batch *alloc_jumbo(pool *p, const weir_schema *s, uint32_t rows, siz
 	if (!b)
 		return NULL;
 	layout(b, s, rows, sz);
-	b->flags = BATCH_JUMBO;
-	b->owner = (uint16_t)p->core;
+	batch_meta_of(b)->flags = BATCH_JUMBO;
+	batch_meta_of(b)->owner = (uint16_t)p->core;
 	p->outstanding++;
 	p->allocated++;
 	return b;
@@ -401,7 +402,7 @@ weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 		b = p->free;
 	}
 	if (likely(b)) {
-		p->free = b->next;
+		p->free = batch_meta_of(b)->next;
 		p->nfree--;
 	} else {
 		b = aligned_alloc(CACHELINE, p->block_size);
@@ -412,8 +413,8 @@ weir_batch *batch_alloc(const weir_schema *s, size_t min_heap)
 		p->allocated++;
 	}
 	layout(b, s, rows, p->block_size);
-	b->flags = 0;
-	b->owner = (uint16_t)p->core;
+	batch_meta_of(b)->flags = 0;
+	batch_meta_of(b)->owner = (uint16_t)p->core;
 	p->outstanding++;
 	return b;
 }
@@ -422,7 +423,7 @@ void batch_retain(weir_batch *b, uint32_t n)
 {
 	/* Relaxed: the holder already has a reference; the batch travels to
 	 * other cores through a channel whose release/acquire orders it. */
-	__atomic_fetch_add(&b->refs, n, __ATOMIC_RELAXED);
+	atomic_fetch_add_explicit(&batch_meta_of(b)->refs, n, memory_order_relaxed);
 }
 
 void batch_release(weir_batch *b)
@@ -431,9 +432,9 @@ void batch_release(weir_batch *b)
 
 	/* acq_rel: our reads of the batch happen before the block's reuse by
 	 * whoever drops the last reference, and that one sees all writes. */
-	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
+	if (atomic_fetch_sub_explicit(&batch_meta_of(b)->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (likely(b->owner == p->core)) {
+	if (likely(batch_meta_of(b)->owner == p->core)) {
 		pool_put_local(p, b);
 		return;
 	}

@@ -15,7 +15,7 @@
  * that is not acknowledged within the timeout is abandoned, and the
  * alignment of a newer barrier cancels that of an older one.
  *
- * Savepoints are checkpoints a person asks for (runtime_savepoint, from
+ * Savepoints are checkpoints a person asks for (weir_savepoint, from
  * the control socket or a signal) whose state the store also writes into
  * a savepoint directory; stop-with-savepoint makes sources stop producing
  * at its barrier, so the pipeline drains up to it, and ends the job when
@@ -129,12 +129,12 @@ static _Atomic int sp_async;   /* set by a signal handler */
 static _Atomic int sp_waiting; /* a request is pending: lets the
 				* coordinator skip the lock when none is */
 
-void runtime_savepoint_async(void)
+void weir_savepoint_async(void)
 {
 	atomic_store_explicit(&sp_async, 1, memory_order_relaxed);
 }
 
-int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len)
+int weir_savepoint(const char *dir, bool stop, char *msg, size_t len)
 {
 	int rc;
 	pthread_mutex_lock(&spr.mu);

@@ -24,6 +24,7 @@
 
 #include <ck_ring.h>
 
+#include <weir/admin.h>
 #include <weir/weir.h>
 
 #define CACHELINE 64
@@ -113,6 +114,25 @@ void pool_reclaim(pool *p);
 uint64_t pool_blocks_allocated(const pool *p);
 
 /*
+ * The runtime's part of a batch, kept in weir_batch.runtime_private so
+ * that the public struct shows none of it.
+ */
+typedef struct batch_meta {
+	weir_batch *next;      /* pool free list (owner core only), or the
+				* overflow stack's link (pool.c's ck_stack) */
+	_Atomic uint32_t refs; /* holders of this batch, any core */
+	uint16_t owner;        /* core whose pool the block came from */
+	uint16_t flags;        /* BATCH_JUMBO */
+} batch_meta;
+_Static_assert(sizeof(batch_meta) <= sizeof(((weir_batch *)0)->runtime_private),
+	       "batch_meta must fit weir_batch.runtime_private");
+
+static inline batch_meta *batch_meta_of(const weir_batch *b)
+{
+	return (batch_meta *)(void *)b->runtime_private;
+}
+
+/*
  * Allocate an empty batch of `schema` from the calling thread's pool, with
  * room for at least `min_heap` heap bytes (more than a block holds makes a
  * jumbo batch).  refs = 1.  Aborts the process on ENOMEM, like malloc
@@ -125,7 +145,9 @@ void batch_retain(weir_batch *b, uint32_t n);
 void batch_release(weir_batch *b);
 static inline bool batch_exclusive(const weir_batch *b)
 {
-	return __atomic_load_n(&b->refs, __ATOMIC_ACQUIRE) == 1;
+	/* Acquire: pairs with batch_release's acq_rel, so the other holders'
+	 * reads are done before the caller writes in place. */
+	return atomic_load_explicit(&batch_meta_of(b)->refs, memory_order_acquire) == 1;
 }
 /* Append row `row` of `src` (same schema) to `dst`.  False if dst is full. */
 bool batch_append_row(weir_batch *dst, const weir_batch *src, uint32_t row);
@@ -589,7 +611,7 @@ typedef struct ckpt_store_ops {
  * the worker acknowledges with its part of the manifest.  Callbacks run on
  * the thread that called runtime_run.
  */
-typedef struct run_cluster {
+typedef struct weir_cluster_part {
 	int ncores;          /* reactors over the whole cluster */
 	int first, nlocal;   /* this worker's: [first, first + nlocal) */
 	uint64_t run;        /* state-log run number (the coordinator's) */
@@ -654,19 +676,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 int runtime_describe_plan(graph *g, const weir_config *cfg, char *buf,
 			  size_t len);
 
-/* Request cancellation of the running job (signal-safe). */
-void runtime_cancel_all(void);
-
-/*
- * Take a savepoint of the running job into directory `dir` (NULL: the
- * configured savepoint directory, in a new "savepoint-<id>" folder); with
- * `stop`, sources stop at its barrier and the job ends once it is
- * complete.  Blocks until then.  0 with the savepoint's path in msg, or
- * -errno with the reason (-ENOENT: no job runs or it cannot savepoint).
- * Any thread but a reactor's.
- */
-int runtime_savepoint(const char *dir, bool stop, char *msg, size_t len);
-/* Signal-safe: request a savepoint into the default directory. */
-void runtime_savepoint_async(void);
+/* weir_cancel_all, weir_savepoint and weir_savepoint_async (the job this
+ * process runs) are declared in weir/admin.h. */
 
 #endif

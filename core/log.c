@@ -44,3 +44,12 @@ void wlog(int l, const char *fmt, ...)
 	ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
 	(void)w;
 }
+
+int weir_log_set_level(const char *name)
+{
+	int l = log_parse_level(name);
+	if (l < 0)
+		return l;
+	log_set_level(l);
+	return 0;
+}

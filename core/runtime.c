@@ -42,7 +42,7 @@
 
 static _Atomic int cancel_requested;
 
-void runtime_cancel_all(void)
+void weir_cancel_all(void)
 {
 	atomic_store_explicit(&cancel_requested, 1, memory_order_relaxed);
 }
@@ -1577,7 +1577,7 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 			    (rt->cl->job_over(rt->cl->ctx, true) || rt_stopping(rt)))
 				break;
 			if (!local_done && rt->cl->job_over(rt->cl->ctx, false))
-				runtime_cancel_all();
+				weir_cancel_all();
 			if (hooks->progress_ms > 0 && now_ns() >= next) {
 				print_progress(rt, (now_ns() - t0) / 1e9);
 				next += (uint64_t)hooks->progress_ms * 1000000;

@@ -60,7 +60,7 @@
 
 static volatile sig_atomic_t stop_flag;
 
-void cluster_stop(void)
+void weir_cluster_stop(void)
 {
 	stop_flag = 1;
 }
@@ -132,7 +132,7 @@ typedef struct cjob {
 } cjob;
 
 typedef struct coord {
-	const coord_opts *o;
+	const weir_coordinator_opts *o;
 	int lfd;
 	struct pollfd pfd[MAX_CONNS + 1];
 	conn conns[MAX_CONNS];
@@ -964,7 +964,7 @@ static void tick(coord *co)
 		trigger(co, j->next_ck++, false, NULL, false);
 }
 
-int coordinator_main(const coord_opts *o)
+int weir_coordinator_main(const weir_coordinator_opts *o)
 {
 	coord *co = calloc(1, sizeof(*co));
 	char err[512];
@@ -1046,7 +1046,7 @@ int coordinator_main(const coord_opts *o)
  * ====================================================================== */
 
 typedef struct wk {
-	const worker_opts *o;
+	const weir_worker_opts *o;
 	int fd;
 	pthread_mutex_t send_mu;     /* the control connection's sends */
 	pthread_mutex_t mu;          /* what follows */
@@ -1220,7 +1220,7 @@ static void wk_reset(wk *k)
 		pthread_mutex_lock(&k->mu);
 		k->cancelled = true;
 		pthread_mutex_unlock(&k->mu);
-		runtime_cancel_all();
+		weir_cancel_all();
 		pthread_join(k->thread, NULL);
 		k->running = false;
 	}
@@ -1394,7 +1394,7 @@ static void *heartbeat_main(void *arg)
 	return NULL;
 }
 
-int worker_main(const worker_opts *o)
+int weir_worker_main(const weir_worker_opts *o)
 {
 	wk *k = calloc(1, sizeof(*k));
 	char err[1024] = "", local_ip[64] = "127.0.0.1";
@@ -1483,7 +1483,7 @@ int worker_main(const worker_opts *o)
 			k->cancelled = true;
 			pthread_mutex_unlock(&k->mu);
 			if (k->running)
-				runtime_cancel_all();
+				weir_cancel_all();
 			else {
 				ctl_msg f = { .type = CTL_FINISHED, .rc = -ECANCELED };
 				wk_send(k, &f);

@@ -17,51 +17,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weir/admin.h>
+
 #include "core.h"
 
-typedef struct coord_opts {
-	const char *listen;          /* "IP:PORT" */
-	const uint8_t *key;          /* shared secret (may be empty) */
-	size_t keylen;
-	int heartbeat_timeout_ms;    /* a worker silent this long is dead */
-	/* state/: merge the workers' manifest parts and write dir/name */
-	int (*manifest_write)(const char *dir, const char *name,
-			      const char *const *parts, int nparts, char *err,
-			      size_t errlen);
-} coord_opts;
-
-/* Serve until SIGINT/SIGTERM (runtime_cancel_all's flag is not used: the
- * caller's signal handler calls cluster_stop()).  0 or -errno. */
-int coordinator_main(const coord_opts *o);
-/* Signal-safe: make coordinator_main / worker_main return. */
-void cluster_stop(void);
-
-typedef struct worker_opts {
-	const char *coordinator;     /* "HOST:PORT" */
-	int cores;
-	const char *transport;       /* "tcp" or "dpdk" */
-	const char *data_addr;       /* IP for the data plane (NULL: the
-				      * control connection's local address) */
-	const char *device;          /* dpdk: EAL device */
-	bool no_zerocopy;            /* tcp: plain sends (SEND_ZC is slower on veth) */
-	const uint8_t *key;
-	size_t keylen;
-	/*
-	 * apps/: load the job shared object at so_path and build it with the
-	 * `weir run` arguments argv (JOB.so's place holds so_path), planned
-	 * over ncores cores; *plan gets the plan's description.  0 or an
-	 * error with a message in err.
-	 */
-	int (*job_load)(const char *so_path, int argc, char **argv, int ncores,
-			void **job, char *plan, size_t planlen, char *err, size_t errlen);
-	/* apps/: run it (on the job thread) as this worker's part. */
-	int (*job_run)(void *job, const run_cluster *cl, char *err, size_t errlen);
-	void (*job_free)(void *job);
-} worker_opts;
-
-/* Register with the coordinator and serve jobs until cluster_stop() or
- * the coordinator goes away.  0 or -errno (message printed). */
-int worker_main(const worker_opts *o);
+/* The coordinator and the worker: weir_coordinator_main, weir_worker_main
+ * and weir_cluster_stop, with their options, are declared in
+ * weir/admin.h.  A worker hands a job's part (weir_cluster_part) to the
+ * job_run callback as the run_cluster of core.h. */
 
 /* ---- clients (`weir run|list|cancel|savepoint|stop --cluster`) ---------- */
 

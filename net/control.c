@@ -464,27 +464,30 @@ void ctl_mac(const uint8_t *key, size_t keylen, const uint8_t nonce[32], uint8_t
 	crypto_auth_hmacsha256_final(&st, out);
 }
 
-int ctl_read_secret(const char *path, uint8_t *key, size_t *keylen, char *err,
-		    size_t errlen)
+int weir_cluster_read_secret(const char *path, uint8_t *key, size_t *keylen, char *err,
+			     size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "--secret-file %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	ssize_t n = read(fd, key, 4097);
+	uint8_t buf[WEIR_SECRET_MAX + 1]; /* one more byte tells "too long" */
+	ssize_t n = read(fd, buf, sizeof(buf));
 	int e = errno;
 	close(fd);
 	if (n < 0) {
 		snprintf(err, errlen, "--secret-file %s: %s", path, strerror(e));
 		return -e;
 	}
-	if (n > 4096) {
-		snprintf(err, errlen, "--secret-file %s: longer than 4096 bytes", path);
+	if (n > WEIR_SECRET_MAX) {
+		snprintf(err, errlen, "--secret-file %s: longer than %d bytes", path,
+			 WEIR_SECRET_MAX);
 		return -EINVAL;
 	}
-	while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
+	memcpy(key, buf, (size_t)n);
 	if (n == 0) {
 		snprintf(err, errlen, "--secret-file %s is empty", path);
 		return -EINVAL;

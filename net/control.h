@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weir/admin.h>
+
 #define CTL_MAGIC 0x4357u /* "WC" */
 #define CTL_VERSION 1
 #define CTL_HDR 8u
@@ -138,13 +140,11 @@ void ctl_conn_reset(ctl_conn *c);
 
 /*
  * Authentication.  ctl_mac(): HMAC-SHA256 of nonce || role with the secret
- * (key may be empty).  ctl_read_secret(): the secret file's bytes (at most
- * 4096; a trailing newline dropped), 0 or -errno with err.
+ * (key may be empty).  The secret is read with weir_cluster_read_secret
+ * (weir/admin.h).
  */
 void ctl_mac(const uint8_t *key, size_t keylen, const uint8_t nonce[32], uint8_t role,
 	     uint8_t out[32]);
-int ctl_read_secret(const char *path, uint8_t *key, size_t *keylen, char *err,
-		    size_t errlen);
 /* Client side of the handshake on a connected blocking fd: 0 (with the
  * server's AUTH_OK index in *index) or -errno with err. */
 int ctl_client_auth(int fd, const uint8_t *key, size_t keylen, uint8_t role,

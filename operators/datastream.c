@@ -523,21 +523,25 @@ weir_stream *weir_project(weir_stream *in, const char *name, const char *columns
 	return new_stream(in->env, n->id, 0);
 }
 
-weir_stream *weir_side_output(weir_stream *s, const char *tag,
-			      const weir_schema *schema)
+weir_stream *weir_side_output(weir_stream *s, int tag, const weir_schema *schema)
 {
 	lnode *n;
 	if (!s)
 		return NULL;
 	n = s->env->g.nodes[s->node];
 	if (!schema) {
-		env_fail(s->env, "side output '%s': no schema", tag ? tag : "?");
+		env_fail(s->env, "side output %d of '%s': no schema", tag, n->name);
 		return NULL;
 	}
 	if (!n->side_outputs) {
-		env_fail(s->env, "side output '%s': only flat_map and process operators "
-			 "have side outputs ('%s' is a %s)", tag ? tag : "?", n->name,
-			 n->ops->kind);
+		env_fail(s->env, "side output %d: only flat_map and process operators "
+			 "have side outputs ('%s' is a %s)", tag, n->name, n->ops->kind);
+		return NULL;
+	}
+	if (tag != n->nports) {
+		env_fail(s->env, "side output %d of '%s': side outputs are numbered 1, 2, ... "
+			 "in the order they are declared; the next one is %d", tag, n->name,
+			 n->nports);
 		return NULL;
 	}
 	return stream_add_port(s, schema);
@@ -723,6 +727,24 @@ int weir_sink_discard(weir_stream *in, const char *name)
 	return sink(in, name, "discard-sink", &op_discard_sink, NULL);
 }
 
+int weir_sink(weir_stream *in, const char *name, const weir_sink_fns *fns)
+{
+	if (!in)
+		return -EINVAL;
+	if (!fns || !fns->invoke) {
+		env_fail(in->env, "sink '%s': no invoke function", name ? name : "user-sink");
+		return -EINVAL;
+	}
+	weir_sink_fns *c = conf_new(in->env, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = *fns;
+	lnode *n = add_node(in->env, name, "user-sink", &op_user_sink, weir_stream_schema(in), c);
+	if (!n)
+		return -ENOMEM;
+	return connect(in, n) ? 0 : -EINVAL;
+}
+
 int weir_sink_files(weir_stream *in, const char *name, const char *dir)
 {
 	if (!in)
@@ -885,10 +907,10 @@ static int env_prepare(weir_env *env, const char *job_name, weir_config *cfg)
 
 int weir_env_execute(weir_env *env, const char *job_name, int progress_ms)
 {
-	return env_execute_cluster(env, job_name, progress_ms, NULL);
+	return weir_env_execute_part(env, job_name, progress_ms, NULL);
 }
 
-int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
+int weir_env_execute_part(weir_env *env, const char *job_name, int progress_ms,
 			const run_cluster *cluster)
 {
 	weir_config cfg;
@@ -918,7 +940,7 @@ int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out)
 	return 0;
 }
 
-int env_describe_plan(weir_env *env, char *buf, size_t len)
+int weir_env_describe_plan(weir_env *env, char *buf, size_t len)
 {
 	weir_config cfg;
 	if (env_prepare(env, "plan", &cfg) < 0) {

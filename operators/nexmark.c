@@ -71,6 +71,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <weir/nexmark.h>
+
 #include "ops.h"
 
 #define GOLDEN 0x9e3779b97f4a7c15ULL
@@ -1334,50 +1336,48 @@ const op_ops op_nexmark = {
 	.snapshot = nx_snapshot, .restore = nx_restore, .close = nx_close,
 };
 
-int weir_source_nexmark(weir_env *env, const char *name, const weir_nexmark_conf *conf,
-			weir_stream **person, weir_stream **auction, weir_stream **bid)
+weir_stream *weir_source_nexmark(weir_env *env, const char *name, const weir_nexmark_conf *conf)
 {
 	const char *nm = name && *name ? name : "nexmark";
 	char err[160];
-	weir_stream *st[3] = { NULL, NULL, NULL };
-	weir_stream **out[3] = { person, auction, bid };
 	static const char *const spec[3] = { WEIR_NEXMARK_PERSON_SCHEMA,
 					     WEIR_NEXMARK_AUCTION_SCHEMA,
 					     WEIR_NEXMARK_BID_SCHEMA };
 	const weir_schema *sc[3];
-	int rc = -EINVAL;
 
-	for (int k = 0; k < 3; k++)
-		if (out[k])
-			*out[k] = NULL;
 	if (!env)
-		return -EINVAL;
+		return NULL;
 	if (!conf) {
 		env_error(env, "nexmark source '%s': no configuration", nm);
-		return -EINVAL;
+		return NULL;
 	}
 	if (nx_check(conf, err, sizeof(err)) < 0) {
 		env_error(env, "nexmark source '%s': %s", nm, err);
-		return -EINVAL;
+		return NULL;
 	}
 	for (int k = 0; k < 3; k++)
 		if (!(sc[k] = weir_schema_parse(env, spec[k])))
-			return -ENOMEM;
+			return NULL;
 	weir_nexmark_conf *c = calloc(1, sizeof(*c));
 	if (!c) {
 		env_error(env, "out of memory");
-		return -ENOMEM;
+		return NULL;
 	}
 	nx_ctx x;
 	nx_init(&x, conf);
 	*c = x.c;
-	st[0] = stream_add_source(env, nm, "nexmark", &op_nexmark, sc[0], c, conf->events > 0);
-	if (!st[0])
-		return -ENOMEM;
-	if (!(st[1] = stream_add_port(st[0], sc[1])) || !(st[2] = stream_add_port(st[0], sc[2])))
-		return rc;
-	for (int k = 0; k < 3; k++)
-		if (out[k])
-			*out[k] = st[k];
-	return 0;
+	weir_stream *person = stream_add_source(env, nm, "nexmark", &op_nexmark, sc[0], c,
+						conf->events > 0);
+	/* The auction and bid ports, numbered as weir_nexmark_kind. */
+	if (!person || !stream_add_port(person, sc[1]) || !stream_add_port(person, sc[2]))
+		return NULL;
+	return person;
+}
+
+weir_stream *weir_nexmark_stream(weir_stream *source, weir_nexmark_kind kind)
+{
+	if (!source || stream_node(source)->ops != &op_nexmark || kind < WEIR_NEXMARK_PERSON ||
+	    kind > WEIR_NEXMARK_BID)
+		return NULL;
+	return stream_port(source, (int)kind);
 }

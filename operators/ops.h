@@ -52,7 +52,7 @@ extern const op_ops op_window, op_process, op_interval_join;
 extern const op_ops op_join, op_topn;
 extern const op_ops op_aggregate;
 extern const op_ops op_file_source, op_generator, op_nexmark;
-extern const op_ops op_csv_sink, op_discard_sink, op_files_sink;
+extern const op_ops op_csv_sink, op_discard_sink, op_files_sink, op_user_sink;
 
 /* ---- replayable sources (source.c) ------------------------------------------------
  *
@@ -187,12 +187,8 @@ const weir_schema *join_concat_schema(weir_env *env, const char *what,
 /* The schema of input i of an interval-join node (its late records). */
 const weir_schema *interval_join_input_schema(const lnode *n, int i);
 
-/* Plan env's graph without running it; describe it into buf (tests). */
-int env_describe_plan(weir_env *env, char *buf, size_t len);
-/* Run env's job as one worker's part of a cluster run (cluster NULL: all
- * of it, as weir_env_execute). */
-int env_execute_cluster(weir_env *env, const char *job_name, int progress_ms,
-			const run_cluster *cluster);
+/* weir_env_describe_plan and weir_env_execute_part (a worker's part of
+ * a cluster run; NULL: all of it) are declared in weir/admin.h. */
 
 struct kvtab_conf; /* state/state.h */
 

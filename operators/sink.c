@@ -23,7 +23,8 @@
  * descriptor number could sync some other file).  Recovery (restore)
  * commits the files the checkpoint lists as pending and deletes every
  * other hidden file, so the visible files hold exactly the output of an
- * uninterrupted run.  seq only grows, above every name of the subtask in
+ * uninterrupted run; a run that finds no checkpoint deletes the hidden
+ * files of earlier attempts before it writes its first.  seq only grows, above every name of the subtask in
  * the directory, so names never collide, also with earlier runs.
  *
  * Snapshot blob (little-endian):
@@ -235,6 +236,57 @@ static void discard_process(task *t, int input, weir_batch *b)
 
 const op_ops op_discard_sink = { .kind = "discard", .process = discard_process };
 
+/* ---- user-defined sinks (weir_sink) ------------------------------------------------------ */
+
+typedef struct user_sink {
+	const weir_sink_fns *fns; /* the node's copy */
+	void *state;
+	bool opened;
+} user_sink;
+
+static int user_open(task *t)
+{
+	const weir_sink_fns *f = t->node->conf;
+	user_sink *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fns = f;
+	s->state = f->arg;
+	t->st = s;
+	if (f->open) {
+		int rc = f->open(f->arg, t->subtask, t->parallelism, &s->state);
+		if (rc < 0)
+			return rc;
+	}
+	s->opened = true;
+	return 0;
+}
+
+static void user_process(task *t, int input, weir_batch *b)
+{
+	user_sink *s = t->st;
+	(void)input;
+	int rc = s->fns->invoke(s->state, b);
+	batch_release(b);
+	if (rc < 0)
+		task_fail(t, "sink '%s': invoke returned %d", t->node->name, rc);
+}
+
+static void user_close(task *t)
+{
+	user_sink *s = t->st;
+	if (!s)
+		return;
+	if (s->opened && s->fns->close)
+		s->fns->close(s->state);
+	free(s);
+	t->st = NULL;
+}
+
+const op_ops op_user_sink = {
+	.kind = "user_sink", .open = user_open, .process = user_process, .close = user_close,
+};
+
 /* ---- exactly-once files (two-phase commit, see the top of the file) --------------- */
 
 #define NAME_MAX_PART 64 /* ".part-4095-18446744073709551615.inprogress" fits */
@@ -258,6 +310,8 @@ typedef struct files_sink {
 	pend_file *pend; /* pre-committed, oldest first */
 	int npend, cap;
 	char what[4200]; /* "<dir>/<name>" of the open file, for messages */
+	uint64_t first_seq; /* the first seq this run uses (at open) */
+	bool settled;    /* earlier attempts' hidden files dealt with */
 } files_sink;
 
 static void part_name(char *buf, bool hidden, int subtask, uint64_t seq)
@@ -371,13 +425,49 @@ static int files_open(task *t)
 			  t->node->name, c->path, strerror(-rc));
 		return rc;
 	}
+	s->first_seq = s->seq;
 	return 0;
 }
 
 /* Open the next in-progress file.  false after failing the job. */
+/*
+ * A run that restored nothing (no checkpoint yet) replays its input from
+ * the start, so the hidden files of earlier attempts hold rows no
+ * checkpoint committed and that are written again: delete them, as a
+ * restore deletes the ones its checkpoint does not list.  Each subtask
+ * deletes its own (seq below the first it uses); subtask 0 also those of
+ * subtasks beyond the parallelism.  Before the first file is opened.
+ */
+static void forget_earlier_attempts(task *t, files_sink *s)
+{
+	int fd = openat(s->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	s->settled = true;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		int sub;
+		uint64_t seq;
+		if (part_name_parse(e->d_name, &sub, &seq) != 2)
+			continue;
+		bool own = sub == t->subtask && seq < s->first_seq;
+		bool orphan = t->subtask == 0 && sub >= t->parallelism;
+		if ((own || orphan) && unlinkat(s->dfd, e->d_name, 0) < 0 && errno != ENOENT)
+			wlog(LOG_WARN, "file sink '%s': deleting '%s/%s' of an earlier attempt: %s",
+			     t->node->name, s->dir, e->d_name, strerror(errno));
+	}
+	closedir(d);
+}
+
 static bool open_part(task *t, files_sink *s)
 {
 	char name[NAME_MAX_PART];
+	if (!s->settled)
+		forget_earlier_attempts(t, s);
 	part_name(name, true, t->subtask, s->seq);
 	snprintf(s->what, sizeof(s->what), "%s/%s", s->dir, name);
 	s->out.fd = openat(s->dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -511,6 +601,8 @@ static int files_snapshot(task *t, int64_t id, snap_buf *out)
 static void files_end_input(task *t)
 {
 	files_sink *s = t->st;
+	if (!s->settled)
+		forget_earlier_attempts(t, s);
 	if (task_checkpointing(t)) {
 		/* The final snapshot pre-commits it, the final checkpoint's
 		 * commit makes it visible. */
@@ -726,6 +818,7 @@ static int files_restore(task *t, const op_restore *r)
 		wlog(LOG_ERROR, "file sink '%s': syncing directory '%s': %s", t->node->name,
 		     s->dir, strerror(errno));
 	}
+	s->settled = true; /* the checkpoint says which hidden files count */
 	if (rc == 0 && t->subtask == 0)
 		rc = delete_unlisted(t, s, &l);
 	if (rc == 0 && (rc = scan_next_seq(s, t->subtask, &s->seq)) < 0)

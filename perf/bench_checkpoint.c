@@ -152,7 +152,7 @@ static void *controller(void *arg)
 		if (t1 && r >= ctl.rc->warm + ctl.rc->more) {
 			ctl.out->rate = (double)(r - r1) / ((double)(now_ns() - t1) / 1e9);
 			ctl.out->rows = r;
-			runtime_cancel_all();
+			weir_cancel_all();
 			return NULL;
 		}
 		usleep(500);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core.h"
+#include <weir/nexmark.h>
 #include <weir/weir.h>
 
 static double run(const char *mode, uint64_t n, int p, uint64_t *rows)
@@ -22,21 +23,20 @@ static double run(const char *mode, uint64_t n, int p, uint64_t *rows)
 	weir_env *env = weir_env_new();
 	weir_config *cfg = weir_env_config(env);
 	weir_nexmark_conf nc = { .events = n };
-	weir_stream *person, *auction, *bid;
 	bool all = !strcmp(mode, "all");
 
 	cfg->parallelism = p;
 	cfg->cores = p;
-	if (weir_source_nexmark(env, "nexmark", &nc, all ? &person : NULL,
-				all ? &auction : NULL, &bid) < 0) {
+	weir_stream *person = weir_source_nexmark(env, "nexmark", &nc);
+	if (!person) {
 		fprintf(stderr, "bench_nexmark: %s\n", weir_env_error(env));
 		exit(1);
 	}
 	if (all) {
 		weir_sink_discard(person, "person");
-		weir_sink_discard(auction, "auction");
+		weir_sink_discard(weir_nexmark_stream(person, WEIR_NEXMARK_AUCTION), "auction");
 	}
-	weir_sink_discard(bid, "bid");
+	weir_sink_discard(weir_nexmark_stream(person, WEIR_NEXMARK_BID), "bid");
 	uint64_t t0 = now_ns();
 	if (weir_env_execute(env, mode, 0) != 0) {
 		fprintf(stderr, "bench_nexmark: %s failed\n", mode);

@@ -2578,7 +2578,7 @@ out:
 }
 
 /* A cluster worker's part of manifest id: its tasks' lines (the
- * coordinator merges the parts, manifest_merge_write); for a savepoint,
+ * coordinator merges the parts, weir_manifest_merge_write); for a savepoint,
  * then a line "--- savepoint" and its part of the savepoint's metadata. */
 static int st_part(ckpt_store *s, int64_t id, char **text, char *err, size_t errlen)
 {
@@ -2626,7 +2626,7 @@ static bool starts(const char *p, size_t n, const char *w)
 	return n >= k && !memcmp(p, w, k);
 }
 
-int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
+int weir_manifest_merge_write(const char *dir, const char *name, const char *const *parts,
 			 int nparts, char *err, size_t errlen)
 {
 	sbuf b = { 0 };

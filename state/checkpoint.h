@@ -159,13 +159,8 @@ int manifest_parse(const char *text, size_t len, manifest *m, char *err,
 		   size_t errlen);
 void manifest_free(manifest *m);
 
-/*
- * The coordinator of a cluster: merge the workers' parts of a manifest
- * (ckpt_store_ops.part, each without its "--- savepoint" half) into one,
- * check that it parses, and write it atomically as dir/name.  0 or -errno
- * with a message in err.
- */
-int manifest_merge_write(const char *dir, const char *name, const char *const *parts,
-			 int nparts, char *err, size_t errlen);
+/* weir_manifest_merge_write (weir/admin.h) merges the workers' parts of a
+ * manifest (ckpt_store_ops.part, each without its "--- savepoint" half),
+ * checks that the result parses, and writes it atomically. */
 
 #endif

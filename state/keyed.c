@@ -912,7 +912,7 @@ size_t kv_value_encoded_size(const kvtab *t, const void *value)
 	size_t n = t->vsize;
 	for (unsigned i = 0; i < t->conf.nlists; i++) {
 		const blist *l = ((blist *const *)value)[i];
-		uint32_t c = blist_len(l), len;
+		uint32_t c = blist_len(l), len = 0;
 		n += 4 - 8; /* the count replaces the pointer */
 		for (uint32_t k = 0; k < c; k++) {
 			blist_get(l, k, &len);
@@ -931,7 +931,7 @@ void kv_value_encode(const kvtab *t, const void *value, void *out)
 	}
 	for (unsigned i = 0; i < t->conf.nlists; i++) {
 		const blist *l = ((blist *const *)value)[i];
-		uint32_t c = blist_len(l), len;
+		uint32_t c = blist_len(l), len = 0;
 		memcpy(o, &c, 4);
 		o += 4;
 		for (uint32_t k = 0; k < c; k++) {

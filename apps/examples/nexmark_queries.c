@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <weir/nexmark.h>
 #include <weir/weir.h>
 
 #ifndef NEXMARK_QUERY
@@ -694,9 +695,12 @@ int weir_job(weir_env *env, int argc, char **argv)
 	int q = NEXMARK_QUERY;
 	bool people = q == 3 || q == 8, auctions = q == 3 || q == 4 || q == 8,
 	     bids = !(q == 3 || q == 8);
-	if (weir_source_nexmark(env, "nexmark", &conf, people ? &j.person : NULL,
-				auctions ? &j.auction : NULL, bids ? &j.bid : NULL) < 0)
+	weir_stream *src = weir_source_nexmark(env, "nexmark", &conf);
+	if (!src)
 		return 1;
+	j.person = people ? src : NULL;
+	j.auction = auctions ? weir_nexmark_stream(src, WEIR_NEXMARK_AUCTION) : NULL;
+	j.bid = bids ? weir_nexmark_stream(src, WEIR_NEXMARK_BID) : NULL;
 	switch (q) {
 	case 0: q0(&j); break;
 	case 1: q1(&j); break;

@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include <weir/api.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -71,7 +73,9 @@ typedef struct weir_str {
 /*
  * A record batch.  Fields are read-only for user code except the column
  * arrays of an output batch handed to a map function, and `rows` is set by
- * the runtime.  Runtime-private fields follow `heap_cap`.
+ * the runtime.  `runtime_private` is the runtime's bookkeeping of the block
+ * (pool link, reference count, owning core): opaque, never touched by user
+ * code.
  */
 typedef struct weir_batch {
 	const weir_schema *schema;
@@ -82,11 +86,7 @@ typedef struct weir_batch {
 	char *heap;
 	uint32_t heap_used;
 	uint32_t heap_cap;
-	/* runtime-private below */
-	struct weir_batch *next;  /* pool free list, owner core only */
-	uint32_t refs;            /* atomic: holders of this batch */
-	uint16_t owner;           /* core whose pool the block came from */
-	uint16_t flags;
+	uint64_t runtime_private[2];
 } weir_batch;
 
 static inline int64_t *weir_col_i64(const weir_batch *b, int c)
@@ -119,11 +119,11 @@ static inline const char *weir_batch_str(const weir_batch *b, int c,
  * output).  Returns 0, or -ENOSPC when the batch heap is full: a map function
  * returns that code and the runtime calls it again on smaller slices.
  */
-int weir_batch_set_str(weir_batch *b, int c, uint32_t row, const void *p,
+WEIR_API int weir_batch_set_str(weir_batch *b, int c, uint32_t row, const void *p,
 		       size_t len);
 
 /* Index of the column called `name`, or -ENOENT. */
-int weir_schema_find(const weir_schema *s, const char *name);
+WEIR_API int weir_schema_find(const weir_schema *s, const char *name);
 
 /*
  * Row emitter for flat_map and for operators whose output count differs from
@@ -134,15 +134,16 @@ int weir_schema_find(const weir_schema *s, const char *name);
  */
 typedef struct weir_out weir_out;
 
-void weir_out_i64(weir_out *o, int c, int64_t v);
-void weir_out_f64(weir_out *o, int c, double v);
-void weir_out_bool(weir_out *o, int c, bool v);
-void weir_out_str(weir_out *o, int c, const void *p, size_t len);
-void weir_out_ts(weir_out *o, int64_t event_time);
+WEIR_API void weir_out_i64(weir_out *o, int c, int64_t v);
+WEIR_API void weir_out_f64(weir_out *o, int c, double v);
+WEIR_API void weir_out_bool(weir_out *o, int c, bool v);
+WEIR_API void weir_out_str(weir_out *o, int c, const void *p, size_t len);
+WEIR_API void weir_out_ts(weir_out *o, int64_t event_time);
 /* Append the staged row to the output; flushes a full batch downstream. */
-void weir_out_emit(weir_out *o);
-/* Emitter of side output number `tag` (1, 2, ... in declaration order). */
-weir_out *weir_out_side(weir_out *o, int tag);
+WEIR_API void weir_out_emit(weir_out *o);
+/* Emitter of side output `tag`, as declared with weir_side_output (1, 2,
+ * ... in declaration order). */
+WEIR_API weir_out *weir_out_side(weir_out *o, int tag);
 
 #ifdef __cplusplus
 }

@@ -50,7 +50,10 @@ typedef enum weir_idle_policy {
 	WEIR_IDLE_BUSY_POLL = 1, /* never sleep: lowest latency, a full core */
 } weir_idle_policy;
 
-/* Configuration read by the runtime; set by `weir run` options. */
+/* Configuration read by the runtime; set by `weir run` options.  It
+ * belongs to its environment (weir_env_config); the strings it points to
+ * (checkpoint_dir, savepoint_dir, restore_savepoint) are not copied and
+ * must outlive the run. */
 typedef struct weir_config {
 	int parallelism;          /* default parallelism of operators */
 	int cores;                /* reactors (pinned threads); 0 = min(CPUs, p) */
@@ -86,18 +89,18 @@ typedef struct weir_config {
 } weir_config;
 
 /* Create an environment with default configuration.  NULL on ENOMEM. */
-weir_env *weir_env_new(void);
-void weir_env_free(weir_env *env);
-weir_config *weir_env_config(weir_env *env);
+WEIR_API weir_env *weir_env_new(void);
+WEIR_API void weir_env_free(weir_env *env);
+WEIR_API weir_config *weir_env_config(weir_env *env);
 /* First error recorded while building, or NULL. */
-const char *weir_env_error(const weir_env *env);
+WEIR_API const char *weir_env_error(const weir_env *env);
 
 /*
  * Build and run the graph to completion on the embedded local runtime.
  * Returns 0, or a negative errno-style code after printing what failed.
  * `progress` > 0 prints per-operator progress to stderr every that many ms.
  */
-int weir_env_execute(weir_env *env, const char *job_name, int progress_ms);
+WEIR_API int weir_env_execute(weir_env *env, const char *job_name, int progress_ms);
 
 /*
  * What checkpointing did in the run of weir_env_execute (all zero when the
@@ -124,7 +127,7 @@ typedef struct weir_checkpoint_stats {
 
 /* The statistics of env's run (after weir_env_execute returned).  0, or
  * -EINVAL if env has not run. */
-int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out);
+WEIR_API int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out);
 
 /* ---- schemas --------------------------------------------------------- */
 
@@ -132,20 +135,20 @@ int weir_env_checkpoint_stats(const weir_env *env, weir_checkpoint_stats *out);
  * Parse "name:type,name:type,..." where type is i64, f64, bool, ts or str.
  * The schema lives as long as env.  NULL (and an env error) on bad input.
  */
-const weir_schema *weir_schema_parse(weir_env *env, const char *spec);
+WEIR_API const weir_schema *weir_schema_parse(weir_env *env, const char *spec);
 
 /* The schema of the records a stream carries. */
-const weir_schema *weir_stream_schema(const weir_stream *s);
+WEIR_API const weir_schema *weir_stream_schema(const weir_stream *s);
 
 /* ---- sources ---------------------------------------------------------- */
 
 /* Lines of a text file (schema "line:str"), split across subtasks by byte
  * range. Bounded. */
-weir_stream *weir_source_text_file(weir_env *env, const char *name,
+WEIR_API weir_stream *weir_source_text_file(weir_env *env, const char *name,
 				   const char *path);
 
 /* Lines of standard input ("line:str"); parallelism 1; bounded by EOF. */
-weir_stream *weir_source_stdin(weir_env *env, const char *name);
+WEIR_API weir_stream *weir_source_stdin(weir_env *env, const char *name);
 
 /*
  * Rows of a CSV file (RFC 4180) with a declared schema.  `header` skips the
@@ -155,12 +158,12 @@ weir_stream *weir_source_stdin(weir_env *env, const char *name);
  * and the job goes on.  `ts_column` names the column used as event time, or
  * NULL.  Parallelism 1 (quoted fields may contain newlines).
  */
-weir_stream *weir_source_csv(weir_env *env, const char *name,
+WEIR_API weir_stream *weir_source_csv(weir_env *env, const char *name,
 			     const char *path, const weir_schema *schema,
 			     bool header, const char *ts_column);
 
 /* Dead letters of a CSV source: "line:i64,reason:str,raw:str". */
-weir_stream *weir_csv_dead_letters(weir_stream *csv_source);
+WEIR_API weir_stream *weir_csv_dead_letters(weir_stream *csv_source);
 
 /*
  * A deterministic generator.  Row i (0-based, over all subtasks) is a pure
@@ -183,7 +186,7 @@ typedef struct weir_generator_conf {
 	void *arg;
 } weir_generator_conf;
 
-weir_stream *weir_source_generator(weir_env *env, const char *name,
+WEIR_API weir_stream *weir_source_generator(weir_env *env, const char *name,
 				   const weir_generator_conf *conf);
 
 /*
@@ -191,11 +194,11 @@ weir_stream *weir_source_generator(weir_env *env, const char *name,
  * a long run can be watched or interrupted.  Works on every built-in
  * source.  0, or -EINVAL if s is not a source.
  */
-int weir_source_set_rate(weir_stream *source, double records_per_sec);
+WEIR_API int weir_source_set_rate(weir_stream *source, double records_per_sec);
 
 /* True when the job will take checkpoints (the run has a checkpoint
  * directory): a job then writes through a transactional sink. */
-bool weir_env_checkpointing(const weir_env *env);
+WEIR_API bool weir_env_checkpointing(const weir_env *env);
 
 /* ---- transformations ---------------------------------------------------- */
 
@@ -210,37 +213,37 @@ typedef void (*weir_filter_fn)(void *arg, const weir_batch *in,
 typedef int (*weir_flat_map_fn)(void *arg, const weir_batch *in,
 				weir_out *out);
 
-weir_stream *weir_map(weir_stream *in, const char *name,
+WEIR_API weir_stream *weir_map(weir_stream *in, const char *name,
 		      const weir_schema *out_schema, weir_map_fn fn,
 		      void *arg);
-weir_stream *weir_filter(weir_stream *in, const char *name,
+WEIR_API weir_stream *weir_filter(weir_stream *in, const char *name,
 			 weir_filter_fn fn, void *arg);
-weir_stream *weir_flat_map(weir_stream *in, const char *name,
+WEIR_API weir_stream *weir_flat_map(weir_stream *in, const char *name,
 			   const weir_schema *out_schema, weir_flat_map_fn fn,
 			   void *arg);
 /* Keep the comma-separated columns, in that order ("b,a"). */
-weir_stream *weir_project(weir_stream *in, const char *name,
+WEIR_API weir_stream *weir_project(weir_stream *in, const char *name,
 			  const char *columns);
 
 /*
- * Declare side output `tag` of the operator that produces `s` and return
- * the stream of it.  Inside the operator's function, weir_out_side(out, k)
- * emits to the k-th declared side output (k = 1, 2, ...).  Only flat_map
- * functions have an emitter, so only they can use side outputs.
+ * Declare side output number `tag` of the operator that produces `s`, with
+ * its schema, and return the stream of it.  Tags are numbered 1, 2, ... in
+ * the order they are declared (another number is an error); inside the
+ * operator's function, weir_out_side(out, tag) emits to it.  Only flat_map
+ * and process functions have an emitter, so only they have side outputs.
  */
-weir_stream *weir_side_output(weir_stream *s, const char *tag,
-			      const weir_schema *schema);
+WEIR_API weir_stream *weir_side_output(weir_stream *s, int tag, const weir_schema *schema);
 
 /* Merge streams of the same schema. */
-weir_stream *weir_union(weir_stream *a, weir_stream *b);
+WEIR_API weir_stream *weir_union(weir_stream *a, weir_stream *b);
 
 /* ---- partitioning of the next edge --------------------------------------- */
 
 /* Hash-partition by `column` (any type): records with equal keys meet in
  * one subtask.  Returns a keyed stream for the aggregates below. */
-weir_stream *weir_key_by(weir_stream *in, const char *column);
-weir_stream *weir_rebalance(weir_stream *in);
-weir_stream *weir_broadcast(weir_stream *in);
+WEIR_API weir_stream *weir_key_by(weir_stream *in, const char *column);
+WEIR_API weir_stream *weir_rebalance(weir_stream *in);
+WEIR_API weir_stream *weir_broadcast(weir_stream *in);
 
 /* ---- keyed running aggregates (on a key_by stream) ------------------------ */
 
@@ -250,11 +253,11 @@ weir_stream *weir_broadcast(weir_stream *in);
  * (as in Flink).  In STREAMING mode a row is emitted per input record; in
  * BATCH mode one row per key at end of input.
  */
-weir_stream *weir_sum(weir_stream *keyed, const char *column);
-weir_stream *weir_min(weir_stream *keyed, const char *column);
-weir_stream *weir_max(weir_stream *keyed, const char *column);
+WEIR_API weir_stream *weir_sum(weir_stream *keyed, const char *column);
+WEIR_API weir_stream *weir_min(weir_stream *keyed, const char *column);
+WEIR_API weir_stream *weir_max(weir_stream *keyed, const char *column);
 /* Output "key,count" where key is the key column's name and type. */
-weir_stream *weir_count(weir_stream *keyed);
+WEIR_API weir_stream *weir_count(weir_stream *keyed);
 
 /* One cell of a row, for reduce functions. */
 typedef union weir_value {
@@ -270,17 +273,17 @@ typedef union weir_value {
  * function stores in acc must point into acc or in (the runtime copies it). */
 typedef void (*weir_reduce_fn)(void *arg, weir_value *acc,
 			       const weir_value *in, const weir_schema *s);
-weir_stream *weir_reduce(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_reduce(weir_stream *keyed, const char *name,
 			 weir_reduce_fn fn, void *arg);
 
 /* ---- sinks ----------------------------------------------------------------- */
 
 /* CSV (RFC 4180 quoting, no header) to standard output; parallelism 1. */
-int weir_sink_stdout(weir_stream *in, const char *name);
+WEIR_API int weir_sink_stdout(weir_stream *in, const char *name);
 /* CSV to one file (created or truncated); parallelism 1. */
-int weir_sink_csv(weir_stream *in, const char *name, const char *path);
+WEIR_API int weir_sink_csv(weir_stream *in, const char *name, const char *path);
 /* Count and drop. */
-int weir_sink_discard(weir_stream *in, const char *name);
+WEIR_API int weir_sink_discard(weir_stream *in, const char *name);
 /*
  * Exactly-once CSV files in directory `dir` (created if missing), by
  * two-phase commit: each subtask writes a hidden in-progress file
@@ -292,13 +295,36 @@ int weir_sink_discard(weir_stream *in, const char *name);
  * Without checkpointing, files are committed at end of input.  Runs at
  * the input's parallelism.
  */
-int weir_sink_files(weir_stream *in, const char *name, const char *dir);
+WEIR_API int weir_sink_files(weir_stream *in, const char *name, const char *dir);
+
+/*
+ * A sink of your own, called per batch.  Each subtask calls open once
+ * (main thread, before the job runs), then invoke for every batch that
+ * reaches it (on its reactor thread, one call at a time), then close
+ * (main thread, after the run, also when it failed).  open and close may
+ * be NULL; open's *state is what invoke and close get (NULL if open is
+ * NULL: invoke gets arg).  A negative return fails the job.  `in` is
+ * borrowed for the call.
+ *
+ * Delivery: the function takes no part in checkpoints, so after a restart
+ * from a checkpoint it sees again the records that came after that
+ * checkpoint (at least once), as a Flink SinkFunction that is not
+ * checkpointed would; for exactly-once output use weir_sink_files.  fns
+ * is copied; arg must outlive the run.  Runs at the input's parallelism.
+ */
+typedef struct weir_sink_fns {
+	int (*open)(void *arg, int subtask, int parallelism, void **state);
+	int (*invoke)(void *state, const weir_batch *in);
+	void (*close)(void *state);
+	void *arg;
+} weir_sink_fns;
+WEIR_API int weir_sink(weir_stream *in, const char *name, const weir_sink_fns *fns);
 
 /* ---- per-operator settings -------------------------------------------------- */
 
-int weir_stream_set_parallelism(weir_stream *s, int parallelism);
+WEIR_API int weir_stream_set_parallelism(weir_stream *s, int parallelism);
 /* Do not fuse this operator with its predecessor. */
-int weir_stream_start_new_chain(weir_stream *s);
+WEIR_API int weir_stream_start_new_chain(weir_stream *s);
 
 /* The entry point a job shared object exports. */
 typedef int (*weir_job_fn)(weir_env *env, int argc, char **argv);

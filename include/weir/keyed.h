@@ -68,7 +68,7 @@ typedef struct weir_watermark_strategy {
  * event-time windows therefore do not depend on batch size, parallelism or
  * speed.  The output schema is the input's.
  */
-weir_stream *weir_assign_watermarks(weir_stream *in, const char *name,
+WEIR_API weir_stream *weir_assign_watermarks(weir_stream *in, const char *name,
 				    const weir_watermark_strategy *ws);
 
 /* ---- keyed state ------------------------------------------------------------ */
@@ -104,16 +104,16 @@ typedef struct weir_state_desc {
 typedef struct weir_ctx weir_ctx;
 
 /* The current key (not set for records of a broadcast input). */
-weir_value weir_ctx_key(const weir_ctx *c);
+WEIR_API weir_value weir_ctx_key(const weir_ctx *c);
 /* Event time of the current record, or the time of the firing timer. */
-int64_t weir_ctx_timestamp(const weir_ctx *c);
+WEIR_API int64_t weir_ctx_timestamp(const weir_ctx *c);
 /* The operator's current watermark (INT64_MIN before the first). */
-int64_t weir_ctx_watermark(const weir_ctx *c);
+WEIR_API int64_t weir_ctx_watermark(const weir_ctx *c);
 /* Processing time now, ms since the epoch. */
-int64_t weir_ctx_processing_time(const weir_ctx *c);
+WEIR_API int64_t weir_ctx_processing_time(const weir_ctx *c);
 /* This subtask's index, 0-based, and the operator's parallelism. */
-int weir_ctx_subtask(const weir_ctx *c);
-int weir_ctx_parallelism(const weir_ctx *c);
+WEIR_API int weir_ctx_subtask(const weir_ctx *c);
+WEIR_API int weir_ctx_parallelism(const weir_ctx *c);
 
 /*
  * Timers of the current key.  An event-time timer fires when the watermark
@@ -121,8 +121,8 @@ int weir_ctx_parallelism(const weir_ctx *c);
  * timestamp order; registering the same (key, time, domain) twice gives one
  * firing.  0 or -EINVAL (no current key).
  */
-int weir_timer_register(weir_ctx *c, weir_time_domain d, int64_t ts);
-int weir_timer_delete(weir_ctx *c, weir_time_domain d, int64_t ts);
+WEIR_API int weir_timer_register(weir_ctx *c, weir_time_domain d, int64_t ts);
+WEIR_API int weir_timer_delete(weir_ctx *c, weir_time_domain d, int64_t ts);
 
 /*
  * State of the current key; `state` is the index of its descriptor in the
@@ -130,30 +130,30 @@ int weir_timer_delete(weir_ctx *c, weir_time_domain d, int64_t ts);
  * the next state call of this context.
  */
 /* VALUE, REDUCING, AGGREGATING: the value, or NULL if there is none. */
-const void *weir_state_get(weir_ctx *c, int state);
+WEIR_API const void *weir_state_get(weir_ctx *c, int state);
 /* VALUE: set the value (`size` bytes). */
-int weir_state_set(weir_ctx *c, int state, const void *value);
+WEIR_API int weir_state_set(weir_ctx *c, int state, const void *value);
 /* LIST: append `len` bytes.  REDUCING, AGGREGATING: fold `in` into the
  * value (len ignored). */
-int weir_state_add(weir_ctx *c, int state, const void *in, size_t len);
+WEIR_API int weir_state_add(weir_ctx *c, int state, const void *in, size_t len);
 /* LIST: number of elements, and element i (NULL when out of range). */
-size_t weir_state_list_len(weir_ctx *c, int state);
-const void *weir_state_list_get(weir_ctx *c, int state, size_t i,
+WEIR_API size_t weir_state_list_len(weir_ctx *c, int state);
+WEIR_API const void *weir_state_list_get(weir_ctx *c, int state, size_t i,
 				size_t *len);
 /* MAP, BROADCAST_MAP. */
-const void *weir_state_map_get(weir_ctx *c, int state, const void *k,
+WEIR_API const void *weir_state_map_get(weir_ctx *c, int state, const void *k,
 			       size_t klen);
-int weir_state_map_put(weir_ctx *c, int state, const void *k, size_t klen,
+WEIR_API int weir_state_map_put(weir_ctx *c, int state, const void *k, size_t klen,
 		       const void *value);
-int weir_state_map_remove(weir_ctx *c, int state, const void *k,
+WEIR_API int weir_state_map_remove(weir_ctx *c, int state, const void *k,
 			  size_t klen);
 /* Call fn for each entry; stops early when fn returns non-zero. */
-int weir_state_map_foreach(weir_ctx *c, int state,
+WEIR_API int weir_state_map_foreach(weir_ctx *c, int state,
 			   int (*fn)(void *arg, const void *k, size_t klen,
 				     const void *value),
 			   void *arg);
 /* Remove the current key's value, list or map. */
-int weir_state_clear(weir_ctx *c, int state);
+WEIR_API int weir_state_clear(weir_ctx *c, int state);
 
 /* ---- keyed process functions ---------------------------------------------- */
 
@@ -179,7 +179,7 @@ typedef struct weir_process_fns {
  * function) and the current watermark.  Output event time is what the
  * function sets with weir_out_ts (default: the input record's or timer's).
  */
-weir_stream *weir_process(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_process(weir_stream *keyed, const char *name,
 			  const weir_schema *out_schema,
 			  const weir_process_fns *fns);
 
@@ -189,7 +189,7 @@ weir_stream *weir_process(weir_stream *keyed, const char *name,
  * weir_broadcast() stream, whose records reach every subtask and may write
  * the BROADCAST_MAP states (the keyed input may only read them).
  */
-weir_stream *weir_connect_process(weir_stream *a, weir_stream *b,
+WEIR_API weir_stream *weir_connect_process(weir_stream *a, weir_stream *b,
 				  const char *name,
 				  const weir_schema *out_schema,
 				  const weir_process_fns *fns);
@@ -229,7 +229,7 @@ typedef struct weir_window_spec {
  * Parse "tumbling:SIZE", "sliding:SIZE:SLIDE", "session:GAP" (ms) or
  * "count:N[:SLIDE]" into *w, zeroing the other fields.  0 or -EINVAL.
  */
-int weir_window_parse(const char *text, weir_window_spec *w);
+WEIR_API int weir_window_parse(const char *text, weir_window_spec *w);
 
 /*
  * Built-in incremental aggregate per key and window.  Output columns:
@@ -239,7 +239,7 @@ int weir_window_parse(const char *text, weir_window_spec *w);
  * windows window_start/window_end are the least event time of the
  * window's records and the greatest plus one.
  */
-weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
 				   const weir_window_spec *w,
 				   const char *column);
 
@@ -255,36 +255,36 @@ typedef struct weir_window_agg_fns {
 	void *arg;
 } weir_window_agg_fns;
 
-weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
 			     const weir_window_spec *w,
 			     const weir_schema *out_schema,
 			     const weir_window_agg_fns *fns);
 
 /* Incremental reduce: output rows have the input's schema. */
-weir_stream *weir_window_reduce(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_reduce(weir_stream *keyed, const char *name,
 				const weir_window_spec *w, weir_reduce_fn fn,
 				void *arg);
 
 /* The rows of a window, for full window functions. */
 typedef struct weir_rows weir_rows;
-size_t weir_rows_count(const weir_rows *r);
+WEIR_API size_t weir_rows_count(const weir_rows *r);
 /* Next row into cells[0..ncols) and *ts; false at the end.  Strings point
  * into the window's state, valid during the call. */
-bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts);
+WEIR_API bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts);
 
 typedef int (*weir_window_process_fn)(void *arg, weir_value key,
 				      int64_t start, int64_t end,
 				      weir_rows *rows, weir_out *out);
 
 /* A full window function: all of the window's rows at each firing. */
-weir_stream *weir_window_process(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_process(weir_stream *keyed, const char *name,
 				 const weir_window_spec *w,
 				 const weir_schema *out_schema,
 				 weir_window_process_fn fn, void *arg);
 
 /* The late records of a windowed (or interval-joined) stream: the input's
  * schema, unchanged. */
-weir_stream *weir_window_late(weir_stream *windowed);
+WEIR_API weir_stream *weir_window_late(weir_stream *windowed);
 
 /* ---- joins -------------------------------------------------------------------- */
 
@@ -299,14 +299,14 @@ typedef int (*weir_join_fn)(void *arg, const weir_value *a, int64_t ts_a,
 
 /* Pairs of records with equal keys in the same window (time windows:
  * tumbling, sliding, session); output event time = window_end - 1. */
-weir_stream *weir_window_join(weir_stream *a_keyed, weir_stream *b_keyed,
+WEIR_API weir_stream *weir_window_join(weir_stream *a_keyed, weir_stream *b_keyed,
 			      const char *name, const weir_window_spec *w,
 			      const weir_schema *out_schema, weir_join_fn fn,
 			      void *arg);
 
 /* Pairs with equal keys and a.ts + lower_ms <= b.ts <= a.ts + upper_ms
  * (event time); output event time = max(a.ts, b.ts). */
-weir_stream *weir_interval_join(weir_stream *a_keyed, weir_stream *b_keyed,
+WEIR_API weir_stream *weir_interval_join(weir_stream *a_keyed, weir_stream *b_keyed,
 				const char *name, int64_t lower_ms,
 				int64_t upper_ms,
 				const weir_schema *out_schema, weir_join_fn fn,
@@ -345,7 +345,7 @@ typedef struct weir_join_conf {
 
 /* conf NULL: state kept forever, every record kept.  Both inputs keyed
  * on columns of the same type (ts and i64 match). */
-weir_stream *weir_join(weir_stream *a_keyed, weir_stream *b_keyed,
+WEIR_API weir_stream *weir_join(weir_stream *a_keyed, weir_stream *b_keyed,
 		       const char *name, const weir_join_conf *conf,
 		       const weir_schema *out_schema, weir_join_fn fn, void *arg);
 
@@ -370,7 +370,7 @@ weir_stream *weir_join(weir_stream *a_keyed, weir_stream *b_keyed,
  * n from 1 to 2^20; a change moves the rows below it, so n is meant to be
  * small (tens to hundreds).
  */
-weir_stream *weir_topn(weir_stream *keyed, const char *name, int n,
+WEIR_API weir_stream *weir_topn(weir_stream *keyed, const char *name, int n,
 		       const char *order_column, bool descending);
 
 #ifdef __cplusplus

@@ -89,8 +89,9 @@ enum weir_nexmark_bid_col {
  * Add the Nexmark source `name` (NULL: "nexmark") to env: one operator
  * whose port 0 carries people and whose side ports carry auctions and
  * bids, with the schemas above; each batch's event time (ts) is the
- * event's date_time.  *person, *auction and *bid (each may be NULL) receive
- * the streams.  A stream nobody consumes is not generated.
+ * event's date_time.  It returns the person stream, like every source its
+ * first stream; weir_nexmark_stream gives each kind's.  A stream nobody
+ * consumes is not generated.
  *
  * Parallel subtasks deal the emission order out in blocks of batch-size
  * events, round-robin, so event time advances evenly on every subtask.
@@ -103,13 +104,16 @@ enum weir_nexmark_bid_col {
  * group, seed or base time.  weir_source_set_rate also applies (the
  * tighter cap holds).
  *
- * Returns 0, or -EINVAL (bad configuration, or env NULL) or -ENOMEM with
- * the reason in weir_env_error(env); the streams are then NULL.  The
- * configuration is copied.  Build thread only.
+ * Returns the person stream, or NULL (bad configuration, env NULL, out of
+ * memory) with the reason in weir_env_error(env).  The configuration is
+ * copied.  Build thread only.
  */
-int weir_source_nexmark(weir_env *env, const char *name,
-			const weir_nexmark_conf *conf, weir_stream **person,
-			weir_stream **auction, weir_stream **bid);
+WEIR_API weir_stream *weir_source_nexmark(weir_env *env, const char *name,
+					  const weir_nexmark_conf *conf);
+
+/* The stream of events of `kind` of the Nexmark source `source` (the
+ * stream weir_source_nexmark returned).  NULL if source is not one. */
+WEIR_API weir_stream *weir_nexmark_stream(weir_stream *source, weir_nexmark_kind kind);
 
 /* ---- one event as plain values ------------------------------------------------ */
 
@@ -166,7 +170,7 @@ typedef struct weir_nexmark_row {
  * pool; see nexmark.c) but allocation-free and thread-safe.  0, or -EINVAL
  * for a bad configuration.
  */
-int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
+WEIR_API int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
 		       weir_nexmark_row *out);
 
 /*
@@ -177,7 +181,7 @@ int weir_nexmark_event(const weir_nexmark_conf *conf, uint64_t id,
  * for which this returns UINT64_MAX: a bounded run is the unbounded run's
  * order restricted to ids below N.  Pure.
  */
-uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
+WEIR_API uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
 
 /* ---- the options every Nexmark job takes -------------------------------------- */
 
@@ -198,7 +202,7 @@ uint64_t weir_nexmark_id_at(const weir_nexmark_conf *conf, uint64_t pos);
 	"                   (default: as fast as possible)\n"                 \
 	"  --ooo-group G    emit events out of order in groups of G (1)\n"    \
 	"  --seed S         random seed (0)\n"
-int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
+WEIR_API int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
 			 char *err, size_t errlen);
 
 /*
@@ -209,7 +213,7 @@ int weir_nexmark_options(int *argc, char **argv, weir_nexmark_conf *c,
  * comma, a quote or a line end (RFC 4180), rows in emission order.  0, or
  * -errno with a message naming the file in err.  Any thread; allocates.
  */
-int weir_nexmark_write_csv(const weir_nexmark_conf *conf, const char *dir,
+WEIR_API int weir_nexmark_write_csv(const weir_nexmark_conf *conf, const char *dir,
 			   char *err, size_t errlen);
 
 #ifdef __cplusplus

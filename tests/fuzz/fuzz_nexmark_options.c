@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <weir/nexmark.h>
 #include <weir/weir.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

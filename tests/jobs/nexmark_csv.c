@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <weir/nexmark.h>
 #include <weir/weir.h>
 
 int weir_job(weir_env *env, int argc, char **argv);
@@ -42,8 +43,9 @@ int weir_job(weir_env *env, int argc, char **argv)
 		fprintf(stderr, "nexmark_csv: --out DIR|discard is required\n");
 		return 2;
 	}
-	weir_source_nexmark(env, "nexmark", &nc, &st[0], &st[1], &st[2]);
+	st[0] = weir_source_nexmark(env, "nexmark", &nc);
 	for (int k = 0; k < 3; k++) {
+		st[k] = weir_nexmark_stream(st[0], (weir_nexmark_kind)k);
 		char path[4096];
 		if (!strstr(streams, names[k]))
 			continue;

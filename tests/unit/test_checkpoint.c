@@ -213,7 +213,7 @@ Test(checkpoint, running_count_exactly_once_with_checkpoints,
 static void *cancel_after(void *arg)
 {
 	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
+	weir_cancel_all();
 	return NULL;
 }
 

@@ -1072,7 +1072,7 @@ Test(fake, topn_changes_are_coalesced_per_batch)
 static void *cancel_after(void *arg)
 {
 	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
+	weir_cancel_all();
 	return NULL;
 }
 

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <weir/nexmark.h>
+
 #include "ops.h"
 #include "reactor.h"
 #include "testenv.h"
@@ -891,8 +893,9 @@ static void run_and_compare(int p, uint32_t batch_rows, const weir_nexmark_conf 
 	weir_stream *st[3];
 	weir_env *env = env_p(p, batch_rows);
 	memset(col, 0, sizeof(col));
-	cr_assert_eq(weir_source_nexmark(env, "nexmark", nc, &st[0], &st[1], &st[2]), 0);
+	cr_assert_not_null(st[0] = weir_source_nexmark(env, "nexmark", nc));
 	for (int k = 0; k < 3; k++) {
+		st[k] = weir_nexmark_stream(st[0], (weir_nexmark_kind)k);
 		if (!(ports & (1 << k)))
 			continue;
 		col[k].ts_ok = true;
@@ -942,23 +945,27 @@ Test(nexmark_job, streams_carry_exactly_the_events_at_every_parallelism)
 Test(nexmark_job, bad_configurations_are_build_errors)
 {
 	weir_env *env = env_p(1, 1024);
-	weir_stream *p = (weir_stream *)1, *a = (weir_stream *)1, *b = (weir_stream *)1;
+	weir_stream *p;
 	weir_nexmark_conf c = { .ooo_group = 953 * 3 };
-	cr_assert_eq(weir_source_nexmark(env, "nx", &c, &p, &a, &b), -EINVAL);
-	cr_assert(p == NULL && a == NULL && b == NULL);
+	cr_assert_null(p = weir_source_nexmark(env, "nx", &c));
+	cr_assert_null(weir_nexmark_stream(p, WEIR_NEXMARK_BID));
 	cr_assert(strstr(weir_env_error(env), "953"), "%s", weir_env_error(env));
 	weir_env_free(env);
 	env = env_p(1, 1024);
 	c = (weir_nexmark_conf){ .emit_rate = -1 };
-	cr_assert_eq(weir_source_nexmark(env, "nx", &c, &p, NULL, NULL), -EINVAL);
+	cr_assert_null(weir_source_nexmark(env, "nx", &c));
 	cr_assert(strstr(weir_env_error(env), "emit rate"), "%s", weir_env_error(env));
 	weir_env_free(env);
-	cr_assert_eq(weir_source_nexmark(NULL, "nx", &c, &p, NULL, NULL), -EINVAL);
+	cr_assert_null(weir_source_nexmark(NULL, "nx", &c));
 	/* side outputs of the source are its own */
 	env = env_p(1, 1024);
 	c = (weir_nexmark_conf){ .events = 10 };
-	cr_assert_eq(weir_source_nexmark(env, NULL, &c, &p, &a, &b), 0);
-	cr_assert_null(weir_side_output(p, "more", weir_stream_schema(p)));
+	cr_assert_not_null(p = weir_source_nexmark(env, NULL, &c));
+	cr_assert_not_null(weir_nexmark_stream(p, WEIR_NEXMARK_AUCTION));
+	weir_generator_conf g = { .count = 1 };
+	cr_assert_null(weir_nexmark_stream(weir_source_generator(env, "g", &g),
+					   WEIR_NEXMARK_AUCTION), "not a nexmark source");
+	cr_assert_null(weir_side_output(p, 1, weir_stream_schema(p)));
 	weir_env_free(env);
 }
 
@@ -976,9 +983,10 @@ static weir_env *ck_job(int p, const char *ck, double emit_rate, const char *out
 	cfg->checkpoint_interval_ms = 30;
 	weir_nexmark_conf nc = { .events = CK_EVENTS, .seed = 21, .emit_rate = emit_rate };
 	weir_stream *st[3];
-	cr_assert_eq(weir_source_nexmark(env, "nexmark", &nc, &st[0], &st[1], &st[2]), 0);
+	cr_assert_not_null(st[0] = weir_source_nexmark(env, "nexmark", &nc));
 	for (int k = 0; k < 3; k++) {
 		char dir[512];
+		st[k] = weir_nexmark_stream(st[0], (weir_nexmark_kind)k);
 		snprintf(dir, sizeof(dir), "%s/%s", out, names[k]);
 		cr_assert_eq(weir_sink_files(st[k], names[k], dir), 0, "%s", weir_env_error(env));
 	}
@@ -1008,7 +1016,7 @@ static void check_committed(const char *out)
 static void *cancel_after(void *arg)
 {
 	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
+	weir_cancel_all();
 	return NULL;
 }
 

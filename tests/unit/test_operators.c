@@ -123,7 +123,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_stream *k = weir_count(weir_key_by(s, "key"));
 	weir_sink_discard(k, "sink");
 	weir_env_config(env)->mode = WEIR_MODE_STREAMING;
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "chain x2: gen -> f  (cores: 0 1)"), "%s", buf);
 	cr_assert(strstr(buf, "chain x2: count -> sink"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: f =hash=> count"), "%s", buf);
@@ -137,7 +137,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_env_config(env)->cores = 2;
 	s = weir_filter(weir_source_generator(env, "gen", &g), "f", keep_even, NULL);
 	weir_sink_discard(weir_count(weir_key_by(s, "key")), "sink");
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "chain x2: gen -> f -> count-combine  (cores: 0 1)"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: count-combine =hash=> count"), "%s", buf);
 	weir_env_free(env);
@@ -146,7 +146,7 @@ Test(ops, plan_chains_forward_edges_and_places_on_cores)
 	weir_env_config(env)->chaining = false;
 	s = weir_source_generator(env, "gen", &g);
 	weir_sink_discard(weir_filter(s, "f", keep_even, NULL), "sink");
-	cr_assert_eq(env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
+	cr_assert_eq(weir_env_describe_plan(env, buf, sizeof(buf)), 0, "%s", buf);
 	cr_assert(strstr(buf, "actors 6 channels 4"), "%s", buf);
 	cr_assert(strstr(buf, "exchange: gen =forward=> f"), "%s", buf);
 	weir_env_free(env);
@@ -178,7 +178,7 @@ Test(ops, bad_graphs_are_reported)
 	s = weir_source_stdin(env, "in");
 	weir_stream_set_parallelism(s, 2);
 	weir_sink_discard(s, "d");
-	cr_assert_lt(env_describe_plan(env, buf, sizeof(buf)), 0);
+	cr_assert_lt(weir_env_describe_plan(env, buf, sizeof(buf)), 0);
 	cr_assert(strstr(buf, "parallelism 1 only"), "%s", buf);
 	weir_env_free(env);
 }
@@ -337,7 +337,7 @@ Test(ops, flat_map_and_side_output)
 	const weir_schema *sc = weir_schema_parse(env, "seq:i64,tag:str");
 	weir_stream *s = weir_source_generator(env, "gen", &g);
 	weir_stream *fm = weir_flat_map(s, "split", sc, split_odd, NULL);
-	weir_stream *odd = weir_side_output(fm, "odd", sc);
+	weir_stream *odd = weir_side_output(fm, 1, sc);
 	weir_sink_csv(fm, "main", path("main.csv"));
 	weir_sink_csv(odd, "odd", path("odd.csv"));
 	run_ok(env);
@@ -348,6 +348,87 @@ Test(ops, flat_map_and_side_output)
 	sum = csv_sum(path("odd.csv"), 0, &lines);
 	cr_assert_eq(lines, 5000);
 	cr_assert_eq(sum, 5000LL * 5000);
+}
+
+Test(ops, side_output_tags_are_numbered_in_declaration_order)
+{
+	weir_env *env = env_p(1);
+	weir_generator_conf g = { .count = 10 };
+	const weir_schema *sc = weir_schema_parse(env, "seq:i64,tag:str");
+	weir_stream *fm = weir_flat_map(weir_source_generator(env, "gen", &g), "split", sc,
+					split_odd, NULL);
+	cr_assert_null(weir_side_output(fm, 2, sc), "tag 2 before tag 1");
+	cr_assert_not_null(strstr(weir_env_error(env), "numbered 1, 2"), "%s",
+			   weir_env_error(env));
+	weir_env_free(env);
+}
+
+/* ---- user-defined sinks (weir_sink) ---------------------------------------------------------- */
+
+typedef struct sum_sink {
+	long long sum, rows;
+	int opened, closed;
+} sum_sink;
+
+static int sum_open(void *arg, int subtask, int parallelism, void **state)
+{
+	sum_sink *all = arg;
+	cr_assert(subtask >= 0 && subtask < parallelism && parallelism == 2);
+	all[subtask].opened++;
+	*state = &all[subtask];
+	return 0;
+}
+
+static int sum_invoke(void *state, const weir_batch *in)
+{
+	sum_sink *s = state;
+	const int64_t *seq = weir_col_i64(in, 0);
+	for (uint32_t r = 0; r < in->rows; r++)
+		s->sum += seq[r];
+	s->rows += in->rows;
+	return 0;
+}
+
+static void sum_close(void *state)
+{
+	((sum_sink *)state)->closed++;
+}
+
+Test(ops, user_sink_sees_every_row_once_per_subtask)
+{
+	weir_env *env = env_p(2);
+	weir_generator_conf g = { .count = 100000 };
+	sum_sink all[2] = { 0 };
+	weir_sink_fns f = { .open = sum_open, .invoke = sum_invoke, .close = sum_close,
+			    .arg = all };
+	cr_assert_eq(weir_sink(weir_rebalance(weir_source_generator(env, "gen", &g)), "sum",
+			       &f), 0);
+	run_ok(env);
+	cr_assert_eq(all[0].rows + all[1].rows, 100000);
+	cr_assert_eq(all[0].sum + all[1].sum, 99999LL * 100000 / 2);
+	for (int i = 0; i < 2; i++)
+		cr_assert(all[i].opened == 1 && all[i].closed == 1);
+}
+
+static int failing_invoke(void *state, const weir_batch *in)
+{
+	(void)state;
+	(void)in;
+	return -EIO;
+}
+
+Test(ops, user_sink_error_fails_the_job)
+{
+	weir_env *env = env_p(1);
+	weir_generator_conf g = { .count = 1000 };
+	weir_sink_fns f = { .invoke = failing_invoke };
+	cr_assert_eq(weir_sink(weir_source_generator(env, "gen", &g), "bad", &f), 0);
+	cr_assert_neq(weir_env_execute(env, "t", 0), 0);
+	weir_env_free(env);
+	env = env_p(1);
+	weir_sink_fns none = { 0 };
+	cr_assert_eq(weir_sink(weir_source_generator(env, "gen", &g), "none", &none), -EINVAL);
+	weir_env_free(env);
 }
 
 /* ---- sources: text split, CSV with dead letters ------------------------------------------ */

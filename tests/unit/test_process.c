@@ -494,7 +494,7 @@ Test(proc, processing_timers_and_side_outputs)
 	weir_stream *s = weir_source_generator(env, "gen", &g);
 	weir_stream_set_parallelism(s, 1);
 	s = weir_process(weir_key_by(s, "key"), "ptimers", ks, &fns);
-	weir_stream *reg = weir_side_output(s, "registered", ks);
+	weir_stream *reg = weir_side_output(s, 1, ks);
 	weir_sink_csv(s, "fired", path("t4-fired.csv"));
 	weir_sink_csv(reg, "registered", path("t4-reg.csv"));
 	uint64_t t0 = now_ns();
@@ -796,7 +796,7 @@ Test(proc, build_errors)
 	{
 		weir_stream *s = weir_process(weir_key_by(gen(env, "g", 10, 1, 1), "key"),
 					      "p", os, &fns);
-		cr_assert_not_null(weir_side_output(s, "side", os));
+		cr_assert_not_null(weir_side_output(s, 1, os));
 		cr_assert_null(weir_env_error(env));
 	}
 	weir_env_free(env);

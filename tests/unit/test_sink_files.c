@@ -463,6 +463,33 @@ Test(sink_files, seq_starts_above_existing_names)
 			 "part-1-20");
 }
 
+Test(sink_files, a_run_without_checkpoint_deletes_earlier_attempts_hidden_files)
+{
+	const char *dir = path("out");
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	/* An attempt cancelled before its first checkpoint left these; the
+	 * fresh run writes their rows again. */
+	const char *names[] = { ".part-0-3.inprogress", ".part-1-4.inprogress",
+				".part-5-1.inprogress", "part-0-2" };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		char p[512];
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		FILE *fp = fopen(p, "w");
+		fclose(fp);
+	}
+	fake *f0 = fake_new(dir, 0, 2), *f1 = fake_new(dir, 1, 2);
+	put_rows(f0, "a", 0, 3);
+	cr_assert(!exists(dir, ".part-0-3.inprogress"), "subtask 0's own stale file");
+	cr_assert(!exists(dir, ".part-5-1.inprogress"), "a subtask beyond the parallelism");
+	cr_assert(exists(dir, ".part-1-4.inprogress"), "subtask 1's is its own business");
+	op_files_sink.end_input(&f1->t);
+	cr_assert(!exists(dir, ".part-1-4.inprogress"));
+	op_files_sink.end_input(&f0->t);
+	fake_free(f0);
+	fake_free(f1);
+	cr_assert_str_eq(listing(dir), "part-0-2 part-0-4");
+}
+
 Test(sink_files, a_malformed_blob_is_refused)
 {
 	const char *dir = path("out");

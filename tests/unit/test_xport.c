@@ -133,7 +133,7 @@ static int send_one(worker *w, const xport_events *ev, int dst, uint32_t seq)
 	return rc;
 }
 
-static void *worker_main(void *arg)
+static void *peer_main(void *arg)
 {
 	worker *w = arg;
 	xport_events ev = { w, ev_frame, ev_sent, ev_lost };
@@ -215,7 +215,7 @@ static void mesh_open(mesh *m, int n, bool zc)
 static void mesh_run(mesh *m)
 {
 	for (int i = 0; i < m->n; i++)
-		pthread_create(&m->t[i], NULL, worker_main, &m->w[i]);
+		pthread_create(&m->t[i], NULL, peer_main, &m->w[i]);
 	for (int i = 0; i < m->n; i++)
 		pthread_join(m->t[i], NULL);
 }
@@ -366,7 +366,7 @@ static void garbage_case(const void *bad, size_t badlen, int want_err)
 	for (int i = 1; i < 3; i++) {
 		m.w[i].nframes[3 - i] = 20;
 		m.w[i].skip_finish = true;
-		pthread_create(&m.t[i], NULL, worker_main, &m.w[i]);
+		pthread_create(&m.t[i], NULL, peer_main, &m.w[i]);
 	}
 	int fd[3];
 	for (int i = 1; i < 3; i++) {

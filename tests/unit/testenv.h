@@ -158,7 +158,7 @@ static inline void *stop_with_savepoint(void *arg)
 	sp_arg *a = arg;
 	usleep((useconds_t)a->ms * 1000);
 	do {
-		a->rc = runtime_savepoint(a->dir, true, a->msg, sizeof(a->msg));
+		a->rc = weir_savepoint(a->dir, true, a->msg, sizeof(a->msg));
 		if (a->rc == -ENOENT)
 			usleep(10000); /* not started yet */
 	} while (a->rc == -ENOENT && strstr(a->msg, "no job"));

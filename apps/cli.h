@@ -1,21 +1,31 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the `weir` command's files share (weir.c: local commands;
- * cluster_cmds.c: coordinator, worker and the --cluster clients).
+ * What the `weir` command's files share.  weir.c: main and the local
+ * commands; cluster_cmds.c: coordinator, worker and the --cluster clients;
+ * job.c: a job loaded from its shared object with `weir run`'s options.
+ * Calls go weir.c -> cluster_cmds.c -> job.c (and weir.c -> job.c), never
+ * back.  The library is reached through weir/weir.h and weir/admin.h only.
  */
-#ifndef WEIR_APPS_WEIR_H
-#define WEIR_APPS_WEIR_H
+#ifndef WEIR_APPS_CLI_H
+#define WEIR_APPS_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <weir/weir.h>
 
-extern const char *prog;
+/* ---- job.c ------------------------------------------------------------------- */
+
+/* The command's name in messages. */
+extern const char *const prog;
 
 /* Parse an integer option value in [lo, hi]; non-zero if not, printed as
  * "weir CMD: OPT: ..." (cmd: the command, "run", "worker", ...). */
 int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi,
 	      long *out);
+
+/* `weir run --help`. */
+void usage_run(FILE *f);
 
 /* A job loaded from its shared object and built from its arguments. */
 typedef struct loaded_job {
@@ -36,7 +46,9 @@ typedef struct loaded_job {
 int run_prepare(int argc, char **argv, loaded_job *L);
 void loaded_free(loaded_job *L);
 
-/* cluster_cmds.c */
+/* ---- cluster_cmds.c ------------------------------------------------------------ */
+
+/* `weir run --cluster ADDR ...`: submit the prepared job L. */
 int submit_cluster(int argc, char **argv, loaded_job *L);
 int cmd_coordinator(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
