@@ -19,8 +19,10 @@
 /* The command's name in messages. */
 extern const char *const prog;
 
-/* Parse an integer option value in [lo, hi]; non-zero (printed) if not. */
-int parse_int(const char *opt, const char *v, long lo, long hi, long *out);
+/* Parse an integer option value in [lo, hi]; non-zero if not, printed as
+ * "weir CMD: OPT: ..." (cmd: the command, "run", "worker", ...). */
+int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi,
+	      long *out);
 
 /* `weir run --help`. */
 void usage_run(FILE *f);

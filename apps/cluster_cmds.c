@@ -68,7 +68,8 @@ int cmd_coordinator(int argc, char **argv)
 		case 'l': listen = optarg; break;
 		case 's': secret = optarg; break;
 		case 't':
-			if (parse_int("--heartbeat-timeout", optarg, 100, 600000, &hb))
+			if (parse_int("coordinator", "--heartbeat-timeout", optarg, 100, 600000,
+				      &hb))
 				return 2;
 			break;
 		case 'h':
@@ -172,7 +173,7 @@ int cmd_worker(int argc, char **argv)
 		switch (c) {
 		case 'c': o.coordinator = optarg; break;
 		case 'n':
-			if (parse_int("--cores", optarg, 1, 1024, &v))
+			if (parse_int("worker", "--cores", optarg, 1, 1024, &v))
 				return 2;
 			o.cores = (int)v;
 			break;
@@ -322,7 +323,7 @@ int cluster_client_cmd(const char *cmd, int argc, char **argv)
 		else if (!strcmp(a, "--savepoint"))
 			with_sp = true;
 		else if (!strcmp(a, "--job") && i + 1 < argc) {
-			if (parse_int("--job", argv[++i], 1, 1L << 31, &job))
+			if (parse_int(cmd, "--job", argv[++i], 1, 1L << 31, &job))
 				return 2;
 		} else if (a[0] != '-' && pos == 0) {
 			dir = a;

@@ -61,8 +61,11 @@ void usage_run(FILE *f)
 		"      --checkpoint-dir DIR       log state and keep checkpoints in DIR; a\n"
 		"                                 run with the same DIR resumes from its\n"
 		"                                 newest complete checkpoint\n"
-		"      --checkpoint-interval MS   take a checkpoint every MS ms (0: only\n"
-		"                                 savepoints and the final checkpoint)\n"
+		"      --checkpoint-interval MS   take a checkpoint every MS ms (default 0,\n"
+		"                                 as in Flink: no periodic checkpoints, only\n"
+		"                                 savepoints and the final checkpoint at the\n"
+		"                                 end of bounded input; sinks commit and a\n"
+		"                                 rerun resumes only at those)\n"
 		"      --checkpoint-timeout MS    abandon a checkpoint after MS ms (60000)\n"
 		"      --checkpoint-min-pause MS  at least MS ms between checkpoints (0)\n"
 		"      --checkpoints-retained N   complete checkpoints kept (2)\n"
@@ -72,7 +75,9 @@ void usage_run(FILE *f)
 		"                                 at the same -p; savepoints stay aligned)\n"
 		"      --savepoint-dir DIR        where savepoints go by default\n"
 		"                                 (DIR/savepoint-<id>; default\n"
-		"                                 <checkpoint-dir>/savepoints)\n"
+		"                                 <checkpoint-dir>/savepoints; with\n"
+		"                                 neither, as in Flink, a savepoint needs\n"
+		"                                 its directory: 'weir savepoint DIR')\n"
 		"      --from-savepoint PATH      start from a savepoint, at any -p (or\n"
 		"                                 from a retained checkpoint's manifest)\n"
 		"      --allow-non-restored-state skip savepoint state no operator claims\n"
@@ -89,14 +94,15 @@ void usage_run(FILE *f)
 		prog, prog);
 }
 
-int parse_int(const char *opt, const char *v, long lo, long hi, long *out)
+int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi,
+	      long *out)
 {
 	char *end;
 	errno = 0;
 	long x = strtol(v, &end, 10);
 	if (errno || *end || !*v || x < lo || x > hi) {
-		fprintf(stderr, "%s run: %s: '%s' is not a number in [%ld, %ld]\n", prog,
-			opt, v, lo, hi);
+		fprintf(stderr, "%s %s: %s: '%s' is not a number in [%ld, %ld]\n", prog,
+			cmd, opt, v, lo, hi);
 		return -1;
 	}
 	*out = x;
@@ -110,6 +116,17 @@ enum {
 	OPT_CKPAUSE, OPT_CKRETAIN, OPT_SPDIR, OPT_FROMSP, OPT_ALLOWNR, OPT_UNALIGNED,
 	OPT_CLUSTER, OPT_SECRET,
 };
+
+/* STT_FUNC, STT_OBJECT, ... of a symbol table entry (ElfW: this process's
+ * ELF class). */
+static unsigned sym_type(const ElfW(Sym) *se)
+{
+#if __ELF_NATIVE_CLASS == 64
+	return ELF64_ST_TYPE(se->st_info);
+#else
+	return ELF32_ST_TYPE(se->st_info);
+#endif
+}
 
 void loaded_free(loaded_job *L)
 {
@@ -177,12 +194,12 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 	while ((c = getopt_long(argc, argv, "+p:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_int("--parallelism", optarg, 1, 4096, &v))
+			if (parse_int("run", "--parallelism", optarg, 1, 4096, &v))
 				goto usage;
 			cfg->parallelism = (int)v;
 			break;
 		case OPT_CORES:
-			if (parse_int("--cores", optarg, 1, 1024, &v))
+			if (parse_int("run", "--cores", optarg, 1, 1024, &v))
 				goto usage;
 			cfg->cores = (int)v;
 			break;
@@ -211,7 +228,7 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			}
 			break;
 		case OPT_BATCH:
-			if (parse_int("--batch-size", optarg, 1, 65535, &v))
+			if (parse_int("run", "--batch-size", optarg, 1, 65535, &v))
 				goto usage;
 			cfg->batch_rows = (uint32_t)v;
 			break;
@@ -227,12 +244,12 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			break;
 		}
 		case OPT_CREDITS:
-			if (parse_int("--credits", optarg, 1, 65536, &v))
+			if (parse_int("run", "--credits", optarg, 1, 65536, &v))
 				goto usage;
 			cfg->channel_credits = (uint32_t)v;
 			break;
 		case OPT_MAXP:
-			if (parse_int("--max-parallelism", optarg, 1, 32768, &v))
+			if (parse_int("run", "--max-parallelism", optarg, 1, 32768, &v))
 				goto usage;
 			cfg->max_parallelism = (int)v;
 			break;
@@ -245,7 +262,7 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 		case OPT_PROGRESS:
 			progress = 1000;
 			if (optarg) {
-				if (parse_int("--progress", optarg, 1, 3600000, &v))
+				if (parse_int("run", "--progress", optarg, 1, 3600000, &v))
 					goto usage;
 				progress = (int)v;
 			}
@@ -270,22 +287,22 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 			cfg->checkpoint_dir = optarg;
 			break;
 		case OPT_CKINT:
-			if (parse_int("--checkpoint-interval", optarg, 0, 86400000, &v))
+			if (parse_int("run", "--checkpoint-interval", optarg, 0, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_interval_ms = v;
 			break;
 		case OPT_CKTIMEOUT:
-			if (parse_int("--checkpoint-timeout", optarg, 1, 86400000, &v))
+			if (parse_int("run", "--checkpoint-timeout", optarg, 1, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_timeout_ms = v;
 			break;
 		case OPT_CKPAUSE:
-			if (parse_int("--checkpoint-min-pause", optarg, 0, 86400000, &v))
+			if (parse_int("run", "--checkpoint-min-pause", optarg, 0, 86400000, &v))
 				goto usage;
 			cfg->checkpoint_min_pause_ms = v;
 			break;
 		case OPT_CKRETAIN:
-			if (parse_int("--checkpoints-retained", optarg, 1, 1000, &v))
+			if (parse_int("run", "--checkpoints-retained", optarg, 1, 1000, &v))
 				goto usage;
 			cfg->checkpoints_retained = (int)v;
 			break;
@@ -348,12 +365,25 @@ int run_prepare(int argc, char **argv, loaded_job *L)
 		fprintf(stderr, "%s run: cannot load job '%s': %s\n", prog, job, dlerror());
 		goto out;
 	}
-	weir_job_fn fn = (weir_job_fn)dlsym(dl, WEIR_JOB_SYMBOL);
-	if (!fn) {
+	void *sym = dlsym(dl, WEIR_JOB_SYMBOL);
+	if (!sym) {
 		fprintf(stderr, "%s run: '%s' is not a Weir job: it exports no '%s' "
 			"function\n", prog, job, WEIR_JOB_SYMBOL);
 		goto out;
 	}
+	/* Calling a data object would jump into it: check the symbol's type. */
+	Dl_info info;
+	const ElfW(Sym) *se = NULL;
+	if (!dladdr1(sym, &info, (void **)&se, RTLD_DL_SYMENT) || !se ||
+	    sym_type(se) != STT_FUNC) {
+		fprintf(stderr, "%s run: '%s' is not a Weir job: its '%s' is %s, not "
+			"a function (int %s(weir_env *env, int argc, char **argv))\n", prog,
+			job, WEIR_JOB_SYMBOL, !se ? "of unknown type"
+			: sym_type(se) == STT_OBJECT ? "a data object"
+			: "not a function symbol", WEIR_JOB_SYMBOL);
+		goto out;
+	}
+	weir_job_fn fn = (weir_job_fn)sym;
 	int jargc = argc - optind;
 	char **jargv = argv + optind;
 	optind = 0; /* full getopt re-initialisation for the job's parser */

@@ -144,7 +144,12 @@ static void *ctl_main(void *arg)
 			while (*dir == ' ')
 				dir++;
 			int rc = weir_savepoint(*dir ? dir : NULL, stop, msg, sizeof(msg));
-			if (rc == 0)
+			char cwd[2048];
+			/* A path relative to this job's directory means nothing to
+			 * the client: answer with an absolute one. */
+			if (rc == 0 && msg[0] != '/' && getcwd(cwd, sizeof(cwd)))
+				ctl_reply(fd, "ok %s/%s", cwd, msg);
+			else if (rc == 0)
 				ctl_reply(fd, "ok %s", msg);
 			else
 				ctl_reply(fd, "error %s", msg);
@@ -281,8 +286,11 @@ static int cmd_list(int argc, char **argv)
 	return 0;
 }
 
-/* weir savepoint / weir stop: [--pid PID] [--savepoint] [DIR] */
-static int cmd_savepoint(int argc, char **argv, bool stop)
+/*
+ * weir savepoint [--pid PID] [DIR], weir stop [--pid PID] [--savepoint] [DIR]
+ * and weir cancel [--pid PID]: `name` is the command, for its messages.
+ */
+static int cmd_savepoint(int argc, char **argv, const char *name)
 {
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'P' },
@@ -290,7 +298,8 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *name = stop ? "stop" : "savepoint";
+	bool cancel = !strcmp(name, "cancel");
+	bool stop = cancel || !strcmp(name, "stop");
 	long pid = 0;
 	bool with_sp = !stop;
 	int c;
@@ -298,27 +307,39 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'P':
-			if (parse_int("--pid", optarg, 1, 1L << 30, &pid))
+			if (parse_int(name, "--pid", optarg, 1, 1L << 30, &pid))
 				return 2;
 			break;
 		case 'S':
+			if (cancel) {
+				fprintf(stderr, "%s cancel: --savepoint: a cancelled job takes no "
+					"savepoint; use '%s stop --savepoint'\n", prog, prog);
+				return 2;
+			}
 			with_sp = true;
 			break;
 		case 'h':
-			if (stop)
+			if (cancel)
+				printf("usage: %s cancel [--pid PID]\n"
+				       "       %s cancel --cluster ADDR:PORT [--job N] [--secret-file F]\n\n"
+				       "Cancel a running job: no savepoint, sinks keep only what the last\n"
+				       "checkpoint committed.\n", prog, prog);
+			else if (stop)
 				printf("usage: %s stop --savepoint [--pid PID] [DIR]\n\n"
 				       "Stop a running local job after a savepoint: its sources stop\n"
 				       "at the savepoint's barrier, what is in flight drains through\n"
 				       "the pipeline into the savepoint, sinks commit, the job ends.\n"
 				       "The savepoint goes to DIR/savepoint-<id> (default: the job's\n"
-				       "--savepoint-dir).  Without --savepoint the job is cancelled.\n"
+				       "--savepoint-dir, else <checkpoint-dir>/savepoints; a job with\n"
+				       "neither needs DIR).  Without --savepoint the job is cancelled.\n"
 				       "--pid picks the job when several run (see '%s list').\n",
 				       prog, prog);
 			else
 				printf("usage: %s savepoint [--pid PID] [DIR]\n\n"
 				       "Take a savepoint of a running local job, into\n"
-				       "DIR/savepoint-<id> (default: the job's --savepoint-dir), and\n"
-				       "print its path.  The job goes on.  Restore it with\n"
+				       "DIR/savepoint-<id> (default: the job's --savepoint-dir, else\n"
+				       "<checkpoint-dir>/savepoints; a job with neither needs DIR),\n"
+				       "and print its absolute path.  The job goes on.  Restore it with\n"
 				       "'%s run --from-savepoint PATH [-p N] JOB.so ...'.  Fallback\n"
 				       "without the control socket: kill -USR1 <pid> (default DIR).\n"
 				       "--pid picks the job when several run (see '%s list').\n",
@@ -329,8 +350,13 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 			return 2;
 		}
 	}
-	if (argc - optind > 1) {
-		fprintf(stderr, "%s %s: too many arguments\n", prog, name);
+	if (argc - optind > (cancel ? 0 : 1)) {
+		if (cancel)
+			fprintf(stderr, "%s cancel: unexpected argument '%s'\n", prog,
+				argv[optind]);
+		else
+			fprintf(stderr, "%s %s: too many arguments\n", prog, name);
+		fprintf(stderr, "Try '%s %s --help'.\n", prog, name);
 		return 2;
 	}
 	const char *dir = optind < argc ? argv[optind] : NULL;
@@ -363,6 +389,11 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 		snprintf(req, sizeof(req), "%s%s%s", stop ? "stop" : "savepoint",
 			 dir ? " " : "", dir ? dir : "");
 	int rc = ctl_call(path, req, out, sizeof(out));
+	if (pid && (rc == -ENOENT || rc == -ECONNREFUSED)) {
+		fprintf(stderr, "%s %s: no running job with pid %ld (see '%s list')\n", prog,
+			name, pid, prog);
+		return 1;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "%s %s: %s: %s\n", prog, name, path, strerror(-rc));
 		return 1;
@@ -374,23 +405,6 @@ static int cmd_savepoint(int argc, char **argv, bool stop)
 	}
 	printf("%s\n", out + 3);
 	return 0;
-}
-
-/* weir cancel [--pid PID]: the local job */
-static int cmd_cancel(int argc, char **argv)
-{
-	char *av[8] = { argv[0] };
-	int n = 1;
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: %s cancel [--pid PID]\n"
-		       "       %s cancel --cluster ADDR:PORT [--job N] [--secret-file F]\n\n"
-		       "Cancel a running job: no savepoint, sinks keep only what the last\n"
-		       "checkpoint committed.\n", prog, prog);
-		return 0;
-	}
-	for (int i = 1; i < argc && n < 7; i++)
-		av[n++] = argv[i];
-	return cmd_savepoint(n, av, true);
 }
 
 /* ---- weir nexmark ------------------------------------------------------------ */
@@ -484,6 +498,12 @@ static int cmd_run(int argc, char **argv)
 		loaded_free(&L);
 		return rc == 3 ? 0 : rc;
 	}
+	const weir_config *cfg = weir_env_config(L.env);
+	if (cfg->checkpoint_dir && !cfg->checkpoint_interval_ms)
+		fprintf(stderr, "%s run: --checkpoint-dir without --checkpoint-interval: no "
+			"periodic checkpoints; only savepoints and the final checkpoint (at the "
+			"end of bounded input) are taken, and sinks commit output only at them\n",
+			prog);
 	if (L.cluster) {
 		rc = submit_cluster(argc, argv, &L);
 		loaded_free(&L);
@@ -495,7 +515,7 @@ static int cmd_run(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	ctl_start(L.name, weir_env_config(L.env)->checkpoint_dir);
+	ctl_start(L.name, cfg->checkpoint_dir);
 	rc = weir_env_execute(L.env, L.name, L.progress) == 0 ? 0 : 1;
 	ctl_stop();
 	loaded_free(&L);
@@ -533,10 +553,11 @@ int main(int argc, char **argv)
 			usage_run(stdout);
 			return 0;
 		}
-		if (!strcmp(argv[2], "savepoint") || !strcmp(argv[2], "stop")) {
+		if (!strcmp(argv[2], "savepoint") || !strcmp(argv[2], "stop") ||
+		    !strcmp(argv[2], "cancel")) {
 			char help[] = "--help";
 			char *hv[] = { argv[2], help, NULL };
-			return cmd_savepoint(2, hv, !strcmp(argv[2], "stop"));
+			return cmd_savepoint(2, hv, argv[2]);
 		}
 		if (!strcmp(argv[2], "list")) {
 			char help[] = "--help";
@@ -569,11 +590,11 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "savepoint"))
-		return cmd_savepoint(argc - 1, argv + 1, false);
+		return cmd_savepoint(argc - 1, argv + 1, "savepoint");
 	if (!strcmp(cmd, "stop"))
-		return cmd_savepoint(argc - 1, argv + 1, true);
+		return cmd_savepoint(argc - 1, argv + 1, "stop");
 	if (!strcmp(cmd, "cancel"))
-		return cmd_cancel(argc - 1, argv + 1);
+		return cmd_savepoint(argc - 1, argv + 1, "cancel");
 	if (!strcmp(cmd, "nexmark"))
 		return cmd_nexmark(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);

@@ -168,7 +168,7 @@ int ckpt_start(struct runtime *rt)
 	pthread_mutex_lock(&spr.mu);
 	spr.rt = rt;
 	pthread_mutex_unlock(&spr.mu);
-	return 0;
+	return rc; /* 1: a finished run, nothing to run */
 }
 
 static void wake_all(struct runtime *rt)
@@ -248,7 +248,7 @@ static void savepoint_parent(struct runtime *rt, char *out, size_t len)
 	else if (cfg->checkpoint_dir)
 		snprintf(out, len, "%s/savepoints", cfg->checkpoint_dir);
 	else
-		snprintf(out, len, "savepoints");
+		snprintf(out, len, "%s", ""); /* none: as Flink, refuse */
 }
 
 /* The local reactors exited (the job ended, or a worker's part of it):
@@ -412,8 +412,14 @@ int ckpt_coordinate(struct runtime *rt)
 		snprintf(c->sp_path, sizeof(c->sp_path), "%s/savepoint-%06lld", parent,
 			 (long long)id);
 		err[0] = 0;
-		int rc = rt->sops->begin(rt->store, id, c->sp_path, err, sizeof(err));
+		int rc = parent[0] ? rt->sops->begin(rt->store, id, c->sp_path, err, sizeof(err))
+				   : -EDESTADDRREQ;
 		if (rc < 0) {
+			if (!parent[0])
+				snprintf(err, sizeof(err), "no savepoint directory: give the "
+					 "command one (DIR), or start the job with --savepoint-dir "
+					 "DIR or --checkpoint-dir CK (savepoints then go to "
+					 "CK/savepoints)");
 			wlog(LOG_WARN, "savepoint: %s", err);
 			c->inflight = id;
 			end_inflight(rt, rc, err);

@@ -11,8 +11,9 @@
 
 #include "runtime.h"
 
-/* Set up the store (restore), before the reactors start.  0 without a
- * store; -errno with the reason in rt->error. */
+/* Set up the store (restore), before the reactors start.  0 (also
+ * without a store), 1 when it restored a finished run (nothing to run),
+ * or -errno with the reason in rt->error. */
 int ckpt_start(struct runtime *rt);
 /* While the reactors run: trigger, complete, time out, answer savepoint
  * requests.  Returns ms until it wants to run again. */

@@ -548,8 +548,9 @@ typedef struct ckpt_store_ops {
 	/* Main, after every task opened and before the job runs: recover
 	 * from the newest complete checkpoint in cfg->checkpoint_dir or the
 	 * savepoint cfg->restore_savepoint (printing which), then start
-	 * logging.  *next_id = the first checkpoint id to use.  0 or -errno
-	 * (message in err). */
+	 * logging.  *next_id = the first checkpoint id to use.  0, 1 when
+	 * it restored a finished run (every task ended: nothing to run), or
+	 * -errno (message in err). */
 	int (*start)(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		     int64_t *next_id, char *err, size_t errlen);
 	/* Main, before barrier id is injected: savepoint_dir non-NULL makes

@@ -182,9 +182,10 @@ int plan(struct runtime *rt)
 			return plan_fail(rt, "operator '%s': parallelism %d out of range",
 					 n->name, p);
 		if (p > cfg->max_parallelism)
-			return plan_fail(rt, "operator '%s': parallelism %d exceeds the "
-					 "maximum parallelism (key groups) %d", n->name, p,
-					 cfg->max_parallelism);
+			return plan_fail(rt, "operator '%s': parallelism %d exceeds the max "
+					 "parallelism %d (the number of key groups, default 128): "
+					 "raise it with --max-parallelism N, N >= %d", n->name, p,
+					 cfg->max_parallelism, p);
 		rt->node_par[i] = p;
 		if (p > maxp)
 			maxp = p;

@@ -140,6 +140,10 @@ int runtime_run(graph *g, const weir_config *cfg, const char *job,
 		wlog(LOG_ERROR, "job '%s': %s", job, rt->error);
 		goto close;
 	}
+	if (err > 0) { /* restored a finished run: the store said so */
+		err = 0;
+		goto close;
+	}
 
 	if (rt->cl) {
 		char why[512] = "";

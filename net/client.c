@@ -46,7 +46,7 @@ static int await_reply(int fd, volatile sig_atomic_t *interrupted, uint32_t job,
 		if (rc == 0 || rc == -EINTR)
 			continue;
 		if (rc < 0) {
-			snprintf(err, errlen, "the coordinator %s",
+			snprintf(err, errlen, "the coordinator%s%s", rc == -ECONNRESET ? " " : ": ",
 				 rc == -ECONNRESET ? "closed the connection"
 				 : why[0] ? why : strerror(-rc));
 			ctl_conn_reset(&c);

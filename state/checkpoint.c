@@ -230,6 +230,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 	const graph *g = runtime_graph(rt);
 	int rc = -ENOMEM;
 	int64_t maxid = 0;
+	bool finished = false;
 
 	*out = NULL;
 	if (!s)
@@ -285,7 +286,8 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		else if ((s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 ||
 			 flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 			rc = -errno;
-			snprintf(err, errlen, "checkpoint directory %s %s", s->dir,
+			snprintf(err, errlen, "checkpoint directory %s%s%s", s->dir,
+				 rc == -EWOULDBLOCK ? " " : ": ",
 				 rc == -EWOULDBLOCK ? "is in use by another running job"
 						    : strerror(-rc));
 			goto fail;
@@ -352,7 +354,19 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 				if (rc == 0) {
 					char d[512];
 					mf_describe(&m, s->dir, d, sizeof(d));
-					fprintf(stderr, "weir: resuming from %s\n", d);
+					/* Every task ended (a bounded job's final
+					 * checkpoint): nothing left to run. */
+					finished = m.ntasks > 0 && !runtime_cluster(rt);
+					for (int t = 0; t < m.ntasks; t++)
+						finished = finished && m.tasks[t].final;
+					if (finished)
+						fprintf(stderr, "weir: checkpoint directory %s holds a "
+							"finished run of this job (checkpoint %lld, "
+							"final): nothing to do; use a new directory "
+							"or remove it to run the job again\n", s->dir,
+							(long long)m.id);
+					else
+						fprintf(stderr, "weir: resuming from %s\n", d);
 					done = true;
 					s->restored_id = m.id;
 				} else if (rc == -EINVAL && strstr(why, "the job")) {
@@ -384,6 +398,11 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 		if (!n)
 			fprintf(stderr, "weir: no checkpoint in %s yet: starting from the "
 				"beginning\n", s->dir);
+	}
+	if (finished) {
+		*next_id = maxid + 1;
+		*out = s;
+		return 1;
 	}
 	/* Logging for this run. */
 	if (s->dir[0]) {

@@ -13,18 +13,18 @@
  * of exactly-once part files (weir_sink_files).  --rate caps the source at
  * N rows/s.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <weir/weir.h>
 
+#include "example_opts.h"
+
 int weir_job(weir_env *env, int argc, char **argv);
 
-static void usage(FILE *f)
+static void usage(FILE *f, const char *self)
 {
+	(void)self;
 	fprintf(f,
 		"usage: weir run csv_sum.so --input FILE --schema SPEC --key COL --sum COL\n"
 		"                          [--header] [--output PATH] [--dead-letters PATH]\n"
@@ -39,63 +39,30 @@ static void usage(FILE *f)
 		"checkpoint, so both are exactly-once.\n");
 }
 
-/* A rate in records per second, > 0, the whole string. */
-static int parse_rate(const char *s, double *v)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(s, &end);
-	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
-		fprintf(stderr, "csv_sum: --rate: '%s' is not a number of records per "
-			"second > 0\n", s);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
 int weir_job(weir_env *env, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "schema", required_argument, NULL, 's' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "sum", required_argument, NULL, 'u' },
-		{ "header", no_argument, NULL, 'H' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "dead-letters", required_argument, NULL, 'd' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	const char *input = NULL, *spec = NULL, *key = NULL, *sum = NULL;
 	const char *output = NULL, *dead = NULL;
 	bool header = false;
 	double rate = 0;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i': input = optarg; break;
-		case 's': spec = optarg; break;
-		case 'k': key = optarg; break;
-		case 'u': sum = optarg; break;
-		case 'H': header = true; break;
-		case 'o': output = optarg; break;
-		case 'd': dead = optarg; break;
-		case 'r':
-			if (parse_rate(optarg, &rate)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
-		}
-	}
+	const ex_opt opts[] = {
+		{ .name = "input", .kind = EX_STR, .out = &input },
+		{ .name = "schema", .kind = EX_STR, .out = &spec },
+		{ .name = "key", .kind = EX_STR, .out = &key },
+		{ .name = "sum", .kind = EX_STR, .out = &sum },
+		{ .name = "header", .kind = EX_FLAG, .out = &header },
+		{ .name = "output", .kind = EX_STR, .out = &output },
+		{ .name = "dead-letters", .kind = EX_STR, .out = &dead },
+		{ .name = "rate", .kind = EX_RATE, .out = &rate },
+		{ .name = "help", .kind = EX_HELP },
+		{ 0 },
+	};
+	int rc = ex_parse_options("csv_sum", opts, argc, argv, usage);
+	if (rc)
+		return rc;
 	if (!input || !spec || !key || !sum || optind < argc) {
 		fprintf(stderr, "csv_sum: --input, --schema, --key and --sum are required\n");
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 	const weir_schema *schema = weir_schema_parse(env, spec);

@@ -26,19 +26,19 @@
  * window_process (all of a window's rows at its firing) -> CSV sink, and a
  * filter(p99 > US) branch -> CSV sink.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <weir/weir.h>
 
+#include "example_opts.h"
+
 int weir_job(weir_env *env, int argc, char **argv);
 
-static void usage(FILE *f)
+static void usage(FILE *f, const char *self)
 {
+	(void)self;
 	fprintf(f,
 		"usage: weir run [-p N] telemetry.so --input FILE --output PATH --alerts PATH\n"
 		"                --size MS --slide MS --p99-threshold US [--out-of-orderness MS]\n"
@@ -67,35 +67,6 @@ static void usage(FILE *f)
 		"When the run takes checkpoints (weir run --checkpoint-dir), --output and\n"
 		"--alerts are directories (created if missing) of files part-<subtask>-<n>,\n"
 		"committed at each checkpoint, so both are exactly-once.\n");
-}
-
-static int parse_i64(const char *flag, const char *s, int64_t min, int64_t *v)
-{
-	char *end;
-	errno = 0;
-	long long x = strtoll(s, &end, 10);
-	if (errno || end == s || *end || x < min) {
-		fprintf(stderr, "telemetry: %s: '%s' is not an integer >= %lld\n", flag, s,
-			(long long)min);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
-/* A rate in records per second, > 0, the whole string. */
-static int parse_rate(const char *s, double *v)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(s, &end);
-	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
-		fprintf(stderr, "telemetry: --rate: '%s' is not a number of records per "
-			"second > 0\n", s);
-		return -1;
-	}
-	*v = x;
-	return 0;
 }
 
 static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
@@ -172,57 +143,36 @@ static void over_threshold(void *arg, const weir_batch *in, uint8_t *keep)
 
 int weir_job(weir_env *env, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "alerts", required_argument, NULL, 'a' },
-		{ "size", required_argument, NULL, 's' },
-		{ "slide", required_argument, NULL, 'S' },
-		{ "p99-threshold", required_argument, NULL, 't' },
-		{ "out-of-orderness", required_argument, NULL, 'O' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	/* Read by the filter while the job runs: outlives weir_job. */
 	static int64_t threshold;
 	const char *input = NULL, *output = NULL, *alerts = NULL;
 	int64_t size = 0, slide = 0, ooo = 0;
 	double rate = 0;
 	bool have_threshold = false;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		int bad = 0;
-		switch (c) {
-		case 'i': input = optarg; break;
-		case 'o': output = optarg; break;
-		case 'a': alerts = optarg; break;
-		case 's': bad = parse_i64("--size", optarg, 1, &size); break;
-		case 'S': bad = parse_i64("--slide", optarg, 1, &slide); break;
-		case 't':
-			bad = parse_i64("--p99-threshold", optarg, INT64_MIN, &threshold);
-			have_threshold = true;
-			break;
-		case 'O': bad = parse_i64("--out-of-orderness", optarg, 0, &ooo); break;
-		case 'r': bad = parse_rate(optarg, &rate); break;
-		case 'h': usage(stdout); exit(0);
-		default: bad = 1; break;
-		}
-		if (bad) {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "telemetry: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+	const char *integer = "an integer";
+	const ex_opt opts[] = {
+		{ .name = "input", .kind = EX_STR, .out = &input },
+		{ .name = "output", .kind = EX_STR, .out = &output },
+		{ .name = "alerts", .kind = EX_STR, .out = &alerts },
+		{ .name = "size", .kind = EX_I64, .out = &size, .min = 1, .what = integer },
+		{ .name = "slide", .kind = EX_I64, .out = &slide, .min = 1, .what = integer },
+		{ .name = "p99-threshold", .kind = EX_I64, .out = &threshold,
+		  .min = INT64_MIN, .what = integer, .seen = &have_threshold },
+		{ .name = "out-of-orderness", .kind = EX_I64, .out = &ooo,
+		  .min = 0, .what = integer },
+		{ .name = "rate", .kind = EX_RATE, .out = &rate },
+		{ .name = "help", .kind = EX_HELP },
+		{ 0 },
+	};
+	int rc = ex_parse_options("telemetry", opts, argc, argv, usage);
+	if (rc)
+		return rc;
+	if (ex_extra_args("telemetry", argc, argv, usage))
 		return 2;
-	}
 	if (!input || !output || !alerts || !size || !slide || !have_threshold) {
 		fprintf(stderr, "telemetry: --input, --output, --alerts, --size, --slide and "
 			"--p99-threshold are required\n");
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 

@@ -21,19 +21,19 @@
  * Dataflow: CSV source -> assign_watermarks (bounded) -> filter(qty > 0) ->
  * key_by(symbol) -> window_agg (a user accumulator) -> CSV sink.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <weir/weir.h>
 
+#include "example_opts.h"
+
 int weir_job(weir_env *env, int argc, char **argv);
 
-static void usage(FILE *f)
+static void usage(FILE *f, const char *self)
 {
+	(void)self;
 	fprintf(f,
 		"usage: weir run [-p N] vwap.so --input FILE --output PATH --window-ms W\n"
 		"                [--out-of-orderness MS] [--rate N]\n"
@@ -57,35 +57,6 @@ static void usage(FILE *f)
 		"When the run takes checkpoints (weir run --checkpoint-dir), --output is\n"
 		"a directory (created if missing) of files part-<subtask>-<n>, committed at\n"
 		"each checkpoint, so the output is exactly-once.\n");
-}
-
-static int parse_ms(const char *flag, const char *s, int64_t min, int64_t *v)
-{
-	char *end;
-	errno = 0;
-	long long x = strtoll(s, &end, 10);
-	if (errno || end == s || *end || x < min) {
-		fprintf(stderr, "vwap: %s: '%s' is not a number of milliseconds >= %lld\n",
-			flag, s, (long long)min);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
-/* A rate in records per second, > 0, the whole string. */
-static int parse_rate(const char *s, double *v)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(s, &end);
-	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
-		fprintf(stderr, "vwap: --rate: '%s' is not a number of records per "
-			"second > 0\n", s);
-		return -1;
-	}
-	*v = x;
-	return 0;
 }
 
 static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
@@ -165,54 +136,27 @@ static int vwap_result(void *arg, const void *accp, weir_value key, int64_t star
 
 int weir_job(weir_env *env, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "window-ms", required_argument, NULL, 'w' },
-		{ "out-of-orderness", required_argument, NULL, 'O' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	const char *input = NULL, *output = NULL;
 	int64_t size = 0, ooo = 0;
 	double rate = 0;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i': input = optarg; break;
-		case 'o': output = optarg; break;
-		case 'w':
-			if (parse_ms("--window-ms", optarg, 1, &size)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'O':
-			if (parse_ms("--out-of-orderness", optarg, 0, &ooo)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'r':
-			if (parse_rate(optarg, &rate)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "vwap: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+	const char *ms = "a number of milliseconds";
+	const ex_opt opts[] = {
+		{ .name = "input", .kind = EX_STR, .out = &input },
+		{ .name = "output", .kind = EX_STR, .out = &output },
+		{ .name = "window-ms", .kind = EX_I64, .out = &size, .min = 1, .what = ms },
+		{ .name = "out-of-orderness", .kind = EX_I64, .out = &ooo, .min = 0, .what = ms },
+		{ .name = "rate", .kind = EX_RATE, .out = &rate },
+		{ .name = "help", .kind = EX_HELP },
+		{ 0 },
+	};
+	int rc = ex_parse_options("vwap", opts, argc, argv, usage);
+	if (rc)
+		return rc;
+	if (ex_extra_args("vwap", argc, argv, usage))
 		return 2;
-	}
 	if (!input || !output || !size) {
 		fprintf(stderr, "vwap: --input, --output and --window-ms are required\n");
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 

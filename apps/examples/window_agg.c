@@ -25,19 +25,19 @@
  * parallelism -> CSV sink; late side output -> CSV sink; dead letters ->
  * stderr.  (With checkpoints: file sinks at the window's parallelism.)
  */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <weir/weir.h>
 
+#include "example_opts.h"
+
 int weir_job(weir_env *env, int argc, char **argv);
 
-static void usage(FILE *f)
+static void usage(FILE *f, const char *self)
 {
+	(void)self;
 	fprintf(f,
 		"usage: weir run [-p N] window_agg.so --input FILE --output PATH --window W\n"
 		"                --late-output PATH [--out-of-orderness MS] [--allowed-lateness MS]\n"
@@ -73,36 +73,6 @@ static void usage(FILE *f)
 		"part-<subtask>-<n>, committed at each checkpoint, so both are exactly-once.\n");
 }
 
-/* A non-negative number of milliseconds, the whole string. */
-static int parse_ms(const char *flag, const char *s, int64_t *v)
-{
-	char *end;
-	errno = 0;
-	long long x = strtoll(s, &end, 10);
-	if (errno || end == s || *end || x < 0) {
-		fprintf(stderr, "window_agg: %s: '%s' is not a number of milliseconds >= 0\n",
-			flag, s);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
-/* A rate in records per second, > 0, the whole string. */
-static int parse_rate(const char *s, double *v)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(s, &end);
-	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
-		fprintf(stderr, "window_agg: --rate: '%s' is not a number of records per "
-			"second > 0\n", s);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
 /* Dead letters ("line,reason,raw") of the CSV source: report each on
  * stderr, keep none. */
 static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
@@ -121,72 +91,44 @@ static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
 
 int weir_job(weir_env *env, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "window", required_argument, NULL, 'w' },
-		{ "late-output", required_argument, NULL, 'l' },
-		{ "out-of-orderness", required_argument, NULL, 'O' },
-		{ "allowed-lateness", required_argument, NULL, 'L' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	const char *input = NULL, *output = NULL, *window = NULL, *late = NULL;
 	int64_t ooo = 0, lateness = 0;
 	double rate = 0;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i': input = optarg; break;
-		case 'o': output = optarg; break;
-		case 'w': window = optarg; break;
-		case 'l': late = optarg; break;
-		case 'O':
-			if (parse_ms("--out-of-orderness", optarg, &ooo)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'L':
-			if (parse_ms("--allowed-lateness", optarg, &lateness)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'r':
-			if (parse_rate(optarg, &rate)) {
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "window_agg: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+	const char *ms = "a number of milliseconds";
+	const ex_opt opts[] = {
+		{ .name = "input", .kind = EX_STR, .out = &input },
+		{ .name = "output", .kind = EX_STR, .out = &output },
+		{ .name = "window", .kind = EX_STR, .out = &window },
+		{ .name = "late-output", .kind = EX_STR, .out = &late },
+		{ .name = "out-of-orderness", .kind = EX_I64, .out = &ooo, .min = 0, .what = ms },
+		{ .name = "allowed-lateness", .kind = EX_I64, .out = &lateness,
+		  .min = 0, .what = ms },
+		{ .name = "rate", .kind = EX_RATE, .out = &rate },
+		{ .name = "help", .kind = EX_HELP },
+		{ 0 },
+	};
+	int rc = ex_parse_options("window_agg", opts, argc, argv, usage);
+	if (rc)
+		return rc;
+	if (ex_extra_args("window_agg", argc, argv, usage))
 		return 2;
-	}
 	if (!input || !output || !window || !late) {
 		fprintf(stderr, "window_agg: --input, --output, --window and --late-output "
 			"are required\n");
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 	weir_window_spec w;
 	if (weir_window_parse(window, &w) != 0) {
 		fprintf(stderr, "window_agg: --window: cannot parse '%s' (expected "
 			"tumbling:SIZE, sliding:SIZE:SLIDE or session:GAP, positive ms)\n", window);
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 	if (w.kind == WEIR_WIN_COUNT) {
 		fprintf(stderr, "window_agg: --window: count windows ('%s') are not "
 			"event-time windows; use tumbling, sliding or session\n", window);
-		usage(stderr);
+		usage(stderr, argv[0]);
 		return 2;
 	}
 	w.allowed_lateness = lateness;

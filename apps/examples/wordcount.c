@@ -15,13 +15,12 @@
  * chained) -> key_by(word) hash exchange -> sum(count) -> CSV sink (or
  * file sink).
  */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <weir/weir.h>
+
+#include "example_opts.h"
 
 int weir_job(weir_env *env, int argc, char **argv);
 
@@ -101,61 +100,22 @@ static void usage(FILE *f, const char *self)
 		self);
 }
 
-/* A rate in records per second, > 0, the whole string. */
-static int parse_rate(const char *s, double *v)
-{
-	char *end;
-	errno = 0;
-	double x = strtod(s, &end);
-	if (errno || end == s || *end || !(x > 0) || x > 1e15) {
-		fprintf(stderr, "wordcount: --rate: '%s' is not a number of records per "
-			"second > 0\n", s);
-		return -1;
-	}
-	*v = x;
-	return 0;
-}
-
 int weir_job(weir_env *env, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "rate", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	const char *input = NULL, *output = NULL;
 	double rate = 0;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "i:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			input = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		case 'r':
-			if (parse_rate(optarg, &rate)) {
-				usage(stderr, argv[0]);
-				return 2;
-			}
-			break;
-		case 'h':
-			usage(stdout, argv[0]);
-			exit(0);
-		default:
-			usage(stderr, argv[0]);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "wordcount: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr, argv[0]);
+	const ex_opt opts[] = {
+		{ .name = "input", .kind = EX_STR, .out = &input, .short_name = 'i' },
+		{ .name = "output", .kind = EX_STR, .out = &output, .short_name = 'o' },
+		{ .name = "rate", .kind = EX_RATE, .out = &rate },
+		{ .name = "help", .kind = EX_HELP, .short_name = 'h' },
+		{ 0 },
+	};
+	int rc = ex_parse_options("wordcount", opts, argc, argv, usage);
+	if (rc)
+		return rc;
+	if (ex_extra_args("wordcount", argc, argv, usage))
 		return 2;
-	}
 
 	weir_stream *lines = input ? weir_source_text_file(env, "lines", input)
 				   : weir_source_stdin(env, "lines");

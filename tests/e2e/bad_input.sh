@@ -30,10 +30,22 @@ expect 2 "unexpected argument 'extra'" -- \
 	"$WEIR" run "$EXAMPLES/wordcount.so" extra
 expect 2 "is not a number" -- "$WEIR" run -p zero "$EXAMPLES/wordcount.so"
 expect 2 "is not a number" -- "$WEIR" run -p 0 "$EXAMPLES/wordcount.so"
+expect 1 "parallelism 1000 exceeds the max parallelism 128 (the number of key groups, default 128): raise it with --max-parallelism N, N >= 1000" -- \
+	"$WEIR" run -p 1000 "$EXAMPLES/wordcount.so" --input /etc/hostname --output "$TMP/o.csv"
 expect 2 "no job given" -- "$WEIR" run -p 2
 expect 1 "cannot read job" -- "$WEIR" run "$TMP/missing.so"
 printf 'not an ELF' > "$TMP/fake.so"
 expect 1 "cannot load job" -- "$WEIR" run "$TMP/fake.so"
+: > "$TMP/ckfile"
+expect 1 "checkpoint directory $TMP/ckfile: Not a directory" -- \
+	"$WEIR" run --checkpoint-dir "$TMP/ckfile" "$EXAMPLES/wordcount.so" --input /etc/hostname \
+	--output "$TMP/o.csv"
+expect 0 "--checkpoint-dir without --checkpoint-interval: no periodic checkpoints" -- \
+	"$WEIR" run --checkpoint-dir "$TMP/ck0" "$EXAMPLES/wordcount.so" --input /etc/hostname \
+	--output "$TMP/o0"
+expect 0 "as in Flink: no periodic checkpoints" -- "$WEIR" run --help
+expect 1 "is not a Weir job: its 'weir_job' is a data object, not a function" -- \
+	"$WEIR" run "$JOBS/data_symbol.so"
 expect 2 "unknown command 'frobnicate'" -- "$WEIR" frobnicate
 expect 2 "is not park or busy-poll" -- "$WEIR" run --idle-policy lazy "$EXAMPLES/wordcount.so"
 expect 0 "usage: weir run" -- "$WEIR" run --help

@@ -20,4 +20,42 @@ for sig in INT TERM; do
 		fi
 	done
 done
+
+# weir cancel, through the job's control socket: the job ends "cancelled"
+# (exit 1); the command's messages name it ("weir cancel: ..."), never
+# another command.
+export WEIR_RUN_DIR="$TMP/run"
+"$WEIR" run --no-progress "$JOBS/pipeline.so" --records 0 > /dev/null 2> "$TMP/job.err" &
+pid=$!
+i=0
+while [ ! -S "$WEIR_RUN_DIR/$pid.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+set +e
+"$WEIR" cancel --savepoint > "$TMP/out" 2> "$TMP/err"
+st_sp=$?
+"$WEIR" cancel extra > /dev/null 2>> "$TMP/err"
+st_arg=$?
+"$WEIR" cancel --pid "$pid" >> "$TMP/out" 2>> "$TMP/err"
+st=$?
+wait "$pid"
+st_job=$?
+"$WEIR" cancel >> "$TMP/out" 2>> "$TMP/err"
+st_none=$?
+"$WEIR" cancel --pid "$pid" >> "$TMP/out" 2>> "$TMP/err"
+st_gone=$?
+set -e
+if [ $st -eq 0 ] && grep -q "^cancelled" "$TMP/out" && [ $st_job -eq 1 ] &&
+	grep -q "cancelled" "$TMP/job.err"; then
+	ok "weir cancel --pid stops a running job (it exits 1, cancelled)"
+else
+	not_ok "weir cancel --pid: exit $st, job exit $st_job"; cat "$TMP/out" "$TMP/err" "$TMP/job.err"
+fi
+if [ $st_sp -eq 2 ] && grep -q "^weir cancel: --savepoint: a cancelled job takes no savepoint" "$TMP/err" &&
+	[ $st_arg -eq 2 ] && grep -q "^weir cancel: unexpected argument 'extra'" "$TMP/err" &&
+	[ $st_none -eq 1 ] && grep -q "^weir cancel: no running job found" "$TMP/err" &&
+	[ $st_gone -eq 1 ] && grep -q "^weir cancel: no running job with pid $pid" "$TMP/err" &&
+	! grep -q "^weir stop" "$TMP/err"; then
+	ok "weir cancel's messages name weir cancel"
+else
+	not_ok "weir cancel's messages"; cat "$TMP/err"
+fi
 finish
