@@ -72,11 +72,7 @@
 
 /* ---- test hook ------------------------------------------------------------------ */
 
-/* Not in any header: tests declare it.  The largest number of windows one
- * subtask held at once, over the window tasks closed since the last call;
- * the call resets it. */
-uint64_t window_take_peak_states(void);
-static uint64_t peak_states;
+static uint64_t peak_states; /* see window_take_peak_states (window.h) */
 
 uint64_t window_take_peak_states(void)
 {

@@ -370,4 +370,8 @@ static inline void after_add(task *t, win_state *s, skey k, int64_t ns, void *v,
 		mark_dirty(t, s, k, ns, v);
 }
 
+/* Test hook: the largest number of windows one subtask held at once, over
+ * the window tasks closed since the last call; the call resets it. */
+uint64_t window_take_peak_states(void);
+
 #endif

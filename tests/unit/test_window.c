@@ -20,10 +20,10 @@
 
 #define TESTENV_STREAMING
 #include "ops.h"
+#include "window.h"
 #include "testenv.h"
 
 /* test hook of operators/window.c */
-uint64_t window_take_peak_states(void);
 
 TestSuite(window, .init = testenv_mkdir, .fini = testenv_rmdir, .timeout = 120);
 
