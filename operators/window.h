@@ -81,7 +81,7 @@ typedef struct win_conf {
 	const weir_schema *in[2];
 	int col;                /* WF_BUILTIN: aggregated column, or -1 */
 	weir_type col_type;
-	weir_window_agg_fns agg;
+	weir_window_aggregate_fns agg;
 	weir_reduce_fn reduce;
 	weir_window_process_fn process;
 	weir_join_fn join;      /* NULL: concatenate a's and b's columns */

@@ -2,7 +2,7 @@
 /*
  * The window functions of the window operator (window.h): what a window
  * value holds and what a firing emits for the built-in aggregate (count,
- * sum, min, max of a column), a user aggregate (weir_window_agg_fns), a
+ * sum, min, max of a column), a user aggregate (weir_window_aggregate_fns), a
  * reduce (an accumulator row), and a window process function (the
  * buffered rows, read through weir_rows); how two values fold into one
  * when sessions merge; the "windows" table's codec; and their builders.
@@ -286,7 +286,7 @@ bool weir_rows_next(weir_rows *r, weir_value *cells, int64_t *ts)
 
 /* ---- building --------------------------------------------------------------------- */
 
-weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
+weir_stream *weir_window_stats(weir_stream *keyed, const char *name,
 				   const weir_window_spec *w, const char *column)
 {
 	static const char *fixed[] = { "window_start", "window_end", "count", "sum",
@@ -333,10 +333,10 @@ fail:
 	return NULL;
 }
 
-weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
+weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
 			     const weir_window_spec *w,
 			     const weir_schema *out_schema,
-			     const weir_window_agg_fns *fns)
+			     const weir_window_aggregate_fns *fns)
 {
 	const char *nm = op_name(name, "window-agg");
 	win_conf *c = win_begin(keyed, nm, w);

@@ -201,7 +201,7 @@ static void run(enum scenario sc, uint64_t rate, weir_idle_policy idle, const op
 		break;
 	case WINDOW: {
 		weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = o->window_ms };
-		s = weir_window_aggregate(weir_key_by(s, "key"), "window", &w, "value");
+		s = weir_window_stats(weir_key_by(s, "key"), "window", &w, "value");
 		latency_window_sink(s, "latency", &sk);
 		break;
 	}

@@ -74,7 +74,7 @@ static void tumbling(uint64_t n, int cores)
 	weir_env_config(env)->cores = cores;
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = size };
 	weir_stream *s = weir_key_by(events(env, "gen", n, keys, 1), "key");
-	weir_sink_discard(weir_window_aggregate(s, "tumbling", &w, "value"), "discard");
+	weir_sink_discard(weir_window_stats(s, "tumbling", &w, "value"), "discard");
 	long rss0 = max_rss_kib();
 	double dt = execute(env, "tumbling");
 	long rss1 = max_rss_kib();
@@ -92,7 +92,7 @@ static void session(uint64_t n)
 	weir_env *env = env_one_core();
 	weir_window_spec w = { .kind = WEIR_WIN_SESSION, .gap = gap };
 	weir_stream *s = weir_key_by(events(env, "gen", n, keys, 2), "key");
-	weir_sink_discard(weir_window_aggregate(s, "session", &w, "value"), "discard");
+	weir_sink_discard(weir_window_stats(s, "session", &w, "value"), "discard");
 	double dt = execute(env, "session");
 	printf("{\"bench\":\"window_session\",\"cores\":1,\"keys\":%lld,\"gap_ms\":%lld,"
 	       "\"records\":%llu,\"seconds\":%.3f,\"records_per_s\":%.0f,"

@@ -476,7 +476,7 @@ static int q5(nx_job *j)
 	weir_window_spec sliding = { .kind = WEIR_WIN_SLIDING, .size = 10000, .slide = 2000 };
 	/* Only the key crosses the exchange. */
 	weir_stream *auctions = weir_project(j->bid, "auction", "auction");
-	weir_stream *counts = weir_window_aggregate(weir_key_by(auctions, "auction"), "bids",
+	weir_stream *counts = weir_window_stats(weir_key_by(auctions, "auction"), "bids",
 						    &sliding, NULL);
 	/* Each stage-1 result has event time window_end - 1, so the 2 s
 	 * tumbling windows of stage 2 hold exactly one sliding window's
@@ -604,7 +604,7 @@ static int q8(nx_job *j)
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = 10000 };
 	/* One row per (seller, window) first, so a person with several
 	 * auctions in a window is listed once. */
-	weir_stream *sellers = weir_window_aggregate(
+	weir_stream *sellers = weir_window_stats(
 		weir_key_by(weir_project(j->auction, "seller", "seller"), "seller"), "sellers", &w,
 		NULL);
 	weir_stream *people = weir_project(j->person, "person-columns", "id,name");
@@ -621,7 +621,7 @@ static int q11(nx_job *j)
 {
 	weir_window_spec w = { .kind = WEIR_WIN_SESSION, .gap = 10000 };
 	weir_stream *bidders = weir_project(j->bid, "bidder", "bidder");
-	weir_stream *s = weir_window_aggregate(weir_key_by(bidders, "bidder"), "sessions", &w,
+	weir_stream *s = weir_window_stats(weir_key_by(bidders, "bidder"), "sessions", &w,
 					       NULL);
 	nx_sink(j, weir_project(s, "columns", "bidder,count,window_start,window_end"), "sink");
 	return 0;

@@ -182,13 +182,13 @@ int weir_job(weir_env *env, int argc, char **argv)
 	weir_stream_set_parallelism(timed, 1);
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .time = WEIR_EVENT_TIME,
 			       .size = size };
-	static const weir_window_agg_fns fns = {
+	static const weir_window_aggregate_fns fns = {
 		.acc_size = sizeof(vwap_acc),
 		.add = vwap_add,
 		.merge = vwap_merge,
 		.result = vwap_result,
 	};
-	weir_stream *vwap = weir_window_agg(weir_key_by(timed, "symbol"), "vwap", &w,
+	weir_stream *vwap = weir_window_aggregate(weir_key_by(timed, "symbol"), "vwap", &w,
 		weir_schema_parse(env, "symbol:str,window_start:ts,window_end:ts,"
 					"trades:i64,volume:i64,vwap:f64"),
 		&fns);

@@ -148,7 +148,7 @@ int weir_job(weir_env *env, int argc, char **argv)
 		.out_of_orderness_ms = ooo,
 	};
 	weir_stream *timed = weir_assign_watermarks(rows, "watermarks", &ws);
-	weir_stream *windows = weir_window_aggregate(weir_key_by(timed, "key"), "window",
+	weir_stream *windows = weir_window_stats(weir_key_by(timed, "key"), "window",
 						     &w, "value");
 	if (weir_env_checkpointing(env)) {
 		/* Everything the job writes commits with the checkpoints. */

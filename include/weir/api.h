@@ -16,7 +16,7 @@
  *
  * Lifetimes.  A builder (weir_map, weir_process, weir_window_*, ...) COPIES
  * the configuration structs and arrays it is passed (weir_process_fns,
- * weir_state_desc[], weir_window_spec, weir_window_agg_fns, ...), so they
+ * weir_state_desc[], weir_window_spec, weir_window_aggregate_fns, ...), so they
  * may live on the caller's stack.  What a builder cannot copy -- the `arg`
  * pointers handed back to user functions, and anything they point to --
  * must outlive the run (weir_env_execute's return).  A declaration that

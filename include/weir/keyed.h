@@ -239,12 +239,12 @@ WEIR_API int weir_window_parse(const char *text, weir_window_spec *w);
  * windows window_start/window_end are the least event time of the
  * window's records and the greatest plus one.
  */
-WEIR_API weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_stats(weir_stream *keyed, const char *name,
 				   const weir_window_spec *w,
 				   const char *column);
 
 /* A user-defined incremental aggregate. */
-typedef struct weir_window_agg_fns {
+typedef struct weir_window_aggregate_fns {
 	uint32_t acc_size;  /* bytes; zeroed when a window opens */
 	void (*add)(void *arg, void *acc, const weir_batch *in, uint32_t row);
 	/* Session windows: fold `other` into acc when windows merge. */
@@ -253,12 +253,12 @@ typedef struct weir_window_agg_fns {
 	int (*result)(void *arg, const void *acc, weir_value key,
 		      int64_t start, int64_t end, weir_out *out);
 	void *arg;
-} weir_window_agg_fns;
+} weir_window_aggregate_fns;
 
-WEIR_API weir_stream *weir_window_agg(weir_stream *keyed, const char *name,
+WEIR_API weir_stream *weir_window_aggregate(weir_stream *keyed, const char *name,
 			     const weir_window_spec *w,
 			     const weir_schema *out_schema,
-			     const weir_window_agg_fns *fns);
+			     const weir_window_aggregate_fns *fns);
 
 /* Incremental reduce: output rows have the input's schema. */
 WEIR_API weir_stream *weir_window_reduce(weir_stream *keyed, const char *name,

@@ -342,7 +342,7 @@ static const lnode *window_node(weir_env *env, const char *spec, int fn,
 	w.early_fire_ms = early;
 	switch (fn) {
 	case 0:
-		o = weir_window_aggregate(k, "agg", &w, "v");
+		o = weir_window_stats(k, "agg", &w, "v");
 		break;
 	case 1:
 		o = weir_window_reduce(k, "red", &w, reduce_nop, NULL);

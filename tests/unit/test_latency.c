@@ -203,7 +203,7 @@ Test(latency, window_sink_measures_each_window_after_its_end)
 	latency_result_init(res);
 
 	weir_stream *s = latency_source(env, "src", &c);
-	s = weir_window_aggregate(weir_key_by(s, "key"), "win", &w, "value");
+	s = weir_window_stats(weir_key_by(s, "key"), "win", &w, "value");
 	cr_assert_eq(latency_window_sink(s, "sink", &sk), 0);
 	run(env);
 

@@ -433,7 +433,7 @@ static weir_stream *build_aggregate(weir_stream *keyed, const weir_window_spec *
 				    void *arg)
 {
 	(void)arg;
-	return weir_window_aggregate(keyed, "win", w, "v");
+	return weir_window_stats(keyed, "win", w, "v");
 }
 
 /* Run `build` over the input for every (parallelism, batch size) and
@@ -662,14 +662,14 @@ static int uagg_result(void *arg, const void *acc, weir_value key, int64_t start
 
 static weir_stream *build_uagg(weir_stream *keyed, const weir_window_spec *w, void *arg)
 {
-	static const weir_window_agg_fns fns = {
+	static const weir_window_aggregate_fns fns = {
 		.acc_size = sizeof(uacc), .add = uagg_add, .merge = uagg_merge,
 		.result = uagg_result,
 	};
 	(void)arg;
 	const weir_schema *os = weir_schema_parse(stream_env(keyed),
 		"k:i64,window_start:ts,window_end:ts,count:i64,sum:i64,min:i64,max:i64");
-	return weir_window_agg(keyed, "win", w, os, &fns);
+	return weir_window_aggregate(keyed, "win", w, os, &fns);
 }
 
 /* full window function: the same numbers from the buffered rows */
@@ -767,7 +767,7 @@ Test(window, sessions_bridge_and_touching_sessions_stay_apart)
 						       .out_of_orderness_ms = 100 };
 			s = weir_key_by(weir_assign_watermarks(s, "wm", &ws), "k");
 			weir_window_spec w = { .kind = WEIR_WIN_SESSION, .gap = 40 };
-			weir_sink_csv(weir_window_aggregate(s, "win", &w, NULL), "out",
+			weir_sink_csv(weir_window_stats(s, "win", &w, NULL), "out",
 				      path("out.csv"));
 			run_ok(env);
 			svec exp = { 0 };
@@ -982,7 +982,7 @@ Test(window, processing_time_tumbling)
 		weir_stream *k = keyed_input(env, &g, 0, 1000);
 		weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .time = WEIR_PROCESSING_TIME,
 				       .size = 50 };
-		weir_sink_csv(weir_window_aggregate(k, "win", &w, "v"), "out", path("pt.csv"));
+		weir_sink_csv(weir_window_stats(k, "win", &w, "v"), "out", path("pt.csv"));
 		run_ok(env);
 		static row7 rows[4096];
 		size_t n = read_rows7(path("pt.csv"), rows, 4096);
@@ -1019,10 +1019,10 @@ Test(window, early_firing_and_processing_time_sessions)
 	weir_stream *k = keyed_input(env, &g, 0, 1000);
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = 1000000,
 			       .early_fire_ms = 30 };
-	weir_sink_csv(weir_window_aggregate(k, "win", &w, "v"), "out", path("early.csv"));
+	weir_sink_csv(weir_window_stats(k, "win", &w, "v"), "out", path("early.csv"));
 	weir_window_spec ps = { .kind = WEIR_WIN_SESSION, .time = WEIR_PROCESSING_TIME,
 				.gap = 1000 };
-	weir_sink_csv(weir_window_aggregate(k, "psess", &ps, "v"), "out2", path("psess.csv"));
+	weir_sink_csv(weir_window_stats(k, "psess", &ps, "v"), "out2", path("psess.csv"));
 	run_ok(env);
 
 	static row7 rows[4096];
@@ -1064,7 +1064,7 @@ Test(window, state_is_freed_after_cleanup)
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		weir_env *env = env_p(1, 1024);
 		weir_stream *k = keyed_input(env, &g, 10, 0);
-		weir_stream *out = weir_window_aggregate(k, "win", &specs[i], "v");
+		weir_stream *out = weir_window_stats(k, "win", &specs[i], "v");
 		weir_sink_discard(out, "out");
 		(void)window_take_peak_states();
 		run_ok(env);
@@ -1126,7 +1126,7 @@ Test(window, build_errors)
 	weir_env *env;
 
 	env = env_p(1, 1024);
-	cr_assert_null(weir_window_aggregate(small_input(env, false), "w", &tw, NULL));
+	cr_assert_null(weir_window_stats(small_input(env, false), "w", &tw, NULL));
 	expect_build_error(env, "not keyed");
 
 	struct { weir_window_spec w; const char *msg; } specs[] = {
@@ -1142,23 +1142,23 @@ Test(window, build_errors)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		env = env_p(1, 1024);
-		cr_assert_null(weir_window_aggregate(small_input(env, true), "w", &specs[i].w,
+		cr_assert_null(weir_window_stats(small_input(env, true), "w", &specs[i].w,
 						     NULL));
 		expect_build_error(env, specs[i].msg);
 	}
 
 	env = env_p(1, 1024);
-	cr_assert_null(weir_window_aggregate(small_input(env, true), "w", &tw, "nope"));
+	cr_assert_null(weir_window_stats(small_input(env, true), "w", &tw, "nope"));
 	expect_build_error(env, "no column 'nope'");
 	env = env_p(1, 1024);
-	cr_assert_null(weir_window_aggregate(small_input(env, true), "w", &tw, "key"));
+	cr_assert_null(weir_window_stats(small_input(env, true), "w", &tw, "key"));
 	expect_build_error(env, "is the key");
 	/* a string column is not a number */
 	env = env_p(1, 1024);
 	{
 		gen_params g = { .keys = 2, .step = 1, .n = 10, .str_keys = true };
 		weir_stream *s = weir_key_by(keyed_input(env, &g, 0, 0), "v");
-		cr_assert_null(weir_window_aggregate(s, "w", &tw, "k"));
+		cr_assert_null(weir_window_stats(s, "w", &tw, "k"));
 	}
 	expect_build_error(env, "not i64 or f64");
 
@@ -1193,7 +1193,7 @@ Test(window, build_errors)
 	/* the built-in output schema */
 	env = env_p(1, 1024);
 	const weir_schema *os = weir_stream_schema(
-		weir_window_aggregate(small_input(env, true), "w", &tw, "value"));
+		weir_window_stats(small_input(env, true), "w", &tw, "value"));
 	cr_assert_not_null(os);
 	cr_assert_eq(os->ncols, 7);
 	static const char *names[] = { "key", "window_start", "window_end", "count", "sum",
@@ -1202,7 +1202,7 @@ Test(window, build_errors)
 		cr_assert_str_eq(os->fields[i].name, names[i]);
 	cr_assert_eq(os->fields[1].type, WEIR_TS);
 	cr_assert_eq(os->fields[4].type, WEIR_I64);
-	os = weir_stream_schema(weir_window_aggregate(small_input(env, true), "w2", &tw, NULL));
+	os = weir_stream_schema(weir_window_stats(small_input(env, true), "w2", &tw, NULL));
 	cr_assert_eq(os->ncols, 4);
 	cr_assert_null(weir_env_error(env));
 	weir_env_free(env);
