@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,10 +235,15 @@ Test(checkpoint, recovers_after_cancelled_runs, .init = testenv_mkdir, .fini = t
 
 static void savepoint_rescale(int p1, int p2)
 {
-	sp_arg a = { .ms = 300 };
+	/* Stop once a checkpoint committed output: rows went through.  The
+	 * rate cap keeps the input going for 1.3 s at least: the stop comes
+	 * before its end unless a checkpoint takes that long. */
+	char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	sp_arg a = { .ready = has_committed_output, .ready_arg = out };
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = count_job(p1, path("ck1"), 150000, path("out"));
+	weir_env *env = count_job(p1, path("ck1"), 150000, out);
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);
@@ -279,10 +285,12 @@ Test(checkpoint, savepoint_stop_and_restore_4_to_2, .init = testenv_mkdir,
 Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
-	sp_arg a = { .ms = 200 };
+	char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	sp_arg a = { .ready = has_committed_output, .ready_arg = out };
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = count_job(1, path("ck1"), 100000, path("out"));
+	weir_env *env = count_job(1, path("ck1"), 100000, out);
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);
@@ -309,22 +317,73 @@ Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
 
 /* ---- unaligned checkpoints ------------------------------------------------------------
  *
- * The same running count behind a slow operator: 64-row batches from a
- * generator capped at 200 000 rows/s, an operator that takes 1 ms per batch
- * (at most 128 000 rows/s over two subtasks), 128 credits per channel.  The
- * channels into the slow operator fill up (backpressure), and an aligned
- * barrier waits behind ~128 queued batches on each of two inputs (~260
- * ms).  With a 100 ms timeout, aligned checkpoints expire; unaligned ones
- * overtake the queues, which become part of the checkpoint, and complete.
+ * The same running count behind a slow operator: 64-row batches from an
+ * uncapped generator, an operator that sleeps 1 ms per batch, 128 credits
+ * per channel.  The backpressure is forced, not a matter of speeds: the job
+ * runs on four reactors, so the two generator subtasks and the two slow
+ * subtasks each have a thread of their own (round-robin placement), and a
+ * generator, bounded by nothing but credits, refills a channel within
+ * microseconds of a credit coming back while the consumer sleeps 1 ms per
+ * batch.  (On two reactors a generator shared its thread with a slow
+ * subtask, which took up to 16 batches per turn to the generator's one:
+ * how full the queues got was a race.)  So the channels into the slow
+ * operator stay full, and an aligned barrier waits behind ~128 batches on
+ * each of its two inputs: ~256 sleeps of at least 1 ms, more than twice
+ * the 100 ms timeout on any machine (a loaded one only sleeps longer), so
+ * aligned checkpoints expire; unaligned ones overtake the queues, which
+ * become part of the checkpoint, and complete.  The input takes at least
+ * 200 000 / 128 rows per ms = 1.56 s to go through, time for ~8 expiries.
  * Cancelled and resumed several times, the committed output is still
  * exactly once.
  */
+
+/* A gate that keeps the job from ending before the test cancels it: while
+ * slow_hold is set, the slow operator stops (sleeping, without returning)
+ * once 3/4 of the input went through.  The reactors it stops take no more
+ * checkpoints. */
+static _Atomic bool slow_hold;
+static _Atomic long slow_rows;
 
 static void slow(void *arg, const weir_batch *in, uint8_t *keep)
 {
 	(void)arg;
 	memset(keep, 1, in->rows);
 	usleep(1000);
+	if (atomic_fetch_add(&slow_rows, in->rows) + in->rows >= N / 4 * 3)
+		while (atomic_load(&slow_hold))
+			usleep(1000);
+}
+
+/* cancel_when, then let the stopped slow operator go (to see the cancel). */
+static void *cancel_and_open_gate(void *arg)
+{
+	cancel_when(arg);
+	atomic_store(&slow_hold, false);
+	return NULL;
+}
+
+/* Condition: a checkpoint that holds in-flight data is complete in dir. */
+static bool has_inflight_checkpoint(void *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d))) {
+		if (strncmp(e->d_name, "chk-", 4) || !strstr(e->d_name, ".manifest"))
+			continue;
+		char p[512], line[1024];
+		snprintf(p, sizeof(p), "%s/%s", (const char *)dir, e->d_name);
+		FILE *f = fopen(p, "r");
+		if (!f)
+			continue; /* deleted since (retention) */
+		/* a long line is read in pieces; only "inflight" lines matter */
+		while (!found && fgets(line, sizeof(line), f))
+			found = !strncmp(line, "inflight ", 9);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
 }
 
 static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const char *out)
@@ -333,11 +392,12 @@ static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const cha
 	weir_config *cfg = weir_env_config(env);
 	cfg->mode = WEIR_MODE_STREAMING;
 	cfg->checkpoint_dir = ck;
+	cfg->cores = 4; /* generators and slow subtasks on threads of their own */
 	cfg->channel_credits = 128;
 	cfg->checkpoint_interval_ms = 50;
 	cfg->checkpoint_timeout_ms = 100;
 	cfg->checkpoint_unaligned = unaligned;
-	weir_generator_conf g = { .count = N, .seed = 42, .keys = K, .rate = 200000 };
+	weir_generator_conf g = { .count = N, .seed = 42, .keys = K };
 	weir_stream *s = weir_source_generator(env, "gen", &g);
 	weir_stream *k = weir_filter(weir_key_by(s, "key"), "slow", slow, NULL);
 	weir_stream *c = weir_count(weir_key_by(k, "key"));
@@ -399,15 +459,24 @@ Test(checkpoint, unaligned_recovers_exactly_once_after_cancelled_runs, .init = t
 Test(checkpoint, unaligned_checkpoint_with_inflight_data_refuses_rescaling,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	/* Cancelled once a checkpoint holding in-flight data is complete; the
+	 * gate keeps the job running until then. */
 	pthread_t th;
-	weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
+	cancel_arg ca = { .ready = has_inflight_checkpoint, .ready_arg = ck };
+	atomic_store(&slow_rows, 0);
+	atomic_store(&slow_hold, true);
+	weir_env *env = slow_count_job(2, ck, true, path("out"));
 	weir_env_config(env)->checkpoint_timeout_ms = 2000;
-	pthread_create(&th, NULL, cancel_after, (void *)300L);
+	pthread_create(&th, NULL, cancel_and_open_gate, &ca);
 	int rc = weir_env_execute(env, "test", 0);
 	pthread_join(th, NULL);
 	weir_checkpoint_stats st;
 	weir_env_checkpoint_stats(env, &st);
 	weir_env_free(env);
+	cr_assert(!ca.timed_out, "no checkpoint with in-flight data within %d ms",
+		  TESTENV_DEADLINE_MS);
 	cr_assert_eq(rc, -ECANCELED);
 	cr_assert_gt(st.inflight_bytes, 0);
 	env = slow_count_job(3, path("ck"), true, path("out"));
@@ -905,13 +974,18 @@ Test(dirty, restored_job_state_is_the_state_at_the_barrier, .init = testenv_mkdi
 		mk_saved[i / (MK * MNS)][i % (MK * MNS)] = INT64_MIN;
 	for (int i = 0; i < MK * MNS; i++)
 		mk_model[i] = INT64_MIN;
-	/* 1. cancelled midway */
+	/* 1. cancelled midway, once it completed a checkpoint (the input,
+	 * capped at 200 000 rows/s, lasts 2 s at least) */
 	pthread_t th;
-	weir_env *env = mk_job(path("ck"));
-	pthread_create(&th, NULL, cancel_after, (void *)600L);
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
+	cancel_arg ca = { .ready = has_checkpoint, .ready_arg = ck };
+	weir_env *env = mk_job(ck);
+	pthread_create(&th, NULL, cancel_when, &ca);
 	int rc = weir_env_execute(env, "test", 0);
 	pthread_join(th, NULL);
 	weir_env_free(env);
+	cr_assert(!ca.timed_out, "no checkpoint within %d ms", TESTENV_DEADLINE_MS);
 	cr_assert(rc == 0 || rc == -ECANCELED, "rc %d", rc);
 	cr_assert_eq(mk_bad, 0, "%s", mk_why);
 	/* 2. resumes from its last checkpoint, runs to the end */

@@ -1146,10 +1146,13 @@ Test(topn, exactly_once_after_cancelled_runs)
  * restore the savepoint at p2; the savepoint's path is left in a->msg. */
 static void savepoint_rescale(ck_kind kind, int p1, int p2, sp_arg *a)
 {
-	*a = (sp_arg){ .ms = 250 };
+	/* stopped once a checkpoint committed output: rows went through */
+	static char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	*a = (sp_arg){ .ready = has_committed_output, .ready_arg = out };
 	snprintf(a->dir, sizeof(a->dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = ck_job(kind, p1, path("ck1"), 40000, path("out"), 3);
+	weir_env *env = ck_job(kind, p1, path("ck1"), 40000, out, 3);
 	pthread_create(&th, NULL, stop_with_savepoint, a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);

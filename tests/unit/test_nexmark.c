@@ -1031,10 +1031,13 @@ Test(nexmark_job, checkpointed_runs_cancelled_and_resumed_commit_each_event_once
 Test(nexmark_job, savepoint_at_3_restored_at_2_commits_each_event_once,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
-	sp_arg a = { .ms = 250 };
+	/* stopped once a checkpoint is complete: the job is under way */
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck1"));
+	sp_arg a = { .ready = has_checkpoint, .ready_arg = ck };
 	pthread_t th;
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
-	weir_env *env = ck_job(3, path("ck1"), 300000, path("out"));
+	weir_env *env = ck_job(3, ck, 300000, path("out"));
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);
