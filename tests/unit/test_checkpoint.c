@@ -318,24 +318,44 @@ Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
 /* ---- unaligned checkpoints ------------------------------------------------------------
  *
  * The same running count behind a slow operator: 64-row batches from an
- * uncapped generator, an operator that sleeps 1 ms per batch, 128 credits
- * per channel.  The backpressure is forced, not a matter of speeds: the job
- * runs on four reactors, so the two generator subtasks and the two slow
- * subtasks each have a thread of their own (round-robin placement), and a
- * generator, bounded by nothing but credits, refills a channel within
- * microseconds of a credit coming back while the consumer sleeps 1 ms per
- * batch.  (On two reactors a generator shared its thread with a slow
- * subtask, which took up to 16 batches per turn to the generator's one:
- * how full the queues got was a race.)  So the channels into the slow
- * operator stay full, and an aligned barrier waits behind ~128 batches on
- * each of its two inputs: ~256 sleeps of at least 1 ms, more than twice
- * the 100 ms timeout on any machine (a loaded one only sleeps longer), so
- * aligned checkpoints expire; unaligned ones overtake the queues, which
- * become part of the checkpoint, and complete.  The input takes at least
- * 200 000 / 128 rows per ms = 1.56 s to go through, time for ~8 expiries.
- * Cancelled and resumed several times, the committed output is still
- * exactly once.
+ * uncapped generator, an operator that sleeps D per batch, 128 credits per
+ * channel.  The backpressure is forced, not a matter of speeds: the job runs
+ * on four reactors, so the two generator subtasks and the two slow subtasks
+ * each have a thread of their own (round-robin placement), and a generator,
+ * bounded by nothing but credits, refills a channel within microseconds of
+ * a credit coming back while the consumer sleeps D per batch.  (On two
+ * reactors a generator shared its thread with a slow subtask, which took up
+ * to 16 batches per turn to the generator's one: how full the queues got
+ * was a race, and aligned checkpoints sometimes did not expire.)  So the
+ * channels into the slow operator stay full while the generator runs, and
+ * an aligned barrier waits behind ~128 batches on each of its two inputs:
+ * ~256 sleeps of at least D.  The timeout is derived from that: with D = 3
+ * ms the wait is at least 768 ms, over 2.5 times the 300 ms timeout on any
+ * machine (a loaded one only sleeps longer), so aligned checkpoints expire,
+ * while unaligned ones, which overtake the queues (these become part of the
+ * checkpoint), have 300 ms to log ~1 MB and complete.  The input takes at
+ * least 200 000 / 128 rows per 3 ms = 4.7 s to go through: ~14 expiries,
+ * whatever the speed (both scale with D).  Cancelled and resumed several
+ * times, the committed output is still exactly once (D = 1 ms there).
  */
+
+/* The generator's default rows, counted as they are made (gen_filled). */
+static _Atomic long gen_filled;
+
+static void count_fill(void *arg, uint64_t seed, uint64_t first, uint32_t n, weir_batch *out)
+{
+	int64_t *seq = weir_col_i64(out, 0), *key = weir_col_i64(out, 1),
+		*val = weir_col_i64(out, 2);
+	(void)arg;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t id = first + i, r = splitmix64(seed ^ (id * 0xd1b54a32d192ed03ull));
+		seq[i] = (int64_t)id;
+		key[i] = (int64_t)(((r >> 32) * K) >> 32);
+		val[i] = (int64_t)(((r & 0xffffffffu) * 1000) >> 32);
+		out->ts[i] = (int64_t)id;
+	}
+	atomic_fetch_add(&gen_filled, n);
+}
 
 /* A gate that keeps the job from ending before the test cancels it: while
  * slow_hold is set, the slow operator stops (sleeping, without returning)
@@ -343,12 +363,21 @@ Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
  * checkpoints. */
 static _Atomic bool slow_hold;
 static _Atomic long slow_rows;
+static useconds_t slow_us = 1000; /* per batch */
 
+/* Slow while the generator runs: once it made its last row the queues
+ * drain at full speed.  (After a source ended, its channels carry no
+ * more announcements, so an unaligned checkpoint there waits for them to
+ * drain like an aligned one: ~256 ms of sleeps behind full queues, longer
+ * than the timeout, a share of expiries that a loaded machine made larger
+ * than the test allows.)  A restored run makes fewer than N rows and stays
+ * slow to its end. */
 static void slow(void *arg, const weir_batch *in, uint8_t *keep)
 {
 	(void)arg;
 	memset(keep, 1, in->rows);
-	usleep(1000);
+	if (atomic_load(&gen_filled) < N)
+		usleep(slow_us);
 	if (atomic_fetch_add(&slow_rows, in->rows) + in->rows >= N / 4 * 3)
 		while (atomic_load(&slow_hold))
 			usleep(1000);
@@ -395,9 +424,11 @@ static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const cha
 	cfg->cores = 4; /* generators and slow subtasks on threads of their own */
 	cfg->channel_credits = 128;
 	cfg->checkpoint_interval_ms = 50;
-	cfg->checkpoint_timeout_ms = 100;
+	cfg->checkpoint_timeout_ms = 300;
 	cfg->checkpoint_unaligned = unaligned;
-	weir_generator_conf g = { .count = N, .seed = 42, .keys = K };
+	weir_generator_conf g = { .count = N, .seed = 42, .fill = count_fill,
+				  .schema = weir_schema_parse(env, "seq:i64,key:i64,value:i64") };
+	atomic_store(&gen_filled, 0);
 	weir_stream *s = weir_source_generator(env, "gen", &g);
 	weir_stream *k = weir_filter(weir_key_by(s, "key"), "slow", slow, NULL);
 	weir_stream *c = weir_count(weir_key_by(k, "key"));
@@ -418,15 +449,17 @@ static weir_checkpoint_stats run_stats(weir_env *env)
 Test(checkpoint, unaligned_checkpoints_complete_under_backpressure, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
+	slow_us = 3000; /* the timeout's 300 ms * 2.56 / 256 batches: see above */
 	weir_checkpoint_stats al = run_stats(slow_count_job(2, path("ck-a"), false, path("out-a")));
 	check_counts(path("out-a"), 42);
 	weir_checkpoint_stats un = run_stats(slow_count_job(2, path("ck-u"), true, path("out-u")));
 	check_counts(path("out-u"), 42);
+	slow_us = 1000;
 	cr_log_info("aligned: %llu completed, %llu expired; unaligned: %llu completed, "
-		    "%llu expired, %llu bytes in flight",
+		    "%llu expired, %llu bytes in flight, longest %.0f ms",
 		    (unsigned long long)al.completed, (unsigned long long)al.failed,
 		    (unsigned long long)un.completed, (unsigned long long)un.failed,
-		    (unsigned long long)un.inflight_bytes);
+		    (unsigned long long)un.inflight_bytes, un.max_ms);
 	cr_assert_geq(al.failed, 5, "aligned checkpoints did not expire: no backpressure?");
 	cr_assert_leq(un.failed * 5, al.failed);
 	cr_assert_gt(un.completed, al.completed);
