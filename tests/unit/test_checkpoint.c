@@ -211,19 +211,18 @@ Test(checkpoint, running_count_exactly_once_with_checkpoints,
 	check_counts(path("out"), 42);
 }
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
-	return NULL;
-}
-
 Test(checkpoint, recovers_after_cancelled_runs, .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 4; i++) {
 		pthread_t th;
-		weir_env *env = count_job(2, path("ck"), 100000, path("out"));
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(150 + 70 * i));
+		weir_env *env = count_job(2, ck, 100000, path("out"));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 150 + 70 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);
@@ -470,11 +469,17 @@ Test(checkpoint, unaligned_checkpoints_complete_under_backpressure, .init = test
 Test(checkpoint, unaligned_recovers_exactly_once_after_cancelled_runs, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 5; i++) {
 		pthread_t th;
-		weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+		weir_env *env = slow_count_job(2, ck, true, path("out"));
 		weir_env_config(env)->checkpoint_timeout_ms = 2000;
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(200 + 70 * i));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 200 + 70 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_checkpoint_stats st;

@@ -1073,13 +1073,6 @@ Test(fake, topn_changes_are_coalesced_per_batch)
 #define CK_ROWS 30000
 #define CK_KEYS 3000
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
-	return NULL;
-}
-
 typedef enum { CK_JOIN, CK_TOPN } ck_kind;
 
 static weir_env *ck_job(ck_kind kind, int p, const char *ck, double rate, const char *out,
@@ -1123,10 +1116,16 @@ static void ck_check(ck_kind kind, const char *dir)
 
 static void cancel_and_resume(ck_kind kind)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 3; i++) {
 		pthread_t th;
-		weir_env *env = ck_job(kind, 2, path("ck"), 60000, path("out"), 3);
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(120 + 80 * i));
+		weir_env *env = ck_job(kind, 2, ck, 60000, path("out"), 3);
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 120 + 80 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);

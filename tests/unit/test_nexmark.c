@@ -1005,20 +1005,19 @@ static void check_committed(const char *out)
 	cr_assert_neq(system(cmd), 0, "in-progress files left in %s", out);
 }
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	runtime_cancel_all();
-	return NULL;
-}
-
 Test(nexmark_job, checkpointed_runs_cancelled_and_resumed_commit_each_event_once,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 3; i++) {
 		pthread_t th;
-		weir_env *env = ck_job(2, path("ck"), 400000, path("out"));
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(120 + 80 * i));
+		weir_env *env = ck_job(2, ck, 400000, path("out"));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 120 + 80 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);
