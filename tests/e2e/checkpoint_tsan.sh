@@ -28,7 +28,10 @@ for mode in aligned unaligned; do
 	}
 	run > /dev/null 2> "$TMP/$mode.err1" &
 	pid=$!
-	sleep 1
+	# killed once two checkpoints are complete, so that the resumed run
+	# restores one (a fixed 1 s could pass before the first under TSan)
+	two_or_ended() { has_checkpoints "$TMP/$mode.ck" 2 || ! kill -0 "$pid" 2> /dev/null; }
+	wait_until 120 two_or_ended || true
 	kill -9 "$pid" 2> /dev/null || true
 	wait "$pid" 2> /dev/null || true
 	if grep -qi "sanitizer" "$TMP/$mode.err1"; then

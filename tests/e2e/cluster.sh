@@ -58,7 +58,9 @@ start_coordinator() {
 		>> "$TMP/coord.log" 2>&1 &
 	COPID=$!
 	PIDS="$PIDS $COPID"
-	sleep 0.3
+	# serving (answers a list), not a fixed 0.3 s after the start
+	wait_until 60 ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" \
+		> /dev/null 2>&1 || echo "# the coordinator did not answer within 60 s"
 }
 # worker N: start worker N in its namespace with the phase's transport; pid in WPID
 worker() {
@@ -74,16 +76,14 @@ worker() {
 	WPID=$!
 	PIDS="$PIDS $WPID"
 }
-# wait until the coordinator lists K live workers
-await_workers() {
-	for _ in $(seq 100); do
-		k=$(ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" 2> /dev/null |
-			grep -v dead | grep -c "cores 1 $T\$" || true)
-		[ "$k" -ge "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
+# the coordinator lists K live workers
+live_workers() {
+	k=$(ip netns exec "wco$S" "$WEIR" list --cluster "$CO" --secret-file "$SECRET" 2> /dev/null |
+		grep -v dead | grep -c "cores 1 $T\$" || true)
+	[ "$k" -ge "$1" ]
 }
+# wait until it does (60 s: a deadline, not an expected time)
+await_workers() { wait_until 60 live_workers "$1"; }
 stop_workers() { for w in $WORKERS; do kill -9 "$w" 2> /dev/null || true; done; WORKERS=""; }
 run_cluster() { # run args... (from the coordinator's namespace: any node works)
 	timeout 300 ip netns exec "wco$S" "$WEIR" run --cluster "$CO" --secret-file "$SECRET" --no-progress "$@"
@@ -157,12 +157,13 @@ phase() {
 	if [ "$T" = tcp ]; then
 		run_cluster -p 2 --mode streaming --checkpoint-dir "$TMP/s.ck" \
 			--checkpoint-interval 300 "$EXAMPLES/wordcount.so" --input "$TMP/words.txt" \
-			--output "$TMP/s.out" --rate 2000 > "$TMP/s.stdout" 2> "$TMP/s.err" &
+			--output "$TMP/s.out" --rate 1000 > "$TMP/s.stdout" 2> "$TMP/s.err" &
 		RUN=$!
-		sleep 1.5
+		# once the job runs (a checkpoint is complete; the input lasts 6 s
+		# at least), not after a fixed 1.5 s that a slow start may eat
+		wait_until 60 has_checkpoints "$TMP/s.ck" 1 || echo "# no checkpoint within 60 s"
 		ctl() { ip netns exec "wco$S" "$WEIR" "$@" --cluster "$CO" --secret-file "$SECRET"; }
 		sp1=$(ctl savepoint "$TMP/sp" 2> "$TMP/sp.err") || cat "$TMP/sp.err"
-		sleep 0.5
 		sp2=$(ctl stop --savepoint "$TMP/sp" 2> "$TMP/sp.err") || cat "$TMP/sp.err"
 		rc=0
 		wait "$RUN" || rc=$?
@@ -185,7 +186,9 @@ phase() {
 		run_cluster -p 2 --mode streaming "$EXAMPLES/wordcount.so" --input "$TMP/words.txt" \
 			--output "$TMP/c.csv" --rate 500 > /dev/null 2> "$TMP/c.err" &
 		RUN=$!
-		sleep 1.5
+		# once the client was told the placement (the job runs: 12 s at
+		# least), not after a fixed 1.5 s
+		wait_until 60 grep -q "exchange: " "$TMP/c.err" || echo "# no placement within 60 s"
 		rc=0
 		ctl cancel > /dev/null 2>&1 || rc=$?
 		wait "$RUN" && not_ok "$T: a cancelled job's client exited 0" ||
@@ -257,7 +260,10 @@ phase() {
 		"$EXAMPLES/wordcount.so" --input "$TMP/words.txt" --output "$TMP/n.$T" --rate 2000 \
 		> "$TMP/n.out" 2> "$TMP/n.err" &
 	RUN=$!
-	sleep 1.5
+	# once the 3 workers' data ports are in the placement the client prints
+	# (the job runs: 3 s at least), not after a fixed 1.5 s
+	wait_until 60 sh -c "[ \$(grep -c ': cores [0-9-]*, data ' '$TMP/n.err') -ge 3 ]" ||
+		echo "# no placement within 60 s"
 	if [ "$T" = tcp ]; then
 		# garbage at the workers' live data ports (from the placement)
 		sed -n 's/.*: cores [0-9-]*, data \([0-9.]*\):\([0-9]*\)$/\1 \2/p' "$TMP/n.err" |

@@ -32,7 +32,9 @@ mkdir "$TMP/base"
 	"$EXAMPLES/wordcount.so" --input "$TMP/words.txt" --output "$TMP/base/out" --rate 5000 \
 	2> "$TMP/base.err" &
 pid=$!
-sleep 1.5
+# killed once it kept its 3 checkpoints (the input lasts 14 s at least),
+# not after a fixed delay a slow start may eat
+wait_until 120 has_checkpoints "$TMP/base/ck" 3 || true
 kill -9 "$pid"
 wait "$pid" 2> /dev/null || true
 n=$(ls "$TMP/base/ck" | grep -c '^chk-' || true)

@@ -19,6 +19,25 @@ require_tools() {
 	done
 }
 
+# wait_until SECONDS COMMAND...: run COMMAND every 50 ms until it succeeds
+# (0) or SECONDS passed (1).  Tests wait for an event this way instead of
+# sleeping a fixed time: a loaded machine or a sanitizer build (~3x
+# slower) takes longer, never shorter.  Deadlines are generous: reaching
+# one means a bug, not a slow machine.
+wait_until() {
+	_wu_end=$(($(date +%s) + $1))
+	shift
+	until "$@"; do
+		[ "$(date +%s)" -lt "$_wu_end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# has_checkpoints DIR N: DIR holds at least N complete checkpoints.
+has_checkpoints() {
+	[ "$(find "$1" -maxdepth 1 -name 'chk-*.manifest' 2> /dev/null | wc -l)" -ge "$2" ]
+}
+
 ok() { passes=$((passes + 1)); echo "ok - $*"; }
 not_ok() { fails=$((fails + 1)); echo "not ok - $*"; }
 finish() {

@@ -52,9 +52,14 @@ else
 fi
 # A quiet pipe: the reactor sleeps until input arrives (polling the pipe),
 # so waiting costs next to no CPU, and the words still come out right.
+# The CPU of the wait is what the run costs beyond the same run on input
+# that is there at once (start-up, which a sanitizer build makes dearer).
+echo "Quiet quiet pipe" | /usr/bin/time -f "%U %S" -o "$TMP/cpu0" \
+	"$WEIR" run "$EXAMPLES/wordcount.so" > /dev/null 2> "$TMP/err" || true
 (sleep 2; echo "Quiet quiet pipe") | /usr/bin/time -f "%U %S" -o "$TMP/cpu" \
 	"$WEIR" run "$EXAMPLES/wordcount.so" > "$TMP/pipe.csv" 2> "$TMP/err"
-cpu=$(awk '{ print $1 + $2 }' "$TMP/cpu")
+cpu=$(awk 'NR == FNR { base = $1 + $2; next } { printf "%.2f", $1 + $2 - base }' \
+	"$TMP/cpu0" "$TMP/cpu")
 if [ "$(LC_ALL=C sort "$TMP/pipe.csv" | tr '\n' ' ')" = "pipe,1 quiet,2 " ] &&
 	awk -v c="$cpu" 'BEGIN { exit !(c < 0.5) }'; then
 	ok "quiet pipe: right counts, ${cpu}s CPU over a 2 s wait"

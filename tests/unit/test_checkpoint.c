@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,19 +211,18 @@ Test(checkpoint, running_count_exactly_once_with_checkpoints,
 	check_counts(path("out"), 42);
 }
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	weir_cancel_all();
-	return NULL;
-}
-
 Test(checkpoint, recovers_after_cancelled_runs, .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 4; i++) {
 		pthread_t th;
-		weir_env *env = count_job(2, path("ck"), 100000, path("out"));
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(150 + 70 * i));
+		weir_env *env = count_job(2, ck, 100000, path("out"));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 150 + 70 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);
@@ -234,10 +234,15 @@ Test(checkpoint, recovers_after_cancelled_runs, .init = testenv_mkdir, .fini = t
 
 static void savepoint_rescale(int p1, int p2)
 {
-	sp_arg a = { .ms = 300 };
+	/* Stop once a checkpoint committed output: rows went through.  The
+	 * rate cap keeps the input going for 1.3 s at least: the stop comes
+	 * before its end unless a checkpoint takes that long. */
+	char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	sp_arg a = { .ready = has_committed_output, .ready_arg = out };
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = count_job(p1, path("ck1"), 150000, path("out"));
+	weir_env *env = count_job(p1, path("ck1"), 150000, out);
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);
@@ -279,10 +284,12 @@ Test(checkpoint, savepoint_stop_and_restore_4_to_2, .init = testenv_mkdir,
 Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
-	sp_arg a = { .ms = 200 };
+	char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	sp_arg a = { .ready = has_committed_output, .ready_arg = out };
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = count_job(1, path("ck1"), 100000, path("out"));
+	weir_env *env = count_job(1, path("ck1"), 100000, out);
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);
@@ -309,22 +316,102 @@ Test(checkpoint, savepoint_of_another_job_is_refused, .init = testenv_mkdir,
 
 /* ---- unaligned checkpoints ------------------------------------------------------------
  *
- * The same running count behind a slow operator: 64-row batches from a
- * generator capped at 200 000 rows/s, an operator that takes 1 ms per batch
- * (at most 128 000 rows/s over two subtasks), 128 credits per channel.  The
- * channels into the slow operator fill up (backpressure), and an aligned
- * barrier waits behind ~128 queued batches on each of two inputs (~260
- * ms).  With a 100 ms timeout, aligned checkpoints expire; unaligned ones
- * overtake the queues, which become part of the checkpoint, and complete.
- * Cancelled and resumed several times, the committed output is still
- * exactly once.
+ * The same running count behind a slow operator: 64-row batches from an
+ * uncapped generator, an operator that sleeps D per batch, 128 credits per
+ * channel.  The backpressure is forced, not a matter of speeds: the job runs
+ * on four reactors, so the two generator subtasks and the two slow subtasks
+ * each have a thread of their own (round-robin placement), and a generator,
+ * bounded by nothing but credits, refills a channel within microseconds of
+ * a credit coming back while the consumer sleeps D per batch.  (On two
+ * reactors a generator shared its thread with a slow subtask, which took up
+ * to 16 batches per turn to the generator's one: how full the queues got
+ * was a race, and aligned checkpoints sometimes did not expire.)  So the
+ * channels into the slow operator stay full while the generator runs, and
+ * an aligned barrier waits behind ~128 batches on each of its two inputs:
+ * ~256 sleeps of at least D.  The timeout is derived from that: with D = 3
+ * ms the wait is at least 768 ms, over 2.5 times the 300 ms timeout on any
+ * machine (a loaded one only sleeps longer), so aligned checkpoints expire,
+ * while unaligned ones, which overtake the queues (these become part of the
+ * checkpoint), have 300 ms to log ~1 MB and complete.  The input takes at
+ * least 200 000 / 128 rows per 3 ms = 4.7 s to go through: ~14 expiries,
+ * whatever the speed (both scale with D).  Cancelled and resumed several
+ * times, the committed output is still exactly once (D = 1 ms there).
  */
 
+/* The generator's default rows, counted as they are made (gen_filled). */
+static _Atomic long gen_filled;
+
+static void count_fill(void *arg, uint64_t seed, uint64_t first, uint32_t n, weir_batch *out)
+{
+	int64_t *seq = weir_col_i64(out, 0), *key = weir_col_i64(out, 1),
+		*val = weir_col_i64(out, 2);
+	(void)arg;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t id = first + i, r = splitmix64(seed ^ (id * 0xd1b54a32d192ed03ull));
+		seq[i] = (int64_t)id;
+		key[i] = (int64_t)(((r >> 32) * K) >> 32);
+		val[i] = (int64_t)(((r & 0xffffffffu) * 1000) >> 32);
+		out->ts[i] = (int64_t)id;
+	}
+	atomic_fetch_add(&gen_filled, n);
+}
+
+/* A gate that keeps the job from ending before the test cancels it: while
+ * slow_hold is set, the slow operator stops (sleeping, without returning)
+ * once 3/4 of the input went through.  The reactors it stops take no more
+ * checkpoints. */
+static _Atomic bool slow_hold;
+static _Atomic long slow_rows;
+static useconds_t slow_us = 1000; /* per batch */
+
+/* Slow while the generator runs: once it made its last row the queues
+ * drain at full speed.  (After a source ended, its channels carry no
+ * more announcements, so an unaligned checkpoint there waits for them to
+ * drain like an aligned one: ~256 ms of sleeps behind full queues, longer
+ * than the timeout, a share of expiries that a loaded machine made larger
+ * than the test allows.)  A restored run makes fewer than N rows and stays
+ * slow to its end. */
 static void slow(void *arg, const weir_batch *in, uint8_t *keep)
 {
 	(void)arg;
 	memset(keep, 1, in->rows);
-	usleep(1000);
+	if (atomic_load(&gen_filled) < N)
+		usleep(slow_us);
+	if (atomic_fetch_add(&slow_rows, in->rows) + in->rows >= N / 4 * 3)
+		while (atomic_load(&slow_hold))
+			usleep(1000);
+}
+
+/* cancel_when, then let the stopped slow operator go (to see the cancel). */
+static void *cancel_and_open_gate(void *arg)
+{
+	cancel_when(arg);
+	atomic_store(&slow_hold, false);
+	return NULL;
+}
+
+/* Condition: a checkpoint that holds in-flight data is complete in dir. */
+static bool has_inflight_checkpoint(void *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d))) {
+		if (strncmp(e->d_name, "chk-", 4) || !strstr(e->d_name, ".manifest"))
+			continue;
+		char p[512], line[1024];
+		snprintf(p, sizeof(p), "%s/%s", (const char *)dir, e->d_name);
+		FILE *f = fopen(p, "r");
+		if (!f)
+			continue; /* deleted since (retention) */
+		/* a long line is read in pieces; only "inflight" lines matter */
+		while (!found && fgets(line, sizeof(line), f))
+			found = !strncmp(line, "inflight ", 9);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
 }
 
 static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const char *out)
@@ -333,11 +420,14 @@ static weir_env *slow_count_job(int p, const char *ck, bool unaligned, const cha
 	weir_config *cfg = weir_env_config(env);
 	cfg->mode = WEIR_MODE_STREAMING;
 	cfg->checkpoint_dir = ck;
+	cfg->cores = 4; /* generators and slow subtasks on threads of their own */
 	cfg->channel_credits = 128;
 	cfg->checkpoint_interval_ms = 50;
-	cfg->checkpoint_timeout_ms = 100;
+	cfg->checkpoint_timeout_ms = 300;
 	cfg->checkpoint_unaligned = unaligned;
-	weir_generator_conf g = { .count = N, .seed = 42, .keys = K, .rate = 200000 };
+	weir_generator_conf g = { .count = N, .seed = 42, .fill = count_fill,
+				  .schema = weir_schema_parse(env, "seq:i64,key:i64,value:i64") };
+	atomic_store(&gen_filled, 0);
 	weir_stream *s = weir_source_generator(env, "gen", &g);
 	weir_stream *k = weir_filter(weir_key_by(s, "key"), "slow", slow, NULL);
 	weir_stream *c = weir_count(weir_key_by(k, "key"));
@@ -358,15 +448,17 @@ static weir_checkpoint_stats run_stats(weir_env *env)
 Test(checkpoint, unaligned_checkpoints_complete_under_backpressure, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
+	slow_us = 3000; /* the timeout's 300 ms * 2.56 / 256 batches: see above */
 	weir_checkpoint_stats al = run_stats(slow_count_job(2, path("ck-a"), false, path("out-a")));
 	check_counts(path("out-a"), 42);
 	weir_checkpoint_stats un = run_stats(slow_count_job(2, path("ck-u"), true, path("out-u")));
 	check_counts(path("out-u"), 42);
+	slow_us = 1000;
 	cr_log_info("aligned: %llu completed, %llu expired; unaligned: %llu completed, "
-		    "%llu expired, %llu bytes in flight",
+		    "%llu expired, %llu bytes in flight, longest %.0f ms",
 		    (unsigned long long)al.completed, (unsigned long long)al.failed,
 		    (unsigned long long)un.completed, (unsigned long long)un.failed,
-		    (unsigned long long)un.inflight_bytes);
+		    (unsigned long long)un.inflight_bytes, un.max_ms);
 	cr_assert_geq(al.failed, 5, "aligned checkpoints did not expire: no backpressure?");
 	cr_assert_leq(un.failed * 5, al.failed);
 	cr_assert_gt(un.completed, al.completed);
@@ -377,11 +469,17 @@ Test(checkpoint, unaligned_checkpoints_complete_under_backpressure, .init = test
 Test(checkpoint, unaligned_recovers_exactly_once_after_cancelled_runs, .init = testenv_mkdir,
      .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 5; i++) {
 		pthread_t th;
-		weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+		weir_env *env = slow_count_job(2, ck, true, path("out"));
 		weir_env_config(env)->checkpoint_timeout_ms = 2000;
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(200 + 70 * i));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 200 + 70 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_checkpoint_stats st;
@@ -399,15 +497,24 @@ Test(checkpoint, unaligned_recovers_exactly_once_after_cancelled_runs, .init = t
 Test(checkpoint, unaligned_checkpoint_with_inflight_data_refuses_rescaling,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	/* Cancelled once a checkpoint holding in-flight data is complete; the
+	 * gate keeps the job running until then. */
 	pthread_t th;
-	weir_env *env = slow_count_job(2, path("ck"), true, path("out"));
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
+	cancel_arg ca = { .ready = has_inflight_checkpoint, .ready_arg = ck };
+	atomic_store(&slow_rows, 0);
+	atomic_store(&slow_hold, true);
+	weir_env *env = slow_count_job(2, ck, true, path("out"));
 	weir_env_config(env)->checkpoint_timeout_ms = 2000;
-	pthread_create(&th, NULL, cancel_after, (void *)300L);
+	pthread_create(&th, NULL, cancel_and_open_gate, &ca);
 	int rc = weir_env_execute(env, "test", 0);
 	pthread_join(th, NULL);
 	weir_checkpoint_stats st;
 	weir_env_checkpoint_stats(env, &st);
 	weir_env_free(env);
+	cr_assert(!ca.timed_out, "no checkpoint with in-flight data within %d ms",
+		  TESTENV_DEADLINE_MS);
 	cr_assert_eq(rc, -ECANCELED);
 	cr_assert_gt(st.inflight_bytes, 0);
 	env = slow_count_job(3, path("ck"), true, path("out"));
@@ -905,13 +1012,18 @@ Test(dirty, restored_job_state_is_the_state_at_the_barrier, .init = testenv_mkdi
 		mk_saved[i / (MK * MNS)][i % (MK * MNS)] = INT64_MIN;
 	for (int i = 0; i < MK * MNS; i++)
 		mk_model[i] = INT64_MIN;
-	/* 1. cancelled midway */
+	/* 1. cancelled midway, once it completed a checkpoint (the input,
+	 * capped at 200 000 rows/s, lasts 2 s at least) */
 	pthread_t th;
-	weir_env *env = mk_job(path("ck"));
-	pthread_create(&th, NULL, cancel_after, (void *)600L);
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
+	cancel_arg ca = { .ready = has_checkpoint, .ready_arg = ck };
+	weir_env *env = mk_job(ck);
+	pthread_create(&th, NULL, cancel_when, &ca);
 	int rc = weir_env_execute(env, "test", 0);
 	pthread_join(th, NULL);
 	weir_env_free(env);
+	cr_assert(!ca.timed_out, "no checkpoint within %d ms", TESTENV_DEADLINE_MS);
 	cr_assert(rc == 0 || rc == -ECANCELED, "rc %d", rc);
 	cr_assert_eq(mk_bad, 0, "%s", mk_why);
 	/* 2. resumes from its last checkpoint, runs to the end */

@@ -395,17 +395,21 @@ static int jt_count(void *arg, const weir_value *a, int64_t ta, const weir_value
 	return 0;
 }
 
-/* A TTL of 2 ms on sources paced at 40 k rows/s (0.5 s): rows of a key
- * arrive about 2.5 ms apart on each side, so most pairs are never made
+/* A TTL of 2 ms on sources paced at 10 k rows/s (2 s): rows of a key
+ * arrive about 10 ms apart on each side, so most pairs are never made
  * (the brute force has 20 000 * 20 000 / 100 = 4 M; without expiry every
- * one would be). */
+ * one would be).  The TTL runs on the wall clock, so a stall of the join's
+ * thread lets rows queue up and pairs the rows of the stall: a fraction of
+ * about (stall / run)^2.  The run is long (it was 0.5 s) so that a quarter
+ * takes a stall of half of it, a second and more, not a loaded machine's
+ * usual hiccup.  (The fake-clock tests below check expiry exactly.) */
 Test(join, a_short_ttl_forgets_rows)
 {
 	weir_env *env = env_p(2, 16);
 	weir_join_conf jc = { .state_ttl_ms = 2 };
 	atomic_store(&jt_pairs, 0);
-	weir_stream *j = weir_join(weir_key_by(gen(env, "a", 20000, 8, 100, 40000), "key"),
-				   weir_key_by(gen(env, "b", 20000, 9, 100, 40000), "key"), "join",
+	weir_stream *j = weir_join(weir_key_by(gen(env, "a", 20000, 8, 100, 10000), "key"),
+				   weir_key_by(gen(env, "b", 20000, 9, 100, 10000), "key"), "join",
 				   &jc, weir_schema_parse(env, "x:i64"), jt_count, NULL);
 	weir_sink_discard(j, "out");
 	run_ok(env);
@@ -1069,13 +1073,6 @@ Test(fake, topn_changes_are_coalesced_per_batch)
 #define CK_ROWS 30000
 #define CK_KEYS 3000
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	weir_cancel_all();
-	return NULL;
-}
-
 typedef enum { CK_JOIN, CK_TOPN } ck_kind;
 
 static weir_env *ck_job(ck_kind kind, int p, const char *ck, double rate, const char *out,
@@ -1119,10 +1116,16 @@ static void ck_check(ck_kind kind, const char *dir)
 
 static void cancel_and_resume(ck_kind kind)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 3; i++) {
 		pthread_t th;
-		weir_env *env = ck_job(kind, 2, path("ck"), 60000, path("out"), 3);
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(120 + 80 * i));
+		weir_env *env = ck_job(kind, 2, ck, 60000, path("out"), 3);
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 120 + 80 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);
@@ -1146,10 +1149,13 @@ Test(topn, exactly_once_after_cancelled_runs)
  * restore the savepoint at p2; the savepoint's path is left in a->msg. */
 static void savepoint_rescale(ck_kind kind, int p1, int p2, sp_arg *a)
 {
-	*a = (sp_arg){ .ms = 250 };
+	/* stopped once a checkpoint committed output: rows went through */
+	static char out[128];
+	snprintf(out, sizeof(out), "%s", path("out"));
+	*a = (sp_arg){ .ready = has_committed_output, .ready_arg = out };
 	snprintf(a->dir, sizeof(a->dir), "%s", path("sp"));
 	pthread_t th;
-	weir_env *env = ck_job(kind, p1, path("ck1"), 40000, path("out"), 3);
+	weir_env *env = ck_job(kind, p1, path("ck1"), 40000, out, 3);
 	pthread_create(&th, NULL, stop_with_savepoint, a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);

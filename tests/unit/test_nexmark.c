@@ -1013,20 +1013,19 @@ static void check_committed(const char *out)
 	cr_assert_neq(system(cmd), 0, "in-progress files left in %s", out);
 }
 
-static void *cancel_after(void *arg)
-{
-	usleep((useconds_t)(long)arg * 1000);
-	weir_cancel_all();
-	return NULL;
-}
-
 Test(nexmark_job, checkpointed_runs_cancelled_and_resumed_commit_each_event_once,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck"));
 	for (int i = 0; i < 3; i++) {
 		pthread_t th;
-		weir_env *env = ck_job(2, path("ck"), 400000, path("out"));
-		pthread_create(&th, NULL, cancel_after, (void *)(long)(120 + 80 * i));
+		weir_env *env = ck_job(2, ck, 400000, path("out"));
+		/* at the earliest then, and once a checkpoint is complete: a run
+		 * cancelled before any leaves in-progress files that the next,
+		 * starting from the beginning, does not clean up */
+		cancel_arg ca = { .ms = 120 + 80 * i, .ready = has_checkpoint, .ready_arg = ck };
+		pthread_create(&th, NULL, cancel_when, &ca);
 		int rc = weir_env_execute(env, "test", 0);
 		pthread_join(th, NULL);
 		weir_env_free(env);
@@ -1039,10 +1038,13 @@ Test(nexmark_job, checkpointed_runs_cancelled_and_resumed_commit_each_event_once
 Test(nexmark_job, savepoint_at_3_restored_at_2_commits_each_event_once,
      .init = testenv_mkdir, .fini = testenv_rmdir)
 {
-	sp_arg a = { .ms = 250 };
+	/* stopped once a checkpoint is complete: the job is under way */
+	char ck[128];
+	snprintf(ck, sizeof(ck), "%s", path("ck1"));
+	sp_arg a = { .ready = has_checkpoint, .ready_arg = ck };
 	pthread_t th;
 	snprintf(a.dir, sizeof(a.dir), "%s", path("sp"));
-	weir_env *env = ck_job(3, path("ck1"), 300000, path("out"));
+	weir_env *env = ck_job(3, ck, 300000, path("out"));
 	pthread_create(&th, NULL, stop_with_savepoint, &a);
 	cr_assert_eq(weir_env_execute(env, "test", 0), 0);
 	pthread_join(th, NULL);

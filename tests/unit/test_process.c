@@ -353,9 +353,14 @@ static int t2_process(void *arg, weir_ctx *c, int input, const weir_batch *in,
 	return 0;
 }
 
+/* Rows 0-2 and rows 3-5 come in two batches of three (one key: one
+ * channel, and a batch goes when full), so what must still be live is
+ * written and read within one process loop, microseconds apart, and not
+ * across a hand-over between threads that a loaded machine may stall for
+ * longer than the TTL; what must have expired is older than the sleep. */
 Test(proc, ttl_expires_values_lists_and_maps)
 {
-	weir_env *env = env_p(1, 1);
+	weir_env *env = env_p(1, 3);
 	weir_generator_conf g = { .count = 6, .fill = t2_fill,
 				  .schema = weir_schema_parse(env, "seq:i64,k:i64") };
 	weir_process_fns fns = { .process = t2_process, .states = t2_states,
@@ -500,7 +505,7 @@ Test(proc, processing_timers_and_side_outputs)
 	uint64_t t0 = now_ns();
 	run_ok(env);
 	/* The timer a minute away was dropped at end of input. */
-	cr_assert_lt(now_ns() - t0, 10ull * 1000000000u);
+	cr_assert_lt(now_ns() - t0, 30ull * 1000000000u); /* well under the minute */
 
 	lines fired = { 0 }, reg_l = { 0 };
 	lines_read(&fired, path("t4-fired.csv"));

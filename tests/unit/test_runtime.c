@@ -8,6 +8,7 @@
  * partial batches are flushed by the buffer timeout.
  */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -197,7 +198,21 @@ Test(runtime, order_watermark_min_barrier_alignment_and_end, .init = init_schema
 	}
 }
 
-/* ---- buffer timeout flushes partial batches -------------------------------- */
+/* ---- buffer timeout flushes partial batches --------------------------------
+ *
+ * Whether rows are flushed by the deadline or wait for the end of input is
+ * told by order, not by how long they took (a loaded machine may stall a
+ * thread for longer than any bound): after its 80 rows the source does not
+ * end until the consumer has them all, or until `linger` ns passed.  With a
+ * short buffer timeout every row arrives before the end of input (however
+ * long that takes, up to a deadline far beyond any stall); with a 60 s one
+ * the rows of the last, partial batch do not, and the first row waits for
+ * its batch to fill: 63 rows at least 4 ms apart, 252 ms at least.
+ */
+
+static _Atomic uint32_t ticks_seen;  /* rows the consumer got */
+static uint32_t ticks_before_end;    /* ... when the source ended */
+static uint64_t tick_linger;
 
 typedef struct tick_state {
 	int n;
@@ -215,8 +230,13 @@ static int tick_produce(task *t)
 {
 	tick_state *s = t->st;
 	uint64_t now = now_ns();
-	if (s->n == 80)
+	if (s->n == 80) {
+		uint32_t seen = atomic_load(&ticks_seen);
+		if (seen < 80 && now < s->next + tick_linger)
+			return 0;
+		ticks_before_end = seen;
 		return -1;
+	}
 	if (now < s->next)
 		return 0;
 	s->next = now + 4000000;
@@ -243,12 +263,13 @@ static void delay_process(task *t, int input, weir_batch *b)
 		if (d > max_delay)
 			max_delay = d;
 	}
+	atomic_fetch_add(&ticks_seen, b->rows);
 	batch_release(b);
 }
 
 static const op_ops delay_ops = { .kind = "delay", .process = delay_process };
 
-static uint64_t run_ticks(int64_t timeout_us)
+static uint64_t run_ticks(int64_t timeout_us, uint64_t linger_ns)
 {
 	graph g;
 	graph_init(&g);
@@ -260,6 +281,9 @@ static uint64_t run_ticks(int64_t timeout_us)
 	weir_config cfg = test_config();
 	cfg.buffer_timeout_us = timeout_us;
 	max_delay = 0;
+	atomic_store(&ticks_seen, 0);
+	ticks_before_end = 0;
+	tick_linger = linger_ns;
 	cr_assert_eq(runtime_run(&g, &cfg, "t", NULL), 0);
 	graph_destroy(&g);
 	return max_delay;
@@ -267,12 +291,20 @@ static uint64_t run_ticks(int64_t timeout_us)
 
 Test(runtime, buffer_timeout_flushes_partial_batches, .init = init_schema)
 {
-	uint64_t d1 = run_ticks(1000), d0 = run_ticks(0), dbig = run_ticks(60000000);
+	const uint64_t deadline = 60000000000ull, short_linger = 50000000;
+	uint64_t d1 = run_ticks(1000, deadline);
+	uint32_t n1 = ticks_before_end;
+	uint64_t d0 = run_ticks(0, deadline);
+	uint32_t n0 = ticks_before_end;
+	uint64_t dbig = run_ticks(60000000, short_linger);
+	uint32_t nbig = ticks_before_end;
 	/* 80 rows over ~320 ms: without deadline flushes they wait for the end. */
-	cr_assert_lt(d1, 150000000, "1 ms timeout: a row waited %llu ns",
-		     (unsigned long long)d1);
-	cr_assert_lt(d0, 150000000, "0 timeout: a row waited %llu ns",
-		     (unsigned long long)d0);
+	cr_assert_eq(n1, 80, "1 ms timeout: %u of 80 rows flushed before the end of input "
+		     "(a row waited up to %llu ns)", n1, (unsigned long long)d1);
+	cr_assert_eq(n0, 80, "0 timeout: %u of 80 rows flushed before the end of input "
+		     "(a row waited up to %llu ns)", n0, (unsigned long long)d0);
+	/* (the first 64 fill a batch, which goes at once; the rest wait) */
+	cr_assert_lt(nbig, 80, "60 s timeout: all rows flushed before the end of input");
 	cr_assert_gt(dbig, 250000000, "60 s timeout: rows should wait for the end (%llu ns)",
 		     (unsigned long long)dbig);
 }

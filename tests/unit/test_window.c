@@ -974,12 +974,14 @@ static size_t read_rows7(const char *file, row7 *rows, size_t max)
 
 Test(window, processing_time_tumbling)
 {
-	/* 400 rows at 1000 rows/s (0.4 s) into 50 ms windows */
+	/* 400 rows at 500 rows/s (0.8 s at least) into 50 ms windows: 16 of
+	 * them; fewer than 4 would take a stall of the window's thread of
+	 * most of the run (it was 0.4 s: a 250 ms stall was enough) */
 	gen_params g = { .keys = 3, .step = 1, .n = 400, .salt = 13 };
 	for (int p = 1; p <= 2; p++) {
 		weir_env *env = env_p(p, 16);
 		weir_env_config(env)->buffer_timeout_us = 0;
-		weir_stream *k = keyed_input(env, &g, 0, 1000);
+		weir_stream *k = keyed_input(env, &g, 0, 500);
 		weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .time = WEIR_PROCESSING_TIME,
 				       .size = 50 };
 		weir_sink_csv(weir_window_stats(k, "win", &w, "v"), "out", path("pt.csv"));
@@ -1004,7 +1006,7 @@ Test(window, processing_time_tumbling)
 		}
 		cr_assert_eq(total, (long long)g.n);
 		cr_assert_eq(sum, exp_sum);
-		/* about 8 windows of wall-clock time; allow a slow machine */
+		/* about 16 windows of wall-clock time; allow a slow machine */
 		cr_assert_geq(wins, 4, "only %lld distinct windows", wins);
 	}
 }
@@ -1012,16 +1014,18 @@ Test(window, processing_time_tumbling)
 Test(window, early_firing_and_processing_time_sessions)
 {
 	/* one event-time window for everything; early firing every 30 ms of
-	 * processing time while rows trickle in for 0.4 s */
+	 * processing time while rows trickle in for 0.8 s at least (~26
+	 * firings; fewer than 3 would take a stall of most of the run) */
 	gen_params g = { .keys = 2, .step = 1, .n = 400, .salt = 14 };
 	weir_env *env = env_p(2, 8);
 	weir_env_config(env)->buffer_timeout_us = 0;
-	weir_stream *k = keyed_input(env, &g, 0, 1000);
+	weir_stream *k = keyed_input(env, &g, 0, 500);
 	weir_window_spec w = { .kind = WEIR_WIN_TUMBLING, .size = 1000000,
 			       .early_fire_ms = 30 };
 	weir_sink_csv(weir_window_stats(k, "win", &w, "v"), "out", path("early.csv"));
+	/* rows of a key 4 ms apart: a gap of 3 s is a stall no machine has */
 	weir_window_spec ps = { .kind = WEIR_WIN_SESSION, .time = WEIR_PROCESSING_TIME,
-				.gap = 1000 };
+				.gap = 3000 };
 	weir_sink_csv(weir_window_stats(k, "psess", &ps, "v"), "out2", path("psess.csv"));
 	run_ok(env);
 
@@ -1041,7 +1045,7 @@ Test(window, early_firing_and_processing_time_sessions)
 		cr_assert_eq(last, exp, "key %d: final count %lld, expected %lld", key, last, exp);
 		cr_assert_geq(fires, 3, "key %d fired %lld times: no early firing?", key, fires);
 	}
-	/* processing-time sessions with a 1 s gap: one session per key */
+	/* processing-time sessions with a 3 s gap: one session per key */
 	n = read_rows7(path("psess.csv"), rows, 4096);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(rows[0].n + rows[1].n, (long long)g.n);

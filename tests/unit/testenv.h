@@ -3,17 +3,26 @@
  * Helpers shared by the Criterion suites that run jobs on the real runtime:
  * a temporary directory per test, paths in it, an environment of a given
  * parallelism and batch size, running a job to success, lines of output
- * compared as sorted lists, and stopping a running job with a savepoint.
+ * compared as sorted lists, waiting for an event with a deadline, and
+ * stopping or cancelling a running job once something happened in it.
+ *
+ * Timing: a test never sleeps a fixed time and then assumes something has
+ * happened (a checkpoint, committed output, a running job): on a loaded
+ * machine, or in a sanitizer build (~3x slower), it may not have.  It polls
+ * for the event with poll_until and a generous deadline instead.
  */
 #ifndef WEIR_TESTENV_H
 #define WEIR_TESTENV_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <weir/weir.h>
@@ -142,26 +151,118 @@ static inline void expect_file_lines(const char *file, lines *exp, const char *w
 }
 #endif /* TESTENV_LINES */
 
+/* ---- waiting for events ------------------------------------------------------------ */
+
+/* How long a test waits for something the mechanism guarantees will
+ * happen: far longer than it takes on any machine, so that reaching it
+ * means a bug, not a slow run (well inside meson's 300 s per suite). */
+#define TESTENV_DEADLINE_MS 60000
+
+static inline int64_t testenv_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Poll cond(arg) every 2 ms until it holds (true) or timeout_ms passed
+ * (false). */
+static inline bool poll_until(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+	int64_t end = testenv_now_ms() + timeout_ms;
+	for (;;) {
+		if (cond(arg))
+			return true;
+		if (testenv_now_ms() >= end)
+			return false;
+		usleep(2000);
+	}
+}
+
+/* Does directory `dir` hold a file whose name starts with `prefix` and
+ * ends with `suffix`? */
+static inline bool dir_has(const char *dir, const char *prefix, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+	size_t ls = strlen(suffix);
+	while (d && !found && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		found = !strncmp(e->d_name, prefix, strlen(prefix)) && n >= ls &&
+			!strcmp(e->d_name + n - ls, suffix);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* Conditions for poll_until, on a directory: a checkpoint completed (its
+ * manifest is written) there; a files sink committed output there. */
+static inline bool has_checkpoint(void *dir)
+{
+	return dir_has(dir, "chk-", ".manifest");
+}
+
+static inline bool has_committed_output(void *dir)
+{
+	return dir_has(dir, "part-", "");
+}
+
 /* ---- stopping a running job with a savepoint ---------------------------------------- */
 
 typedef struct sp_arg {
-	int ms;
+	/* Stop once ready(ready_arg) holds (e.g. has_committed_output on
+	 * the job's output: the stop then comes after data went through),
+	 * polled up to TESTENV_DEADLINE_MS; NULL: at once. */
+	bool (*ready)(void *);
+	void *ready_arg;
 	char dir[256];
 	char msg[4400];
 	int rc;
 } sp_arg;
 
-/* A thread: after a->ms ms, take a savepoint into a->dir and stop the job
- * (retrying while the job has not started yet). */
+/* A thread: once a->ready holds, take a savepoint into a->dir and stop
+ * the job (retrying while the job has not started yet).  a->rc is
+ * -ETIMEDOUT if a->ready did not hold in time or the job never ran. */
 static inline void *stop_with_savepoint(void *arg)
 {
 	sp_arg *a = arg;
-	usleep((useconds_t)a->ms * 1000);
+	int64_t end = testenv_now_ms() + TESTENV_DEADLINE_MS;
+	if (a->ready && !poll_until(a->ready, a->ready_arg, TESTENV_DEADLINE_MS)) {
+		a->rc = -ETIMEDOUT;
+		snprintf(a->msg, sizeof(a->msg), "no savepoint: the job's condition did not "
+			 "hold within %d ms", TESTENV_DEADLINE_MS);
+		return NULL;
+	}
 	do {
 		a->rc = weir_savepoint(a->dir, true, a->msg, sizeof(a->msg));
 		if (a->rc == -ENOENT)
-			usleep(10000); /* not started yet */
-	} while (a->rc == -ENOENT && strstr(a->msg, "no job"));
+			usleep(2000); /* not started yet */
+	} while (a->rc == -ENOENT && strstr(a->msg, "no job") && testenv_now_ms() < end);
+	return NULL;
+}
+
+/* ---- cancelling a running job ----------------------------------------------------- */
+
+typedef struct cancel_arg {
+	bool (*ready)(void *); /* cancel once this holds (NULL: at once) */
+	void *ready_arg;
+	int64_t ms;            /* and at least this long after the start */
+	bool timed_out;        /* ready did not hold within the deadline */
+} cancel_arg;
+
+/* A thread: wait for a->ms, then for a->ready (polled up to the deadline),
+ * then cancel the running job.  A minimum time only spreads cancellations
+ * over a run; what a test relies on is in a->ready. */
+static inline void *cancel_when(void *arg)
+{
+	cancel_arg *a = arg;
+	if (a->ms)
+		usleep((useconds_t)a->ms * 1000);
+	if (a->ready && !poll_until(a->ready, a->ready_arg, TESTENV_DEADLINE_MS))
+		a->timed_out = true;
+	weir_cancel_all();
 	return NULL;
 }
 
