@@ -83,7 +83,7 @@ static inline bool ckpt_unaligned(struct runtime *rt, int64_t id)
  * then (ckpt_capture_popped) -- plus the channel's watermark and
  * idleness.  The core acknowledges n once every task passed it and every
  * actor has captured its inputs; a restore puts the logged elements back
- * into their channels (state/checkpoint.c), so every element is processed
+ * into their channels (state/inflight.c), so every element is processed
  * exactly once: before the snapshot, or after the restore.
  */
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * When to take a checkpoint: the one schedule that both checkpoint
- * coordinators follow -- the local runtime's (core/checkpoint.c, on the
+ * coordinators follow -- the local runtime's (core/checkpoint_coordinator.c, on the
  * job thread) and the cluster coordinator's (net/, on its poll loop) -- so
  * an option means the same thing wherever the job runs.
  *

@@ -23,7 +23,7 @@
  * and it starts at each attempt's START.
  *
  * Placement: worker w runs global cores [first_w, first_w + cores_w), in
- * the order the workers registered; the planner (core/runtime.c) deals
+ * the order the workers registered; the planner (core/plan.c) deals
  * chains over the global cores round-robin and keeps forward edges on
  * their producer's core, so the placement is the same computation on
  * every worker and on the coordinator's printout.

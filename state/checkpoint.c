@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The checkpoint store (checkpoint.h): the storage side of checkpoints and
- * savepoints that core/checkpoint.c drives through checkpoint_store_ops.
+ * savepoints that core/checkpoint_coordinator.c drives through checkpoint_store_ops.
  * It owns each core's state log for the run (core_st), decides at a
  * barrier whether a core's tasks materialize or only flush their deferred
  * PUTs (log_write.c) before it marks each task's position, writes a

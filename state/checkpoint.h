@@ -2,8 +2,8 @@
 /*
  * Checkpoints, recovery and savepoints: the storage side (state/).  The
  * protocol side -- triggering, barriers, alignment, acknowledgements,
- * timeouts -- is in core/checkpoint.c and reaches state/ only through the
- * ckpt_store interface of core.h (checkpoint_store_ops below), so core/
+ * timeouts -- is in core/barrier.c and core/checkpoint_coordinator.c,
+ * and reaches state/ only through the ckpt_store interface of core.h (checkpoint_store_ops below), so core/
  * knows no file format.
  *
  * The store's files, from the bottom up (each calls only files above it):

@@ -2,7 +2,7 @@
 /*
  * In-flight data of unaligned checkpoints (store_internal.h).  An
  * unaligned checkpoint lets a barrier overtake the elements queued ahead
- * of it; core/checkpoint.c hands each overtaken element here
+ * of it; core/barrier.c hands each overtaken element here
  * (ckpt_store_ops.channel_state), which logs it as a CHAN entry (drawn in
  * log_write.h) in the consumer core's log, and the manifest records the
  * range of each core's log that holds them ("inflight" lines).  A restore
