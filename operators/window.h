@@ -14,12 +14,15 @@
  *                    aggregate, reduce, window process function
  *   window_join.c    the window join: the window function of two inputs
  *   window_spec.c    the window spec: parsing, checking, and what every
- *                    window builder starts and ends with
+ *                    window builder starts with
+ *   window_build.c   the builders (weir_window_stats, _aggregate, _reduce,
+ *                    _process, _join): a checked spec, the window
+ *                    function's configuration, op_window in the graph
  *
- * Each calls only files listed after it, so none calls back into one
- * that calls it; the builders in window_fns.c and window_join.c reach the
- * operator only through window_spec.c, which names op_window (window.c's
- * table of callbacks) for the graph without calling into window.c.
+ * window.c calls only files listed after it up to window_spec.c, and none
+ * of those calls or names anything in a file before it; window_build.c
+ * sits on top, naming window_spec.c's win_begin and window.c's op_window,
+ * and nothing refers back to it.
  *
  * This header holds what they share: the configuration, the per-subtask
  * state and the layout of a window value (below), the steps every
@@ -237,16 +240,10 @@ void fire_window(task *t, win_state *s, skey k, int64_t ns, void *v);
  * -EINVAL. */
 int win_values_conf(const win_state *s, kvtab_conf *kc);
 
-/* window_spec.c: the spec and the builders' common parts */
+/* window_spec.c: the spec and what every builder starts with */
 /* The common part of every window builder: a new conf, or NULL after an
  * env error. */
 win_conf *win_begin(weir_stream *keyed, const char *nm, const weir_window_spec *w);
-/* Add the window operator with conf c (owned by it from now on, also on
- * failure) reading in[0..nin), output schema out: stream_add_op for
- * op_window. */
-weir_stream *win_add_op(weir_stream *const *in, int nin, const char *name,
-			const char *dflt, const weir_schema *out, win_conf *c);
-
 /* window_join.c: the window join */
 /* Emit every pair of window value v's a-rows and b-rows (the window ends
  * at end).  0, or the join function's negative error. */

@@ -3,9 +3,8 @@
  * The window spec (weir_window_spec, include/weir/keyed.h): parsing its
  * text form (weir_window_parse: "tumbling:SIZE", "sliding:SIZE:SLIDE",
  * "session:GAP", "count:SIZE[:SLIDE]"), checking one, and what every
- * window builder (window_fns.c, window_join.c) starts with (win_begin:
- * a checked spec over a keyed input) and ends with (win_add_op: the
- * window operator in the graph).  Build time, on the thread that builds
+ * window builder (window_build.c) starts with (win_begin: a checked spec
+ * over a keyed input).  Build time, on the thread that builds
  * the job.
  */
 #include <errno.h>
@@ -148,7 +147,7 @@ static bool spec_check(weir_env *env, const char *nm, const weir_window_spec *w)
 	}
 }
 
-/* ---- what every builder starts and ends with ---------------------------------------- */
+/* ---- what every builder starts with ------------------------------------------------- */
 
 win_conf *win_begin(weir_stream *keyed, const char *nm,
 			   const weir_window_spec *w)
@@ -179,10 +178,4 @@ win_conf *win_begin(weir_stream *keyed, const char *nm,
 	c->key_type = c->in[0]->fields[kc].type;
 	c->col = -1;
 	return c;
-}
-
-weir_stream *win_add_op(weir_stream *const *in, int nin, const char *name,
-			const char *dflt, const weir_schema *out, win_conf *c)
-{
-	return stream_add_op(in, nin, name, dflt, &op_window, out, c, NULL);
 }

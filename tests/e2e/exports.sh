@@ -5,7 +5,8 @@
 # WEIR_API, all named weir_*; and the pieces built on it reach it only
 # through those headers: the weir command includes no internal header and
 # declares no prototype of its own, and no folder but core/ includes
-# core/'s private reactor.h.
+# core/'s private reactor.h; and no folder's .c files refer to each other
+# in a loop (file_loops.py, from the objects' symbols).
 . "$(dirname "$0")/lib.sh"
 require_tools nm
 SRC="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -48,4 +49,11 @@ priv=$(grep -ln '#include "reactor.h"' "$SRC"/state/*.[ch] "$SRC"/operators/*.[c
 	"$SRC"/net/*.[ch] "$SRC"/apps/*.[ch] 2>/dev/null || true)
 [ -z "$priv" ] && ok "only core/ includes core/reactor.h" ||
 	not_ok "core/reactor.h included outside core/: $priv"
+BUILD="$(dirname "$WEIR")/.."
+# python3 is there wherever meson is.
+if python3 "$SRC/tests/e2e/file_loops.py" "$BUILD" > "$TMP/loops"; then
+	ok "no file loop in a folder: $(paste -sd, "$TMP/loops")"
+else
+	not_ok "file loops: $(grep -v ' ok ' "$TMP/loops")"
+fi
 finish
