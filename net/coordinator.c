@@ -592,6 +592,12 @@ static void handle_worker_msg(coord *co, int ci, const ctl_msg *m)
 		return; /* about an attempt that is over */
 	switch (m->type) {
 	case CTL_DEPLOYED:
+		/* Only while deploying: once a worker died during the deploy
+		 * (PH_RESTARTING) the others' DEPLOYED must not start the
+		 * attempt, or the START would cross their CANCEL and the
+		 * cancelled workers' FINISHED would read as a failure. */
+		if (j->phase != PH_DEPLOYING)
+			return;
 		if (m->rc < 0) {
 			cancel_attempt(co);
 			end_job(co, m->rc, "worker %s cannot run the job: %.*s", r->peer,
