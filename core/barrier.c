@@ -338,6 +338,8 @@ bool ckpt_reactor_poll(reactor *r)
 		}
 	}
 	int64_t d = rt->sops->core_poll(rt->store, r->id);
+	if (rt->sops->core_busy && rt->sops->core_busy(rt->store, r->id))
+		did = true; /* a snapshot is being logged: do not park */
 	if (d < 0) {
 		if (r->nactors)
 			task_fail(r->actors[0]->head, "checkpoint: state log on core %d: %s",

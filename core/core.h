@@ -580,6 +580,9 @@ typedef struct ckpt_store_ops {
 	/* Core: reap I/O; the highest id durable on core (0 = none).  A
 	 * negative value is a failed write (-errno). */
 	int64_t (*core_poll)(ckpt_store *s, int core);
+	/* Core: is there checkpoint work between turns (a snapshot being
+	 * logged by core_poll)?  Then the reactor does not park. */
+	bool (*core_busy)(ckpt_store *s, int core);
 	/* Core, as its reactor thread exits: wait for the core's I/O in
 	 * flight (io_uring cancels what an exiting thread submitted). */
 	void (*core_quiesce)(ckpt_store *s, int core);

@@ -10,9 +10,12 @@
  *                      checkpointing at all and with checkpoints every
  *                      second, and their ratio (target >= 0.95), best of 2
  *                      (quick) or 3 runs each, alternating; bytes written
- *                      per checkpoint, the longest materialization pause
- *                      and the longest pause to log the values changed
- *                      since the previous checkpoint.  Twice:
+ *                      per checkpoint, the longest pause at a barrier to
+ *                      begin a materialization and to begin logging the
+ *                      values changed since the previous checkpoint, and
+ *                      the longest stretch a reactor spent on checkpoints
+ *                      at once (max_pause_ms, target <= 1) with the
+ *                      histogram of them (pauses_us_log2).  Twice:
  *                      keys_distribution "uniform" (every key equally
  *                      likely, the generator's default) and "skewed" (after
  *                      the same uniform first part, 90% of the records go
@@ -51,6 +54,18 @@
 /* Bytes of keyed state per key of a running i64 sum: the table's slot and
  * header at its usual load (measured by bench_window's state figure). */
 #define STATE_BYTES_PER_KEY 64
+
+/* The pause histogram as a JSON array: bucket i counts pauses of
+ * [2^i, 2^(i+1)) us (bucket 0: under 2 us). */
+static const char *pause_hist_text(const weir_checkpoint_stats *st, char *out, size_t cap)
+{
+	size_t n = 0;
+	out[0] = 0;
+	for (int b = 0; b < WEIR_PAUSE_BUCKETS && n < cap; b++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%llu", b ? "," : "",
+				      (unsigned long long)st->pause_hist[b]);
+	return out;
+}
 
 static void die(const char *what, int rc)
 {
@@ -277,6 +292,7 @@ int main(int argc, char **argv)
 	uint64_t warm = (uint64_t)keys * 3, more = (uint64_t)keys * (quick ? 3 : 4);
 	int reps = quick ? 2 : 3;
 	run_out ck_run = { 0 }, rec;
+	char hist[WEIR_PAUSE_BUCKETS * 24];
 
 	/* 1. Throughput without and with checkpoints every second; uniform
 	 * keys (into d1, which step 3 recovers from), then skewed ones. */
@@ -306,14 +322,16 @@ int main(int argc, char **argv)
 		       "\"ratio\":%.3f,\"target_ratio\":0.95,\"checkpoints\":%llu,"
 		       "\"log_bytes_per_checkpoint\":%.0f,\"materializations\":%llu,"
 		       "\"max_materialize_pause_ms\":%.1f,\"max_flush_pause_ms\":%.1f,"
-		       "\"max_checkpoint_ms\":%.1f,\"mean_checkpoint_ms\":%.1f}\n",
+		       "\"max_checkpoint_ms\":%.1f,\"mean_checkpoint_ms\":%.1f,"
+		       "\"max_pause_ms\":%.3f,\"target_max_pause_ms\":1,\"pauses_us_log2\":[%s]}\n",
 		       skewed ? "skewed" : "uniform", (long long)keys,
 		       (unsigned long long)(keys * STATE_BYTES_PER_KEY), (unsigned long long)more,
 		       b_rate, c_rate, c_rate / b_rate, (unsigned long long)nck,
 		       nck ? (double)ck_run.st.log_bytes / (double)nck : 0,
 		       (unsigned long long)ck_run.st.materializations, ck_run.st.max_materialize_ms,
 		       ck_run.st.max_flush_ms, ck_run.st.max_ms,
-		       nck ? ck_run.st.total_ms / (double)nck : 0);
+		       nck ? ck_run.st.total_ms / (double)nck : 0, ck_run.st.max_pause_ms,
+		       pause_hist_text(&ck_run.st, hist, sizeof(hist)));
 		fflush(stdout);
 	}
 

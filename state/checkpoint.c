@@ -102,7 +102,50 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 			c->bytes_at_mat = slog_bytes_written(c->log);
 		}
 	}
-	if (!k->has_mat || (id != CKPT_FINAL && c->mat_round == id)) {
+	if (id != CKPT_FINAL) {
+		/* Asynchronous: mark where the snapshot stands, go on; the
+		 * entries follow between reactor turns (st_core_poll). */
+		uint64_t t0 = now_ns();
+		bool mat = !k->has_mat || c->mat_round == id;
+		slog_pos from;
+		if ((rc = st_snapshot_begin(k, c->log, mat, &from)) < 0)
+			return rc;
+		if (mat) {
+			k->from = from;
+			k->has_mat = true;
+			c->mats++;
+			if (!c->mat_open) {
+				c->mat_open = true;
+				c->mat_start = slog_bytes_written(c->log);
+			}
+		}
+		k->to = k->tail = slog_mark(c->log);
+		if (!c->snapping)
+			wlog(LOG_DEBUG, "core %d: checkpoint %lld: logging its snapshot", k->core,
+			     (long long)id);
+		c->snapping = true;
+		c->snap_id = id;
+		uint64_t dt = now_ns() - t0;
+		/* A core's pause at barrier id: all its tasks. */
+		if (c->flush_acc_id != id) {
+			c->flush_acc_id = id;
+			c->flush_acc_ns = 0;
+		}
+		c->flush_acc_ns += dt;
+		if (mat && c->flush_acc_ns > c->mat_max_ns)
+			c->mat_max_ns = c->flush_acc_ns;
+		if (!mat && c->flush_acc_ns > c->flush_max_ns)
+			c->flush_max_ns = c->flush_acc_ns;
+		return k->err;
+	}
+	/* The final barrier (nothing changes after it): the snapshot in
+	 * progress ends now, then the deferred PUTs, or a materialization if
+	 * the task never had one. */
+	if (k->snapping) {
+		st_snapshot_step(k, SIZE_MAX);
+		k->tail = slog_mark(c->log);
+	}
+	if (!k->has_mat) {
 		slog_pos to;
 		uint64_t t0 = now_ns(), mb = 0;
 		/* Every entry is written below: nothing deferred is needed
@@ -136,11 +179,78 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		if (c->flush_acc_ns > c->flush_max_ns)
 			c->flush_max_ns = c->flush_acc_ns;
 	}
-	if (id == CKPT_FINAL)
-		k->final_to = slog_mark(c->log);
-	else
-		k->to = slog_mark(c->log);
+	k->final_to = slog_mark(c->log);
 	return k->err;
+}
+
+/* The longest a reactor spends on checkpoints in one go, and the
+ * histogram of such pauses (weir_checkpoint_stats). */
+static void pause_add(core_st *c, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	int b = us < 2 ? 0 : 63 - __builtin_clzll(us);
+	c->pause_hist[b < WEIR_PAUSE_BUCKETS ? b : WEIR_PAUSE_BUCKETS - 1]++;
+	if (ns > c->pause_max_ns)
+		c->pause_max_ns = ns;
+}
+
+/* Log the snapshots in progress on core c for about SNAP_SLICE_NS (at
+ * least one table word), then, when none is left, set the tasks' tail
+ * marks and sync what waited for them.  Core's reactor (or main, once the
+ * reactors stopped). */
+#define SNAP_SLICE_NS 250000
+#define SNAP_STEP 512
+/* What a step may log, about: SNAP_STEP entries of plain values. */
+#define SNAP_STEP_BYTES (SNAP_STEP * 128)
+
+static void snap_work(ckpt_store *s, core_st *c)
+{
+	if (!c->snapping)
+		return;
+	uint64_t t0 = now_ns(), t;
+	bool left;
+	size_t step = s->test_slow_us ? 1 : SNAP_STEP;
+	do {
+		left = false;
+		for (int i = 0; i < c->ntasks; i++) {
+			st_task *k = c->tasks[i]->keyed;
+			if (!k || !k->snapping)
+				continue;
+			if (!slog_has_room(c->log, SNAP_STEP_BYTES)) {
+				/* Every buffer is in flight: the disk is behind.
+				 * Yield rather than wait for it. */
+				left = true;
+				goto out;
+			}
+			st_snapshot_step(k, step);
+			if (k->snapping)
+				left = true;
+			else
+				k->tail = slog_mark(c->log);
+		}
+		t = now_ns();
+	} while (left && t - t0 < SNAP_SLICE_NS && !s->test_slow_us);
+out:
+	t = now_ns();
+	pause_add(c, t - t0);
+	if (s->test_slow_us)
+		usleep(s->test_slow_us); /* tests: a snapshot that takes long */
+	if (left)
+		return;
+	c->snapping = false;
+	wlog(LOG_DEBUG, "core %d: checkpoint %lld: its snapshot is logged", (int)(c - s->cores),
+	     (long long)c->snap_id);
+	if (c->mat_open) {
+		/* This round's materializations, over the core's tasks (and
+		 * what else the core logged meanwhile). */
+		c->mat_size = slog_bytes_written(c->log) - c->mat_start;
+		c->mat_bytes += c->mat_size;
+		c->mat_open = false;
+	}
+	for (int i = 0; i < c->npend; i++)
+		if (c->pend[i].lt == SYNC_AFTER_SNAPSHOT)
+			c->pend[i].lt = slog_sync(c->log);
+	c->bytes_at_sync = slog_bytes_written(c->log);
 }
 
 static void st_core_sync(ckpt_store *s, int core, int64_t id)
@@ -164,7 +274,11 @@ static void st_core_sync(ckpt_store *s, int core, int64_t id)
 		return;
 	}
 	c->pend[c->npend].id = id;
-	c->pend[c->npend].lt = c->log ? slog_sync(c->log) : 0;
+	/* The acknowledgement waits for the snapshot's entries. */
+	c->pend[c->npend].lt = !c->log ? 0 : c->snapping ? SYNC_AFTER_SNAPSHOT
+							 : slog_sync(c->log);
+	if (c->flush_acc_id == id)
+		pause_add(c, c->flush_acc_ns);
 	c->pend[c->npend].st = c->sp && id == spid ? slog_sync(c->sp) : 0;
 	c->npend++;
 	if (c->log)
@@ -179,11 +293,17 @@ static int st_core_sync_fd(ckpt_store *s, int core, int fd)
 	return fdatasync(fd) ? -errno : 0;
 }
 
+static bool st_core_busy(ckpt_store *s, int core)
+{
+	return core_of(s, core)->snapping;
+}
+
 static int64_t st_core_poll(ckpt_store *s, int core)
 {
 	core_st *c = core_of(s, core);
 	if (c->err)
 		return c->err;
+	snap_work(s, c);
 	if (!c->npend)
 		return c->durable;
 	int e = c->log ? slog_error(c->log) : 0;
@@ -228,6 +348,9 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 {
 	ckpt_store *s = calloc(1, sizeof(*s));
 	const graph *g = runtime_graph(rt);
+	/* Fault tests: every slice of a snapshot logs a few entries and then
+	 * sleeps this long, so that a kill lands while one is half logged. */
+	const char *slow = getenv("WEIR_TEST_SNAPSHOT_SLOW_US");
 	int rc = -ENOMEM;
 	int64_t maxid = 0;
 	bool finished = false;
@@ -238,6 +361,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 	s->rt = rt;
 	s->cfg = cfg;
 	s->lock_fd = -1;
+	s->test_slow_us = slow ? (unsigned)strtoul(slow, NULL, 10) % 1000000 : 0;
 	s->ncores = runtime_ncores(rt);
 	snprintf(s->job, sizeof(s->job), "%s", runtime_job(rt) ? runtime_job(rt) : "job");
 	s->cores = calloc((size_t)s->ncores, sizeof(core_st));
@@ -673,6 +797,10 @@ static void st_stats(ckpt_store *s, weir_checkpoint_stats *st)
 			st->max_materialize_ms = cs->mat_max_ns / 1e6;
 		if (cs->flush_max_ns / 1e6 > st->max_flush_ms)
 			st->max_flush_ms = cs->flush_max_ns / 1e6;
+		if (cs->pause_max_ns / 1e6 > st->max_pause_ms)
+			st->max_pause_ms = cs->pause_max_ns / 1e6;
+		for (int b = 0; b < WEIR_PAUSE_BUCKETS; b++)
+			st->pause_hist[b] += cs->pause_hist[b];
 	}
 }
 
@@ -710,6 +838,7 @@ const ckpt_store_ops checkpoint_store_ops = {
 	.channel_state = st_channel_state,
 	.core_sync_fd = st_core_sync_fd,
 	.core_poll = st_core_poll,
+	.core_busy = st_core_busy,
 	.core_quiesce = st_core_quiesce,
 	.complete = st_complete,
 	.part = st_part,

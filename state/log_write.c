@@ -19,6 +19,12 @@
  * than the records since the previous barrier.  A barrier that
  * materializes into the log skips that: the materialization writes every
  * entry, so the dirty marks are just forgotten.
+ *
+ * That was the synchronous path, which the final barrier and savepoints
+ * still take.  A checkpoint's barrier takes the asynchronous one
+ * (st_snapshot_begin / st_snapshot_step): the changed entries, or for a
+ * materialization all of them, are logged as SNAP entries after the
+ * barrier, while the task goes on (keyed.c "Asynchronous snapshots").
  */
 #include <errno.h>
 #include <stdio.h>
@@ -127,22 +133,35 @@ static char *entry_begin(st_bind *b, uint8_t kind, weir_type kt, skey k,
 			   key_bytes(kt, &k), key_len(kt, k), ns, vlen);
 }
 
-static void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
-		       const void *value)
+/* A whole value: a PUT, or a snapshot's SNAP. */
+static inline void log_value(st_bind *b, uint8_t kind, const kvtab *t, skey k, int64_t ns,
+			     const void *value)
 {
 	st_task *s = b->owner;
 	if (!s->log)
 		return;
 	if (b->plain) {
-		char *v = entry_write(s, s->log, b->tab, ST_PUT, k.hash, &k.v, 8, ns, b->vsize);
+		char *v = entry_write(s, s->log, b->tab, kind, k.hash, &k.v, 8, ns, b->vsize);
 		if (v)
 			memcpy(v, value, b->vsize);
 		return;
 	}
 	size_t vlen = kv_value_encoded_size(t, value);
-	char *v = entry_begin(b, ST_PUT, kv_key_type(t), k, ns, vlen);
+	char *v = entry_begin(b, kind, kv_key_type(t), k, ns, vlen);
 	if (v)
 		kv_value_encode(t, value, v);
+}
+
+static void st_log_put(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		       const void *value)
+{
+	log_value(b, ST_PUT, t, k, ns, value);
+}
+
+static void st_log_snap(st_bind *b, const kvtab *t, skey k, int64_t ns,
+			const void *value)
+{
+	log_value(b, ST_SNAP, t, k, ns, value);
 }
 
 static void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
@@ -180,6 +199,7 @@ static const st_log_ops log_ops = {
 	.append = st_log_append,
 	.del = st_log_del,
 	.timer = st_log_timer,
+	.snap = st_log_snap,
 };
 
 int state_bind_log(task *t, struct slog *log)
@@ -270,6 +290,54 @@ int st_materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to,
 	}
 	*to = slog_mark(w);
 	return s->err;
+}
+
+/* ---- asynchronous snapshots ------------------------------------------------------ */
+
+int st_snapshot_begin(st_task *s, slog *w, bool mat, slog_pos *from)
+{
+	if (mat) {
+		*from = slog_mark(w);
+		char *cnt = entry_write(s, w, 0, ST_MAT, 0, NULL, 0, 0, 8 * (size_t)s->n);
+		if (!cnt)
+			return s->err;
+		for (int i = 0; i < s->n; i++) {
+			uint64_t n = s->regs[i].tab ? kv_count(s->regs[i].tab)
+						    : tsvc_count(s->regs[i].svc);
+			memcpy(cnt + 8 * i, &n, 8);
+		}
+	}
+	for (int i = 0; i < s->n; i++) {
+		st_reg *r = &s->regs[i];
+		if (r->tab) {
+			kv_snapshot_begin(r->tab, mat);
+		} else if (mat) {
+			/* Timers are written now (see log_write.h). */
+			dump_ctx d = { .s = s, .w = w, .tab = (uint8_t)i,
+				       .kt = tsvc_key_type(r->svc) };
+			tsvc_foreach(r->svc, dump_timer, &d);
+		}
+		if (s->err)
+			return s->err;
+	}
+	s->snapping = true;
+	return s->err;
+}
+
+size_t st_snapshot_step(st_task *s, size_t budget)
+{
+	size_t n = 0;
+	bool pending = false;
+	for (int i = 0; i < s->n; i++) {
+		kvtab *t = s->regs[i].tab;
+		if (!t || !kv_snapshot_pending(t))
+			continue;
+		if (n < budget)
+			n += kv_snapshot_step(t, budget - n);
+		pending |= kv_snapshot_pending(t);
+	}
+	s->snapping = pending;
+	return n;
 }
 
 /* ---- the barrier's flush --------------------------------------------------------- */

@@ -32,12 +32,19 @@
  *
  *   PUT      value = the table's encoding of the whole value (written at
  *            the barrier after the change, with the value then: see
- *            state.h kv_written and keyed.c "Dirty tracking")
+ *            state.h kv_written and keyed.c "Dirty tracking"); the
+ *            final barrier and savepoints write these
+ *   SNAP     the same, as it was at a checkpoint barrier, written after
+ *            it (asynchronous snapshots): a recovery of that checkpoint
+ *            takes the task's SNAP entries up to its tail mark and no
+ *            other entry after its barrier mark
  *   APPEND   value = u32 list, then the appended element
  *   DEL      no value
  *   TIMER+   / TIMER-   ns = timer namespace, value = i64 timestamp
  *   MAT      a materialization of (node, sub) starts: replay from here
- *            resets nothing (it is always a replay's first entry);
+ *            resets nothing (it is always a replay's first entry); its
+ *            timers follow at once as TIMER+, its table entries as SNAP
+ *            (or PUT, before asynchronous snapshots);
  *            value = u64 entries that follow, per registration (in tab
  *            order), so a restore sizes its tables once (empty in logs
  *            written before this was added)
@@ -70,6 +77,7 @@ enum st_entry_kind {
 	ST_TIMER_DEL = 5,
 	ST_MAT = 6,
 	ST_CHAN = 7,
+	ST_SNAP = 8,
 };
 
 #define ST_ENTRY_HDR 32
@@ -128,6 +136,10 @@ struct st_task {
 	 * after the core's acknowledgement) */
 	bool has_mat;
 	slog_pos from, to;      /* at the task's checkpoint t->ck_id */
+	bool snapping;          /* its snapshot is still being logged */
+	slog_pos tail;          /* where its SNAP entries for t->ck_id end
+				 * (set by the store once they are all
+				 * logged; = to when none) */
 	slog_pos final_to;      /* when it ended */
 	/* the savepoint in flight */
 	int64_t sp_id;
@@ -143,6 +155,15 @@ st_task *st_of(task *t);
  * s->err). */
 int st_materialize(st_task *s, slog *w, slog_pos *from, slog_pos *to,
 		   uint64_t *bytes);
+/*
+ * Asynchronous snapshots (the store's checkpoints): at a barrier, begin
+ * task s's snapshot (mat: a materialization, whose MAT entry and timers
+ * are written into w now, *from = its start); then st_snapshot_step logs
+ * about `budget` of its SNAP entries per call, between reactor turns,
+ * until s->snapping is false.  0 or -errno (begin); entries logged (step).
+ */
+int st_snapshot_begin(st_task *s, slog *w, bool mat, slog_pos *from);
+size_t st_snapshot_step(st_task *s, size_t budget);
 /* Log the PUTs task k's tables deferred (kv_flush_dirty of each), before
  * the store marks k's barrier position. */
 void st_flush_dirty(st_task *k);

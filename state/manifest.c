@@ -161,6 +161,9 @@ int mf_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 		for (size_t j = 0; j < snap->len; j++)
 			sb_printf(b, "%02x", snap->p[j]);
 		sb_printf(b, "\n");
+		if (!savepoint && at_id && s->dir[0] && slog_pos_cmp(k->tail, to) > 0)
+			sb_printf(b, "tail %d %d %" PRIu64 " %" PRIu64 "\n", t->node->id,
+				  t->subtask, k->tail.seg, k->tail.off);
 	}
 	for (int c = 0; !savepoint && s->dir[0] && c < s->ncores; c++) {
 		core_st *cs = &s->cores[c];
@@ -404,6 +407,17 @@ int manifest_parse(const char *text, size_t len, manifest *m, char *err,
 			}
 			m->inflight = ni;
 			m->inflight[m->ninflight++] = f;
+		} else if (!strcmp(w[0], "tail") && n == 5) {
+			/* the task line before it: where its SNAP entries end */
+			mf_task *tk = m->ntasks ? &m->tasks[m->ntasks - 1] : NULL;
+			if (!tk || !num(w[1], 0, m->nops - 1, v) || !num(w[2], 0, 32767, v + 1) ||
+			    !unum(w[3], u) || !unum(w[4], u + 1) || v[0] != tk->op ||
+			    v[1] != tk->sub || tk->tail_off ||
+			    slog_pos_cmp((slog_pos){ u[0], u[1] },
+					 (slog_pos){ tk->to_seg, tk->to_off }) <= 0)
+				goto bad;
+			tk->tail_seg = u[0];
+			tk->tail_off = u[1];
 		} else if (!strcmp(w[0], "task") && n == 12) {
 			mf_task tk = { 0 };
 			if (!num(w[1], 0, m->nops - 1, v) || !num(w[2], 0, 32767, v + 1) ||

@@ -20,13 +20,18 @@
  *   at-least-once <op index>   a source that cannot replay
  *   task <op> <subtask> <core> <final 0|1> <from seg> <from off> <to seg>
  *        <to off> <watermark> <blob length> <blob hex | ->
+ *   tail <op> <subtask> <seg> <off>
+ *                              after its task line: the task's snapshot
+ *                              entries (SNAP) written after its barrier
+ *                              end there (asynchronous snapshots)
  *   inflight <core> <from seg> <from off> <to seg> <to off>
  *                              unaligned checkpoints: CHAN entries of this
  *                              checkpoint lie in that range of core's log
  *   crc <crc32c of every byte before this line, 8 hex digits>
  *
  * A task's keyed state is the entries it wrote in its core's log between
- * `from` (a materialization) and `to` (its barrier); in a savepoint, in
+ * `from` (a materialization) and `to` (its barrier), and its SNAP entries
+ * between `to` and its tail; in a savepoint, in
  * "<savepoint>/core-<c>-00000000.seg".  The blob is its operator state.
  */
 #ifndef WEIR_MANIFEST_H
@@ -51,6 +56,7 @@ typedef struct mf_task {
 	int op, sub, core;
 	bool final;
 	uint64_t from_seg, from_off, to_seg, to_off;
+	uint64_t tail_seg, tail_off; /* 0 0: no tail line */
 	int64_t watermark;
 	size_t blob_len;
 	uint8_t *blob;

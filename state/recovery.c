@@ -228,7 +228,7 @@ static const char *prefetch_entry(rctx *c, const char *p, const char *end)
 	const manifest *m = c->m;
 	st_entry e;
 	const char *next = entry_parse(p, end, &e);
-	if (!next || (e.kind != ST_PUT && e.kind != ST_DEL) || e.klen != 8 ||
+	if (!next || (e.kind != ST_PUT && e.kind != ST_SNAP && e.kind != ST_DEL) || e.klen != 8 ||
 	    e.node >= m->nops || e.tab >= m->ops[e.node].ntables)
 		return next;
 	int gn = c->op_map[e.node], reg = gn < 0 ? -1 : c->tab_map[e.node][e.tab];
@@ -280,7 +280,7 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 	const mf_task *w = NULL;
 
 	struct {
-		bool valid, bcast, plain;
+		bool valid, bcast, plain, in_tail;
 		uint16_t node, sub;
 		uint8_t tab;
 		int gn, reg;
@@ -308,7 +308,7 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			ahead--;
 			st_entry e;
 			const char *next = entry_parse(p, end, &e);
-			if (!next || e.kind < ST_PUT || e.kind > ST_CHAN || e.node >= m->nops ||
+			if (!next || e.kind < ST_PUT || e.kind > ST_SNAP || e.node >= m->nops ||
 			    e.sub >= m->ops[e.node].parallelism)
 				goto bad;
 			p = next;
@@ -331,12 +331,17 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 					continue; /* a task the checkpoint does not cover */
 				w = &m->tasks[wi];
 				if (w->core != core ||
-				    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0 ||
-				    slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0)
-					continue; /* before its materialization, or after
-						   * its barrier */
+				    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0)
+					continue; /* before its materialization */
+				/* After its barrier only its snapshot's entries
+				 * count, up to its tail. */
+				rs.in_tail = slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0;
+				if (rs.in_tail &&
+				    slog_pos_cmp(pos, (slog_pos){ w->tail_seg, w->tail_off }) >= 0)
+					continue; /* after it */
 				if (kind == ST_MAT) {
-					reserve_for(c, w, vp, vlen);
+					if (!rs.in_tail)
+						reserve_for(c, w, vp, vlen);
 					continue;
 				}
 				if (tab >= m->ops[node].ntables)
@@ -360,6 +365,10 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			int gn = rs.gn, reg = rs.reg;
 			if (reg < 0)
 				continue; /* state the job no longer has (allowed) */
+			if (rs.in_tail && kind != ST_SNAP)
+				continue; /* a change after the barrier */
+			if (kind == ST_SNAP)
+				kind = ST_PUT; /* a value at the barrier */
 			if (kind == ST_PUT && rs.plain && !rs.bcast) {
 				task *tt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
 				if (!is_local(tt))
@@ -434,6 +443,8 @@ static int scan_core(rctx *c, int core)
 		if (w->core != core || (!w->from_off && !w->to_off))
 			continue; /* nothing logged (no checkpoint directory) */
 		r[n++] = (log_range){ { w->from_seg, w->from_off }, { w->to_seg, w->to_off } };
+		if (w->tail_off)
+			r[n - 1].to = (slog_pos){ w->tail_seg, w->tail_off };
 	}
 	qsort(r, (size_t)n, sizeof(*r), range_cmp);
 	for (int i = 0; i < n && rc == 0;) {

@@ -325,6 +325,11 @@ typedef struct st_log_ops {
 	void (*del)(st_bind *b, const kvtab *t, skey k, int64_t ns);
 	/* Timer tm (of key type kt) was added (add) or popped or deleted. */
 	void (*timer)(st_bind *b, bool add, weir_type kt, const timer *tm);
+	/* (k, ns) of t held `value` at the barrier of the snapshot in
+	 * progress (kv_snapshot_begin): logged after the barrier, before
+	 * anything changed it. */
+	void (*snap)(st_bind *b, const kvtab *t, skey k, int64_t ns,
+		     const void *value);
 } st_log_ops;
 
 /* Bind t to b, logging through ops (b NULL: unbind, forgetting changes not
@@ -345,6 +350,23 @@ size_t kv_flush_dirty(kvtab *t);
 /* Forget the dirty entries without logging them: a materialization just
  * wrote every entry. */
 void kv_dirty_forget(kvtab *t);
+/*
+ * Asynchronous snapshots (keyed.c, "Asynchronous snapshots").  At a
+ * checkpoint barrier, instead of kv_flush_dirty: the entries changed since
+ * the last barrier (all: every entry, a materialization) are to be logged
+ * (ops->snap) with their values as they are now, while the task goes on.
+ * kv_snapshot_begin costs O(1) (a pointer swap), or a memset of the
+ * bitmap for `all` or when an earlier snapshot is still being logged (an
+ * abandoned checkpoint's: the two are merged).  kv_snapshot_step logs up
+ * to about `budget` of them in slot order (between reactor turns) and
+ * returns how many; any lookup, change, move or delete of an entry not
+ * logged yet logs it first.  Returns of begin: the entries to log (all),
+ * or SIZE_MAX (not counted).  Owner core only; bound tables only.
+ */
+size_t kv_snapshot_begin(kvtab *t, bool all);
+size_t kv_snapshot_step(kvtab *t, size_t budget);
+/* Is a snapshot still being logged? */
+bool kv_snapshot_pending(const kvtab *t);
 st_bind *kv_binding(const kvtab *t);
 
 #endif

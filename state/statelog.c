@@ -514,6 +514,19 @@ void *slog_reserve(slog *l, size_t n)
 	return reserve_slow(l, n);
 }
 
+bool slog_has_room(slog *l, size_t n)
+{
+	if (l->err)
+		return true; /* reserve fails at once */
+	if (l->cur && l->cur_idx >= 0 && (size_t)(l->wp - l->cur) + FRAME_HDR + n <= l->lim)
+		return true;
+	reap(l, false);
+	for (int k = 0; k < l->nbufs; k++)
+		if (!l->bufs[k].len && k != l->cur_idx)
+			return true;
+	return false;
+}
+
 slog_pos slog_mark(slog *l)
 {
 	if (l->frame)

@@ -94,6 +94,11 @@ int slog_open(const slog_conf *c, slog **out);
  */
 void *slog_reserve(slog *l, size_t n);
 
+/* Would reserving n bytes (n <= a buffer) proceed without waiting for the
+ * disk: room in the current buffer, or a free one?  Work that can wait
+ * (logging a snapshot) asks first and yields instead of blocking. */
+bool slog_has_room(slog *l, size_t n);
+
 /* End the current frame and return the position after it: everything
  * appended so far lies before it. */
 slog_pos slog_mark(slog *l);

@@ -23,6 +23,7 @@
 /* ---- the store (checkpoint.c) ---------------------------------------------------- */
 
 #define MAX_PEND 16
+#define SYNC_AFTER_SNAPSHOT UINT64_MAX
 
 /* A core's part of the store: its reactor writes it; the main thread
  * reads it after the core's acknowledgement or once the reactors
@@ -32,6 +33,9 @@ typedef struct core_st {
 	slog *sp;               /* the savepoint in flight's file */
 	int64_t sp_for;         /* the savepoint id c->sp belongs to */
 	slog *sp_done;          /* handed to the coordinator after the ack */
+	/* acknowledgements waiting for the log (lt) and the savepoint's file
+	 * (st) to be durable up to there; lt = SYNC_AFTER_SNAPSHOT until the
+	 * core's snapshots are all logged */
 	struct { int64_t id; uint64_t lt, st; } pend[MAX_PEND];
 	int npend;
 	int64_t durable;
@@ -48,6 +52,12 @@ typedef struct core_st {
 	int64_t mat_acc_id;
 	uint64_t flush_max_ns, flush_acc_ns;
 	int64_t flush_acc_id;
+	/* asynchronous snapshots: some task's is still being logged; a
+	 * materialization round started at log byte mat_start */
+	bool snapping, mat_open;
+	int64_t snap_id;        /* the newest barrier being logged */
+	uint64_t mat_start;
+	uint64_t pause_max_ns, pause_hist[WEIR_PAUSE_BUCKETS];
 	int err;
 	int ntasks;
 	task **tasks;
@@ -72,6 +82,7 @@ struct ckpt_store {
 	int64_t restored_id;
 	uint64_t restore_bytes;
 	int lock_fd;            /* flock of <dir>/.lock, -1 = none */
+	unsigned test_slow_us;  /* WEIR_TEST_SNAPSHOT_SLOW_US (fault tests) */
 	char job[256];
 };
 

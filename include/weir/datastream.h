@@ -106,6 +106,8 @@ WEIR_API int weir_env_execute(weir_env *env, const char *job_name, int progress_
  * What checkpointing did in the run of weir_env_execute (all zero when the
  * job did not checkpoint).  Durations are wall-clock milliseconds.
  */
+#define WEIR_PAUSE_BUCKETS 16
+
 typedef struct weir_checkpoint_stats {
 	int64_t restored_id;        /* checkpoint or savepoint restored; 0 = none */
 	double restore_ms;          /* reading, checking and applying it */
@@ -121,8 +123,14 @@ typedef struct weir_checkpoint_stats {
 	uint64_t inflight_bytes;    /* in-flight data logged by unaligned
 				     * checkpoints */
 	double max_flush_ms;        /* longest pause of a core at a barrier to
-				     * log the values changed since the
-				     * previous one */
+				     * start logging the values changed since
+				     * the previous one */
+	/* Every stretch a reactor spent on checkpoints instead of records
+	 * (at a barrier, or logging a snapshot between turns): the longest,
+	 * and how many took [2^i, 2^(i+1)) us in bucket i (bucket 0: under
+	 * 2 us; the last: 2^(WEIR_PAUSE_BUCKETS-1) us = 32.8 ms or more). */
+	double max_pause_ms;
+	uint64_t pause_hist[WEIR_PAUSE_BUCKETS];
 } weir_checkpoint_stats;
 
 /* The statistics of env's run (after weir_env_execute returned).  0, or

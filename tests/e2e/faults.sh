@@ -19,7 +19,8 @@ python3 "$HERE/gen_events.py" events 11 60000 > "$TMP/ev.csv"
 python3 - "$TMP/words.txt" <<'PY'
 import random, sys
 r = random.Random(5)
-words = ["w%03d" % i for i in range(300)]
+# letters only: the word count splits at anything else ("w001" is "w")
+words = ["w" + chr(97 + i // 26) + chr(97 + i % 26) for i in range(300)]
 with open(sys.argv[1], "w") as f:
     for _ in range(30000):
         f.write(" ".join(r.choice(words) for _ in range(r.randint(1, 9))) + "\n")
@@ -126,6 +127,69 @@ if killer count -p 2 --mode streaming --checkpoint-dir "$TMP/c.ck" "$EXAMPLES/wo
 		not_ok "wordcount after $KILLS kills: rows differ (seed $SEED)"
 else
 	not_ok "wordcount final run failed (seed $SEED)"
+fi
+
+# ---- wordcount killed while a snapshot is half logged -------------------------
+# Snapshots are logged after the barrier, between reactor turns
+# (docs/checkpoints.md).  WEIR_TEST_SNAPSHOT_SLOW_US makes each slice log a
+# entry and then sleep, so that with 4,000 distinct words a snapshot (a
+# materialization or the changed counts) takes a good part of the 100 ms
+# between checkpoints to log: kills 1.5-4 s into a run land while one is
+# half written, after earlier checkpoints completed (at 300 lines/s the
+# input lasts 27 s, more than the kills take).  The debug log says which: a core's "logging its
+# snapshot" without "its snapshot is logged" after it.
+python3 - "$TMP/words4k.txt" <<'PY'
+import random, sys
+r = random.Random(7)
+# letters only: the word count splits at anything else
+words = ["".join(chr(97 + i // 26 ** j % 26) for j in range(3)) for i in range(4000)]
+with open(sys.argv[1], "w") as f:
+    for _ in range(8000):
+        f.write(" ".join(r.choice(words) for _ in range(r.randint(1, 9))) + "\n")
+PY
+ref_wordcount "$TMP/words4k.txt" > "$TMP/words4k.ref"
+k=0
+mid=0
+tries=0
+while [ "$k" -lt "$KILLS" ] && [ "$tries" -lt $((KILLS * 3)) ]; do
+	tries=$((tries + 1))
+	rnd 2500
+	delay_ms=$((1500 + R))
+	WEIR_TEST_SNAPSHOT_SLOW_US=4000 "$WEIR" run --no-progress --log-level debug -p 2 \
+		--mode streaming --checkpoint-dir "$TMP/h.ck" --checkpoint-interval 100 \
+		"$EXAMPLES/wordcount.so" --input "$TMP/words4k.txt" --output "$TMP/h" --rate 300 \
+		> /dev/null 2> "$TMP/h.err" &
+	pid=$!
+	sleep "$(awk "BEGIN { print $delay_ms / 1000 }")"
+	if kill -9 "$pid" 2> /dev/null; then
+		wait "$pid" 2> /dev/null || true
+		k=$((k + 1))
+		# a core whose last snapshot line says it began
+		half=$(awk '/logging its snapshot/ { s[$4] = 1 } /its snapshot is logged/ { s[$4] = 0 }
+			END { n = 0; for (c in s) n += s[c]; print n }' "$TMP/h.err")
+		[ "$half" -gt 0 ] && mid=$((mid + 1))
+		echo "# half-logged snapshot: kill $k after ${delay_ms} ms ($half core(s) mid-snapshot;" \
+			"$(grep -c 'is logged' "$TMP/h.err") snapshots logged in that run)"
+	else
+		wait "$pid" 2> /dev/null || true
+		echo "# half-logged snapshot: ended before the kill at ${delay_ms} ms"
+	fi
+done
+if WEIR_TEST_SNAPSHOT_SLOW_US=4000 "$WEIR" run --no-progress -p 2 --mode streaming \
+	--checkpoint-dir "$TMP/h.ck" --checkpoint-interval 100 "$EXAMPLES/wordcount.so" \
+	--input "$TMP/words4k.txt" --output "$TMP/h" > /dev/null 2> "$TMP/h.err"; then
+	[ "$mid" -ge $(( k / 4 + 1 )) ] &&
+		ok "half-logged snapshot: $mid of $k kills landed while a snapshot was half logged" ||
+		not_ok "half-logged snapshot: only $mid of $k kills landed mid-snapshot"
+	python3 "$HERE/fault_check.py" sequence "$TMP/h" > "$TMP/h.final" &&
+		ok "half-logged snapshot: after $k kills every word's counts go 1, 2, 3, ..." ||
+		not_ok "half-logged snapshot: a count was lost or repeated (seed $SEED)"
+	cmp -s "$TMP/words4k.ref" "$TMP/h.final" &&
+		ok "half-logged snapshot: final counts right" ||
+		not_ok "half-logged snapshot: final counts differ (seed $SEED)"
+else
+	tail -5 "$TMP/h.err"
+	not_ok "half-logged snapshot: final run failed (seed $SEED)"
 fi
 
 # ---- wordcount with unaligned checkpoints ------------------------------------
