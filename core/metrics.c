@@ -91,4 +91,27 @@ void print_metrics(struct runtime *rt, double secs)
 			(unsigned long long)metric_read(&m->parks),
 			(unsigned long long)pool_blocks_allocated(rt->pools->pools[i]));
 	}
+	if (rt->store) {
+		/* Every stretch a reactor spent on checkpoints at once: at a
+		 * barrier, or logging a snapshot between turns. */
+		weir_checkpoint_stats st = { 0 };
+		char hist[WEIR_PAUSE_BUCKETS * 32];
+		int n = 0;
+		uint64_t total = 0;
+		rt->sops->stats(rt->store, &st);
+		for (int b = 0; b < WEIR_PAUSE_BUCKETS; b++) {
+			total += st.pause_hist[b];
+			if (!st.pause_hist[b])
+				continue;
+			uint64_t us = b ? 1ull << b : 0;
+			n += snprintf(hist + n, sizeof(hist) - (size_t)n, " %s%llu%s:%llu",
+				      b == WEIR_PAUSE_BUCKETS - 1 ? ">=" : "",
+				      (unsigned long long)(us >= 1000 ? us / 1000 : us),
+				      us >= 1000 ? "ms" : "us",
+				      (unsigned long long)st.pause_hist[b]);
+		}
+		fprintf(stderr, "  checkpoint pauses: %llu, longest %.3f ms; by duration from "
+			"(2^i us):%s\n", (unsigned long long)total, st.max_pause_ms,
+			n ? hist : " none");
+	}
 }
