@@ -457,6 +457,7 @@ struct kvtab {
 	 * `snap_word` the drain's next word.  See "Asynchronous snapshots". */
 	uint64_t *snap;
 	bool snapping;
+	bool snap_runs;     /* log the drain's entries as runs of slots */
 	size_t snap_word;
 	uint64_t slot_inv;
 	uint32_t slot_shift;
@@ -1009,6 +1010,20 @@ size_t kv_snapshot_step(kvtab *t, size_t budget)
 			__builtin_prefetch(p, 0, 3);
 			__builtin_prefetch(p + t->slot_size - 1, 0, 3);
 		}
+		if (t->snap_runs) {
+			/* as a run of slots, copied as they are */
+			uint64_t live = 0;
+			for (uint64_t b = m; b; b &= b - 1)
+				if (!kv_empty(kv_slot(t, w * 64 + (size_t)__builtin_ctzll(b))))
+					live |= b & -b;
+			uint32_t cnt = (uint32_t)__builtin_popcountll(live);
+			char *o = cnt ? t->log->snap_run(t->bind, t, cnt, t->slot_size) : NULL;
+			for (; o && live; live &= live - 1, o += t->slot_size)
+				memcpy(o, kv_slot(t, w * 64 + (size_t)__builtin_ctzll(live)),
+				       t->slot_size);
+			n += cnt;
+			continue;
+		}
 		for (; m; m &= m - 1) {
 			uint64_t *e = kv_slot(t, w * 64 + (size_t)__builtin_ctzll(m));
 			if (kv_empty(e))
@@ -1050,6 +1065,9 @@ int kv_bind(kvtab *t, const st_log_ops *ops, st_bind *b)
 	}
 	t->bind = b;
 	t->log = b ? ops : NULL;
+	t->snap_runs = b && ops->snap_run && !t->ttl_ms && t->key_type != WEIR_STR &&
+		       !t->conf.nlists && !t->conf.encoded_size && !t->conf.encode &&
+		       !t->conf.decode && !t->conf.free_value;
 	return 0;
 }
 

@@ -164,6 +164,16 @@ static void st_log_snap(st_bind *b, const kvtab *t, skey k, int64_t ns,
 	log_value(b, ST_SNAP, t, k, ns, value);
 }
 
+static void *st_log_snap_run(st_bind *b, const kvtab *t, uint32_t n, uint32_t slot_size)
+{
+	st_task *s = b->owner;
+	(void)t;
+	if (!s->log)
+		return NULL;
+	return entry_write(s, s->log, b->tab, ST_SNAPS, 0, NULL, 0, (int64_t)n,
+			   (size_t)n * slot_size);
+}
+
 static void st_log_append(st_bind *b, const kvtab *t, skey k, int64_t ns,
 			  unsigned list, const void *p, uint32_t len)
 {
@@ -200,6 +210,7 @@ static const st_log_ops log_ops = {
 	.del = st_log_del,
 	.timer = st_log_timer,
 	.snap = st_log_snap,
+	.snap_run = st_log_snap_run,
 };
 
 int state_bind_log(task *t, struct slog *log)
@@ -320,7 +331,9 @@ int st_snapshot_begin(st_task *s, slog *w, bool mat, slog_pos *from)
 		if (s->err)
 			return s->err;
 	}
-	s->snapping = true;
+	for (int i = 0; i < s->n; i++)
+		if (s->regs[i].tab)
+			s->snapping = true;
 	return s->err;
 }
 

@@ -41,6 +41,11 @@
  *   APPEND   value = u32 list, then the appended element
  *   DEL      no value
  *   TIMER+   / TIMER-   ns = timer namespace, value = i64 timestamp
+ *   SNAPS    a run of SNAPs of a table with fixed-width keys and plain
+ *            values without TTL: klen 0, ns = n, value = n slots as the
+ *            table holds them, each [khash u64][key u64][ns i64][value,
+ *            vsize bytes padded to 8] (written by the drain: a memcpy per
+ *            entry, 40 bytes for a 16-byte value against 56 as a SNAP)
  *   MAT      a materialization of (node, sub) starts: replay from here
  *            resets nothing (it is always a replay's first entry); its
  *            timers follow at once as TIMER+, its table entries as SNAP
@@ -78,6 +83,7 @@ enum st_entry_kind {
 	ST_MAT = 6,
 	ST_CHAN = 7,
 	ST_SNAP = 8,
+	ST_SNAPS = 9,
 };
 
 #define ST_ENTRY_HDR 32

@@ -270,6 +270,57 @@ static int apply_plain_put(kvtab *t, uint64_t khash, const char *kp, uint32_t kl
 	return 0;
 }
 
+/* How far ahead a run of slots (SNAPS) prefetches its records' targets. */
+#define RUN_AHEAD 8
+
+/* Start loading the slot a run's record at r will be written to. */
+static void prefetch_rec(rctx *c, int gn, int reg, const char *r)
+{
+	uint64_t khash;
+	skey key;
+	int64_t ns;
+	memcpy(&khash, r, 8);
+	memcpy(&key.v, r + 8, 8);
+	memcpy(&ns, r + 16, 8);
+	key.hash = khash;
+	task *t = c->by_kg[gn][key_group(khash, (uint32_t)c->m->max_parallelism)];
+	kvtab *tb = ((st_task *)t->keyed)->regs[reg].tab;
+	if (tb)
+		kv_prefetch(tb, key, ns);
+}
+
+/* Apply one entry (PUT, APPEND, DEL, TIMER) of old subtask `sub` of graph
+ * node gn, registration reg, to the task that owns its key group now (to
+ * every local subtask for broadcast state).  0 or -errno. */
+static int route(rctx *c, int gn, int reg, bool plain, bool bcast, uint32_t vsize, int sub,
+		 uint8_t kind, uint64_t khash, const char *kp, uint32_t klen, int64_t ns,
+		 const char *vp, uint32_t vlen)
+{
+	const manifest *m = c->m;
+	int rc;
+	if (kind == ST_PUT && plain && !bcast) {
+		task *tt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+		if (!is_local(tt))
+			return 0; /* another worker's key group */
+		return apply_plain_put(((st_task *)tt->keyed)->regs[reg].tab, khash, kp, klen, ns,
+				       vp, vlen, vsize);
+	}
+	if (bcast) {
+		if (sub != 0)
+			return 0; /* the same in every old subtask */
+		for (int i = 0; i < c->node_par[gn]; i++)
+			if (is_local(c->by_node[gn][i]) &&
+			    (rc = apply(c, c->by_node[gn][i], reg, kind, khash, kp, klen, ns, vp,
+					vlen)) < 0)
+				return rc;
+		return 0;
+	}
+	task *tgt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
+	if (!is_local(tgt))
+		return 0;
+	return apply(c, tgt, reg, kind, khash, kp, klen, ns, vp, vlen);
+}
+
 /* Apply the entries of the manifest's tasks that lie in [from, to) of
  * core's log.  0 or -errno (message in c->err). */
 static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
@@ -308,7 +359,7 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			ahead--;
 			st_entry e;
 			const char *next = entry_parse(p, end, &e);
-			if (!next || e.kind < ST_PUT || e.kind > ST_SNAP || e.node >= m->nops ||
+			if (!next || e.kind < ST_PUT || e.kind > ST_SNAPS || e.node >= m->nops ||
 			    e.sub >= m->ops[e.node].parallelism)
 				goto bad;
 			p = next;
@@ -365,38 +416,45 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 			int gn = rs.gn, reg = rs.reg;
 			if (reg < 0)
 				continue; /* state the job no longer has (allowed) */
-			if (rs.in_tail && kind != ST_SNAP)
+			if (rs.in_tail && kind != ST_SNAP && kind != ST_SNAPS)
 				continue; /* a change after the barrier */
-			if (kind == ST_SNAP)
-				kind = ST_PUT; /* a value at the barrier */
-			if (kind == ST_PUT && rs.plain && !rs.bcast) {
-				task *tt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
-				if (!is_local(tt))
-					continue; /* another worker's key group */
-				rc = apply_plain_put(((st_task *)tt->keyed)->regs[reg].tab, khash, kp,
-						     klen, ns, vp, vlen, rs.vsize);
-				if (rc < 0)
+			/* A SNAPS entry is a run of slots of a plain table, each
+			 * [khash][key][ns][value, padded to 8]: one PUT each. */
+			uint32_t nrec = 1, rec = 0, ri = 0;
+			const char *runp = NULL;
+			if (kind == ST_SNAPS) {
+				rec = 24 + ((rs.vsize + 7) & ~7u);
+				if (ns <= 0 || ns > (int64_t)vlen / 24 || klen)
+					goto bad;
+				if (!rs.plain || (uint64_t)ns * rec != vlen) {
+					rc = -EINVAL; /* another value layout */
 					goto fail;
-				continue;
+				}
+				nrec = (uint32_t)ns;
+				runp = vp;
+				for (uint32_t j = 0; j < nrec && j < RUN_AHEAD; j++)
+					prefetch_rec(c, gn, reg, runp + (size_t)j * rec);
 			}
-			int par = c->node_par[gn];
-			task **tasks = c->by_node[gn];
-			bool bcast = rs.bcast;
-			if (bcast) {
-				if (sub != 0)
-					continue; /* the same in every old subtask */
-				for (int i = 0; i < par; i++)
-					if (is_local(tasks[i]) &&
-					    (rc = apply(c, tasks[i], reg, kind, khash, kp, klen,
-							ns, vp, vlen)) < 0)
-						goto fail;
-				continue;
+			if (kind == ST_SNAP || kind == ST_SNAPS)
+				kind = ST_PUT; /* a value at the barrier */
+			for (;;) {
+				if (runp) {
+					const char *r = runp + (size_t)ri * rec;
+					memcpy(&khash, r, 8);
+					kp = r + 8;
+					klen = 8;
+					memcpy(&ns, r + 16, 8);
+					vp = r + 24;
+					vlen = rs.vsize;
+					if (ri + RUN_AHEAD < nrec)
+						prefetch_rec(c, gn, reg, runp + (size_t)(ri + RUN_AHEAD) * rec);
+				}
+				if ((rc = route(c, gn, reg, rs.plain, rs.bcast, rs.vsize, sub, kind, khash,
+						kp, klen, ns, vp, vlen)) < 0)
+					goto fail;
+				if (++ri >= nrec)
+					break;
 			}
-			task *tgt = c->by_kg[gn][key_group(khash, (uint32_t)m->max_parallelism)];
-			if (!is_local(tgt))
-				continue;
-			if ((rc = apply(c, tgt, reg, kind, khash, kp, klen, ns, vp, vlen)) < 0)
-				goto fail;
 		}
 	}
 	slog_reader_close(rd);

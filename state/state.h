@@ -330,6 +330,11 @@ typedef struct st_log_ops {
 	 * anything changed it. */
 	void (*snap)(st_bind *b, const kvtab *t, skey k, int64_t ns,
 		     const void *value);
+	/* The same for n entries of a table of fixed-width keys and plain
+	 * values without TTL, as its slots are: room for n slots of
+	 * slot_size bytes for the caller to copy them into, or NULL (an
+	 * error, kept by the binding's task; or not logging). */
+	void *(*snap_run)(st_bind *b, const kvtab *t, uint32_t n, uint32_t slot_size);
 } st_log_ops;
 
 /* Bind t to b, logging through ops (b NULL: unbind, forgetting changes not

@@ -72,6 +72,8 @@ static void decode_list(const char *p, uint32_t vlen, int64_t *len, int64_t *sum
 
 /* Apply the log's entries in [a, b) to rp (only SNAP ones if snap_only), as
  * recovery does (SNAP and PUT replace a value, APPEND adds, DEL removes). */
+static uint64_t runs; /* SNAPS entries replayed */
+
 static void sn_replay(slog_pos a, slog_pos b, bool snap_only, sn_state rp[2])
 {
 	slog_reader *rd;
@@ -90,8 +92,25 @@ static void sn_replay(slog_pos a, slog_pos b, bool snap_only, sn_state rp[2])
 			const char *next = entry_parse(p, end, &e);
 			cr_assert_not_null(next, "malformed entry");
 			p = next;
-			if (e.kind == ST_MAT || (snap_only && e.kind != ST_SNAP))
+			if (e.kind == ST_MAT || (snap_only && e.kind != ST_SNAP && e.kind != ST_SNAPS))
 				continue;
+			if (e.kind == ST_SNAPS) {
+				/* a run of the plain table's slots */
+				cr_assert_eq(e.tab, 0);
+				cr_assert_eq(e.vlen, (uint64_t)e.ns * 40);
+				for (int64_t j = 0; j < e.ns; j++) {
+					int64_t slot[5];
+					memcpy(slot, e.vp + 40 * j, 40);
+					cr_assert(slot[1] >= 0 && slot[1] < SN_MAX && slot[2] >= 0 &&
+						  slot[2] < SN_NS);
+					cr_assert_eq(slot[4], slot[1] ^ slot[2], "a value of another entry");
+					int i = (int)(slot[1] * SN_NS + slot[2]);
+					rp[0].present[i] = true;
+					rp[0].val[i] = slot[3];
+				}
+				runs++;
+				continue;
+			}
 			cr_assert(e.klen == 8 && e.tab < 2 && e.ns >= 0 && e.ns < SN_NS);
 			int64_t key;
 			memcpy(&key, e.kp, 8);
@@ -266,11 +285,12 @@ Test(snapshot, replays_to_the_tables_at_the_barrier, .init = testenv_mkdir,
 	cr_assert_gt(checked, 20u);
 	cr_assert_gt(mats, 3u);
 	cr_assert_gt(abandoned, 0u);
+	cr_assert_gt(runs, 100u); /* the plain table's drain logs runs of slots */
 	cr_log_info("snapshot: %llu operations, %llu snapshots (%llu materializations, %llu "
-		    "begun over an unfinished one), %llu checked, %llu entries logged by slices",
+		    "begun over an unfinished one), %llu checked, %llu entries logged by slices, %llu runs replayed",
 		    (unsigned long long)ops, (unsigned long long)snaps, (unsigned long long)mats,
 		    (unsigned long long)abandoned, (unsigned long long)checked,
-		    (unsigned long long)logged);
+		    (unsigned long long)logged, (unsigned long long)runs);
 	cr_assert_eq(state_bind_log(t, NULL), 0);
 	cr_assert_eq(slog_close(log), 0);
 	t->keyed_free(t->keyed);
