@@ -26,7 +26,8 @@ FIGURES = ("records_per_s", "records_per_s_per_core", "events_per_s",
            "events_per_s_checkpointed", "checkpoint_cost", "rows_per_s",
            "failover_ms", "detect_redeploy_ms", "plain_tcp_p50_us", "plain_tcp_p99_us",
            "plain_tcp_p999_us", "iperf3_mb_per_s", "plain_p50_us", "plain_p99_us",
-           "plain_p999_us")
+           "plain_p999_us", "max_pause_ms", "p999_us_no_checkpoints",
+           "p999_us_checkpoints_1s")
 
 
 def human(v):
