@@ -886,7 +886,7 @@ static int agg_snapshot(task *t, int64_t id, snap_buf *out)
 {
 	agg_state *s = t->st;
 	(void)id, (void)out;
-	if (s->c->combiner && s->ct.used)
+	if (id != CKPT_FINAL && s->c->combiner && s->ct.used)
 		combiner_flush(t, s);
 	return 0;
 }

@@ -113,6 +113,9 @@ static int st_task_barrier(ckpt_store *s, task *t, int64_t id)
 		if (mat) {
 			k->from = from;
 			k->has_mat = true;
+			free(k->base); /* the materialization holds it all */
+			k->base = NULL;
+			k->nbase = 0;
 			c->mats++;
 			if (!c->mat_open) {
 				c->mat_open = true;
@@ -442,7 +445,7 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 			else
 				snprintf(logdir, sizeof(logdir), "%s/run-%06llu", dir,
 					 (unsigned long long)m.run);
-			rc = st_restore_from(s, &m, logdir, why, sizeof(why));
+			rc = st_restore_from(s, &m, logdir, false, why, sizeof(why));
 			if (rc == 0) {
 				char d[512];
 				mf_describe(&m, dir, d, sizeof(d));
@@ -474,7 +477,11 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 				char logdir[4200];
 				snprintf(logdir, sizeof(logdir), "%s/run-%06llu", s->dir,
 					 (unsigned long long)m.run);
-				rc = st_restore_from(s, &m, logdir, why, sizeof(why));
+				/* Its logs stay in use (the tasks' bases) but
+				 * for a cluster's, whose coordinator deletes
+				 * runs without reading bases. */
+				rc = st_restore_from(s, &m, logdir, !runtime_cluster(rt), why,
+						     sizeof(why));
 				if (rc == 0) {
 					char d[512];
 					mf_describe(&m, s->dir, d, sizeof(d));
@@ -559,6 +566,17 @@ static int st_start(runtime *rt, const weir_config *cfg, ckpt_store **out,
 				snprintf(err, errlen, "state log: %s", strerror(-rc));
 				goto fail;
 			}
+			if (k->nbase) {
+				/* Restored from ranges that stay in use: its
+				 * state is them plus this run's log from here. */
+				core_st *c = &s->cores[k->core];
+				k->has_mat = true;
+				k->from = slog_mark(c->log);
+				/* Materialize once this run's log outgrew what a
+				 * restore reads already (about the core's share). */
+				c->mat_size = s->restore_bytes / (uint64_t)s->ncores;
+				c->bytes_at_mat = (uint64_t)0 - c->mat_size;
+			}
 		}
 		for (int n = 0; n < g->nnodes; n++)
 			if (g->nodes[n]->not_replayable)
@@ -610,9 +628,9 @@ static void retain(ckpt_store *s)
 						      : CKPT_DEFAULT_RETAINED;
 	int64_t *ids = mf_list(s->dir, &n);
 	uint64_t *minseg = calloc((size_t)s->ncores, sizeof(uint64_t));
-	uint64_t *runs = calloc((size_t)keep + 1, sizeof(uint64_t));
-	int nruns = 0;
-	if (!minseg || !runs)
+	uint64_t *runs = NULL;
+	int nruns = 0, cap = 0;
+	if (!minseg)
 		goto out;
 	for (int c = 0; c < s->ncores; c++)
 		minseg[c] = UINT64_MAX;
@@ -625,8 +643,21 @@ static void retain(ckpt_store *s)
 		}
 		manifest m;
 		if (mf_load(path, &m, why, sizeof(why)) == 0) {
-			if (nruns >= 0)
-				runs[nruns++] = m.run;
+			/* its run, and the earlier runs its tasks' bases read */
+			for (int t = -1; nruns >= 0 && t < m.ntasks; t++)
+				for (int b = t < 0 ? -1 : 0; nruns >= 0 && b < (t < 0 ? 0 : m.tasks[t].nbase);
+				     b++) {
+					if (nruns == cap) {
+						cap = cap ? 2 * cap : 16;
+						uint64_t *nr = realloc(runs, (size_t)cap * sizeof(*nr));
+						if (!nr) {
+							nruns = -1; /* keep everything */
+							break;
+						}
+						runs = nr;
+					}
+					runs[nruns++] = t < 0 ? m.run : m.tasks[t].base[b].run;
+				}
 			if (m.run == s->run)
 				for (int t = 0; t < m.ntasks; t++)
 					if (m.tasks[t].core < s->ncores &&

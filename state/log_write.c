@@ -37,6 +37,9 @@
 
 static void st_task_free(void *p)
 {
+	st_task *s = p;
+	if (s)
+		free(s->base);
 	free(p);
 }
 

@@ -143,6 +143,11 @@ struct st_task {
 	bool has_mat;
 	slog_pos from, to;      /* at the task's checkpoint t->ck_id */
 	bool snapping;          /* its snapshot is still being logged */
+	/* earlier runs' ranges its state starts from (a restore that did
+	 * not materialize again), oldest first; dropped at its next
+	 * materialization */
+	int nbase;
+	struct mf_range *base;
 	slog_pos tail;          /* where its SNAP entries for t->ck_id end
 				 * (set by the store once they are all
 				 * logged; = to when none) */

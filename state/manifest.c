@@ -164,6 +164,13 @@ int mf_text(ckpt_store *s, int64_t id, bool savepoint, sbuf *b)
 		if (!savepoint && at_id && s->dir[0] && slog_pos_cmp(k->tail, to) > 0)
 			sb_printf(b, "tail %d %d %" PRIu64 " %" PRIu64 "\n", t->node->id,
 				  t->subtask, k->tail.seg, k->tail.off);
+		for (int j = 0; !savepoint && s->dir[0] && j < k->nbase; j++) {
+			const mf_range *r = &k->base[j];
+			sb_printf(b, "base %d %d %" PRIu64 " %d %" PRIu64 " %" PRIu64 " %" PRIu64
+				  " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", t->node->id, t->subtask,
+				  r->run, r->core, r->from_seg, r->from_off, r->to_seg, r->to_off,
+				  r->tail_seg, r->tail_off);
+		}
 	}
 	for (int c = 0; !savepoint && s->dir[0] && c < s->ncores; c++) {
 		core_st *cs = &s->cores[c];
@@ -239,8 +246,10 @@ static void mf_free_ops(manifest *m)
 {
 	free(m->ops);
 	free(m->at_least_once);
-	for (int i = 0; i < m->ntasks; i++)
+	for (int i = 0; i < m->ntasks; i++) {
 		free(m->tasks[i].blob);
+		free(m->tasks[i].base);
+	}
 	free(m->tasks);
 	free(m->inflight);
 }
@@ -418,6 +427,31 @@ int manifest_parse(const char *text, size_t len, manifest *m, char *err,
 				goto bad;
 			tk->tail_seg = u[0];
 			tk->tail_off = u[1];
+		} else if (!strcmp(w[0], "base") && n == 11) {
+			/* the task line before it: a range of an earlier run */
+			mf_task *tk = m->ntasks ? &m->tasks[m->ntasks - 1] : NULL;
+			uint64_t b[7];
+			bool okb = tk && num(w[1], 0, m->nops - 1, v) && num(w[2], 0, 32767, v + 1) &&
+				   v[0] == tk->op && v[1] == tk->sub && tk->nbase < 1024 &&
+				   num(w[4], 0, 4095, v + 2);
+			for (int i = 0; okb && i < 7; i++)
+				okb = unum(w[i ? 4 + i : 3], b + i);
+			/* runs strictly older than this one's, oldest first; a
+			 * range that ends after it starts */
+			okb = okb && b[0] >= 1 && b[0] < m->run &&
+			      (!tk->nbase || b[0] > tk->base[tk->nbase - 1].run) &&
+			      slog_pos_cmp((slog_pos){ b[3], b[4] }, (slog_pos){ b[1], b[2] }) >= 0 &&
+			      (!b[6] || slog_pos_cmp((slog_pos){ b[5], b[6] }, (slog_pos){ b[3], b[4] }) > 0);
+			if (!okb)
+				goto bad;
+			mf_range *nb = realloc(tk->base, (size_t)(tk->nbase + 1) * sizeof(*nb));
+			if (!nb) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			tk->base = nb;
+			tk->base[tk->nbase++] = (mf_range){ b[0], (int)v[2], b[1], b[2], b[3], b[4],
+							    b[5], b[6] };
 		} else if (!strcmp(w[0], "task") && n == 12) {
 			mf_task tk = { 0 };
 			if (!num(w[1], 0, m->nops - 1, v) || !num(w[2], 0, 32767, v + 1) ||
@@ -481,8 +515,10 @@ bad:
 		goto out;
 	}
 	for (int i = 0; i < m->ntasks; i++)
-		if (m->tasks[i].core >= m->ncores) {
-			snprintf(err, errlen, "task on core %d of %d", m->tasks[i].core, m->ncores);
+		if (m->tasks[i].core >= m->ncores || (m->savepoint && m->tasks[i].nbase)) {
+			snprintf(err, errlen, m->tasks[i].nbase && m->savepoint
+				 ? "a savepoint with base ranges (it must be self-contained)"
+				 : "task on core %d of %d", m->tasks[i].core, m->ncores);
 			goto out;
 		}
 	for (int i = 0; i < m->ninflight; i++)

@@ -24,13 +24,22 @@
  *                              after its task line: the task's snapshot
  *                              entries (SNAP) written after its barrier
  *                              end there (asynchronous snapshots)
+ *   base <op> <subtask> <run> <core> <from seg> <from off> <to seg>
+ *        <to off> <tail seg> <tail off>
+ *                              after its task line, oldest first: ranges
+ *                              of earlier runs' logs (run-<run>/core-<core>) that the
+ *                              task's state starts from, replayed before
+ *                              its own (a restore that referenced the
+ *                              checkpoint it restored instead of
+ *                              materializing again); tail 0 0: none
  *   inflight <core> <from seg> <from off> <to seg> <to off>
  *                              unaligned checkpoints: CHAN entries of this
  *                              checkpoint lie in that range of core's log
  *   crc <crc32c of every byte before this line, 8 hex digits>
  *
- * A task's keyed state is the entries it wrote in its core's log between
- * `from` (a materialization) and `to` (its barrier), and its SNAP entries
+ * A task's keyed state is its base ranges, then the entries it wrote in
+ * its core's log between `from` (a materialization, or the start of the
+ * run when it has bases) and `to` (its barrier), and its SNAP entries
  * between `to` and its tail; in a savepoint, in
  * "<savepoint>/core-<c>-00000000.seg".  The blob is its operator state.
  */
@@ -52,11 +61,22 @@ typedef struct mf_op {
 	char tables[ST_MAX_TABLES][48];
 } mf_op;
 
+/* A stretch of an earlier run's log that a task's state starts from (a
+ * restored checkpoint's, referenced instead of materialized again):
+ * every entry in [from, to), then SNAP entries up to tail (0 0: none). */
+typedef struct mf_range {
+	uint64_t run;
+	int core;
+	uint64_t from_seg, from_off, to_seg, to_off, tail_seg, tail_off;
+} mf_range;
+
 typedef struct mf_task {
 	int op, sub, core;
 	bool final;
 	uint64_t from_seg, from_off, to_seg, to_off;
 	uint64_t tail_seg, tail_off; /* 0 0: no tail line */
+	int nbase;                   /* base lines, oldest run first */
+	mf_range *base;
 	int64_t watermark;
 	size_t blob_len;
 	uint8_t *blob;

@@ -321,6 +321,35 @@ static int route(rctx *c, int gn, int reg, bool plain, bool bcast, uint32_t vsiz
 	return apply(c, tgt, reg, kind, khash, kp, klen, ns, vp, vlen);
 }
 
+/*
+ * Where manifest task w's entries lie in the log of `core` of the run being
+ * scanned (c->run): its own range in the manifest's run, or its base range
+ * of that earlier run.  [*from, *to) takes every entry, [*to, *tail) only
+ * SNAP entries (tail {0, 0}: none).  False if it has none there.
+ */
+static bool task_range(const rctx *c, const mf_task *w, int core, slog_pos *from,
+		       slog_pos *to, slog_pos *tail)
+{
+	if (c->run == c->m->run) {
+		if (w->core != core || (!w->from_off && !w->to_off))
+			return false; /* nothing logged (no checkpoint directory) */
+		*from = (slog_pos){ w->from_seg, w->from_off };
+		*to = (slog_pos){ w->to_seg, w->to_off };
+		*tail = (slog_pos){ w->tail_seg, w->tail_off };
+		return true;
+	}
+	for (int i = 0; i < w->nbase; i++) {
+		const mf_range *r = &w->base[i];
+		if (r->run != c->run || r->core != core)
+			continue;
+		*from = (slog_pos){ r->from_seg, r->from_off };
+		*to = (slog_pos){ r->to_seg, r->to_off };
+		*tail = (slog_pos){ r->tail_seg, r->tail_off };
+		return true;
+	}
+	return false;
+}
+
 /* Apply the entries of the manifest's tasks that lie in [from, to) of
  * core's log.  0 or -errno (message in c->err). */
 static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
@@ -381,14 +410,14 @@ static int scan_range(rctx *c, int core, slog_pos from, slog_pos to)
 				if (wi < 0)
 					continue; /* a task the checkpoint does not cover */
 				w = &m->tasks[wi];
-				if (w->core != core ||
-				    slog_pos_cmp(pos, (slog_pos){ w->from_seg, w->from_off }) < 0)
+				slog_pos rf, rt, rtail;
+				if (!task_range(c, w, core, &rf, &rt, &rtail) ||
+				    slog_pos_cmp(pos, rf) < 0)
 					continue; /* before its materialization */
 				/* After its barrier only its snapshot's entries
 				 * count, up to its tail. */
-				rs.in_tail = slog_pos_cmp(pos, (slog_pos){ w->to_seg, w->to_off }) >= 0;
-				if (rs.in_tail &&
-				    slog_pos_cmp(pos, (slog_pos){ w->tail_seg, w->tail_off }) >= 0)
+				rs.in_tail = slog_pos_cmp(pos, rt) >= 0;
+				if (rs.in_tail && slog_pos_cmp(pos, rtail) >= 0)
 					continue; /* after it */
 				if (kind == ST_MAT) {
 					if (!rs.in_tail)
@@ -497,12 +526,10 @@ static int scan_core(rctx *c, int core)
 	if (!r)
 		return -ENOMEM;
 	for (int i = 0; i < m->ntasks; i++) {
-		const mf_task *w = &m->tasks[i];
-		if (w->core != core || (!w->from_off && !w->to_off))
-			continue; /* nothing logged (no checkpoint directory) */
-		r[n++] = (log_range){ { w->from_seg, w->from_off }, { w->to_seg, w->to_off } };
-		if (w->tail_off)
-			r[n - 1].to = (slog_pos){ w->tail_seg, w->tail_off };
+		slog_pos f, t, tail;
+		if (!task_range(c, &m->tasks[i], core, &f, &t, &tail))
+			continue;
+		r[n++] = (log_range){ f, tail.off ? tail : t };
 	}
 	qsort(r, (size_t)n, sizeof(*r), range_cmp);
 	for (int i = 0; i < n && rc == 0;) {
@@ -721,7 +748,43 @@ static int map_job(rctx *c, bool allow_missing)
 	return 0;
 }
 
-int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir,
+/*
+ * Incremental across restarts: each restored task whose operator kept its
+ * parallelism (so the same key groups) and has tables takes the ranges its
+ * state came from -- the manifest task's base ranges and its own -- as its
+ * base, instead of materializing again at its first checkpoint.  Tasks of
+ * a rescaled operator get none and materialize, as before.  0 or -ENOMEM.
+ */
+static int inherit_ranges(rctx *c)
+{
+	const manifest *m = c->m;
+	for (int i = 0; i < m->ntasks; i++) {
+		const mf_task *w = &m->tasks[i];
+		int n = c->op_map[w->op];
+		if (n < 0 || !c->by_node[n] || c->node_par[n] != m->ops[w->op].parallelism ||
+		    (!w->from_off && !w->to_off))
+			continue;
+		task *t = c->by_node[n][w->sub];
+		st_task *k = t->keyed;
+		bool tables = false;
+		for (int r = 0; k && r < k->n; r++)
+			tables |= k->regs[r].tab != NULL;
+		if (!is_local(t) || !tables)
+			continue;
+		mf_range *b = malloc(((size_t)w->nbase + 1) * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		memcpy(b, w->base, (size_t)w->nbase * sizeof(*b));
+		b[w->nbase] = (mf_range){ m->run, w->core, w->from_seg, w->from_off, w->to_seg,
+					  w->to_off, w->tail_seg, w->tail_off };
+		free(k->base);
+		k->base = b;
+		k->nbase = w->nbase + 1;
+	}
+	return 0;
+}
+
+int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir, bool inherit,
 		    char *err, size_t errlen)
 {
 	rctx c = { .s = s, .rt = s->rt, .m = m, .err = err, .errlen = errlen };
@@ -753,15 +816,48 @@ int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 	 * read; a bad checksum, a truncated or missing segment found midway
 	 * empties the tables again, so a corrupt checkpoint leaves the job
 	 * free to try an older one as if nothing had been loaded. */
+	/* The runs to read, oldest first: the base ranges' earlier runs (in
+	 * the manifest's folder's parent, beside its run), then its own. */
 	int ncores = 0;
-	for (int i = 0; i < m->ntasks; i++)
+	uint64_t next = 0;
+	for (int i = 0; i < m->ntasks; i++) {
 		if (m->tasks[i].core >= ncores)
 			ncores = m->tasks[i].core + 1;
-	for (int core = 0; core < ncores; core++)
-		if ((rc = scan_core(&c, core)) < 0) {
-			reset_tables(&c);
-			goto out;
+		for (int b = 0; b < m->tasks[i].nbase; b++)
+			if (m->tasks[i].base[b].core >= ncores)
+				ncores = m->tasks[i].base[b].core + 1;
+	}
+	for (;;) {
+		/* the oldest run not read yet (the manifest's own comes last) */
+		uint64_t run = m->run;
+		for (int i = 0; i < m->ntasks; i++)
+			for (int b = 0; b < m->tasks[i].nbase; b++)
+				if (m->tasks[i].base[b].run >= next && m->tasks[i].base[b].run < run)
+					run = m->tasks[i].base[b].run;
+		c.run = run;
+		if (run == m->run) {
+			snprintf(c.logdir, sizeof(c.logdir), "%s", logdir);
+		} else {
+			char parent[sizeof(c.logdir)];
+			snprintf(parent, sizeof(parent), "%s", logdir);
+			char *sl = strrchr(parent, '/');
+			if (sl)
+				*sl = 0;
+			else
+				snprintf(parent, sizeof(parent), ".");
+			snprintf(c.logdir, sizeof(c.logdir), "%.3200s/run-%06llu", parent,
+				 (unsigned long long)run);
 		}
+		for (int core = 0; core < ncores; core++)
+			if ((rc = scan_core(&c, core)) < 0) {
+				reset_tables(&c);
+				goto out;
+			}
+		if (run == m->run)
+			break;
+		next = run + 1;
+	}
+	snprintf(c.logdir, sizeof(c.logdir), "%s", logdir);
 	if ((rc = restore_timers(&c)) < 0) {
 		snprintf(err, errlen, "restoring timers: %s", strerror(-rc));
 		goto out;
@@ -820,6 +916,10 @@ int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir,
 			}
 		}
 		free(blobs);
+	}
+	if (inherit && (rc = inherit_ranges(&c)) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
 	/* Last, as nothing can fail after it: in-flight data back into the
 	 * channels. */

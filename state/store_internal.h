@@ -140,7 +140,8 @@ typedef struct rctx {
 	ckpt_store *s;
 	runtime *rt;
 	const manifest *m;
-	char logdir[3300];
+	char logdir[3300];           /* the logs of run (being read) */
+	uint64_t run;
 	int *op_map;                 /* manifest op -> graph node, -1 */
 	int (*tab_map)[ST_MAX_TABLES];
 	int *node_par;               /* graph node -> parallelism */
@@ -161,8 +162,11 @@ typedef struct rctx {
  * data are read and checked before any operator restores its own state;
  * a bad checksum, a truncated or missing segment or malformed in-flight
  * data empties the tables again, so the caller may try an older
- * checkpoint as if nothing had been loaded. */
-int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir,
+ * checkpoint as if nothing had been loaded.  `inherit`: tasks whose
+ * operator kept its parallelism take the ranges they were restored from
+ * as their base (st_task.base), so their first checkpoint need not
+ * materialize. */
+int st_restore_from(ckpt_store *s, const manifest *m, const char *logdir, bool inherit,
 		    char *err, size_t errlen);
 
 /* In-flight data of unaligned checkpoints (inflight.c). */
