@@ -774,7 +774,8 @@ static int inherit_ranges(rctx *c)
 		mf_range *b = malloc(((size_t)w->nbase + 1) * sizeof(*b));
 		if (!b)
 			return -ENOMEM;
-		memcpy(b, w->base, (size_t)w->nbase * sizeof(*b));
+		if (w->nbase)
+			memcpy(b, w->base, (size_t)w->nbase * sizeof(*b));
 		b[w->nbase] = (mf_range){ m->run, w->core, w->from_seg, w->from_off, w->to_seg,
 					  w->to_off, w->tail_seg, w->tail_off };
 		free(k->base);
