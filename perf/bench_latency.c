@@ -59,6 +59,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "latency.h"
@@ -383,10 +385,12 @@ static void hiccups(int threads, uint64_t rate, const opts *o)
  */
 static void keyed_checkpoint(uint64_t rate, opts o, int reps)
 {
-	char dir[] = "/tmp/bench-latency-ck-XXXXXX", cmd[128];
+	char dir[64], cmd[128];
 	run_fig best[2] = { { .p999_us = 1e18 }, { .p999_us = 1e18 } }, f;
-	if (!mkdtemp(dir)) {
-		perror("bench_latency: mkdtemp");
+	/* a fresh directory of this process's own */
+	snprintf(dir, sizeof(dir), "/tmp/bench-latency-ck-%d", (int)getpid());
+	if (mkdir(dir, 0700) != 0) {
+		perror("bench_latency: mkdir");
 		exit(1);
 	}
 	for (int r = 0; r < reps; r++)
