@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The CSV codec (RFC 4180): record splitting with quotes, value parsing and
- * escaping.  Pure functions over caller memory, shared by the CSV source,
- * the CSV sinks and tests/fuzz/fuzz_csv.c.
+ * The CSV codec (RFC 4180): record splitting with quotes, value parsing,
+ * escaping and row formatting.  Pure functions over caller memory, shared
+ * by the CSV source, the CSV sinks, the connectors (connectors/) and
+ * tests/fuzz/fuzz_csv.c.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,4 +166,71 @@ size_t csv_escape(const char *p, size_t n, char *out)
 	}
 	out[w++] = '"';
 	return w;
+}
+
+/* ---- formatting ---------------------------------------------------------------- */
+
+static char *fmt_i64(char *p, int64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*p++ = '-';
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *fmt_f64(char *p, double d)
+{
+	/* Shortest of %.15g / %.17g that reads back as the same double. */
+	int n = snprintf(p, 32, "%.15g", d);
+	if (strtod(p, NULL) != d)
+		n = snprintf(p, 32, "%.17g", d);
+	return p + n;
+}
+
+size_t csv_row_bound(const weir_batch *b, uint32_t r)
+{
+	/* numbers take < 32 bytes, strings 2n + 2 */
+	return (size_t)b->schema->ncols * 32 + 2 + 2 * batch_row_heap(b, r);
+}
+
+char *csv_format_row(char *p, const weir_batch *b, uint32_t r)
+{
+	const weir_schema *sc = b->schema;
+	for (int c = 0; c < sc->ncols; c++) {
+		if (c)
+			*p++ = ',';
+		p = csv_format_cell(p, b, c, r);
+	}
+	return p;
+}
+
+char *csv_format_cell(char *p, const weir_batch *b, int c, uint32_t r)
+{
+	switch (b->schema->fields[c].type) {
+	case WEIR_I64: case WEIR_TS:
+		return fmt_i64(p, weir_col_i64(b, c)[r]);
+	case WEIR_F64:
+		return fmt_f64(p, weir_col_f64(b, c)[r]);
+	case WEIR_BOOL:
+		if (weir_col_bool(b, c)[r]) {
+			memcpy(p, "true", 4);
+			return p + 4;
+		}
+		memcpy(p, "false", 5);
+		return p + 5;
+	case WEIR_STR: {
+		uint32_t n;
+		const char *v = weir_batch_str(b, c, r, &n);
+		return p + csv_escape(v, n, p);
+	}
+	}
+	return p;
 }

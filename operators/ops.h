@@ -303,5 +303,11 @@ int csv_parse_value(const char *p, size_t n, weir_type t, int64_t *v);
 /* Append a CSV-escaped field to out; returns bytes written (out must hold
  * 2 * n + 2). */
 size_t csv_escape(const char *p, size_t n, char *out);
+/* Bytes that row r of b takes as a CSV line, at most (with its '\n'). */
+size_t csv_row_bound(const weir_batch *b, uint32_t r);
+/* Write row r of b as CSV at p (no '\n'; csv_row_bound() bytes of room);
+ * returns the end.  csv_format_cell: one cell, column c. */
+char *csv_format_row(char *p, const weir_batch *b, uint32_t r);
+char *csv_format_cell(char *p, const weir_batch *b, int c, uint32_t r);
 
 #endif

@@ -114,40 +114,12 @@ static bool sink_write(task *t, csv_sink *s)
 	return true;
 }
 
-static char *fmt_i64(char *p, int64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*p++ = '-';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
-static char *fmt_f64(char *p, double d)
-{
-	/* Shortest of %.15g / %.17g that reads back as the same double. */
-	int n = snprintf(p, 32, "%.15g", d);
-	if (strtod(p, NULL) != d)
-		n = snprintf(p, 32, "%.17g", d);
-	return p + n;
-}
-
 /* Format the rows of b as CSV into s's buffer, writing it out when full.
  * Does not take b. */
 static void csv_format(task *t, csv_sink *s, const weir_batch *b)
 {
-	const weir_schema *sc = b->schema;
-
 	for (uint32_t r = 0; r < b->rows; r++) {
-		/* Room for the row: numbers take < 32 bytes, strings 2n + 2. */
-		size_t need = (size_t)sc->ncols * 32 + 2 + 2 * batch_row_heap(b, r);
+		size_t need = csv_row_bound(b, r);
 		if (OUT_BUF - s->len < need) {
 			if (!sink_write(t, s))
 				break;
@@ -162,34 +134,7 @@ static void csv_format(task *t, csv_sink *s, const weir_batch *b)
 				s->buf = nb;
 			}
 		}
-		char *p = s->buf + s->len;
-		for (int c = 0; c < sc->ncols; c++) {
-			if (c)
-				*p++ = ',';
-			switch (sc->fields[c].type) {
-			case WEIR_I64: case WEIR_TS:
-				p = fmt_i64(p, weir_col_i64(b, c)[r]);
-				break;
-			case WEIR_F64:
-				p = fmt_f64(p, weir_col_f64(b, c)[r]);
-				break;
-			case WEIR_BOOL:
-				if (weir_col_bool(b, c)[r]) {
-					memcpy(p, "true", 4);
-					p += 4;
-				} else {
-					memcpy(p, "false", 5);
-					p += 5;
-				}
-				break;
-			case WEIR_STR: {
-				uint32_t n;
-				const char *v = weir_batch_str(b, c, r, &n);
-				p += csv_escape(v, n, p);
-				break;
-			}
-			}
-		}
+		char *p = csv_format_row(s->buf + s->len, b, r);
 		*p++ = '\n';
 		s->len = (size_t)(p - s->buf);
 		if (need > OUT_BUF)
