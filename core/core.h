@@ -339,6 +339,8 @@ typedef struct op_restore {
  * called for every task whose open() was called, even one that failed, so
  * it must cope with partly initialised state.
  */
+typedef struct lnode lnode;
+
 typedef struct op_ops {
 	const char *kind;
 	/* The operator makes its own watermarks and idleness (a watermark
@@ -374,11 +376,20 @@ typedef struct op_ops {
 	int (*produce)(task *t);
 	void (*timer)(task *t);
 	void (*close)(task *t);
+	/*
+	 * Building the graph: a source that generates watermarks per split
+	 * (a Kafka partition) takes over weir_assign_watermarks() applied to
+	 * its main output: event time from column ts_col (-1: the source's
+	 * own), watermark = max - lag per split, idle after idle_ms (0:
+	 * never).  0, or -errno and the source stays as it was.  NULL: a
+	 * watermark operator is added after the source instead.
+	 */
+	int (*adopt_watermarks)(lnode *n, int ts_col, int64_t lag, int64_t idle_ms);
 } op_ops;
 
 #define NODE_MAX_PORTS 8
 
-typedef struct lnode {
+struct lnode {
 	int id;
 	char name[64];
 	const op_ops *ops;
@@ -394,7 +405,7 @@ typedef struct lnode {
 	int ninputs;
 	void *conf;            /* operator configuration, owned */
 	void (*conf_free)(void *conf);
-} lnode;
+};
 
 typedef struct ledge {
 	int src, src_port, dst, dst_input;

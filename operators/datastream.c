@@ -186,6 +186,7 @@ void env_error(weir_env *env, const char *fmt, ...)
 
 weir_env *stream_env(const weir_stream *s) { return s->env; }
 lnode *stream_node(const weir_stream *s) { return s->env->g.nodes[s->node]; }
+int stream_port_of(const weir_stream *s) { return s->port; }
 int stream_key_col(const weir_stream *s) { return s->keyed ? s->key_col : -1; }
 bool stream_is_broadcast(const weir_stream *s) { return s->part == PART_BROADCAST; }
 

@@ -176,8 +176,9 @@ static inline double rate_min(double a, double b)
 void env_error(weir_env *env, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 weir_env *stream_env(const weir_stream *s);
-/* The node that produces s. */
+/* The node that produces s, and which of its output ports s is. */
 lnode *stream_node(const weir_stream *s);
+int stream_port_of(const weir_stream *s);
 /* The key column of a weir_key_by() stream, else -1. */
 int stream_key_col(const weir_stream *s);
 bool stream_is_broadcast(const weir_stream *s);

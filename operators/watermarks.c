@@ -290,6 +290,15 @@ weir_stream *weir_assign_watermarks(weir_stream *in, const char *name,
 		free(c);
 		return NULL;
 	}
+	/* A source with splits of its own (Kafka partitions) makes the
+	 * watermarks per split, as Flink's sources do. */
+	lnode *origin = stream_node(in);
+	if (ws->kind != WEIR_WM_PUNCTUATED && stream_port_of(in) == 0 &&
+	    origin->ops->adopt_watermarks &&
+	    origin->ops->adopt_watermarks(origin, c->ts_col, c->ooo, c->idle_ms) == 0) {
+		free(c);
+		return in;
+	}
 	if (ws->kind == WEIR_WM_PUNCTUATED) {
 		if (!ws->punctuation_column) {
 			env_error(env, "assign_watermarks: punctuated strategy without a "
@@ -304,13 +313,12 @@ weir_stream *weir_assign_watermarks(weir_stream *in, const char *name,
 		}
 	}
 	/* One generator per input subtask: same parallelism, so it chains. */
-	lnode *src = stream_node(in);
 	weir_stream *out = stream_add_op(&in, 1, name, "watermarks", &op_watermarks,
 					 s, c, NULL);
 	if (out) {
 		lnode *n = stream_node(out);
-		n->parallelism = src->parallelism;
-		n->max_parallelism_1 = src->max_parallelism_1;
+		n->parallelism = origin->parallelism;
+		n->max_parallelism_1 = origin->max_parallelism_1;
 	}
 	return out;
 }

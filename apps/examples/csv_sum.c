@@ -36,7 +36,7 @@ static void usage(FILE *f, const char *self)
 		"--rate N reads at most N rows per second.  When the run takes checkpoints\n"
 		"(weir run --checkpoint-dir), --output and --dead-letters are directories\n"
 		"(created if missing) of files part-<subtask>-<n>, committed at each\n"
-		"checkpoint, so both are exactly-once.\n");
+		"checkpoint, so both are exactly-once.\n" EX_URI_HELP);
 }
 
 int weir_job(weir_env *env, int argc, char **argv)
@@ -66,23 +66,18 @@ int weir_job(weir_env *env, int argc, char **argv)
 		return 2;
 	}
 	const weir_schema *schema = weir_schema_parse(env, spec);
-	weir_stream *rows = weir_source_csv(env, "csv", input, schema, header, NULL);
+	weir_stream *rows = weir_source_uri(env, "csv", input, schema, header, NULL);
 	if (rate > 0)
 		weir_source_set_rate(rows, rate);
-	bool files = weir_env_checkpointing(env);
 	weir_stream *keyed = weir_key_by(rows, key);
 	char cols[512];
 	snprintf(cols, sizeof(cols), "%s,%s", key, sum);
 	weir_stream *sums = weir_project(weir_sum(keyed, sum), "key-sum", cols);
-	if (output && files)
-		weir_sink_files(sums, "output", output);
-	else if (output)
-		weir_sink_csv(sums, "output", output);
+	if (output)
+		weir_sink_uri(sums, "output", output);
 	else
 		weir_sink_stdout(sums, "output");
-	if (dead && files)
-		weir_sink_files(weir_csv_dead_letters(rows), "dead-letters", dead);
-	else if (dead)
-		weir_sink_csv(weir_csv_dead_letters(rows), "dead-letters", dead);
+	if (dead)
+		weir_sink_uri(weir_source_dead_letters(rows), "dead-letters", dead);
 	return weir_env_error(env) ? 1 : 0;
 }

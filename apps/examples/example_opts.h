@@ -53,6 +53,17 @@ typedef struct ex_opt {
 
 #define EX_MAX_OPTS 16
 
+/* The end of a usage text whose input and output flags take connector
+ * URIs (weir_source_uri, weir_sink_uri). */
+#define EX_URI_HELP \
+	"\n" \
+	"A file flag may name a Kafka topic instead (one message per row, the row's\n" \
+	"CSV line as its value):\n" \
+	"  input:  kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?format=csv|raw\n" \
+	"          &start=earliest|latest|group&bounded=1&group=ID]\n" \
+	"  output: kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?format=csv|raw\n" \
+	"          &guarantee=exactly-once|at-least-once|none&key=COLS]\n"
+
 /* A rate in records per second, > 0, the whole string.  0 or -1 (printed). */
 static inline int ex_parse_rate(const char *job, const char *flag, const char *s,
 				double *v)

@@ -66,7 +66,7 @@ static void usage(FILE *f, const char *self)
 		"\n"
 		"When the run takes checkpoints (weir run --checkpoint-dir), --output and\n"
 		"--alerts are directories (created if missing) of files part-<subtask>-<n>,\n"
-		"committed at each checkpoint, so both are exactly-once.\n");
+		"committed at each checkpoint, so both are exactly-once.\n" EX_URI_HELP);
 }
 
 static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
@@ -177,10 +177,10 @@ int weir_job(weir_env *env, int argc, char **argv)
 	}
 
 	const weir_schema *schema = weir_schema_parse(env, "host:str,ts:i64,latency_us:i64");
-	weir_stream *rows = weir_source_csv(env, "telemetry", input, schema, false, "ts");
+	weir_stream *rows = weir_source_uri(env, "telemetry", input, schema, false, "ts");
 	if (rate > 0)
 		weir_source_set_rate(rows, rate);
-	weir_stream *malformed = weir_filter(weir_csv_dead_letters(rows), "report-malformed",
+	weir_stream *malformed = weir_filter(weir_source_dead_letters(rows), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
 	weir_sink_discard(malformed, "malformed");
@@ -198,13 +198,9 @@ int weir_job(weir_env *env, int argc, char **argv)
 		window_percentiles, NULL);
 	weir_stream *over = weir_filter(stats, "p99-over-threshold", over_threshold,
 					&threshold);
-	if (weir_env_checkpointing(env)) {
-		/* Everything the job writes commits with the checkpoints. */
-		weir_sink_files(stats, "output", output);
-		weir_sink_files(over, "alerts", alerts);
-	} else {
-		weir_sink_csv(stats, "output", output);
-		weir_sink_csv(over, "alerts", alerts);
-	}
+	/* A path or a kafka:// URI; with checkpoints, a path is a
+	 * directory of exactly-once part files. */
+	weir_sink_uri(stats, "output", output);
+	weir_sink_uri(over, "alerts", alerts);
 	return weir_env_error(env) ? 1 : 0;
 }

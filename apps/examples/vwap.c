@@ -56,7 +56,7 @@ static void usage(FILE *f, const char *self)
 		"\n"
 		"When the run takes checkpoints (weir run --checkpoint-dir), --output is\n"
 		"a directory (created if missing) of files part-<subtask>-<n>, committed at\n"
-		"each checkpoint, so the output is exactly-once.\n");
+		"each checkpoint, so the output is exactly-once.\n" EX_URI_HELP);
 }
 
 static void report_dead(void *arg, const weir_batch *in, uint8_t *keep)
@@ -162,10 +162,10 @@ int weir_job(weir_env *env, int argc, char **argv)
 
 	const weir_schema *schema =
 		weir_schema_parse(env, "symbol:str,ts:i64,price:f64,qty:i64");
-	weir_stream *trades = weir_source_csv(env, "trades", input, schema, false, "ts");
+	weir_stream *trades = weir_source_uri(env, "trades", input, schema, false, "ts");
 	if (rate > 0)
 		weir_source_set_rate(trades, rate);
-	weir_stream *malformed = weir_filter(weir_csv_dead_letters(trades), "report-malformed",
+	weir_stream *malformed = weir_filter(weir_source_dead_letters(trades), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
 	weir_sink_discard(malformed, "malformed");
@@ -192,9 +192,6 @@ int weir_job(weir_env *env, int argc, char **argv)
 		weir_schema_parse(env, "symbol:str,window_start:ts,window_end:ts,"
 					"trades:i64,volume:i64,vwap:f64"),
 		&fns);
-	if (weir_env_checkpointing(env))
-		weir_sink_files(vwap, "output", output);
-	else
-		weir_sink_csv(vwap, "output", output);
+	weir_sink_uri(vwap, "output", output);
 	return weir_env_error(env) ? 1 : 0;
 }

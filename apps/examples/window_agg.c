@@ -70,7 +70,7 @@ static void usage(FILE *f, const char *self)
 		"\n"
 		"When the run takes checkpoints (weir run --checkpoint-dir), --output and\n"
 		"--late-output are directories (created if missing) of files\n"
-		"part-<subtask>-<n>, committed at each checkpoint, so both are exactly-once.\n");
+		"part-<subtask>-<n>, committed at each checkpoint, so both are exactly-once.\n" EX_URI_HELP);
 }
 
 /* Dead letters ("line,reason,raw") of the CSV source: report each on
@@ -134,11 +134,11 @@ int weir_job(weir_env *env, int argc, char **argv)
 	w.allowed_lateness = lateness;
 
 	const weir_schema *schema = weir_schema_parse(env, "key:str,ts:i64,value:i64");
-	weir_stream *rows = weir_source_csv(env, "events", input, schema, false, "ts");
+	weir_stream *rows = weir_source_uri(env, "events", input, schema, false, "ts");
 	weir_stream_set_parallelism(rows, 1);
 	if (rate > 0)
 		weir_source_set_rate(rows, rate);
-	weir_stream *malformed = weir_filter(weir_csv_dead_letters(rows), "report-malformed",
+	weir_stream *malformed = weir_filter(weir_source_dead_letters(rows), "report-malformed",
 					     report_dead, (void *)input);
 	weir_stream_set_parallelism(malformed, 1);
 	weir_sink_discard(malformed, "malformed");
@@ -150,13 +150,9 @@ int weir_job(weir_env *env, int argc, char **argv)
 	weir_stream *timed = weir_assign_watermarks(rows, "watermarks", &ws);
 	weir_stream *windows = weir_window_stats(weir_key_by(timed, "key"), "window",
 						     &w, "value");
-	if (weir_env_checkpointing(env)) {
-		/* Everything the job writes commits with the checkpoints. */
-		weir_sink_files(windows, "output", output);
-		weir_sink_files(weir_window_late(windows), "late", late);
-	} else {
-		weir_sink_csv(windows, "output", output);
-		weir_sink_csv(weir_window_late(windows), "late", late);
-	}
+	/* A path or a kafka:// URI; with checkpoints, a path is a
+	 * directory of exactly-once part files. */
+	weir_sink_uri(windows, "output", output);
+	weir_sink_uri(weir_window_late(windows), "late", late);
 	return weir_env_error(env) ? 1 : 0;
 }

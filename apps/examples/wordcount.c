@@ -17,6 +17,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <weir/weir.h>
 
@@ -96,8 +97,8 @@ static void usage(FILE *f, const char *self)
 		"                 takes checkpoints (weir run --checkpoint-dir), PATH\n"
 		"                 is a directory (created if missing) of exactly-once\n"
 		"                 files part-<subtask>-<n>, committed at each checkpoint\n"
-		"  --rate N       read at most N lines per second (over all subtasks)\n",
-		self);
+		"  --rate N       read at most N lines per second (over all subtasks)\n"
+		EX_URI_HELP, self);
 }
 
 int weir_job(weir_env *env, int argc, char **argv)
@@ -117,17 +118,17 @@ int weir_job(weir_env *env, int argc, char **argv)
 	if (ex_extra_args("wordcount", argc, argv, usage))
 		return 2;
 
-	weir_stream *lines = input ? weir_source_text_file(env, "lines", input)
-				   : weir_source_stdin(env, "lines");
+	/* A text file, a kafka:// URI (each message a line), or stdin. */
+	weir_stream *lines = !input ? weir_source_stdin(env, "lines")
+			     : strstr(input, "://") ? weir_source_uri(env, "lines", input, NULL, false, NULL)
+			     : weir_source_text_file(env, "lines", input);
 	if (rate > 0)
 		weir_source_set_rate(lines, rate);
 	weir_stream *words = weir_flat_map(lines, "tokenize",
 		weir_schema_parse(env, "word:str,count:i64"), tokenize, NULL);
 	weir_stream *counts = weir_sum(weir_key_by(words, "word"), "count");
-	if (output && weir_env_checkpointing(env))
-		weir_sink_files(counts, "output", output);
-	else if (output)
-		weir_sink_csv(counts, "output", output);
+	if (output)
+		weir_sink_uri(counts, "output", output);
 	else
 		weir_sink_stdout(counts, "output");
 	return weir_env_error(env) ? 1 : 0;

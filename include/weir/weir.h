@@ -14,6 +14,7 @@
 #include <weir/batch.h>
 #include <weir/datastream.h>
 #include <weir/keyed.h>
+#include <weir/connectors.h>
 
 #define WEIR_VERSION "0.1.0"
 
