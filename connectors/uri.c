@@ -186,8 +186,9 @@ int uri_parse(const char *uri, bool sink, kafka_uri *k, char *err, size_t errlen
 			 topic);
 		return -EINVAL;
 	}
-	snprintf(k->brokers, sizeof(k->brokers), "%s", buf);
-	snprintf(k->topic, sizeof(k->topic), "%s", topic);
+	/* both lengths were checked above */
+	memcpy(k->brokers, buf, strlen(buf) + 1);
+	memcpy(k->topic, topic, strlen(topic) + 1);
 	for (char *p = q; p && *p;) {
 		char *end = strchr(p, '&');
 		if (end)
