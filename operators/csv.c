@@ -234,3 +234,44 @@ char *csv_format_cell(char *p, const weir_batch *b, int c, uint32_t r)
 	}
 	return p;
 }
+
+/* ---- records into rows ---------------------------------------------------------- */
+
+int csv_parse_fields(const weir_schema *sc, const char *scratch, const csv_field *f, int nf,
+		     int64_t *vals, size_t *str_bytes, char *msg, size_t cap)
+{
+	if (nf != sc->ncols) {
+		snprintf(msg, cap, "expected %d fields, found %d", sc->ncols, nf);
+		return -1;
+	}
+	*str_bytes = 0;
+	for (int k = 0; k < nf; k++) {
+		weir_type ty = sc->fields[k].type;
+		if (ty == WEIR_STR) {
+			*str_bytes += f[k].len;
+			continue;
+		}
+		if (csv_parse_value(scratch + f[k].off, f[k].len, ty, &vals[k]) < 0) {
+			snprintf(msg, cap, "column %d (%s): '%.*s' is not a valid %s", k + 1,
+				 sc->fields[k].name, (int)(f[k].len > 40 ? 40 : f[k].len),
+				 scratch + f[k].off, type_name(ty));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void csv_store_row(weir_batch *b, uint32_t r, const char *scratch, const csv_field *f,
+		   const int64_t *vals)
+{
+	const weir_schema *sc = b->schema;
+	for (int k = 0; k < sc->ncols; k++) {
+		weir_type ty = sc->fields[k].type;
+		if (ty == WEIR_STR)
+			weir_batch_set_str(b, k, r, scratch + f[k].off, f[k].len);
+		else if (ty == WEIR_BOOL)
+			weir_col_bool(b, k)[r] = (uint8_t)vals[k];
+		else
+			weir_col_i64(b, k)[r] = vals[k];
+	}
+}

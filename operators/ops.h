@@ -310,5 +310,15 @@ size_t csv_row_bound(const weir_batch *b, uint32_t r);
  * returns the end.  csv_format_cell: one cell, column c. */
 char *csv_format_row(char *p, const weir_batch *b, uint32_t r);
 char *csv_format_cell(char *p, const weir_batch *b, int c, uint32_t r);
+/* The fields f[0..nf) of a split record (in scratch) as values of schema
+ * sc: numbers, booleans and times into vals[k], the strings' total length
+ * into *str_bytes.  0, or -1 with why in msg (a wrong field count, a value
+ * that does not parse, naming its column). */
+int csv_parse_fields(const weir_schema *sc, const char *scratch, const csv_field *f, int nf,
+		     int64_t *vals, size_t *str_bytes, char *msg, size_t cap);
+/* Store a record parsed by csv_parse_fields as row r of b (room checked
+ * by the caller: capacity, and str_bytes of heap). */
+void csv_store_row(weir_batch *b, uint32_t r, const char *scratch, const csv_field *f,
+		   const int64_t *vals);
 
 #endif

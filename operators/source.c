@@ -609,36 +609,12 @@ static int csv_produce(task *t)
 			dead_letter(t, s, line, why, p, rec_len);
 			continue;
 		}
-		if (nf != schema->ncols) {
-			char msg[96];
-			snprintf(msg, sizeof(msg), "expected %d fields, found %d",
-				 schema->ncols, nf);
-			dead_letter(t, s, line, msg, p, rec_len);
-			continue;
-		}
 		/* Parse every field before touching the batch. */
 		int64_t vals[WEIR_MAX_COLS];
 		size_t str_bytes = 0;
-		int bad = -1;
-		for (int k = 0; k < nf; k++) {
-			weir_type ty = schema->fields[k].type;
-			if (ty == WEIR_STR) {
-				str_bytes += s->fields[k].len;
-				continue;
-			}
-			if (csv_parse_value(s->scratch + s->fields[k].off, s->fields[k].len,
-					    ty, &vals[k]) < 0) {
-				bad = k;
-				break;
-			}
-		}
-		if (bad >= 0) {
-			char msg[160];
-			snprintf(msg, sizeof(msg), "column %d (%s): '%.*s' is not a valid %s",
-				 bad + 1, schema->fields[bad].name,
-				 (int)(s->fields[bad].len > 40 ? 40 : s->fields[bad].len),
-				 s->scratch + s->fields[bad].off,
-				 type_name(schema->fields[bad].type));
+		char msg[160];
+		if (csv_parse_fields(schema, s->scratch, s->fields, nf, vals, &str_bytes, msg,
+				     sizeof(msg)) < 0) {
 			dead_letter(t, s, line, msg, p, rec_len);
 			continue;
 		}
@@ -655,16 +631,7 @@ static int csv_produce(task *t)
 		if (!b)
 			b = batch_alloc(schema, str_bytes);
 		uint32_t r = b->rows;
-		for (int k = 0; k < nf; k++) {
-			weir_type ty = schema->fields[k].type;
-			if (ty == WEIR_STR)
-				weir_batch_set_str(b, k, r, s->scratch + s->fields[k].off,
-						   s->fields[k].len);
-			else if (ty == WEIR_BOOL)
-				weir_col_bool(b, k)[r] = (uint8_t)vals[k];
-			else
-				weir_col_i64(b, k)[r] = vals[k];
-		}
+		csv_store_row(b, r, s->scratch, s->fields, vals);
 		b->ts[r] = c->ts_col >= 0 ? vals[c->ts_col] : 0;
 		b->rows = r + 1;
 	}

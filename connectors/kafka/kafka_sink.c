@@ -485,6 +485,13 @@ static int ksink_restore(task *t, const op_restore *r)
 		memcpy(&n, pn, 4);
 		for (uint32_t i = 0; i < n && !rd.err; i++) {
 			int64_t ck = (int64_t)snap_get_u64(&rd);
+			/* the restored checkpoint: its barrier closed the newest
+			 * pending transaction, so this run's first holds the
+			 * rows after it */
+			if (!rd.err && ck > s->last_id) {
+				s->last_id = ck;
+				snprintf(s->ck_str, sizeof(s->ck_str), "%" PRId64, ck + 1);
+			}
 			if (r->blobs[b].subtask % t->parallelism == t->subtask && ck && !rd.err)
 				wlog(LOG_INFO, "kafka sink '%s': subtask %d's transaction of checkpoint "
 				     "%" PRId64 " was pending at the restored checkpoint; if the crash "

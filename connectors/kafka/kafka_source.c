@@ -74,6 +74,7 @@ typedef struct ksrc {
 	int wake[2];
 	kpart *parts;
 	int nparts;
+	kpart *last;        /* part_find's last answer */
 	bool assigned;
 	bool all_done;
 	char *scratch;
@@ -91,10 +92,14 @@ typedef struct ksrc {
 
 static kpart *part_find(ksrc *s, const char *topic, int32_t partition)
 {
+	/* messages come in runs of one partition: try the last one first */
+	kpart *l = s->last;
+	if (l && l->partition == partition && !strcmp(s->c->topics[l->topic], topic))
+		return l;
 	for (int i = 0; i < s->nparts; i++) {
 		kpart *p = &s->parts[i];
 		if (p->partition == partition && !strcmp(s->c->topics[p->topic], topic))
-			return p;
+			return s->last = p;
 	}
 	return NULL;
 }
@@ -387,26 +392,8 @@ static const char *decode_csv(ksrc *s, const weir_schema *sc, const char *p, siz
 		return why;
 	if ((size_t)used < n)
 		return "more than one CSV record in the value";
-	if (nf != sc->ncols) {
-		snprintf(msg, cap, "expected %d fields, found %d", sc->ncols, nf);
+	if (csv_parse_fields(sc, s->scratch, s->fields, nf, vals, str_bytes, msg, cap) < 0)
 		return msg;
-	}
-	*str_bytes = 0;
-	for (int k = 0; k < nf; k++) {
-		weir_type ty = sc->fields[k].type;
-		if (ty == WEIR_STR) {
-			*str_bytes += s->fields[k].len;
-			continue;
-		}
-		if (csv_parse_value(s->scratch + s->fields[k].off, s->fields[k].len, ty,
-				    &vals[k]) < 0) {
-			snprintf(msg, cap, "column %d (%s): '%.*s' is not a valid %s", k + 1,
-				 sc->fields[k].name,
-				 (int)(s->fields[k].len > 40 ? 40 : s->fields[k].len),
-				 s->scratch + s->fields[k].off, type_name(ty));
-			return msg;
-		}
-	}
 	return NULL;
 }
 
@@ -542,16 +529,7 @@ static int ksrc_produce(task *t)
 			weir_batch_set_str(b, 0, r, m->payload ? m->payload : "", (uint32_t)m->len);
 			ts = rd_kafka_message_timestamp(m, NULL);
 		} else {
-			for (int k = 0; k < sc->ncols; k++) {
-				weir_type ty = sc->fields[k].type;
-				if (ty == WEIR_STR)
-					weir_batch_set_str(b, k, r, s->scratch + s->fields[k].off,
-							   s->fields[k].len);
-				else if (ty == WEIR_BOOL)
-					weir_col_bool(b, k)[r] = (uint8_t)vals[k];
-				else
-					weir_col_i64(b, k)[r] = vals[k];
-			}
+			csv_store_row(b, r, s->scratch, s->fields, vals);
 			ts = c->ts_col >= 0 ? vals[c->ts_col] : rd_kafka_message_timestamp(m, NULL);
 		}
 		if (ts < 0 && c->ts_col < 0)
